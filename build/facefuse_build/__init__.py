@@ -1,0 +1,1 @@
+"""The model build pipeline: package weights -> ONNX (-> TensorRT) + Triton configs."""

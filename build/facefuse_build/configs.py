@@ -1,0 +1,352 @@
+"""Every Triton config.pbtxt, generated from one typed source per profile.
+
+`MODELS` and `ENSEMBLES` below are the source. `model_configs(profile)` turns them into
+dicts, each validated against Triton's own `ModelConfig` protobuf schema
+(`json_format.ParseDict`), and `check_ensembles` verifies every ensemble step's
+input_map/output_map against the target model (names, dtypes, shapes). Nothing is
+hand-written or edited after generation.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from google.protobuf import json_format, text_format
+from tritonclient.grpc import model_config_pb2
+
+from facefuse import contract as c
+from facefuse.contract import TensorSpec
+from facefuse.settings import Settings
+from facefuse_build.errors import BuildError, ProfileError
+
+PROFILES = ("cpu", "gpu")
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    gpus: tuple[int, ...] = (0,)
+
+    def __post_init__(self):
+        if self.name not in PROFILES:
+            raise ProfileError(f"unknown profile {self.name!r}; use one of {', '.join(PROFILES)}")
+        if self.name == "gpu" and (not self.gpus or any(g < 0 for g in self.gpus)):
+            raise ProfileError(f"gpu profile needs a list of GPU indices (e.g. --gpus 0,1), got {self.gpus}")
+
+    @property
+    def detector_input_px(self) -> int:
+        return c.DETECTOR_INPUT_PX[self.name]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One Triton model: a Python stage or a built network."""
+
+    name: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    network: bool  # built from weights (ONNX/TensorRT) rather than a Python stage
+    max_batch_size: int
+    max_queue_delay_us: int
+    instances_cpu: int = 1
+    instances_per_gpu: int = 1
+    # Inputs whose shape varies per request (images): let the Python backend receive
+    # such requests together instead of one execute() call each.
+    ragged_inputs: tuple[str, ...] = ()
+    parameters: dict[str, str] = field(default_factory=dict)
+
+
+def _detector_tensors(profile: Profile) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+    s = profile.detector_input_px
+    priors = c.detector_prior_count(s)
+    inputs = (TensorSpec("detector_image", "UINT8", (s, s, 3)),)
+    outputs = (
+        TensorSpec("box_deltas", "FP32", (priors, 4)),
+        TensorSpec("face_probs", "FP32", (priors,)),
+        TensorSpec("keypoint_deltas", "FP32", (priors, 10)),
+    )
+    return inputs, outputs
+
+
+LETTERBOX_SCALE = TensorSpec("letterbox_scale", "FP32", (1,))
+FACE_PRESENCE = TensorSpec("face_presence", "FP32", (-1,))
+TEMPLATE_IMAGE = TensorSpec("template_image", "UINT8", (-1, -1, 3))
+FUSED_FACES = TensorSpec("fused_faces", "UINT8", (-1, c.FACE_CROP_PX, c.FACE_CROP_PX, 3))
+FUSED_MASKS = TensorSpec("fused_masks", "UINT8", (-1, c.FACE_CROP_PX, c.FACE_CROP_PX))
+
+
+def _renamed(spec: TensorSpec, name: str) -> TensorSpec:
+    return TensorSpec(name, spec.dtype, spec.dims)
+
+
+def model_specs(profile: Profile, settings: Settings) -> list[ModelSpec]:
+    detector_in, detector_out = _detector_tensors(profile)
+    s = settings
+    return [
+        ModelSpec(
+            "decode", (c.IMAGE_BYTES,), (c.IMAGE, detector_in[0], LETTERBOX_SCALE), network=False,
+            max_batch_size=16, max_queue_delay_us=0,
+            parameters={
+                "detector_input_px": str(profile.detector_input_px),
+                "max_image_side_px": str(s.max_image_side_px),
+                "decode_target_side_px": str(s.decode_target_side_px),
+            },
+        ),
+        ModelSpec(
+            "face_detector", detector_in, detector_out, network=True,
+            max_batch_size=8, max_queue_delay_us=1000, instances_cpu=1, instances_per_gpu=1,
+        ),
+        ModelSpec(
+            "align", (c.IMAGE, *detector_out, LETTERBOX_SCALE), (c.FACES, c.FACE_AFFINES, c.FACE_BOXES),
+            network=False, max_batch_size=16, max_queue_delay_us=0, ragged_inputs=("image",),
+            parameters={
+                "detector_input_px": str(profile.detector_input_px),
+                "score_threshold": str(s.detector_score_threshold),
+                "nms_iou": str(s.detector_nms_iou),
+                "min_face_px": str(s.min_face_px),
+                "max_face_outside_fraction": str(s.max_face_outside_fraction),
+            },
+        ),
+        ModelSpec(
+            "face_landmarks", (c.FACES,), (c.FACE_MESHES, FACE_PRESENCE), network=True,
+            max_batch_size=16, max_queue_delay_us=1000,
+        ),
+        ModelSpec(
+            "template_bank", (c.TEMPLATE_ID, c.FACE_INDICES),
+            (TEMPLATE_IMAGE, _renamed(c.FACES, "template_faces"), _renamed(c.FACE_MESHES, "template_meshes"),
+             _renamed(c.FACE_AFFINES, "template_affines")),
+            network=False, max_batch_size=16, max_queue_delay_us=0, ragged_inputs=("face_indices",),
+            parameters={"template_dir": str(s.templates_path)},
+        ),
+        ModelSpec(
+            "fuse",
+            (_renamed(c.FACES, "user_faces"), _renamed(c.FACE_MESHES, "user_meshes"),
+             _renamed(c.FACES, "template_faces"), _renamed(c.FACE_MESHES, "template_meshes"),
+             c.FUSE_DEGREE, c.PROFILE_DEGREE),
+            (FUSED_FACES, FUSED_MASKS), network=True,
+            max_batch_size=8, max_queue_delay_us=1000, instances_cpu=2, instances_per_gpu=1,
+        ),
+        ModelSpec(
+            "postprocess",
+            (TEMPLATE_IMAGE, FUSED_FACES, FUSED_MASKS, _renamed(c.FACE_AFFINES, "template_affines"),
+             c.ADD_LABEL, c.OUTPUT_FORMAT, c.OUTPUT_QUALITY),
+            (c.POSTER,), network=False, max_batch_size=16, max_queue_delay_us=0,
+            ragged_inputs=("template_image", "fused_faces", "fused_masks", "template_affines"),
+        ),
+    ]
+
+
+# ---- ensembles ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class Step:
+    model: str
+    input_map: dict[str, str]  # model input -> ensemble tensor
+    output_map: dict[str, str]  # model output -> ensemble tensor
+
+
+@dataclass(frozen=True)
+class EnsembleSpec:
+    name: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    steps: tuple[Step, ...]
+
+
+def _identity(*names: str) -> dict[str, str]:
+    return {n: n for n in names}
+
+
+USER_SIDE = (
+    Step("decode", _identity("image_bytes"), _identity("image", "detector_image", "letterbox_scale")),
+    Step("face_detector", _identity("detector_image"), _identity("box_deltas", "face_probs", "keypoint_deltas")),
+    Step(
+        "align", _identity("image", "box_deltas", "face_probs", "keypoint_deltas", "letterbox_scale"),
+        {"faces": "user_faces", "face_affines": "user_affines", "face_boxes": "user_boxes"},
+    ),
+    Step("face_landmarks", {"faces": "user_faces"}, {"face_meshes": "user_meshes", "face_presence": "user_presence"}),
+)
+TEMPLATE_SIDE = (
+    Step(
+        "template_bank", _identity("template_id", "face_indices"),
+        _identity("template_image", "template_faces", "template_meshes", "template_affines"),
+    ),
+    Step(
+        "fuse", _identity("user_faces", "user_meshes", "template_faces", "template_meshes", "fuse_degree", "profile_degree"),
+        _identity("fused_faces", "fused_masks"),
+    ),
+    Step(
+        "postprocess",
+        _identity("template_image", "fused_faces", "fused_masks", "template_affines", "add_label", "output_format", "output_quality"),
+        _identity("poster"),
+    ),
+)
+FUSE_OPTIONS = (c.FACE_INDICES, c.FUSE_DEGREE, c.PROFILE_DEGREE, c.ADD_LABEL, c.OUTPUT_FORMAT, c.OUTPUT_QUALITY)
+USER_FACES = _renamed(c.FACES, "user_faces")
+USER_MESHES = _renamed(c.FACE_MESHES, "user_meshes")
+
+ENSEMBLES = (
+    EnsembleSpec(
+        "face_analyze", (c.IMAGE_BYTES,),
+        (USER_FACES, USER_MESHES, _renamed(c.FACE_BOXES, "user_boxes")), USER_SIDE,
+    ),
+    EnsembleSpec(
+        "face_fuse", (USER_FACES, USER_MESHES, c.TEMPLATE_ID, *FUSE_OPTIONS), (c.POSTER,), TEMPLATE_SIDE,
+    ),
+    EnsembleSpec(
+        "face_fusion", (c.IMAGE_BYTES, c.TEMPLATE_ID, *FUSE_OPTIONS), (c.POSTER,), USER_SIDE + TEMPLATE_SIDE,
+    ),
+)
+ENSEMBLE_MAX_BATCH_SIZE = 8
+
+
+# ---- dict generation -------------------------------------------------------------
+def _tensor(spec: TensorSpec, ragged: bool = False) -> dict:
+    entry = {"name": spec.name, "data_type": f"TYPE_{spec.dtype}", "dims": list(spec.dims)}
+    if ragged:
+        entry["allow_ragged_batch"] = True
+    return entry
+
+
+def model_config(spec: ModelSpec, profile: Profile, has_plan: bool = False) -> dict:
+    config: dict = {
+        "name": spec.name,
+        "max_batch_size": spec.max_batch_size,
+        "input": [_tensor(t, t.name in spec.ragged_inputs) for t in spec.inputs],
+        "output": [_tensor(t) for t in spec.outputs],
+        "dynamic_batching": {"max_queue_delay_microseconds": spec.max_queue_delay_us},
+    }
+    if spec.network and profile.name == "gpu":
+        # Native backends of the NGC Triton image; TensorRT plans where built.
+        config["platform"] = "tensorrt_plan" if has_plan else "onnxruntime_onnx"
+        config["instance_group"] = [
+            {"kind": "KIND_GPU", "count": spec.instances_per_gpu, "gpus": [gpu]} for gpu in profile.gpus
+        ]
+    else:
+        # Python backend: stages, and on CPU the networks through facefuse's ONNX Runtime runner.
+        config["backend"] = "python"
+        config["instance_group"] = [{"kind": "KIND_CPU", "count": spec.instances_cpu}]
+        parameters = dict(spec.parameters)
+        if spec.network:
+            parameters.setdefault("intra_op_threads", "1")
+        if parameters:
+            config["parameters"] = {k: {"string_value": v} for k, v in parameters.items()}
+    return config
+
+
+def _consumed(spec: EnsembleSpec) -> set[str]:
+    return {t for step in spec.steps for t in step.input_map.values()} | {t.name for t in spec.outputs}
+
+
+def ensemble_config(spec: EnsembleSpec) -> dict:
+    """Steps map every output they may produce; Triton refuses ensemble tensors nobody
+    consumes, so outputs this ensemble does not use are left unmapped."""
+    used = _consumed(spec)
+    return {
+        "name": spec.name,
+        "platform": "ensemble",
+        "max_batch_size": ENSEMBLE_MAX_BATCH_SIZE,
+        "input": [_tensor(t) for t in spec.inputs],
+        "output": [_tensor(t) for t in spec.outputs],
+        "ensemble_scheduling": {
+            "step": [
+                {
+                    "model_name": s.model, "model_version": -1, "input_map": s.input_map,
+                    "output_map": {k: v for k, v in s.output_map.items() if v in used},
+                }
+                for s in spec.steps
+            ]
+        },
+    }
+
+
+def validate(config: dict) -> model_config_pb2.ModelConfig:
+    """Parse against Triton's schema; unknown or mistyped fields raise."""
+    try:
+        return json_format.ParseDict(config, model_config_pb2.ModelConfig())
+    except json_format.ParseError as exc:
+        raise BuildError(f"config for {config.get('name')!r} does not match Triton's ModelConfig: {exc}") from None
+
+
+def check_ensembles(ensembles: dict[str, dict], models: dict[str, dict]) -> list[str]:
+    """Problems in the ensembles' wiring; empty when every map matches its model."""
+    problems: list[str] = []
+    for ensemble in ensembles.values():
+        tensors = {t["name"]: t for t in ensemble["input"]}
+        produced: set[str] = set(tensors)
+        for step in ensemble["ensemble_scheduling"]["step"]:
+            model = models.get(step["model_name"])
+            where = f"{ensemble['name']} -> {step['model_name']}"
+            if model is None:
+                problems.append(f"{where}: no such model")
+                continue
+            if model["max_batch_size"] < ensemble["max_batch_size"]:
+                problems.append(f"{where}: model max_batch_size {model['max_batch_size']} < ensemble's")
+            model_inputs = {t["name"]: t for t in model["input"]}
+            model_outputs = {t["name"]: t for t in model["output"]}
+            missing = set(model_inputs) - set(step["input_map"])
+            if missing:
+                problems.append(f"{where}: model inputs {sorted(missing)} are not mapped")
+            for model_name, tensor in step["input_map"].items():
+                if model_name not in model_inputs:
+                    problems.append(f"{where}: model has no input {model_name!r}")
+                elif tensor not in produced:
+                    problems.append(f"{where}: ensemble tensor {tensor!r} is used before it is produced")
+                elif not _same_type(tensors[tensor], model_inputs[model_name]):
+                    problems.append(f"{where}: {tensor!r} {_sig(tensors[tensor])} != input {model_name!r} {_sig(model_inputs[model_name])}")
+            for model_name, tensor in step["output_map"].items():
+                if model_name not in model_outputs:
+                    problems.append(f"{where}: model has no output {model_name!r}")
+                    continue
+                if tensor in tensors and not _same_type(tensors[tensor], model_outputs[model_name]):
+                    problems.append(f"{where}: output {model_name!r} {_sig(model_outputs[model_name])} != {tensor!r} {_sig(tensors[tensor])}")
+                tensors.setdefault(tensor, model_outputs[model_name])
+                produced.add(tensor)
+        consumed = {t for step in ensemble["ensemble_scheduling"]["step"] for t in step["input_map"].values()}
+        unused = produced - consumed - {t["name"] for t in ensemble["output"]} - {t["name"] for t in ensemble["input"]}
+        if unused:
+            problems.append(f"{ensemble['name']}: tensors {sorted(unused)} are produced but never used (Triton refuses this)")
+        for output in ensemble["output"]:
+            if output["name"] not in produced:
+                problems.append(f"{ensemble['name']}: output {output['name']!r} is never produced")
+            elif not _same_type(tensors[output["name"]], output):
+                problems.append(f"{ensemble['name']}: output {output['name']!r} type differs from its producer")
+    return problems
+
+
+def _same_type(a: dict, b: dict) -> bool:
+    return a["data_type"] == b["data_type"] and list(a["dims"]) == list(b["dims"])
+
+
+def _sig(t: dict) -> str:
+    return f"{t['data_type']}{list(t['dims'])}"
+
+
+def repository_configs(profile: Profile, settings: Settings, planned: frozenset[str] = frozenset()) -> tuple[dict[str, dict], dict[str, dict]]:
+    """(model configs, ensemble configs) for a profile, validated and cross-checked."""
+    models = {s.name: model_config(s, profile, s.name in planned) for s in model_specs(profile, settings)}
+    ensembles = {e.name: ensemble_config(e) for e in ENSEMBLES}
+    for config in (*models.values(), *ensembles.values()):
+        validate(config)
+    problems = check_ensembles(ensembles, models)
+    if problems:
+        raise BuildError("ensemble wiring does not match the models:\n  " + "\n  ".join(problems))
+    return models, ensembles
+
+
+def pbtxt(config: dict) -> str:
+    return text_format.MessageToString(validate(config))
+
+
+def write_if_changed(path: Path, text: str) -> bool:
+    """Atomic write; returns False (and touches nothing) when the content is the same."""
+    if path.is_file() and path.read_text() == text:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+    return True

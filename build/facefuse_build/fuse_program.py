@@ -1,0 +1,300 @@
+"""fuse: the face-fusion tensor program, authored in PyTorch and exported to ONNX.
+
+No learned face-swap weights ship in any package, so fusion is geometry and colour
+done with tensors. For each (user face, template face) pair, both aligned into the same
+canonical crop by `align` and each with its 468-point mesh:
+
+1. shape: the target geometry is the template mesh moved toward the user's mesh (after
+   a similarity fit removes pose/scale) by `profile_degree`;
+2. warp: both faces are resampled onto the target geometry through dense backward maps
+   interpolated from the mesh correspondences (normalised Gaussian kernels on a coarse
+   grid, upsampled), so at any degree the two faces line up and never ghost;
+3. colour: the user's face takes the template face's colour statistics (YCbCr mean and
+   spread over the inner face) and its low-frequency lighting;
+4. appearance: template and colour-matched user face are mixed by `fuse_degree`;
+5. blend: a soft mask from the mesh's face oval (forehead kept below the hairline)
+   merges the face into the warped template with a Laplacian pyramid (multi-band), so
+   low frequencies blend wide and edges stay sharp.
+
+Outputs are the fused crop and an alpha mask covering everything the program changed;
+outside the alpha the poster is the template, bit for bit.
+
+A learned swapper with the same inputs and outputs can replace this as a new version.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+import torch
+import torch.nn.functional as F
+
+from facefuse.contract import FACE_CROP_PX, MESH_POINTS
+from facefuse_build.export import batch_and_faces_axes, onnx_from_module
+
+INPUT_NAMES = ("user_faces", "user_meshes", "template_faces", "template_meshes", "fuse_degree", "profile_degree")
+OUTPUT_NAMES = ("fused_faces", "fused_masks")
+
+# MediaPipe face-mesh face oval, clockwise from the top of the forehead (index 10).
+FACE_OVAL = (
+    10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377,
+    152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109,
+)
+# Oval points on the upper forehead: pulled further in, so fringes and hairlines of
+# the template stay the template's.
+FOREHEAD = frozenset({10, 338, 297, 332, 284, 54, 103, 67, 109})
+NOSE_TIP = 4
+# Masks, colour statistics and lighting are smooth: they are computed on a 4x smaller
+# grid and upsampled, which keeps the program cheap enough for CPU serving.
+MASK_DOWNSCALE = 4
+# The mask's signed distance is smoother still: an 8x smaller grid.
+DISTANCE_DOWNSCALE = 8
+
+
+class FuseProgram(torch.nn.Module):
+    def __init__(
+        self,
+        crop_px: int = FACE_CROP_PX,
+        field_grid: int = 32,
+        kernel_sigma: float = 0.045,
+        background_weight: float = 0.4,
+        oval_shrink: float = 0.93,
+        forehead_shrink: float = 0.80,
+        feather: float = 0.04,
+        pyramid_levels: int = 5,
+        lighting_blur: int = 16,
+        max_spread_ratio: float = 1.6,
+    ):
+        super().__init__()
+        self.crop_px = crop_px
+        self.field_grid = field_grid
+        self.sigma_px = kernel_sigma * crop_px
+        self.background_weight = background_weight
+        self.feather_px = feather * crop_px
+        self.pyramid_levels = pyramid_levels
+        self.lighting_blur = lighting_blur
+        self.max_spread_ratio = max_spread_ratio
+        shrink = [forehead_shrink if i in FOREHEAD else oval_shrink for i in FACE_OVAL]
+        self.register_buffer("oval_index", torch.tensor(FACE_OVAL, dtype=torch.long), persistent=False)
+        self.register_buffer("oval_shrink", torch.tensor(shrink).view(1, -1, 1), persistent=False)
+        coarse = torch.linspace(0, crop_px - 1, field_grid)
+        gy, gx = torch.meshgrid(coarse, coarse, indexing="ij")
+        self.register_buffer("coarse_points", torch.stack([gx, gy], -1).view(1, -1, 2), persistent=False)
+        cells = crop_px // DISTANCE_DOWNSCALE
+        centres = (torch.arange(cells, dtype=torch.float32) + 0.5) * DISTANCE_DOWNSCALE - 0.5
+        my, mx = torch.meshgrid(centres, centres, indexing="ij")
+        self.register_buffer("mask_points", torch.stack([mx, my], -1).view(1, -1, 2), persistent=False)
+        full = torch.arange(crop_px, dtype=torch.float32)
+        iy, ix = torch.meshgrid(full, full, indexing="ij")
+        self.register_buffer("identity_grid", torch.stack([ix, iy]).view(1, 2, crop_px, crop_px), persistent=False)
+        edge = torch.clamp(torch.minimum(full, crop_px - 1 - full) / (0.04 * crop_px), 0, 1)
+        self.register_buffer("border_window", (edge.view(-1, 1) * edge.view(1, -1)).view(1, 1, crop_px, crop_px), persistent=False)
+        # Full-range BT.601 YCbCr, as JPEG uses: linear, so the colour transfer is cheap.
+        rgb_to_ycc = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
+        self.register_buffer("rgb_to_ycc", rgb_to_ycc, persistent=False)
+        self.register_buffer("ycc_to_rgb", torch.linalg.inv(rgb_to_ycc), persistent=False)
+
+    # ---- geometry -------------------------------------------------------------
+    @staticmethod
+    def similarity_fit(src: torch.Tensor, dst: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Least-squares similarity src -> dst per face: (rotation-scale 2x2, src mean, dst mean)."""
+        src_mean = src.mean(1, keepdim=True)
+        dst_mean = dst.mean(1, keepdim=True)
+        s, d = src - src_mean, dst - dst_mean
+        norm = (s * s).sum((1, 2)).clamp_min(1e-6)
+        a = (s * d).sum((1, 2)) / norm
+        b = (s[..., 0] * d[..., 1] - s[..., 1] * d[..., 0]).sum(1) / norm
+        rot = torch.stack([torch.stack([a, -b], -1), torch.stack([b, a], -1)], -2)
+        return rot, src_mean, dst_mean
+
+    @staticmethod
+    def apply_similarity(points: torch.Tensor, fit: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        rot, src_mean, dst_mean = fit
+        return torch.matmul(points - src_mean, rot.transpose(1, 2)) + dst_mean
+
+    def backward_map(self, target: torch.Tensor, source: torch.Tensor, background: torch.Tensor | None) -> torch.Tensor:
+        """Source pixel positions (N, 2, F, F) that move `source` points onto `target` ones.
+
+        Displacements known at the mesh points are spread with normalised Gaussian
+        weights on a coarse grid; far from the mesh they fade to `background` (a
+        displacement field at the coarse points) or to zero.
+        """
+        n = target.shape[0]
+        points = self.coarse_points.expand(n, -1, -1)
+        dist2 = (
+            (points * points).sum(-1, keepdim=True)
+            + (target * target).sum(-1).unsqueeze(1)
+            - 2 * torch.matmul(points, target.transpose(1, 2))
+        )
+        weights = torch.exp(dist2 * (-0.5 / self.sigma_px**2))
+        displacement = torch.matmul(weights, source - target)
+        total = weights.sum(-1, keepdim=True) + self.background_weight
+        if background is not None:
+            displacement = displacement + self.background_weight * background
+        field = (displacement / total).view(n, self.field_grid, self.field_grid, 2).permute(0, 3, 1, 2)
+        field = F.interpolate(field, size=(self.crop_px, self.crop_px), mode="bilinear", align_corners=True)
+        return self.identity_grid + field
+
+    def sample(self, image: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Bilinear lookup of image (N, 3, F, F) at positions (N, 2, F, F), edges clamped.
+
+        Written as four gathers rather than grid_sample: ONNX Runtime's CPU GridSample
+        kernel is several times slower than its gathers.
+        """
+        n, size = image.shape[0], self.crop_px
+        xy = positions.reshape(n, 2, -1).clamp(0, size - 1)
+        corner = xy.floor().clamp(max=size - 2)
+        frac = xy - corner
+        index = (corner[:, 1:2] * size + corner[:, 0:1]).to(torch.int64).expand(n, 3, -1)
+        flat = image.reshape(n, 3, -1)
+
+        def at(offset: int) -> torch.Tensor:
+            return torch.gather(flat, 2, index + offset)
+
+        fx, fy = frac[:, 0:1], frac[:, 1:2]
+        top = at(0) + (at(1) - at(0)) * fx
+        bottom = at(size) + (at(size + 1) - at(size)) * fx
+        return (top + (bottom - top) * fy).reshape(n, 3, size, size)
+
+    # ---- masks ----------------------------------------------------------------
+    def polygon_distance(self, polygon: torch.Tensor) -> torch.Tensor:
+        """Signed distance (N, 1, F/8, F/8), positive inside, from a coarse grid to a closed polygon."""
+        n = polygon.shape[0]
+        p = self.mask_points.unsqueeze(2)  # 1, P, 1, 2
+        a = polygon.unsqueeze(1)  # N, 1, E, 2
+        b = torch.roll(polygon, -1, dims=1).unsqueeze(1)
+        ab = b - a
+        t = (((p - a) * ab).sum(-1) / (ab * ab).sum(-1).clamp_min(1e-6)).clamp(0, 1)
+        nearest = a + t.unsqueeze(-1) * ab
+        dist = torch.sqrt(((p - nearest) ** 2).sum(-1) + 1e-6).amin(-1)
+        # Crossing number of a ray toward +x decides inside/outside.
+        py, px = p[..., 1], p[..., 0]
+        ay, by, ax = a[..., 1], b[..., 1], a[..., 0]
+        straddles = (ay > py) != (by > py)
+        dy = torch.where(by - ay == 0, torch.full_like(by, 1e-6), by - ay)
+        crosses = straddles & (px < ax + (py - ay) * ab[..., 0] / dy)
+        inside = crosses.to(torch.float32).sum(-1).remainder(2.0)
+        signed = dist * (inside * 2 - 1)
+        cells = self.crop_px // DISTANCE_DOWNSCALE
+        return signed.view(n, 1, cells, cells)
+
+    def face_polygon(self, mesh_xy: torch.Tensor) -> torch.Tensor:
+        oval = mesh_xy.index_select(1, self.oval_index)
+        center = mesh_xy[:, NOSE_TIP : NOSE_TIP + 1]
+        return center + (oval - center) * self.oval_shrink
+
+    # ---- colour ---------------------------------------------------------------
+    @staticmethod
+    def convert(colours: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("ij,njhw->nihw", matrix, colours)
+
+    def masked_blur(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Low-pass of x inside mask only (normalised convolution), so the background
+        does not bleed into the face's lighting estimate. x and mask are at 1/4 size."""
+        k = self.lighting_blur // MASK_DOWNSCALE
+        num = F.avg_pool2d(F.avg_pool2d(x * mask, k), 3, stride=1, padding=1, count_include_pad=False)
+        den = F.avg_pool2d(F.avg_pool2d(mask, k), 3, stride=1, padding=1, count_include_pad=False)
+        low = num / den.clamp_min(1e-3)
+        return F.interpolate(low, size=(self.crop_px, self.crop_px), mode="bilinear", align_corners=False)
+
+    def match_colour(self, user: torch.Tensor, template: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+        """User face (RGB 0..1) recoloured to the template's skin statistics and lighting.
+
+        Statistics come from the inner face region at 1/4 size (region is at that size).
+        """
+        user_ycc = self.convert(user, self.rgb_to_ycc)
+        user_small = F.avg_pool2d(user_ycc, MASK_DOWNSCALE)
+        template_small = F.avg_pool2d(self.convert(template, self.rgb_to_ycc), MASK_DOWNSCALE)
+        weight = region / region.sum((2, 3), keepdim=True).clamp_min(1.0)
+        user_mean = (user_small * weight).sum((2, 3), keepdim=True)
+        template_mean = (template_small * weight).sum((2, 3), keepdim=True)
+        user_std = torch.sqrt((((user_small - user_mean) ** 2) * weight).sum((2, 3), keepdim=True) + 1e-6)
+        template_std = torch.sqrt((((template_small - template_mean) ** 2) * weight).sum((2, 3), keepdim=True) + 1e-6)
+        ratio = (template_std / user_std).clamp(1.0 / self.max_spread_ratio, self.max_spread_ratio)
+        matched = (user_ycc - user_mean) * ratio + template_mean
+        # Lighting: the template's low-frequency luma replaces the user's.
+        matched_luma_small = (user_small[:, 0:1] - user_mean[:, 0:1]) * ratio[:, 0:1] + template_mean[:, 0:1]
+        shading = self.masked_blur(template_small[:, 0:1], region) - self.masked_blur(matched_luma_small, region)
+        matched = torch.cat([matched[:, 0:1] + shading, matched[:, 1:]], 1)
+        return self.convert(matched, self.ycc_to_rgb)
+
+    # ---- blending -------------------------------------------------------------
+    def pyramid_blend(self, front: torch.Tensor, back: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Laplacian-pyramid blend of front over back; the three share one pyramid pass."""
+        gaussian = [torch.cat([front, back, mask], 1)]
+        for _ in range(self.pyramid_levels - 1):
+            gaussian.append(F.avg_pool2d(gaussian[-1], 2))
+
+        def up(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+            return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
+
+        coarsest = gaussian[-1]
+        blended = coarsest[:, 6:7] * coarsest[:, 0:3] + (1 - coarsest[:, 6:7]) * coarsest[:, 3:6]
+        for level in range(self.pyramid_levels - 2, -1, -1):
+            here = gaussian[level]
+            detail = here[:, 0:6] - up(gaussian[level + 1][:, 0:6], here)
+            m = here[:, 6:7]
+            blended = up(blended, here) + m * detail[:, 0:3] + (1 - m) * detail[:, 3:6]
+        return blended
+
+    # ---- program --------------------------------------------------------------
+    def forward(
+        self,
+        user_faces: torch.Tensor,
+        user_meshes: torch.Tensor,
+        template_faces: torch.Tensor,
+        template_meshes: torch.Tensor,
+        fuse_degree: torch.Tensor,
+        profile_degree: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        batch, count = user_faces.shape[0], user_faces.shape[1]
+        size = self.crop_px
+        user = user_faces.reshape(-1, size, size, 3).permute(0, 3, 1, 2).float() * (1.0 / 255.0)
+        template = template_faces.reshape(-1, size, size, 3).permute(0, 3, 1, 2).float() * (1.0 / 255.0)
+        user_xy = user_meshes.reshape(-1, MESH_POINTS, 3)[..., :2]
+        template_xy = template_meshes.reshape(-1, MESH_POINTS, 3)[..., :2]
+        appearance = (fuse_degree.reshape(batch, 1) * 0.01).clamp(0, 1).expand(batch, count).reshape(-1, 1, 1, 1)
+        shape = (profile_degree.reshape(batch, 1) * 0.01).clamp(0, 1).expand(batch, count).reshape(-1, 1, 1)
+
+        # 1. target geometry
+        user_on_template = self.apply_similarity(user_xy, self.similarity_fit(user_xy, template_xy))
+        target_xy = template_xy + shape * (user_on_template - template_xy)
+
+        # 2. both faces onto the target geometry
+        to_user = self.similarity_fit(target_xy, user_xy)
+        coarse = self.coarse_points.expand(target_xy.shape[0], -1, -1)
+        user_background = self.apply_similarity(coarse, to_user) - coarse
+        user_warped = self.sample(user, self.backward_map(target_xy, user_xy, user_background))
+        template_warped = self.sample(template, self.backward_map(target_xy, template_xy, None))
+
+        # 3-4. colour-matched user face mixed with the template face
+        coarse_distance = self.polygon_distance(self.face_polygon(target_xy))
+        distance = F.interpolate(coarse_distance, size=(size, size), mode="bilinear", align_corners=False)
+        face_mask = torch.clamp(0.5 + distance / (2 * self.feather_px), 0, 1)
+        inner = torch.clamp((F.avg_pool2d(distance, MASK_DOWNSCALE) - self.feather_px) / self.feather_px, 0, 1)
+        matched = self.match_colour(user_warped, template_warped, inner)
+        face = template_warped + appearance * (matched - template_warped)
+
+        # 5. multi-band blend into the warped template; alpha covers all that changed
+        fused = self.pyramid_blend(face, template_warped, face_mask)
+        reach = 0.12 * size
+        alpha = torch.clamp((distance + reach) / (0.5 * reach), 0, 1) * self.border_window
+
+        fused_u8 = (fused.clamp(0, 1) * 255.0 + 0.5).floor().to(torch.uint8)
+        alpha_u8 = (alpha * 255.0 + 0.5).floor().to(torch.uint8)
+        fused_u8 = fused_u8.permute(0, 2, 3, 1).reshape(batch, count, size, size, 3)
+        alpha_u8 = alpha_u8.reshape(batch, count, size, size)
+        return fused_u8, alpha_u8
+
+
+def fuse_onnx(module: FuseProgram, path: Path) -> onnx.ModelProto:
+    size = module.crop_px
+    faces = torch.zeros(2, 1, size, size, 3, dtype=torch.uint8)
+    meshes = torch.zeros(2, 1, MESH_POINTS, 3)
+    degree = torch.full((2, 1), 50.0)
+    example = (faces, meshes, faces, meshes, degree, degree)
+    axes = batch_and_faces_axes(("user_faces", "user_meshes", "template_faces", "template_meshes", *OUTPUT_NAMES))
+    axes.update({"fuse_degree": {0: "batch"}, "profile_degree": {0: "batch"}})
+    return onnx_from_module(module, example, INPUT_NAMES, OUTPUT_NAMES, axes, path)
+

@@ -1,0 +1,187 @@
+"""`facefuse`: one CLI for every job (models, templates, serve, fuse, demo, bench)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from facefuse import contract
+from facefuse.settings import get_settings
+
+app = typer.Typer(help="Face-fusion serving on NVIDIA Triton.", no_args_is_help=True, pretty_exceptions_enable=False)
+models_app = typer.Typer(help="Build and check the models Triton serves.", no_args_is_help=True)
+templates_app = typer.Typer(help="Register, list and remove fusion templates.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+app.add_typer(templates_app, name="templates")
+
+
+def fail(message: str, code: int = 2) -> None:
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+# ---- models ------------------------------------------------------------------------
+@models_app.command("build")
+def models_build(
+    profile: str = typer.Option("cpu", help="Target profile: cpu (embedded default) or gpu."),
+    gpus: str = typer.Option("0", help="gpu profile: comma-separated GPU indices for instance groups."),
+    force: bool = typer.Option(False, help="Rebuild even when nothing changed."),
+) -> None:
+    """Build every model from package weights into model_repository/, check it, write configs."""
+    from facefuse_build.configs import Profile
+    from facefuse_build.errors import BuildError
+    from facefuse_build.pipeline import build_repository
+
+    try:
+        gpu_list = tuple(int(g) for g in gpus.split(",") if g.strip())
+    except ValueError:
+        fail(f"--gpus {gpus!r} is not a comma-separated list of GPU indices (e.g. 0,1)")
+    try:
+        target = Profile(profile, gpu_list)
+        typer.echo(f"building the {profile} repository in {get_settings().model_repository_dir}")
+        report = build_repository(target, get_settings(), force=force, log=typer.echo)
+    except BuildError as exc:
+        fail(f"build failed: {exc}")
+    for note in report.notes:
+        typer.echo(f"  note: {note}")
+    typer.echo(
+        f"built: {', '.join(report.built) or 'nothing'}; unchanged: {', '.join(report.unchanged) or 'nothing'}; "
+        f"configs written: {', '.join(report.configs_written) or 'none'}"
+    )
+
+
+# ---- templates -------------------------------------------------------------------
+def _store():
+    from facefuse.templates import TemplateStore
+
+    return TemplateStore(get_settings().templates_path)
+
+
+def _register(template_id: str, data: bytes, face: Optional[int], source: str) -> None:
+    from facefuse.errors import FacefuseError
+    from facefuse.local_pipeline import LocalPipeline
+
+    try:
+        artifact = LocalPipeline().analyze_template(template_id, data, face, source)
+        version = _store().add(artifact)
+    except (FacefuseError, FileNotFoundError) as exc:
+        fail(str(exc))
+    h, w = artifact.image.shape[:2]
+    typer.echo(f"{template_id}: version {version}, {artifact.face_count} face(s), {w}x{h} px")
+
+
+@templates_app.command("add")
+def templates_add(
+    image: Path = typer.Argument(..., exists=True, dir_okay=False, help="Template image (JPEG, PNG, WEBP, BMP)."),
+    template_id: str = typer.Option(..., "--id", help="Template id: a-z, 0-9, '-', '_'."),
+    face: Optional[int] = typer.Option(None, help="Use only this face (0 = leftmost); default all, up to 6."),
+) -> None:
+    """Analyse a template once and store it as the next version of its id."""
+    _register(template_id, image.read_bytes(), face, str(image))
+
+
+@templates_app.command("add-samples")
+def templates_add_samples(force: bool = typer.Option(False, help="Re-register samples already present.")) -> None:
+    """Register the sample templates made from package photos (skips ones present)."""
+    from facefuse.samples import sample_templates
+
+    store = _store()
+    present = set(store.ids())
+    for template_id, (data, source) in sample_templates().items():
+        if template_id in present and not force:
+            typer.echo(f"{template_id}: present")
+            continue
+        _register(template_id, data, None, source)
+
+
+@templates_app.command("list")
+def templates_list() -> None:
+    """Registered templates: id, serving version, faces, size, source."""
+    store = _store()
+    for template_id in store.ids():
+        artifact = store.load(template_id)
+        h, w = artifact.image.shape[:2]
+        typer.echo(f"{template_id}\tv{artifact.version}\t{artifact.face_count} face(s)\t{w}x{h}\t{artifact.source}")
+
+
+@templates_app.command("remove")
+def templates_remove(template_id: str = typer.Argument(...)) -> None:
+    """Remove a template (every version); the server answers TEMPLATE_NOT_FOUND from then on."""
+    from facefuse.errors import FacefuseError
+
+    try:
+        _store().remove(template_id)
+    except FacefuseError as exc:
+        fail(str(exc))
+    typer.echo(f"removed {template_id}")
+
+
+# ---- serving ---------------------------------------------------------------------
+@app.command()
+def serve(
+    grpc_port: int = typer.Option(None, help="Triton gRPC port (default FACEFUSE_TRITON_GRPC_PORT)."),
+) -> None:
+    """Start the embedded Triton on the built repository; Ctrl-C stops it."""
+    from facefuse.server.triton import TritonStartError, embedded_triton
+
+    s = get_settings()
+    ports = (grpc_port or s.triton_grpc_port, s.triton_http_port, s.triton_metrics_port)
+    try:
+        with embedded_triton(s, ports=ports) as triton:
+            typer.echo(f"Triton ready: gRPC {triton.grpc_url}, HTTP {triton.http_url}, metrics {triton.metrics_url}")
+            typer.echo("Ctrl-C to stop")
+            while triton.process.poll() is None:
+                time.sleep(0.5)
+            fail(f"tritonserver exited with code {triton.process.returncode}:\n{triton.log_tail()}")
+    except TritonStartError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        typer.echo("stopped")
+
+
+@app.command()
+def fuse(
+    photo: Path = typer.Argument(..., exists=True, dir_okay=False, help="The user's photo."),
+    template: str = typer.Option(..., help="Template id (see `facefuse templates list`)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Where to write the poster."),
+    fuse_degree: float = typer.Option(contract.DEFAULT_FUSE_DEGREE, min=0, max=100, help="Appearance: 0 template .. 100 user."),
+    profile_degree: float = typer.Option(contract.DEFAULT_PROFILE_DEGREE, min=0, max=100, help="Face shape: 0 template .. 100 user."),
+    face: int = typer.Option(0, help="Template face to replace (0 = leftmost)."),
+    label: bool = typer.Option(True, help="Stamp the AI-synthesized label."),
+    url: str = typer.Option(None, help="Triton gRPC address (default from settings)."),
+) -> None:
+    """Fuse PHOTO into a template on a running server."""
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    from facefuse.errors import reason_from_message
+    from facefuse.triton_client import POSTER_OUTPUT, FuseOptions, fusion_inputs, poster_bytes
+
+    s = get_settings()
+    client = grpcclient.InferenceServerClient(url or f"{s.triton_host}:{s.triton_grpc_port}")
+    fmt = {".png": "png", ".webp": "webp"}.get(output.suffix.lower(), "jpeg")
+    options = FuseOptions(fuse_degree, profile_degree, label, fmt)
+    try:
+        result = client.infer("face_fusion", fusion_inputs(photo.read_bytes(), template, face, options), outputs=POSTER_OUTPUT)
+    except InferenceServerException as exc:
+        reason = reason_from_message(exc.message() or "")
+        fail(f"{reason.value if reason else exc.status()}: {exc.message()}")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_bytes(poster_bytes(result))
+    typer.echo(f"wrote {output}")
+
+
+@app.command()
+def demo(out_dir: Path = typer.Option(Path("out"), help="Where posters and the strip go.")) -> None:
+    """The main job: start Triton, fuse sample photos into every sample template, stop."""
+    from facefuse.demo import run_demo
+
+    run_demo(out_dir, echo=typer.echo)
+
+
+def main() -> None:  # pragma: no cover - console entry
+    sys.exit(app())

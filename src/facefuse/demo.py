@@ -1,0 +1,68 @@
+"""The README's run path: serve, fuse real photos into the sample templates, stop.
+
+Writes one poster per (photo, template) plus `strip.png`: rows of
+photo | template | result at two degree settings, the picture in the README.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+from PIL import Image
+
+from facefuse import samples
+from facefuse.settings import get_settings
+from facefuse.templates import TemplateStore
+from facefuse.triton_client import POSTER_OUTPUT, FuseOptions, fusion_inputs, poster_bytes
+
+DEGREE_SETTINGS = ((50.0, 0.0), (90.0, 80.0))
+PHOTOS = {"astronaut": samples.astronaut, "grace-hopper": samples.grace_hopper}
+# Photo -> templates it goes into (a person is not fused into their own portrait).
+PAIRS = {
+    "astronaut": ("hopper-portrait", "painted-hopper"),
+    "grace-hopper": ("astronaut-poster", "comic-astronaut"),
+}
+TILE_PX = 256
+
+
+def _tile(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data)).convert("RGB")
+    image.thumbnail((TILE_PX, TILE_PX))
+    tile = Image.new("RGB", (TILE_PX, TILE_PX), (255, 255, 255))
+    tile.paste(image, ((TILE_PX - image.width) // 2, (TILE_PX - image.height) // 2))
+    return tile
+
+
+def run_demo(out_dir: Path, echo=print) -> list[Path]:
+    from facefuse.server.triton import embedded_triton
+
+    settings = get_settings()
+    store = TemplateStore(settings.templates_path)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written, rows = [], []
+    echo("starting Triton ...")
+    with embedded_triton(settings) as triton:
+        echo(f"Triton ready on {triton.grpc_url}")
+        client = grpcclient.InferenceServerClient(triton.grpc_url)
+        for photo_name, photo in PHOTOS.items():
+            for template_id in PAIRS[photo_name]:
+                template_png = io.BytesIO()
+                Image.fromarray(store.load(template_id).image).save(template_png, format="PNG")
+                row = [_tile(photo()), _tile(template_png.getvalue())]
+                for fuse_degree, profile_degree in DEGREE_SETTINGS:
+                    options = FuseOptions(fuse_degree, profile_degree)
+                    result = client.infer("face_fusion", fusion_inputs(photo(), template_id, 0, options), outputs=POSTER_OUTPUT)
+                    poster = poster_bytes(result)
+                    path = out_dir / f"{photo_name}_into_{template_id}_f{fuse_degree:g}_p{profile_degree:g}.jpg"
+                    path.write_bytes(poster)
+                    written.append(path)
+                    row.append(_tile(poster))
+                    echo(f"wrote {path}")
+                rows.append(np.hstack([np.asarray(t) for t in row]))
+    strip = out_dir / "strip.png"
+    Image.fromarray(np.vstack(rows)).save(strip)
+    echo(f"wrote {strip} (photo | template | fuse/profile {' | '.join(f'{f:g}/{p:g}' for f, p in DEGREE_SETTINGS)})")
+    return [*written, strip]

@@ -1,0 +1,116 @@
+"""The serving stages called in sequence in one process, on the built ONNX models.
+
+Used where Triton is not wanted: registering templates offline (the same models the
+server runs analyse them), the numerics checks of the build, and the hand-rolled
+baseline that `facefuse bench` measures Triton against.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from facefuse.contract import DETECTOR_INPUT_PX, MAX_FACES
+from facefuse.errors import FaceError
+from facefuse.onnxrt import onnx_session
+from facefuse.settings import Settings, get_settings
+from facefuse.stages.align import AlignedFaces, AlignParams, align_faces, align_main_face, detect
+from facefuse.stages.decode import DecodedImage, DecodeParams, decode
+from facefuse.stages.postprocess import postprocess
+from facefuse.templates import TemplateArtifact, check_template_id
+from facefuse.vision.detection import check_face, faces_left_to_right
+
+
+@dataclass(frozen=True)
+class AnalyzedFaces:
+    faces: np.ndarray  # (K, F, F, 3) uint8
+    meshes: np.ndarray  # (K, 468, 3) float32
+    affines: np.ndarray  # (K, 2, 3) float32
+    boxes: np.ndarray  # (K, 5) float32
+
+
+class LocalPipeline:
+    def __init__(self, settings: Settings | None = None, threads: int = 1, profile: str = "cpu"):
+        self.settings = settings or get_settings()
+        repository = self.settings.model_repository_dir
+        self.detector_px = DETECTOR_INPUT_PX[profile]
+        missing = [m for m in ("face_detector", "face_landmarks", "fuse") if not (repository / m / "1" / "model.onnx").is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"models {missing} are not built in {repository}; run `facefuse models build`"
+            )
+        self.detector = onnx_session(repository / "face_detector" / "1" / "model.onnx", threads)
+        self.landmarks = onnx_session(repository / "face_landmarks" / "1" / "model.onnx", threads)
+        self.fuser = onnx_session(repository / "fuse" / "1" / "model.onnx", threads)
+        s = self.settings
+        self.decode_params = DecodeParams(self.detector_px, s.max_image_side_px, s.decode_target_side_px)
+        self.align_params = AlignParams(
+            self.detector_px, s.detector_score_threshold, s.detector_nms_iou, s.min_face_px, s.max_face_outside_fraction
+        )
+
+    # -- stages ----------------------------------------------------------------
+    def decode(self, data: bytes) -> DecodedImage:
+        return decode(data, self.decode_params)
+
+    def run_detector(self, decoded: DecodedImage) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        box_deltas, face_probs, keypoint_deltas = self.detector.run(None, {"detector_image": decoded.detector_image[None]})
+        return box_deltas[0], face_probs[0], keypoint_deltas[0]
+
+    def run_landmarks(self, aligned: AlignedFaces) -> np.ndarray:
+        meshes, _presence = self.landmarks.run(None, {"faces": aligned.faces[None]})
+        return meshes[0]
+
+    def run_fuse(self, user_faces, user_meshes, template_faces, template_meshes, fuse_degree, profile_degree):
+        feed = {
+            "user_faces": user_faces[None], "user_meshes": user_meshes[None],
+            "template_faces": template_faces[None], "template_meshes": template_meshes[None],
+            "fuse_degree": np.array([[fuse_degree]], np.float32),
+            "profile_degree": np.array([[profile_degree]], np.float32),
+        }
+        fused_faces, fused_masks = self.fuser.run(None, feed)
+        return fused_faces[0], fused_masks[0]
+
+    # -- the ensembles' work ---------------------------------------------------------
+    def analyze_user(self, data: bytes) -> AnalyzedFaces:
+        """face_analyze: the photo's main face, gated, aligned and meshed."""
+        decoded = self.decode(data)
+        raw = self.run_detector(decoded)
+        aligned = align_main_face(decoded.image, *raw, decoded.letterbox_scale, self.align_params)
+        return AnalyzedFaces(aligned.faces, self.run_landmarks(aligned), aligned.affines, aligned.boxes)
+
+    def fuse(
+        self, user: AnalyzedFaces, template: TemplateArtifact, face_indices=(0,),
+        fuse_degree: float = 80.0, profile_degree: float = 50.0, add_label: bool = True,
+        output_format: str = "jpeg", output_quality: int = 90,
+    ) -> bytes:
+        """face_fuse: user faces into the template's faces, encoded poster."""
+        faces, meshes, affines = template.select(np.asarray(face_indices))
+        fused_faces, fused_masks = self.run_fuse(user.faces, user.meshes, faces, meshes, fuse_degree, profile_degree)
+        return postprocess(template.image, fused_faces, fused_masks, affines, add_label, output_format, output_quality)
+
+    def analyze_template(self, template_id: str, data: bytes, face_index: int | None = None, source: str = "") -> TemplateArtifact:
+        """Every usable face of a template image (up to MAX_FACES, numbered left to right)."""
+        check_template_id(template_id)
+        # Posters keep their full resolution: no reduced-scale JPEG decoding.
+        decoded = decode(data, replace(self.decode_params, decode_target_side_px=0))
+        detections = detect(*self.run_detector(decoded), decoded.letterbox_scale, self.align_params)
+        usable = []
+        for det in faces_left_to_right(detections, MAX_FACES):
+            try:
+                check_face(det, decoded.image.shape, self.align_params.min_face_px, self.align_params.max_face_outside_fraction)
+                usable.append(det)
+            except FaceError:
+                continue
+        if not usable:
+            raise FaceError(f"template image {template_id!r} holds no usable face (none found, too small or cut off)")
+        if face_index is not None:
+            if not 0 <= face_index < len(usable):
+                raise FaceError(f"template image has faces 0..{len(usable) - 1} (left to right); --face {face_index} is out of range")
+            usable = [usable[face_index]]
+        aligned = align_faces(decoded.image, usable)
+        return TemplateArtifact(
+            template_id=template_id, version=0, image=decoded.image, faces=aligned.faces,
+            meshes=self.run_landmarks(aligned), affines=aligned.affines, boxes=aligned.boxes, source=source,
+        )

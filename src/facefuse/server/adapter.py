@@ -1,0 +1,70 @@
+"""What every Python-backend `model.py` shares: parameters, tensors, per-request errors.
+
+Only imported inside Triton's Python-backend stub (it needs triton_python_backend_utils).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+from facefuse.errors import FacefuseError, OptionError, Reason
+
+_log = logging.getLogger("facefuse.server")
+
+_TRITON_CODES = {
+    Reason.TEMPLATE_NOT_FOUND: "NOT_FOUND",
+    Reason.TEMPLATE_FACE_NOT_FOUND: "NOT_FOUND",
+    Reason.INTERNAL: "INTERNAL",
+}
+
+
+def parameters(args: dict) -> dict[str, str]:
+    config = json.loads(args["model_config"])
+    return {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+
+
+def array(request, name: str) -> np.ndarray:
+    return pb_utils.get_input_tensor_by_name(request, name).as_numpy()
+
+
+def text(request, name: str) -> str:
+    """First element of a BYTES tensor, decoded."""
+    value = array(request, name).reshape(-1)[0]
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def response(**outputs: np.ndarray) -> "pb_utils.InferenceResponse":
+    return pb_utils.InferenceResponse([pb_utils.Tensor(name, value) for name, value in outputs.items()])
+
+
+def error_response(exc: Exception) -> "pb_utils.InferenceResponse":
+    """One request's failure, carrying its stable reason; the batch goes on."""
+    if isinstance(exc, FacefuseError):
+        code = _TRITON_CODES.get(exc.reason, "INVALID_ARG")
+        message = str(exc)
+    else:
+        _log.exception("unexpected stage failure")
+        code, message = "INTERNAL", f"{Reason.INTERNAL.value}: {type(exc).__name__}: {exc}"
+    return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, getattr(pb_utils.TritonError, code)))
+
+
+def respond_each(requests, handle) -> list:
+    """handle(request) -> response, with any exception turned into that request's error.
+
+    Stages take one photo or poster per request (batch size 1): images differ in size,
+    so rows of one request could not share a tensor anyway.
+    """
+    responses = []
+    for request in requests:
+        try:
+            batch = request.inputs()[0].as_numpy().shape[0]
+            if batch != 1:
+                raise OptionError(f"send one item per request (batch size 1), got batch size {batch}")
+            responses.append(handle(request))
+        except Exception as exc:  # noqa: BLE001 - one bad request must not fail the batch
+            responses.append(error_response(exc))
+    return responses

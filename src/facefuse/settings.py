@@ -1,0 +1,56 @@
+"""Typed settings, read from FACEFUSE_* environment variables (units in the names)."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def project_root() -> Path:
+    """The checkout this package runs from (editable install): holds model_repository/."""
+    return Path(__file__).resolve().parents[2]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FACEFUSE_", extra="ignore")
+
+    # Where things live.
+    model_repository_dir: Path = Field(default_factory=lambda: project_root() / "model_repository")
+    ensembles_dir: Path = Field(default_factory=lambda: project_root() / "ensembles")
+    var_dir: Path = Field(default_factory=lambda: project_root() / "var")
+    template_dir: Path | None = None  # None: <var_dir>/templates
+
+    # Input limits, checked before any pixel work.
+    max_image_bytes: int = 10 * 1024 * 1024
+    max_image_side_px: int = 4096
+    # Large photos are decoded at a reduced JPEG scale (DCT scaling) while their long
+    # side stays at least this: the aligned face crop needs no more detail.
+    decode_target_side_px: int = 2048
+
+    # Face gates.
+    min_face_px: int = 34
+    detector_score_threshold: float = 0.6
+    detector_nms_iou: float = 0.4
+    # A face whose box lies more than this fraction outside the image is refused.
+    max_face_outside_fraction: float = 0.12
+
+    # Embedded Triton.
+    triton_host: str = "127.0.0.1"
+    triton_http_port: int = 8000
+    triton_grpc_port: int = 8001
+    triton_metrics_port: int = 8002
+    triton_start_timeout_s: float = 180.0
+    # Closes Triton's model-repository API to callers without this key (None: open).
+    triton_admin_key: str | None = None
+
+    @property
+    def templates_path(self) -> Path:
+        return self.template_dir or self.var_dir / "templates"
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

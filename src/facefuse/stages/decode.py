@@ -1,0 +1,30 @@
+"""decode: encoded bytes -> RGB image and the letterboxed detector input."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from facefuse.vision.codec import decode_image
+from facefuse.vision.detection import letterbox
+
+
+@dataclass(frozen=True)
+class DecodeParams:
+    detector_input_px: int
+    max_image_side_px: int = 4096
+    decode_target_side_px: int = 2048
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    image: np.ndarray  # (H, W, 3) uint8 RGB
+    detector_image: np.ndarray  # (S, S, 3) uint8 RGB, letterboxed
+    letterbox_scale: float  # image pixels -> detector pixels
+
+
+def decode(data: bytes, params: DecodeParams) -> DecodedImage:
+    image = decode_image(data, params.max_image_side_px, params.decode_target_side_px)
+    square, scale = letterbox(image, params.detector_input_px)
+    return DecodedImage(image, square, scale)

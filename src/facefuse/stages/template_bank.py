@@ -1,0 +1,43 @@
+"""template_bank: template id -> the precomputed template side of a fusion.
+
+Each lookup checks the store for the newest version (one directory listing), so a
+template added or replaced while the server runs serves on its next request; loaded
+versions are cached.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+import numpy as np
+
+from facefuse.templates import TemplateArtifact, TemplateStore
+
+
+class TemplateBank:
+    def __init__(self, store: TemplateStore, cache_size: int = 64):
+        self.store = store
+        self.cache_size = cache_size
+        self._cache: OrderedDict[tuple[str, int], TemplateArtifact] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, template_id: str) -> TemplateArtifact:
+        key = (template_id, self.store.latest_version(template_id))
+        with self._lock:
+            artifact = self._cache.get(key)
+            if artifact is not None:
+                self._cache.move_to_end(key)
+                return artifact
+        artifact = self.store.load(*key)
+        with self._lock:
+            self._cache[key] = artifact
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return artifact
+
+    def lookup(self, template_id: str, face_indices: np.ndarray):
+        """(template image, faces, meshes, affines) for the given face indices."""
+        artifact = self.get(template_id)
+        faces, meshes, affines = artifact.select(face_indices)
+        return artifact.image, faces, meshes, affines

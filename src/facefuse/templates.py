@@ -1,0 +1,126 @@
+"""Versioned template artifacts: a template image analysed once, stored for serving.
+
+Layout: <root>/<template id>/<version>/template.npz, versions numbered 1, 2, ... like
+Triton model versions. The newest version serves; `add` on an existing id writes the
+next version and keeps the previous few for rollback. Writes go to a hidden temporary
+directory renamed into place, so a reader never sees half an artifact.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from facefuse.errors import OptionError, Reason, TemplateError
+
+TEMPLATE_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+ARTIFACT_NAME = "template.npz"
+KEEP_VERSIONS = 3
+
+
+@dataclass(frozen=True)
+class TemplateArtifact:
+    template_id: str
+    version: int
+    image: np.ndarray  # (H, W, 3) uint8 RGB
+    faces: np.ndarray  # (K, F, F, 3) uint8, faces numbered left to right
+    meshes: np.ndarray  # (K, 468, 3) float32, crop pixels
+    affines: np.ndarray  # (K, 2, 3) float32, image -> crop
+    boxes: np.ndarray  # (K, 5) float32, x0, y0, x1, y1, score
+    source: str = ""
+
+    @property
+    def face_count(self) -> int:
+        return int(self.faces.shape[0])
+
+    def select(self, face_indices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Faces, meshes and affines for the requested template face indices."""
+        indices = np.asarray(face_indices, dtype=np.int64).reshape(-1)
+        bad = [int(i) for i in indices if not 0 <= i < self.face_count]
+        if bad or indices.size == 0:
+            raise TemplateError(
+                f"template {self.template_id!r} has faces 0..{self.face_count - 1}; "
+                f"face index {bad or 'list'} is {'out of range' if bad else 'empty'}",
+                Reason.TEMPLATE_FACE_NOT_FOUND,
+            )
+        return self.faces[indices], self.meshes[indices], self.affines[indices]
+
+
+def check_template_id(template_id: str) -> str:
+    if not TEMPLATE_ID_PATTERN.match(template_id or ""):
+        raise OptionError(
+            f"template id {template_id!r} is invalid; use 1-64 characters of a-z, 0-9, '-' and '_', "
+            "starting with a letter or digit"
+        )
+    return template_id
+
+
+class TemplateStore:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def _dir(self, template_id: str) -> Path:
+        return self.root / check_template_id(template_id)
+
+    def versions(self, template_id: str) -> list[int]:
+        directory = self._dir(template_id)
+        if not directory.is_dir():
+            return []
+        return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit() and (p / ARTIFACT_NAME).is_file())
+
+    def latest_version(self, template_id: str) -> int:
+        versions = self.versions(template_id)
+        if not versions:
+            raise TemplateError(
+                f"template {template_id!r} is not registered; list templates with `facefuse templates list`"
+            )
+        return versions[-1]
+
+    def ids(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if TEMPLATE_ID_PATTERN.match(p.name) and self.versions(p.name))
+
+    def load(self, template_id: str, version: int | None = None) -> TemplateArtifact:
+        version = version or self.latest_version(template_id)
+        path = self._dir(template_id) / str(version) / ARTIFACT_NAME
+        if not path.is_file():
+            raise TemplateError(f"template {template_id!r} has no version {version}")
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            return TemplateArtifact(
+                template_id=template_id, version=version, image=data["image"], faces=data["faces"],
+                meshes=data["meshes"], affines=data["affines"], boxes=data["boxes"], source=meta.get("source", ""),
+            )
+
+    def add(self, artifact: TemplateArtifact) -> int:
+        """Store as the next version of its id; returns that version."""
+        directory = self._dir(artifact.template_id)
+        directory.mkdir(parents=True, exist_ok=True)
+        version = (self.versions(artifact.template_id) or [0])[-1] + 1
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=directory))
+        try:
+            np.savez(
+                staging / ARTIFACT_NAME, image=artifact.image, faces=artifact.faces, meshes=artifact.meshes,
+                affines=artifact.affines, boxes=artifact.boxes,
+                meta=np.array(json.dumps({"source": artifact.source})),
+            )
+            staging.rename(directory / str(version))
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        for old in self.versions(artifact.template_id)[:-KEEP_VERSIONS]:
+            shutil.rmtree(directory / str(old), ignore_errors=True)
+        return version
+
+    def remove(self, template_id: str) -> None:
+        directory = self._dir(template_id)
+        if not self.versions(template_id):
+            raise TemplateError(f"template {template_id!r} is not registered")
+        shutil.rmtree(directory)

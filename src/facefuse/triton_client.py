@@ -1,0 +1,87 @@
+"""Request tensors for the facefuse ensembles, shared by every Triton caller.
+
+tritonclient's sync and asyncio gRPC clients take the same InferInput objects, so the
+CLI, the tests, the benchmark and the gateway all build requests here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from tritonclient.grpc import InferInput, InferRequestedOutput
+
+from facefuse import contract as c
+from facefuse.errors import OptionError
+
+
+@dataclass(frozen=True)
+class FuseOptions:
+    fuse_degree: float = c.DEFAULT_FUSE_DEGREE
+    profile_degree: float = c.DEFAULT_PROFILE_DEGREE
+    add_label: bool = True
+    output_format: str = "jpeg"
+    output_quality: int = c.DEFAULT_OUTPUT_QUALITY
+
+    def validated(self) -> "FuseOptions":
+        low, high = c.DEGREE_RANGE
+        for name in ("fuse_degree", "profile_degree"):
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise OptionError(f"{name} {value} is out of range; use {low:g}..{high:g}")
+        if self.output_format not in c.OUTPUT_FORMATS:
+            raise OptionError(f"output format {self.output_format!r} is not one of {', '.join(c.OUTPUT_FORMATS)}")
+        if not 1 <= self.output_quality <= 100:
+            raise OptionError(f"output quality {self.output_quality} is out of range; use 1..100")
+        return self
+
+
+def _tensor(name: str, dtype: str, value: np.ndarray) -> InferInput:
+    tensor = InferInput(name, list(value.shape), dtype)
+    tensor.set_data_from_numpy(value)
+    return tensor
+
+
+def _bytes(value: bytes | str) -> np.ndarray:
+    return np.array([[value.encode() if isinstance(value, str) else value]], dtype=np.object_)
+
+
+def option_inputs(template_id: str, face_indices, options: FuseOptions) -> list[InferInput]:
+    options = options.validated()
+    return [
+        _tensor("template_id", "BYTES", _bytes(template_id)),
+        _tensor("face_indices", "INT32", np.asarray(face_indices, np.int32).reshape(1, -1)),
+        _tensor("fuse_degree", "FP32", np.array([[options.fuse_degree]], np.float32)),
+        _tensor("profile_degree", "FP32", np.array([[options.profile_degree]], np.float32)),
+        _tensor("add_label", "BOOL", np.array([[options.add_label]], np.bool_)),
+        _tensor("output_format", "BYTES", _bytes(options.output_format)),
+        _tensor("output_quality", "INT32", np.array([[options.output_quality]], np.int32)),
+    ]
+
+
+def fusion_inputs(image: bytes, template_id: str, face_index: int = 0, options: FuseOptions = FuseOptions()) -> list[InferInput]:
+    """face_fusion: one photo into one template face."""
+    return [_tensor("image_bytes", "BYTES", _bytes(image)), *option_inputs(template_id, [face_index], options)]
+
+
+def analyze_inputs(image: bytes) -> list[InferInput]:
+    """face_analyze: the user side of a fusion, once per photo."""
+    return [_tensor("image_bytes", "BYTES", _bytes(image))]
+
+
+def fuse_inputs(user_faces: np.ndarray, user_meshes: np.ndarray, template_id: str, face_indices,
+                options: FuseOptions = FuseOptions()) -> list[InferInput]:
+    """face_fuse: analysed user faces (K of them) into K faces of one template."""
+    return [
+        _tensor("user_faces", "UINT8", np.ascontiguousarray(user_faces[None], np.uint8)),
+        _tensor("user_meshes", "FP32", np.ascontiguousarray(user_meshes[None], np.float32)),
+        *option_inputs(template_id, face_indices, options),
+    ]
+
+
+POSTER_OUTPUT = [InferRequestedOutput("poster")]
+ANALYZE_OUTPUTS = [InferRequestedOutput(n) for n in ("user_faces", "user_meshes", "user_boxes")]
+
+
+def poster_bytes(result) -> bytes:
+    return bytes(result.as_numpy("poster").reshape(-1)[0])

@@ -1,0 +1,64 @@
+"""Five-point similarity alignment into the canonical face crop every model reads."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from facefuse.errors import FaceError
+
+# ArcFace's 112x112 reference points (eyes, nose tip, mouth corners), re-centred and
+# scaled so the eye distance is a quarter of the crop: the crop then holds the whole
+# face mesh (forehead to chin) with margin for the blend's feathering.
+_ARCFACE_112 = np.array(
+    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
+    dtype=np.float64,
+)
+_EYE_DISTANCE_UNITS = 0.25
+_EYE_LINE_Y_UNITS = 0.38
+CANONICAL_KEYPOINTS = np.column_stack(
+    [
+        0.5 + (_ARCFACE_112[:, 0] - 56.0) / 35.24 * _EYE_DISTANCE_UNITS,
+        _EYE_LINE_Y_UNITS + (_ARCFACE_112[:, 1] - 51.6) / 35.24 * _EYE_DISTANCE_UNITS,
+    ]
+)
+
+
+def crop_affine(keypoints: np.ndarray, crop_px: int) -> np.ndarray:
+    """The 2x3 similarity mapping image pixels to crop pixels (least median of squares,
+    so one badly placed keypoint, e.g. a covered mouth corner, does not skew the crop)."""
+    target = CANONICAL_KEYPOINTS * crop_px
+    affine, _ = cv2.estimateAffinePartial2D(
+        keypoints.astype(np.float64), target, method=cv2.LMEDS
+    )
+    if affine is None:
+        raise FaceError("the face keypoints are degenerate (the face cannot be aligned)")
+    return affine.astype(np.float32)
+
+
+def warp_to_crop(rgb: np.ndarray, affine: np.ndarray, crop_px: int) -> np.ndarray:
+    """Cut the aligned face crop out of the image (replicated edges past the border)."""
+    scale = float(np.sqrt(abs(np.linalg.det(affine[:, :2]))))
+    if scale < 0.5:
+        # Shrinking by more than 2x aliases with bilinear sampling: blur the source
+        # first, only the part of it the crop covers.
+        sigma = 0.3 / scale
+        pad = int(np.ceil(3 * sigma)) + 2
+        corners = np.array([[0, 0], [crop_px, 0], [0, crop_px], [crop_px, crop_px]], np.float32)
+        inverse = invert_affine(affine)
+        in_image = corners @ inverse[:, :2].T + inverse[:, 2]
+        height, width = rgb.shape[:2]
+        x0, y0 = np.maximum(np.floor(in_image.min(axis=0)).astype(int) - pad, 0)
+        x1 = min(int(np.ceil(in_image[:, 0].max())) + pad, width)
+        y1 = min(int(np.ceil(in_image[:, 1].max())) + pad, height)
+        if x1 > x0 and y1 > y0:
+            rgb = cv2.GaussianBlur(rgb[y0:y1, x0:x1], (0, 0), sigma)
+            affine = affine.copy()
+            affine[:, 2] += affine[:, :2] @ np.array([x0, y0], np.float32)
+    return cv2.warpAffine(
+        rgb, affine, (crop_px, crop_px), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+
+
+def invert_affine(affine: np.ndarray) -> np.ndarray:
+    return cv2.invertAffineTransform(affine.astype(np.float64)).astype(np.float32)
