@@ -21,6 +21,8 @@ from facefuse.errors import OptionError, Reason, TemplateError
 
 TEMPLATE_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 ARTIFACT_NAME = "template.npz"
+# Small summary beside the artifact, for listings that should not load pixels.
+INFO_NAME = "info.json"
 KEEP_VERSIONS = 3
 
 
@@ -99,6 +101,11 @@ class TemplateStore:
                 meshes=data["meshes"], affines=data["affines"], boxes=data["boxes"], source=meta.get("source", ""),
             )
 
+    def info(self, template_id: str) -> dict:
+        """template_id, version, face_count, width, height, source of the serving version."""
+        version = self.latest_version(template_id)
+        return json.loads((self._dir(template_id) / str(version) / INFO_NAME).read_text())
+
     def add(self, artifact: TemplateArtifact) -> int:
         """Store as the next version of its id; returns that version."""
         directory = self._dir(artifact.template_id)
@@ -111,6 +118,10 @@ class TemplateStore:
                 affines=artifact.affines, boxes=artifact.boxes,
                 meta=np.array(json.dumps({"source": artifact.source})),
             )
+            h, w = artifact.image.shape[:2]
+            info = {"template_id": artifact.template_id, "version": version, "face_count": artifact.face_count,
+                    "width": int(w), "height": int(h), "source": artifact.source}
+            (staging / INFO_NAME).write_text(json.dumps(info, indent=2) + "\n")
             staging.rename(directory / str(version))
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)

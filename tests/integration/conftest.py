@@ -1,0 +1,50 @@
+"""A real tritonserver on the built cpu repository, started once per test session.
+
+Models are built (a no-op when unchanged) and the sample templates registered before
+the server starts; the server's log is printed when it fails to become ready.
+"""
+
+from __future__ import annotations
+
+import pytest
+import tritonclient.grpc as grpcclient
+
+from facefuse.server.triton import embedded_triton
+
+
+@pytest.fixture(scope="session")
+def built_repository(settings):
+    from facefuse_build.configs import Profile
+    from facefuse_build.pipeline import build_repository
+
+    build_repository(Profile("cpu"), settings, log=lambda *_: None)
+    return settings.model_repository_dir
+
+
+@pytest.fixture(scope="session")
+def template_store(settings, built_repository):
+    from facefuse.local_pipeline import LocalPipeline
+    from facefuse.samples import sample_templates
+    from facefuse.templates import TemplateStore
+
+    store = TemplateStore(settings.templates_path)
+    present = set(store.ids())
+    pipeline = None
+    for template_id, (data, source) in sample_templates().items():
+        if template_id not in present:
+            pipeline = pipeline or LocalPipeline(settings)
+            store.add(pipeline.analyze_template(template_id, data, source=source))
+    return store
+
+
+@pytest.fixture(scope="session")
+def triton(settings, built_repository, template_store):
+    with embedded_triton(settings) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def triton_client(triton):
+    client = grpcclient.InferenceServerClient(triton.grpc_url)
+    yield client
+    client.close()
