@@ -1,0 +1,62 @@
+"""The built cpu repository served by a real tritonserver: every model ready, real inferences."""
+
+from __future__ import annotations
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+
+from facefuse.contract import DETECTOR_INPUT_PX
+from facefuse.stages.align import AlignParams, align_faces, detect
+from facefuse.stages.decode import DecodeParams, decode
+
+MODELS = ("decode", "face_detector", "align", "face_landmarks", "template_bank", "fuse", "postprocess")
+ENSEMBLES = ("face_analyze", "face_fuse", "face_fusion")
+
+
+def infer(client, model, **inputs):
+    tensors = []
+    for name, (dtype, value) in inputs.items():
+        tensor = grpcclient.InferInput(name, list(value.shape), dtype)
+        tensor.set_data_from_numpy(value)
+        tensors.append(tensor)
+    return client.infer(model, tensors)
+
+
+def test_every_model_and_ensemble_is_ready(triton_client):
+    for name in MODELS + ENSEMBLES:
+        assert triton_client.is_model_ready(name), name
+
+
+def test_detector_finds_the_astronaut_face_and_the_mesh_lies_inside_its_box(triton_client, astronaut):
+    size = DETECTOR_INPUT_PX["cpu"]
+    decoded = decode(astronaut, DecodeParams(size))
+    raw = infer(triton_client, "face_detector", detector_image=("UINT8", decoded.detector_image[None]))
+    outputs = [raw.as_numpy(n)[0] for n in ("box_deltas", "face_probs", "keypoint_deltas")]
+    detections = detect(*outputs, decoded.letterbox_scale, AlignParams(size))
+    assert detections, "no face detected in the astronaut photo"
+    best = detections[0]
+    assert best.score > 0.9
+
+    aligned = align_faces(decoded.image, [best])
+    mesh = infer(triton_client, "face_landmarks", faces=("UINT8", aligned.faces[None])).as_numpy("face_meshes")[0, 0]
+    assert mesh.shape == (468, 3)
+    # Mesh points (crop pixels) back into the photo: they must fall inside the box.
+    affine = aligned.affines[0].astype(np.float64)
+    inverse = np.linalg.inv(np.vstack([affine, [0, 0, 1]]))[:2]
+    in_photo = mesh[:, :2] @ inverse[:, :2].T + inverse[:, 2]
+    x0, y0, x1, y1 = best.box
+    margin = 0.1 * (x1 - x0)
+    assert np.all(in_photo[:, 0] > x0 - margin) and np.all(in_photo[:, 0] < x1 + margin)
+    assert np.all(in_photo[:, 1] > y0 - margin) and np.all(in_photo[:, 1] < y1 + margin)
+
+
+def test_a_batch_of_faces_per_request_is_served_by_the_landmark_model(triton_client, group_photo):
+    size = DETECTOR_INPUT_PX["cpu"]
+    decoded = decode(group_photo, DecodeParams(size, decode_target_side_px=0))
+    raw = infer(triton_client, "face_detector", detector_image=("UINT8", decoded.detector_image[None]))
+    detections = detect(*[raw.as_numpy(n)[0] for n in ("box_deltas", "face_probs", "keypoint_deltas")],
+                        decoded.letterbox_scale, AlignParams(size))
+    aligned = align_faces(decoded.image, detections[:6])
+    result = infer(triton_client, "face_landmarks", faces=("UINT8", aligned.faces[None]))
+    assert result.as_numpy("face_meshes").shape == (1, len(detections[:6]), 468, 3)
+    assert np.all(result.as_numpy("face_presence") > 0.5)
