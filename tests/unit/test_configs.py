@@ -1,0 +1,100 @@
+import copy
+
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from facefuse.settings import Settings
+from facefuse_build import configs
+from facefuse_build.configs import Profile
+from facefuse_build.errors import ProfileError
+
+SETTINGS = Settings()
+
+
+@pytest.fixture(params=["cpu", "gpu"])
+def profile(request):
+    return Profile(request.param, (0, 1) if request.param == "gpu" else (0,))
+
+
+def test_every_config_parses_as_triton_model_config_text(profile):
+    models, ensembles = configs.repository_configs(profile, SETTINGS)
+    for config in (*models.values(), *ensembles.values()):
+        parsed = text_format.Parse(configs.pbtxt(config), model_config_pb2.ModelConfig())
+        assert parsed.name == config["name"]
+
+
+def test_every_model_batches_dynamically_with_a_stated_queue_delay(profile):
+    models, _ = configs.repository_configs(profile, SETTINGS)
+    for config in models.values():
+        parsed = configs.validate(config)
+        assert parsed.max_batch_size > 0
+        assert parsed.HasField("dynamic_batching"), config["name"]
+        assert "max_queue_delay_microseconds" in config["dynamic_batching"]
+
+
+def test_cpu_profile_runs_everything_on_cpu_instances():
+    models, _ = configs.repository_configs(Profile("cpu"), SETTINGS)
+    for config in models.values():
+        assert config["backend"] == "python"
+        assert {g["kind"] for g in config["instance_group"]} == {"KIND_CPU"}
+
+
+def test_gpu_profile_spreads_network_instances_over_the_listed_gpus():
+    models, _ = configs.repository_configs(Profile("gpu", (0, 2)), SETTINGS, planned=frozenset({"fuse"}))
+    for name in ("face_detector", "face_landmarks", "fuse"):
+        groups = models[name]["instance_group"]
+        assert [g["gpus"] for g in groups] == [[0], [2]] and {g["kind"] for g in groups} == {"KIND_GPU"}
+    assert models["fuse"]["platform"] == "tensorrt_plan"
+    assert models["face_detector"]["platform"] == "onnxruntime_onnx"
+    assert models["decode"]["instance_group"][0]["kind"] == "KIND_CPU"
+
+
+def test_detector_tensors_follow_the_profile_input_size():
+    cpu, _ = configs.repository_configs(Profile("cpu"), SETTINGS)
+    gpu, _ = configs.repository_configs(Profile("gpu"), SETTINGS)
+    assert cpu["face_detector"]["input"][0]["dims"] == [320, 320, 3]
+    assert gpu["face_detector"]["input"][0]["dims"] == [640, 640, 3]
+    assert gpu["face_detector"]["output"][1]["dims"] == [16800]
+
+
+def test_every_ensemble_step_maps_onto_its_model_inputs_and_outputs(profile):
+    models, ensembles = configs.repository_configs(profile, SETTINGS)
+    assert configs.check_ensembles(ensembles, models) == []
+    # Every step's maps name real tensors of the target model with the same dtype and dims.
+    for ensemble in ensembles.values():
+        for step in ensemble["ensemble_scheduling"]["step"]:
+            model = models[step["model_name"]]
+            assert set(step["input_map"]) == {t["name"] for t in model["input"]}
+            assert set(step["output_map"]) <= {t["name"] for t in model["output"]}
+
+
+def test_a_miswired_ensemble_is_caught():
+    models, ensembles = configs.repository_configs(Profile("cpu"), SETTINGS)
+    broken = copy.deepcopy(ensembles)
+    fuse_step = next(s for s in broken["face_fuse"]["ensemble_scheduling"]["step"] if s["model_name"] == "fuse")
+    fuse_step["input_map"]["user_faces"] = "template_image"  # UINT8 [-1,-1,3] into [-1,384,384,3]
+    problems = configs.check_ensembles(broken, models)
+    assert any("template_image" in p and "user_faces" in p for p in problems)
+
+
+def test_an_unused_ensemble_tensor_is_caught():
+    models, ensembles = configs.repository_configs(Profile("cpu"), SETTINGS)
+    broken = copy.deepcopy(ensembles)
+    align = next(s for s in broken["face_analyze"]["ensemble_scheduling"]["step"] if s["model_name"] == "align")
+    align["output_map"]["face_affines"] = "user_affines"
+    assert any("never used" in p for p in configs.check_ensembles(broken, models))
+
+
+def test_unknown_profile_and_bad_gpu_list_are_refused():
+    with pytest.raises(ProfileError, match="unknown profile 'tpu'"):
+        Profile("tpu")
+    with pytest.raises(ProfileError, match="GPU indices"):
+        Profile("gpu", ())
+
+
+def test_a_config_field_triton_does_not_know_is_refused():
+    models, _ = configs.repository_configs(Profile("cpu"), SETTINGS)
+    config = dict(models["decode"], max_batch_sise=4)
+    with pytest.raises(Exception, match="max_batch_sise"):
+        configs.validate(config)

@@ -1,0 +1,104 @@
+"""The fusion tensor program's maths, on synthetic faces (no model needed)."""
+
+import numpy as np
+import pytest
+import torch
+
+from facefuse_build.fuse_program import FACE_OVAL, FuseProgram
+
+SIZE = 384
+
+
+def synthetic_mesh(cx=192.0, cy=200.0, rx=105.0, ry=130.0, seed=0) -> np.ndarray:
+    """468 points: the face-oval indices on an ellipse (clockwise from the top), the rest inside."""
+    rng = np.random.default_rng(seed)
+    radius = np.sqrt(rng.uniform(0, 0.8, 468))
+    angle = rng.uniform(0, 2 * np.pi, 468)
+    mesh = np.stack([cx + rx * radius * np.cos(angle), cy + ry * radius * np.sin(angle), np.zeros(468)], -1)
+    for k, index in enumerate(FACE_OVAL):
+        a = -np.pi / 2 + 2 * np.pi * k / len(FACE_OVAL)
+        mesh[index, :2] = [cx + rx * np.cos(a), cy + ry * np.sin(a)]
+    return mesh.astype(np.float32)
+
+
+def face_image(base_rgb, seed) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    image = np.full((SIZE, SIZE, 3), base_rgb, np.float32)
+    image += rng.normal(0, 12, (SIZE, SIZE, 3))  # texture the program must carry over
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def program():
+    return FuseProgram().eval()
+
+
+def run(program, user, user_mesh, template, template_mesh, fuse_degree, profile_degree):
+    t = torch.from_numpy
+    with torch.no_grad():
+        fused, alpha = program(
+            t(user[None, None]), t(user_mesh[None, None]), t(template[None, None]), t(template_mesh[None, None]),
+            torch.tensor([[fuse_degree]], dtype=torch.float32), torch.tensor([[profile_degree]], dtype=torch.float32),
+        )
+    return fused[0, 0].numpy().astype(np.float32), alpha[0, 0].numpy()
+
+
+def test_zero_degrees_give_back_the_template(program):
+    template, mesh = face_image((180, 140, 120), 1), synthetic_mesh()
+    user, user_mesh = face_image((90, 70, 60), 2), synthetic_mesh(rx=95, ry=140, seed=3)
+    fused, _ = run(program, user, user_mesh, template, mesh, 0.0, 0.0)
+    assert np.abs(fused - template).max() <= 1.0
+
+
+def test_the_mask_is_zero_at_the_crop_border_and_full_on_the_face(program):
+    template, mesh = face_image((180, 140, 120), 1), synthetic_mesh()
+    _, alpha = run(program, template, mesh, template, mesh, 80.0, 50.0)
+    assert alpha[:4].max() == 0 and alpha[-4:].max() == 0 and alpha[:, :4].max() == 0 and alpha[:, -4:].max() == 0
+    assert alpha[200, 192] == 255
+
+
+@pytest.mark.parametrize("profile_degree", [0.0, 60.0])
+def test_fuse_degree_moves_the_face_monotonically_toward_the_user(program, profile_degree):
+    # Same geometry and skin colour, different texture: only appearance can change.
+    template, mesh = face_image((200, 160, 140), 1), synthetic_mesh()
+    user, user_mesh = face_image((200, 160, 140), 5), synthetic_mesh()
+    centre = (slice(150, 250), slice(140, 240))
+    to_user, to_template = [], []
+    for degree in (0.0, 40.0, 80.0, 100.0):
+        fused, _ = run(program, user, user_mesh, template, mesh, degree, profile_degree)
+        to_user.append(np.abs(fused[centre] - user[centre]).mean())
+        to_template.append(np.abs(fused[centre] - template[centre]).mean())
+    assert to_user == sorted(to_user, reverse=True)
+    assert to_template == sorted(to_template)
+
+
+def test_profile_degree_moves_the_face_outline_toward_the_users(program):
+    # A bright template face on dark ground; the user's face is much narrower.
+    template = np.zeros((SIZE, SIZE, 3), np.uint8)
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    template[((xx - 192) / 105) ** 2 + ((yy - 200) / 130) ** 2 < 1] = 220
+    mesh, narrow = synthetic_mesh(), synthetic_mesh(rx=70)
+    widths = []
+    for degree in (0.0, 50.0, 100.0):
+        fused, _ = run(program, template, narrow, template, mesh, 0.0, degree)
+        widths.append(int((fused[200, :, 0] > 110).sum()))  # bright run across the cheeks
+    assert widths[0] > widths[1] > widths[2]
+
+
+def test_similarity_fit_recovers_a_known_similarity():
+    src = torch.from_numpy(synthetic_mesh()[None, :, :2])
+    angle, scale, shift = 0.3, 1.4, torch.tensor([12.0, -7.0])
+    rot = scale * torch.tensor([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]], dtype=torch.float32)
+    dst = src @ rot.T + shift
+    fitted = FuseProgram.apply_similarity(src, FuseProgram.similarity_fit(src, dst))
+    assert torch.allclose(fitted, dst, atol=1e-3)
+
+
+def test_polygon_distance_is_positive_inside_and_negative_outside(program):
+    square = torch.tensor([[[100.0, 100.0], [300.0, 100.0], [300.0, 300.0], [100.0, 300.0]]])
+    distance = program.polygon_distance(square)[0, 0]  # on an 8x coarser grid
+    cell = 384 // distance.shape[0]
+    at = lambda x, y: float(distance[y // cell, x // cell])  # noqa: E731
+    assert at(200, 200) == pytest.approx(96.5, abs=1.0)
+    assert at(20, 20) < -80
+    assert abs(at(100, 200)) < 6
