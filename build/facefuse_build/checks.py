@@ -57,6 +57,10 @@ FP16_TOLERANCES = {
 }
 
 
+# Portraits looking into the camera.
+FRONTAL_SAMPLES = ("astronaut", "grace_hopper")
+
+
 def sample_photos() -> dict[str, bytes]:
     photos = {"astronaut": samples.astronaut(), "grace_hopper": samples.grace_hopper()}
     try:

@@ -8,10 +8,18 @@ canonical crop by `align` and each with its 468-point mesh:
    a similarity fit removes pose/scale) by `profile_degree`;
 2. warp: both faces are resampled onto the target geometry through dense backward maps
    interpolated from the mesh correspondences (normalised Gaussian kernels on a coarse
-   grid, upsampled), so at any degree the two faces line up and never ghost;
+   grid, upsampled), so at any degree the two faces line up and never ghost. A user
+   face turned sideways shows one cheek foreshortened or hidden: that half of the
+   target is filled from the mirrored photo (the mesh's own left/right point pairing,
+   `mirror_index`), blended in smoothly with the amount of turn, and the shape is
+   taken from the symmetrised mesh;
 3. colour: the user's face takes the template face's colour statistics (YCbCr mean and
    spread over the inner face) and its low-frequency lighting;
-4. appearance: template and colour-matched user face are mixed by `fuse_degree`;
+4. appearance: template and colour-matched user face are mixed by `fuse_degree`, the
+   smooth base linearly and the fine detail (eyes, brows, lines, glasses) on a steeper
+   curve, so a mid-to-high degree never shows two sets of features at half strength;
+   the user's detail is softened to the template's sharpness where the template is
+   softer (film stills, paintings);
 5. blend: a soft mask from the mesh's face oval (forehead kept below the hairline)
    merges the face into the warped template with a Laplacian pyramid (multi-band), so
    low frequencies blend wide and edges stay sharp.
@@ -45,9 +53,20 @@ FACE_OVAL = (
 # the template stay the template's.
 FOREHEAD = frozenset({10, 338, 297, 332, 284, 54, 103, 67, 109})
 NOSE_TIP = 4
+# Cheek extremes of the face oval (image left, image right): with the nose tip they
+# measure how far the head is turned.
+CHEEK_LEFT, CHEEK_RIGHT = 234, 454
+# Turn (nose offset from the cheeks' midpoint, as a fraction of face width) at which
+# the mirrored half starts to replace the hidden one, and the span over which it does.
+TURN_START, TURN_SPAN = 0.10, 0.12
 # Masks, colour statistics and lighting are smooth: they are computed on a 4x smaller
 # grid and upsampled, which keeps the program cheap enough for CPU serving.
 MASK_DOWNSCALE = 4
+# Appearance: fine detail is what is lost by an 8x low-pass; it switches from the
+# template's to the user's between fuse degrees 25 and 65.
+DETAIL_SCALE = 8
+DETAIL_MIX_START, DETAIL_MIX_WIDTH = 0.25, 0.40
+MIN_DETAIL_GAIN = 0.5
 # The mask's signed distance is smoother still: an 8x smaller grid.
 DISTANCE_DOWNSCALE = 8
 
@@ -65,8 +84,12 @@ class FuseProgram(torch.nn.Module):
         pyramid_levels: int = 5,
         lighting_blur: int = 16,
         max_spread_ratio: float = 1.6,
+        mirror_index: list[int] | None = None,
     ):
         super().__init__()
+        # Left/right partner of every mesh point (identity: no pose completion).
+        mirror = torch.tensor(mirror_index if mirror_index is not None else range(MESH_POINTS), dtype=torch.long)
+        self.register_buffer("mirror_index", mirror, persistent=False)
         self.crop_px = crop_px
         self.field_grid = field_grid
         self.sigma_px = kernel_sigma * crop_px
@@ -157,6 +180,17 @@ class FuseProgram(torch.nn.Module):
         bottom = at(size) + (at(size + 1) - at(size)) * fx
         return (top + (bottom - top) * fy).reshape(n, 3, size, size)
 
+    def turn(self, mesh_xy: torch.Tensor) -> torch.Tensor:
+        """Signed head turn per face: nose tip offset from the cheeks' midpoint / face width."""
+        left, right, nose = mesh_xy[:, CHEEK_LEFT, 0], mesh_xy[:, CHEEK_RIGHT, 0], mesh_xy[:, NOSE_TIP, 0]
+        return (nose - 0.5 * (left + right)) / (right - left).abs().clamp_min(1.0)
+
+    def mirrored(self, image: torch.Tensor, mesh_xy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The face flipped left-right, with its mesh relabelled by the mirror pairing."""
+        flipped = torch.flip(image, dims=[3])
+        partner = mesh_xy.index_select(1, self.mirror_index)
+        return flipped, torch.stack([(self.crop_px - 1) - partner[..., 0], partner[..., 1]], -1)
+
     # ---- masks ----------------------------------------------------------------
     def polygon_distance(self, polygon: torch.Tensor) -> torch.Tensor:
         """Signed distance (N, 1, F/8, F/8), positive inside, from a coarse grid to a closed polygon."""
@@ -219,6 +253,25 @@ class FuseProgram(torch.nn.Module):
         matched = torch.cat([matched[:, 0:1] + shading, matched[:, 1:]], 1)
         return self.convert(matched, self.ycc_to_rgb)
 
+    def detail_split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(base, detail): a low-pass at 1/8 size and what it leaves out."""
+        base = F.interpolate(F.avg_pool2d(x, DETAIL_SCALE), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return base, x - base
+
+    def mix_appearance(self, user: torch.Tensor, template: torch.Tensor, region: torch.Tensor, amount: torch.Tensor) -> torch.Tensor:
+        user_base, user_detail = self.detail_split(user)
+        template_base, template_detail = self.detail_split(template)
+        weight = F.interpolate(region, size=user.shape[-2:], mode="bilinear", align_corners=False)
+        weight = weight / weight.sum((2, 3), keepdim=True).clamp_min(1.0)
+        user_energy = torch.sqrt((user_detail**2 * weight).sum((1, 2, 3), keepdim=True) + 1e-8)
+        template_energy = torch.sqrt((template_detail**2 * weight).sum((1, 2, 3), keepdim=True) + 1e-8)
+        sharpness = (template_energy / user_energy).clamp(MIN_DETAIL_GAIN, 1.0)
+        detail_amount = ((amount - DETAIL_MIX_START) / DETAIL_MIX_WIDTH).clamp(0, 1)
+        detail_amount = detail_amount * detail_amount * (3 - 2 * detail_amount)  # smoothstep
+        base = template_base + amount * (user_base - template_base)
+        detail = template_detail + detail_amount * (user_detail * sharpness - template_detail)
+        return base + detail
+
     # ---- blending -------------------------------------------------------------
     def pyramid_blend(self, front: torch.Tensor, back: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Laplacian-pyramid blend of front over back; the three share one pyramid pass."""
@@ -257,15 +310,26 @@ class FuseProgram(torch.nn.Module):
         appearance = (fuse_degree.reshape(batch, 1) * 0.01).clamp(0, 1).expand(batch, count).reshape(-1, 1, 1, 1)
         shape = (profile_degree.reshape(batch, 1) * 0.01).clamp(0, 1).expand(batch, count).reshape(-1, 1, 1)
 
-        # 1. target geometry
+        # 1. target geometry (from the symmetrised user mesh as the head turns away)
+        turn = self.turn(user_xy)
+        completion = ((turn.abs() - TURN_START) / TURN_SPAN).clamp(0, 1).view(-1, 1, 1)
+        mirror_image, mirror_xy = self.mirrored(user, user_xy)
         user_on_template = self.apply_similarity(user_xy, self.similarity_fit(user_xy, template_xy))
-        target_xy = template_xy + shape * (user_on_template - template_xy)
+        mirror_on_template = self.apply_similarity(mirror_xy, self.similarity_fit(mirror_xy, template_xy))
+        user_shape = user_on_template + 0.5 * completion * (mirror_on_template - user_on_template)
+        target_xy = template_xy + shape * (user_shape - template_xy)
 
         # 2. both faces onto the target geometry
-        to_user = self.similarity_fit(target_xy, user_xy)
         coarse = self.coarse_points.expand(target_xy.shape[0], -1, -1)
-        user_background = self.apply_similarity(coarse, to_user) - coarse
+        user_background = self.apply_similarity(coarse, self.similarity_fit(target_xy, user_xy)) - coarse
         user_warped = self.sample(user, self.backward_map(target_xy, user_xy, user_background))
+        mirror_background = self.apply_similarity(coarse, self.similarity_fit(target_xy, mirror_xy)) - coarse
+        mirror_warped = self.sample(mirror_image, self.backward_map(target_xy, mirror_xy, mirror_background))
+        # The hidden half is the one the nose turns toward; it is taken from the mirror.
+        midline = target_xy[:, NOSE_TIP, 0].view(-1, 1, 1, 1)
+        toward = torch.sign(turn).view(-1, 1, 1, 1)
+        hidden_side = torch.sigmoid((self.identity_grid[:, 0:1] - midline) * toward / (0.03 * size))
+        user_warped = user_warped + completion.view(-1, 1, 1, 1) * hidden_side * (mirror_warped - user_warped)
         template_warped = self.sample(template, self.backward_map(target_xy, template_xy, None))
 
         # 3-4. colour-matched user face mixed with the template face
@@ -274,7 +338,7 @@ class FuseProgram(torch.nn.Module):
         face_mask = torch.clamp(0.5 + distance / (2 * self.feather_px), 0, 1)
         inner = torch.clamp((F.avg_pool2d(distance, MASK_DOWNSCALE) - self.feather_px) / self.feather_px, 0, 1)
         matched = self.match_colour(user_warped, template_warped, inner)
-        face = template_warped + appearance * (matched - template_warped)
+        face = self.mix_appearance(matched, template_warped, inner, appearance)
 
         # 5. multi-band blend into the warped template; alpha covers all that changed
         fused = self.pyramid_blend(face, template_warped, face_mask)
@@ -286,6 +350,25 @@ class FuseProgram(torch.nn.Module):
         fused_u8 = fused_u8.permute(0, 2, 3, 1).reshape(batch, count, size, size, 3)
         alpha_u8 = alpha_u8.reshape(batch, count, size, size)
         return fused_u8, alpha_u8
+
+
+def mirror_index_from_meshes(meshes: list, flipped_meshes: list, crop_px: int = FACE_CROP_PX) -> list[int]:
+    """Left/right pairing of mesh points, read off the mesh model itself.
+
+    For frontal faces, the mesh of the left-right flipped crop, flipped back, puts each
+    point i where its mirror partner lies in the original mesh. An optimal assignment
+    over several faces turns that into a permutation.
+    """
+    import numpy as np
+    from scipy.optimize import linear_sum_assignment
+
+    cost = np.zeros((MESH_POINTS, MESH_POINTS))
+    for mesh, flipped in zip(meshes, flipped_meshes):
+        back = np.stack([(crop_px - 1) - flipped[:, 0], flipped[:, 1]], -1)
+        cost += ((back[:, None, :] - mesh[None, :, :2]) ** 2).sum(-1)
+    rows, cols = linear_sum_assignment(cost)
+    index = cols[np.argsort(rows)]
+    return [int(i) for i in index]
 
 
 def fuse_onnx(module: FuseProgram, path: Path) -> onnx.ModelProto:

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from facefuse import contract
 from facefuse.settings import Settings
 from facefuse_build import checks, configs, tensorrt
@@ -103,23 +105,26 @@ def _build_landmarks(staging: Path, profile: Profile, repository: Path) -> None:
 def _build_fuse(staging: Path, profile: Profile, repository: Path) -> None:
     import onnxruntime as ort
 
-    from facefuse_build.fuse_program import OUTPUT_NAMES, FuseProgram, fuse_onnx
+    from facefuse_build.fuse_program import OUTPUT_NAMES, FuseProgram, fuse_onnx, mirror_index_from_meshes
 
     path = staging / "model.onnx"
-    module = FuseProgram().eval()
-    fuse_onnx(module, path)
     mesh_session = ort.InferenceSession(str(repository / "face_landmarks" / VERSION / "model.onnx"))
-    faces_and_meshes = [
-        (name, crops, mesh_session.run(None, {"faces": crops[None]})[0][0])
-        for name, crops in checks.aligned_faces(_built_detector(repository), profile.detector_input_px)
-    ]
+
+    def meshes_of(crops):
+        return mesh_session.run(None, {"faces": crops[None]})[0][0]
+
+    faces = checks.aligned_faces(_built_detector(repository), profile.detector_input_px)
+    faces_and_meshes = [(name, crops, meshes_of(crops)) for name, crops in faces]
+    # The single-face portraits are frontal: they define the mesh's left/right pairing.
+    frontal = [crops[:1] for name, crops in faces if name in checks.FRONTAL_SAMPLES]
+    mirror = mirror_index_from_meshes(
+        [meshes_of(c)[0] for c in frontal], [meshes_of(np.ascontiguousarray(c[:, :, ::-1]))[0] for c in frontal]
+    )
+    module = FuseProgram(mirror_index=mirror).eval()
+    fuse_onnx(module, path)
     feeds = checks.fuse_inputs(faces_and_meshes)
     checks.compare("fuse", checks.onnxrt_runner(path), checks.TorchModuleRunner(module, feeds[0][1], OUTPUT_NAMES),
                    feeds, checks.FUSE_TOLERANCE, staging / CHECK_RECORD)
-
-
-def _no_weights() -> str:
-    return "authored"
 
 
 COMMON = (_HERE / "checks.py", _HERE / "export.py", _FACEFUSE / "contract.py")
@@ -128,8 +133,9 @@ RECIPES = (
                   RETINAFACE.sha256, ("onnx", "onnxruntime", "polygraphy"), _build_detector),
     NetworkRecipe("face_landmarks", (_HERE / "landmarks.py", _HERE / "sources.py", *COMMON),
                   FACE_MESH.sha256, ("torch", "onnx", "tflite2onnx", "tflite-runtime", "polygraphy"), _build_landmarks),
-    NetworkRecipe("fuse", (_HERE / "fuse_program.py", *COMMON),
-                  _no_weights, ("torch", "onnx", "onnxruntime", "polygraphy"), _build_fuse),
+    # fuse reads the mesh model's left/right point pairing, so it follows the mesh weights.
+    NetworkRecipe("fuse", (_HERE / "fuse_program.py", _HERE / "landmarks.py", *COMMON),
+                  FACE_MESH.sha256, ("torch", "onnx", "onnxruntime", "polygraphy", "scipy"), _build_fuse),
 )
 
 

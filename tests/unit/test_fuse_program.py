@@ -4,13 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from facefuse_build.fuse_program import FACE_OVAL, FuseProgram
+from facefuse_build.fuse_program import FACE_OVAL, NOSE_TIP, FuseProgram
 
 SIZE = 384
 
 
 def synthetic_mesh(cx=192.0, cy=200.0, rx=105.0, ry=130.0, seed=0) -> np.ndarray:
-    """468 points: the face-oval indices on an ellipse (clockwise from the top), the rest inside."""
+    """468 left/right symmetric points (paired as in `MIRROR`): the face-oval indices on
+    an ellipse (clockwise from the top), the nose tip in the middle, the rest inside."""
     rng = np.random.default_rng(seed)
     radius = np.sqrt(rng.uniform(0, 0.8, 468))
     angle = rng.uniform(0, 2 * np.pi, 468)
@@ -18,7 +19,26 @@ def synthetic_mesh(cx=192.0, cy=200.0, rx=105.0, ry=130.0, seed=0) -> np.ndarray
     for k, index in enumerate(FACE_OVAL):
         a = -np.pi / 2 + 2 * np.pi * k / len(FACE_OVAL)
         mesh[index, :2] = [cx + rx * np.cos(a), cy + ry * np.sin(a)]
+    mesh[NOSE_TIP, :2] = [cx, cy]  # a face looking straight ahead
+    for a, b in PAIRS:
+        mesh[b, :2] = [2 * cx - mesh[a, 0], mesh[a, 1]]
+    mesh[SELF_PAIRED, 0] = cx
     return mesh.astype(np.float32)
+
+
+def _mirror_pairs():
+    inner = [i for i in range(468) if i not in FACE_OVAL and i != NOSE_TIP]
+    pairs = list(zip(inner[0::2], inner[1::2]))
+    mirror = list(range(468))
+    n = len(FACE_OVAL)
+    for k, index in enumerate(FACE_OVAL):
+        mirror[index] = FACE_OVAL[(n - k) % n]
+    for a, b in pairs:
+        mirror[a], mirror[b] = b, a
+    return pairs, inner[len(pairs) * 2:], mirror
+
+
+PAIRS, SELF_PAIRED, MIRROR = _mirror_pairs()
 
 
 def face_image(base_rgb, seed) -> np.ndarray:
@@ -102,3 +122,30 @@ def test_polygon_distance_is_positive_inside_and_negative_outside(program):
     assert at(200, 200) == pytest.approx(96.5, abs=1.0)
     assert at(20, 20) < -80
     assert abs(at(100, 200)) < 6
+
+
+def test_a_face_turned_sideways_borrows_its_hidden_half_from_the_mirror(program):
+    mirrored = FuseProgram(mirror_index=MIRROR).eval()
+    mesh = synthetic_mesh()
+    turned = mesh.copy()
+    turned[NOSE_TIP, 0] -= 40  # nose far toward image-left: that half is foreshortened
+    # The visible (right) half carries texture, the hidden (left) half is flat.
+    user = face_image((150, 120, 100), 2)
+    user[:, :192] = (150, 120, 100)
+    template = np.full((SIZE, SIZE, 3), 120, np.uint8)
+    plain, _ = run(program, user, turned, template, mesh, 100.0, 0.0)
+    completed, _ = run(mirrored, user, turned, template, mesh, 100.0, 0.0)
+    left = (slice(180, 220), slice(120, 150))
+    assert completed[left].std() > 2 * plain[left].std()
+
+
+def test_the_mirror_pairing_is_recovered_from_a_mesh_and_its_flipped_twin():
+    from facefuse_build.fuse_program import mirror_index_from_meshes
+
+    mesh = synthetic_mesh(cx=191.5)  # symmetric about the crop's centre column
+    # What the mesh model reports for the flipped crop: point i where i's partner was, mirrored.
+    flipped = mesh[MIRROR].copy()
+    flipped[:, 0] = 383 - flipped[:, 0]
+    mirror = mirror_index_from_meshes([mesh], [flipped])
+    paired = [i for i in range(468) if i not in SELF_PAIRED]
+    assert all(mirror[i] == MIRROR[i] for i in paired)
