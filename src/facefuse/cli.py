@@ -15,8 +15,10 @@ from facefuse.settings import get_settings
 app = typer.Typer(help="Face-fusion serving on NVIDIA Triton.", no_args_is_help=True, pretty_exceptions_enable=False)
 models_app = typer.Typer(help="Build and check the models Triton serves.", no_args_is_help=True)
 templates_app = typer.Typer(help="Register, list and remove fusion templates.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks: figures go to files, nothing is asserted.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(templates_app, name="templates")
+app.add_typer(bench_app, name="bench")
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -181,6 +183,20 @@ def demo(out_dir: Path = typer.Option(Path("out"), help="Where posters and the s
     from facefuse.demo import run_demo
 
     run_demo(out_dir, echo=typer.echo)
+
+
+# ---- benchmarks ------------------------------------------------------------------
+@bench_app.command("photo")
+def bench_photo(
+    concurrency: str = typer.Option("1,2,4,8", help="Comma-separated client concurrencies."),
+    requests: int = typer.Option(120, help="Posters per concurrency level (and for the baseline)."),
+    out_dir: Path = typer.Option(Path("var/bench"), help="Where photo-bench.json/.md go."),
+) -> None:
+    """Triton posters/s and latency vs the same stages hand-rolled, one process per core."""
+    from facefuse.bench.photo import run_photo_bench
+
+    levels = [int(c) for c in concurrency.split(",") if c.strip()]
+    run_photo_bench(levels, requests, out_dir, echo=typer.echo)
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -1,0 +1,1 @@
+"""Benchmarks: they measure and write figures to files; tests never assert timings."""

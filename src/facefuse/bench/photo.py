@@ -1,0 +1,272 @@
+"""`facefuse bench photo`: posters/s and latency on Triton vs a hand-rolled baseline.
+
+In one run, on one machine:
+- Triton: the `face_fusion` ensemble driven by an asyncio gRPC client at several
+  concurrencies; per-stage queue and compute time from Triton's statistics API;
+  resident memory of tritonserver and its backend stubs;
+- baseline: the same stage functions (`LocalPipeline`: decode, detector, align,
+  landmarks, fuse, postprocess) called in sequence, one worker process per core, each
+  with warm ONNX Runtime sessions and the thread count Triton's instances get.
+Figures are written as JSON and Markdown; nothing here asserts anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+import tritonclient.grpc.aio as aioclient
+
+from facefuse import samples
+from facefuse.settings import Settings, get_settings
+from facefuse.triton_client import POSTER_OUTPUT, FuseOptions, fusion_inputs
+
+STAGES = ("decode", "face_detector", "align", "face_landmarks", "template_bank", "fuse", "postprocess")
+TEMPLATE = "hopper-portrait"
+
+
+@dataclass
+class LoadResult:
+    concurrency: int
+    requests: int
+    seconds: float
+    posters_per_s: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+
+
+@dataclass
+class BenchReport:
+    machine: dict
+    template: str
+    triton: list[LoadResult] = field(default_factory=list)
+    baseline: LoadResult | None = None
+    # Per-stage figures at the lowest concurrency (uncontended compute: the bound) and
+    # at the highest (batching and queueing under load).
+    stages_uncontended: dict = field(default_factory=dict)
+    stages_at_peak: dict = field(default_factory=dict)
+    compute_bound_posters_per_s: float = 0.0
+    memory: dict = field(default_factory=dict)
+    ratios: dict = field(default_factory=dict)
+
+
+def _percentiles(latencies_s: list[float]) -> tuple[float, float, float]:
+    ms = np.asarray(latencies_s) * 1000
+    return tuple(float(np.percentile(ms, q)) for q in (50, 95, 99))  # type: ignore[return-value]
+
+
+def _result(concurrency: int, latencies: list[float], seconds: float) -> LoadResult:
+    p50, p95, p99 = _percentiles(latencies)
+    return LoadResult(concurrency, len(latencies), round(seconds, 3), round(len(latencies) / seconds, 2),
+                      round(p50, 1), round(p95, 1), round(p99, 1))
+
+
+# ---- Triton ------------------------------------------------------------------------
+async def _drive(url: str, photo: bytes, concurrency: int, requests: int) -> tuple[list[float], float]:
+    client = aioclient.InferenceServerClient(url)
+    latencies: list[float] = []
+    remaining = requests
+
+    async def worker():
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            start = time.perf_counter()
+            await client.infer("face_fusion", fusion_inputs(photo, TEMPLATE, 0, FuseOptions()), outputs=POSTER_OUTPUT)
+            latencies.append(time.perf_counter() - start)
+
+    start = time.perf_counter()
+    await asyncio.gather(*[worker() for _ in range(concurrency)])
+    elapsed = time.perf_counter() - start
+    await client.close()
+    return latencies, elapsed
+
+
+def _stage_statistics(client: grpcclient.InferenceServerClient) -> dict[str, dict]:
+    stats = client.get_inference_statistics(as_json=True)["model_stats"]
+    out = {}
+    for model in stats:
+        if model["name"] not in STAGES:
+            continue
+        s = model["inference_stats"]
+        out[model["name"]] = {
+            "requests": int(s["success"]["count"]) if "success" in s else 0,
+            "executions": int(model.get("execution_count", 0)),
+            "queue_ns": int(s.get("queue", {}).get("ns", 0)),
+            "compute_ns": sum(int(s.get(k, {}).get("ns", 0)) for k in ("compute_input", "compute_infer", "compute_output")),
+        }
+    return out
+
+
+def _stage_delta(before: dict, after: dict, posters: int, instances: dict[str, int]) -> dict:
+    delta = {}
+    for name in STAGES:
+        a, b = after.get(name, {}), before.get(name, {})
+        executions = a.get("executions", 0) - b.get("executions", 0)
+        requests = a.get("requests", 0) - b.get("requests", 0)
+        compute = a.get("compute_ns", 0) - b.get("compute_ns", 0)
+        queue = a.get("queue_ns", 0) - b.get("queue_ns", 0)
+        delta[name] = {
+            "instances": instances.get(name, 1),
+            "mean_batch": round(requests / executions, 2) if executions else 0.0,
+            "compute_ms_per_execution": round(compute / executions / 1e6, 2) if executions else 0.0,
+            "compute_ms_per_poster": round(compute / posters / 1e6, 2),
+            "queue_ms_per_request": round(queue / requests / 1e6, 2) if requests else 0.0,
+        }
+    return delta
+
+
+def _instance_counts(client: grpcclient.InferenceServerClient) -> dict[str, int]:
+    counts = {}
+    for name in STAGES:
+        config = client.get_model_config(name, as_json=True)["config"]
+        counts[name] = sum(int(g.get("count", 1)) for g in config.get("instance_group", [])) or 1
+    return counts
+
+
+def _memory(root_pid: int) -> dict:
+    """Resident and proportional set size of a process and all its descendants."""
+    pids, frontier = [], [root_pid]
+    while frontier:
+        pid = frontier.pop()
+        pids.append(pid)
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            children = []
+        frontier.extend(int(c) for c in children)
+    rss = pss = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Rss:"):
+                    rss += int(line.split()[1])
+                elif line.startswith("Pss:"):
+                    pss += int(line.split()[1])
+        except OSError:
+            continue
+    return {"processes": len(pids), "rss_mib": round(rss / 1024, 1), "pss_mib": round(pss / 1024, 1)}
+
+
+# ---- baseline ------------------------------------------------------------------------
+_worker_pipeline = None
+_worker_template = None
+
+
+def _baseline_init(settings_json: str) -> None:
+    global _worker_pipeline, _worker_template
+    from facefuse.local_pipeline import LocalPipeline
+    from facefuse.templates import TemplateStore
+
+    settings = Settings.model_validate_json(settings_json)
+    _worker_pipeline = LocalPipeline(settings, threads=1)
+    _worker_template = TemplateStore(settings.templates_path).load(TEMPLATE)
+
+
+def _baseline_poster(photo: bytes) -> float:
+    start = time.perf_counter()
+    user = _worker_pipeline.analyze_user(photo)
+    _worker_pipeline.fuse(user, _worker_template)
+    return time.perf_counter() - start
+
+
+def run_baseline(settings: Settings, photo: bytes, requests: int, workers: int) -> LoadResult:
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(workers, initializer=_baseline_init, initargs=(settings.model_dump_json(),)) as pool:
+        pool.map(_baseline_poster, [photo] * workers * 2)  # warm every worker
+        start = time.perf_counter()
+        latencies = pool.map(_baseline_poster, [photo] * requests, chunksize=1)
+        elapsed = time.perf_counter() - start
+    return _result(workers, latencies, elapsed)
+
+
+# ---- the run -------------------------------------------------------------------------
+def run_photo_bench(concurrencies: list[int], requests_per_level: int, out_dir: Path, echo=print) -> BenchReport:
+    from facefuse.server.triton import embedded_triton
+
+    settings = get_settings()
+    photo = samples.astronaut()
+    cores = os.cpu_count() or 1
+    report = BenchReport(
+        machine={"cpu_count": cores, "processor": platform.processor() or platform.machine(),
+                 "python": platform.python_version()},
+        template=TEMPLATE,
+    )
+    with embedded_triton(settings) as triton:
+        client = grpcclient.InferenceServerClient(triton.grpc_url)
+        instances = _instance_counts(client)
+        asyncio.run(_drive(triton.grpc_url, photo, max(concurrencies), max(concurrencies) * 3))  # warm-up
+        for concurrency in concurrencies:
+            before = _stage_statistics(client)
+            latencies, elapsed = asyncio.run(_drive(triton.grpc_url, photo, concurrency, requests_per_level))
+            result = _result(concurrency, latencies, elapsed)
+            report.triton.append(result)
+            echo(f"triton   c={concurrency:<3} {result.posters_per_s:7.2f} posters/s  p50 {result.p50_ms:7.1f} ms  p99 {result.p99_ms:7.1f} ms")
+            stages = _stage_delta(before, _stage_statistics(client), len(latencies), instances)
+            if concurrency == min(concurrencies):
+                report.stages_uncontended = stages
+            if concurrency == max(concurrencies):
+                report.stages_at_peak = stages
+                report.memory = _memory(triton.process.pid)
+        client.close()
+
+    report.baseline = run_baseline(settings, photo, requests_per_level, cores)
+    b = report.baseline
+    echo(f"baseline {cores} processes {b.posters_per_s:7.2f} posters/s  p50 {b.p50_ms:7.1f} ms  p99 {b.p99_ms:7.1f} ms")
+
+    # Bound from uncontended per-stage compute: every core busy with stage compute only.
+    compute_per_poster_s = sum(s["compute_ms_per_poster"] for s in report.stages_uncontended.values()) / 1000
+    report.compute_bound_posters_per_s = round(cores / compute_per_poster_s, 2) if compute_per_poster_s else 0.0
+    top = max(report.triton, key=lambda r: r.concurrency)
+    report.ratios = {
+        "triton_vs_baseline_throughput": round(top.posters_per_s / b.posters_per_s, 3),
+        "triton_vs_compute_bound": round(top.posters_per_s / report.compute_bound_posters_per_s, 3)
+        if report.compute_bound_posters_per_s else 0.0,
+    }
+    echo(f"ratios at c={top.concurrency}: {report.ratios}; memory {report.memory}")
+    write_report(report, out_dir)
+    return report
+
+
+def write_report(report: BenchReport, out_dir: Path) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out_dir / "photo-bench.json", out_dir / "photo-bench.md"
+    json_path.write_text(json.dumps(asdict(report), indent=2) + "\n")
+    lines = [
+        f"# Photo fusion benchmark ({report.machine['cpu_count']} cores, {report.machine['processor']})",
+        "",
+        f"Template `{report.template}`, photo: scikit-image astronaut (512x512 JPEG), JPEG output.",
+        "",
+        "| run | concurrency | posters/s | p50 ms | p95 ms | p99 ms |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in report.triton:
+        lines.append(f"| Triton | {r.concurrency} | {r.posters_per_s} | {r.p50_ms} | {r.p95_ms} | {r.p99_ms} |")
+    b = report.baseline
+    lines.append(f"| baseline ({b.concurrency} processes) | {b.concurrency} | {b.posters_per_s} | {b.p50_ms} | {b.p95_ms} | {b.p99_ms} |")
+    for title, stages in (("lowest concurrency (uncontended)", report.stages_uncontended),
+                          ("highest concurrency", report.stages_at_peak)):
+        lines += ["", f"Stages at the {title}, from Triton's statistics:", "",
+                  "| stage | instances | mean batch | compute ms/exec | compute ms/poster | queue ms/request |",
+                  "|---|---|---|---|---|---|"]
+        for name, s in stages.items():
+            lines.append(f"| {name} | {s['instances']} | {s['mean_batch']} | {s['compute_ms_per_execution']} | "
+                         f"{s['compute_ms_per_poster']} | {s['queue_ms_per_request']} |")
+    lines += [
+        "",
+        f"Compute bound: {report.compute_bound_posters_per_s} posters/s (cores / summed stage compute per poster).",
+        f"Ratios: {json.dumps(report.ratios)}",
+        f"Server memory (tritonserver + stubs): {json.dumps(report.memory)}",
+        "",
+    ]
+    md_path.write_text("\n".join(lines))
+    return json_path, md_path
