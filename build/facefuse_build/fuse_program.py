@@ -82,7 +82,7 @@ class FuseProgram(torch.nn.Module):
         forehead_shrink: float = 0.80,
         feather: float = 0.04,
         pyramid_levels: int = 5,
-        lighting_blur: int = 16,
+        lighting_blur: int = 48,
         max_spread_ratio: float = 1.6,
         mirror_index: list[int] | None = None,
     ):
