@@ -100,6 +100,7 @@ def model_specs(profile: Profile, settings: Settings) -> list[ModelSpec]:
                 "detector_input_px": str(profile.detector_input_px),
                 "max_image_side_px": str(s.max_image_side_px),
                 "decode_target_side_px": str(s.decode_target_side_px),
+                "max_image_bytes": str(s.max_image_bytes),
             },
         ),
         ModelSpec(

@@ -45,7 +45,7 @@ class LocalPipeline:
         self.landmarks = onnx_session(repository / "face_landmarks" / "1" / "model.onnx", threads)
         self.fuser = onnx_session(repository / "fuse" / "1" / "model.onnx", threads)
         s = self.settings
-        self.decode_params = DecodeParams(self.detector_px, s.max_image_side_px, s.decode_target_side_px)
+        self.decode_params = DecodeParams(self.detector_px, s.max_image_side_px, s.decode_target_side_px, s.max_image_bytes)
         self.align_params = AlignParams(
             self.detector_px, s.detector_score_threshold, s.detector_nms_iou, s.min_face_px, s.max_face_outside_fraction
         )

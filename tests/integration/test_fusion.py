@@ -155,12 +155,13 @@ def test_stylized_and_multi_face_templates_fuse(triton_client, grace_hopper, ast
         (lambda p: p["coffee"], Reason.NO_FACE_DETECTED),
         (lambda p: encoded(rgb_of(p["astronaut"]), "GIF"), Reason.IMAGE_FORMAT_UNSUPPORTED),
         (lambda p: encoded(np.zeros((20, 4200, 3), np.uint8), "PNG"), Reason.IMAGE_PIXELS_EXCEEDED),
+        (lambda p: p["astronaut"] + b"\0" * (11 * 1024 * 1024), Reason.IMAGE_TOO_LARGE),
         # The astronaut shrunk to 110 px: her face is about 22 px.
         (lambda p: encoded(np.asarray(Image.fromarray(rgb_of(p["astronaut"])).resize((110, 110)))), Reason.FACE_TOO_SMALL),
         # Cut through the middle of her face.
         (lambda p: encoded(rgb_of(p["astronaut"])[:, 225:]), Reason.FACE_EXCEEDS_BORDER),
     ],
-    ids=["empty", "garbage", "truncated", "no-face", "gif", "too-many-pixels", "face-too-small", "face-cut-off"],
+    ids=["empty", "garbage", "truncated", "no-face", "gif", "too-many-pixels", "too-many-bytes", "face-too-small", "face-cut-off"],
 )
 def test_bad_photos_get_their_typed_reason(triton_client, astronaut, coffee, make_photo, reason):
     photo = make_photo({"astronaut": astronaut, "coffee": coffee})

@@ -13,6 +13,7 @@ class TritonPythonModel:
             detector_input_px=int(p["detector_input_px"]),
             max_image_side_px=int(p["max_image_side_px"]),
             decode_target_side_px=int(p["decode_target_side_px"]),
+            max_image_bytes=int(p["max_image_bytes"]),
         )
 
     def execute(self, requests):

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from facefuse.errors import ImageError, Reason
 from facefuse.vision.codec import decode_image
 from facefuse.vision.detection import letterbox
 
@@ -15,6 +16,7 @@ class DecodeParams:
     detector_input_px: int
     max_image_side_px: int = 4096
     decode_target_side_px: int = 2048
+    max_image_bytes: int = 10 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,11 @@ class DecodedImage:
 
 
 def decode(data: bytes, params: DecodeParams) -> DecodedImage:
+    if len(data) > params.max_image_bytes:
+        raise ImageError(
+            f"the image is {len(data)} bytes; at most {params.max_image_bytes} are accepted",
+            Reason.IMAGE_TOO_LARGE,
+        )
     image = decode_image(data, params.max_image_side_px, params.decode_target_side_px)
     square, scale = letterbox(image, params.detector_input_px)
     return DecodedImage(image, square, scale)
