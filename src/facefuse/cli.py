@@ -199,5 +199,31 @@ def bench_photo(
     run_photo_bench(levels, requests, out_dir, echo=typer.echo)
 
 
+@app.command()
+def capacity(
+    peak_tasks: int = typer.Option(..., help="Fusion tasks expected at the peak."),
+    window_s: float = typer.Option(..., help="Over how many seconds they arrive."),
+    p99_ms: float = typer.Option(..., help="p99 latency target in milliseconds."),
+    from_report: Path = typer.Option(
+        Path("loadtest/reports/capacity.json"), "--from", help="Load-test capacity JSON or `bench photo` JSON."
+    ),
+    posters_per_task: float = typer.Option(1.0, help="Posters per task (a FuseMany of 5 is 5)."),
+    hedge_fraction: float = typer.Option(0.05, help="Share of calls hedged to a second replica."),
+    target_utilization: float = typer.Option(0.75, help="Fraction of measured capacity to plan for."),
+) -> None:
+    """Replicas and GPUs per stage for a campaign peak, from measured throughput."""
+    from facefuse.capacity.planner import Assumptions, measurement_from_file, plan, render
+
+    if not from_report.is_file():
+        fail(f"{from_report} does not exist; run a load test (see README) or `facefuse bench photo` and pass --from")
+    try:
+        measured = measurement_from_file(from_report, p99_ms)
+        result = plan(peak_tasks, window_s, p99_ms, measured,
+                      Assumptions(posters_per_task, hedge_fraction, target_utilization=target_utilization))
+    except ValueError as exc:
+        fail(str(exc))
+    typer.echo(render(result))
+
+
 def main() -> None:  # pragma: no cover - console entry
     sys.exit(app())

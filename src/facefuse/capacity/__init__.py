@@ -1,0 +1,1 @@
+"""Capacity: load-test reports and the campaign planner."""
