@@ -24,8 +24,10 @@ from facefuse_build.errors import BuildError, ProfileError
 
 PROFILES = ("cpu", "gpu")
 # Python stages loop over requests anyway; a short delay lets requests queued under load
-# share one execute() call (one round trip to the stub) at a negligible latency cost.
-PYTHON_STAGE_QUEUE_DELAY_US = 200
+# share one execute() call (one round trip to the stub). On the 2-core machine 200 us
+# gave about 24 posters/s at concurrency 8, 1-5 ms about 25; each Python stage adds up
+# to this delay to an idle server's latency.
+PYTHON_STAGE_QUEUE_DELAY_US = 1000
 
 
 @dataclass(frozen=True)
