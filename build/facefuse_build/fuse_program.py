@@ -175,9 +175,10 @@ class FuseProgram(torch.nn.Module):
         def at(offset: int) -> torch.Tensor:
             return torch.gather(flat, 2, index + offset)
 
+        top_left, top_right, bottom_left, bottom_right = at(0), at(1), at(size), at(size + 1)
         fx, fy = frac[:, 0:1], frac[:, 1:2]
-        top = at(0) + (at(1) - at(0)) * fx
-        bottom = at(size) + (at(size + 1) - at(size)) * fx
+        top = top_left + (top_right - top_left) * fx
+        bottom = bottom_left + (bottom_right - bottom_left) * fx
         return (top + (bottom - top) * fy).reshape(n, 3, size, size)
 
     def turn(self, mesh_xy: torch.Tensor) -> torch.Tensor:
