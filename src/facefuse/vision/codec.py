@@ -74,8 +74,8 @@ def decode_image(data: bytes, max_side_px: int, target_side_px: int | None = Non
         image.load()
         image = ImageOps.exif_transpose(image)
         rgb = _to_rgb(image)
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"the {image.format} data is corrupt or truncated ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - any decoder failure on untrusted bytes is the caller's data
+        raise ImageError(f"the {image.format} data is corrupt or truncated ({type(exc).__name__}: {exc})") from None
     return np.asarray(rgb, dtype=np.uint8)
 
 
