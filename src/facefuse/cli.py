@@ -125,55 +125,93 @@ def templates_remove(template_id: str = typer.Argument(...)) -> None:
 # ---- serving ---------------------------------------------------------------------
 @app.command()
 def serve(
-    grpc_port: int = typer.Option(None, help="Triton gRPC port (default FACEFUSE_TRITON_GRPC_PORT)."),
+    gateway_port: int = typer.Option(None, help="Gateway port (default FACEFUSE_GATEWAY_PORT, 50051)."),
 ) -> None:
-    """Start the embedded Triton on the built repository; Ctrl-C stops it."""
+    """Start the embedded Triton and the gateway in front of it; one Ctrl-C stops both."""
+    from facefuse.gateway.dev_key import dev_key_path, ensure_dev_key
+    from facefuse.gateway.server import GatewayThread
+    from facefuse.gateway.settings import GatewaySettings
     from facefuse.server.triton import TritonStartError, embedded_triton
 
     s = get_settings()
-    ports = (grpc_port or s.triton_grpc_port, s.triton_http_port, s.triton_metrics_port)
+    ports = (s.triton_grpc_port, s.triton_http_port, s.triton_metrics_port)
     try:
         with embedded_triton(s, ports=ports) as triton:
-            typer.echo(f"Triton ready: gRPC {triton.grpc_url}, HTTP {triton.http_url}, metrics {triton.metrics_url}")
-            typer.echo("Ctrl-C to stop")
-            while triton.process.poll() is None:
-                time.sleep(0.5)
-            fail(f"tritonserver exited with code {triton.process.returncode}:\n{triton.log_tail()}")
+            gateway_settings = GatewaySettings(triton_urls=[triton.grpc_url])
+            ensure_dev_key(gateway_settings)
+            with GatewayThread(gateway_settings, port=gateway_port) as gateway:
+                typer.echo(f"Triton ready: gRPC {triton.grpc_url}, HTTP {triton.http_url}, metrics {triton.metrics_url}")
+                typer.echo(f"Gateway ready on port {gateway.port} (facefuse.v1); local API key in {dev_key_path(gateway_settings)}")
+                typer.echo("Ctrl-C stops both")
+                while triton.process.poll() is None:
+                    time.sleep(0.5)
+                fail(f"tritonserver exited with code {triton.process.returncode}:\n{triton.log_tail()}")
     except TritonStartError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
         typer.echo("stopped")
 
 
+gateway_app = typer.Typer(help="Gateway administration.", no_args_is_help=True)
+app.add_typer(gateway_app, name="gateway")
+
+
+@gateway_app.command("add-key")
+def gateway_add_key(
+    key_id: str = typer.Option(..., "--id", help="A name for the key (shown in logs)."),
+    tenant: str = typer.Option(..., help="Tenant the key's quota belongs to."),
+    scopes: str = typer.Option("fuse,templates:read", help="Comma-separated scopes."),
+    rate_per_s: float = typer.Option(20.0, help="Sustained calls per second."),
+    burst: int = typer.Option(40, help="Calls allowed at once above the rate."),
+    max_concurrency: int = typer.Option(8, help="Calls in flight at most."),
+) -> None:
+    """Create an API key; it is printed once and stored only as a sha256 hash."""
+    from facefuse.gateway.auth import add_key
+    from facefuse.gateway.settings import GatewaySettings
+
+    keys_file = GatewaySettings().keys_file
+    key = add_key(keys_file, key_id, tenant, [x.strip() for x in scopes.split(",") if x.strip()],
+                  rate_per_s, burst, max_concurrency)
+    typer.echo(f"key {key_id!r} for tenant {tenant!r} added to {keys_file}:")
+    typer.echo(key)
+
+
 @app.command()
 def fuse(
-    photo: Path = typer.Argument(..., exists=True, dir_okay=False, help="The user's photo."),
+    photos: list[Path] = typer.Argument(..., exists=True, dir_okay=False, help="The user's photo(s); several map onto several template faces."),
     template: str = typer.Option(..., help="Template id (see `facefuse templates list`)."),
-    output: Path = typer.Option(..., "-o", "--output", help="Where to write the poster."),
+    output: Path = typer.Option(..., "-o", "--output", help="Where to write the poster (.jpg, .png, .webp)."),
     fuse_degree: float = typer.Option(contract.DEFAULT_FUSE_DEGREE, min=0, max=100, help="Appearance: 0 template .. 100 user."),
     profile_degree: float = typer.Option(contract.DEFAULT_PROFILE_DEGREE, min=0, max=100, help="Face shape: 0 template .. 100 user."),
-    face: int = typer.Option(0, help="Template face to replace (0 = leftmost)."),
+    face: list[int] = typer.Option(None, help="Template face per photo (0 = leftmost); repeat for several photos."),
     label: bool = typer.Option(True, help="Stamp the AI-synthesized label."),
-    url: str = typer.Option(None, help="Triton gRPC address (default from settings)."),
+    target: str = typer.Option(None, help="Gateway host:port (default 127.0.0.1:FACEFUSE_GATEWAY_PORT)."),
+    api_key: str = typer.Option(None, envvar="FACEFUSE_API_KEY", help="API key (default: the local dev key)."),
 ) -> None:
-    """Fuse PHOTO into a template on a running server."""
-    import tritonclient.grpc as grpcclient
-    from tritonclient.utils import InferenceServerException
+    """Fuse photo(s) into a template through a running gateway (`facefuse serve`)."""
+    from facefuse_client import FacefuseClient, FacefuseError
 
-    from facefuse.errors import reason_from_message
-    from facefuse.triton_client import POSTER_OUTPUT, FuseOptions, fusion_inputs, poster_bytes
+    from facefuse.gateway.dev_key import dev_key_path
+    from facefuse.gateway.settings import GatewaySettings
 
-    s = get_settings()
-    client = grpcclient.InferenceServerClient(url or f"{s.triton_host}:{s.triton_grpc_port}")
+    gateway_settings = GatewaySettings()
+    key_path = dev_key_path(gateway_settings)
+    key = api_key or (key_path.read_text().strip() if key_path.is_file() else None)
     fmt = {".png": "png", ".webp": "webp"}.get(output.suffix.lower(), "jpeg")
-    options = FuseOptions(fuse_degree, profile_degree, label, fmt)
-    try:
-        result = client.infer("face_fusion", fusion_inputs(photo.read_bytes(), template, face, options), outputs=POSTER_OUTPUT)
-    except InferenceServerException as exc:
-        reason = reason_from_message(exc.message() or "")
-        fail(f"{reason.value if reason else exc.status()}: {exc.message()}")
+    options = dict(fuse_degree=fuse_degree, profile_degree=profile_degree, add_label=label, output_format=fmt)
+    faces = face or list(range(len(photos)))
+    if len(faces) != len(photos):
+        fail(f"give one --face per photo ({len(photos)} photos, {len(faces)} --face)")
+    with FacefuseClient(target or f"127.0.0.1:{gateway_settings.port}", api_key=key) as client:
+        try:
+            if len(photos) == 1:
+                poster = client.fuse(photos[0].read_bytes(), template, face_index=faces[0], **options)
+            else:
+                poster = client.fuse_faces(template, [(p.read_bytes(), i) for p, i in zip(photos, faces)], **options)
+        except FacefuseError as exc:
+            fail(str(exc))
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_bytes(poster_bytes(result))
+    output.write_bytes(poster.image)
     typer.echo(f"wrote {output}")
 
 

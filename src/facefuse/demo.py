@@ -1,4 +1,5 @@
-"""The README's run path: serve, fuse real photos into the sample templates, stop.
+"""The README's run path: serve (Triton + gateway), fuse real photos through the gateway
+into the sample templates with the client SDK, stop.
 
 Writes one poster per (photo, template) plus `strip.png`: rows of
 photo | template | result at two degree settings, the picture in the README.
@@ -10,13 +11,12 @@ import io
 from pathlib import Path
 
 import numpy as np
-import tritonclient.grpc as grpcclient
+from facefuse_client import FacefuseClient
 from PIL import Image
 
 from facefuse import samples
 from facefuse.settings import get_settings
 from facefuse.templates import TemplateStore
-from facefuse.triton_client import POSTER_OUTPUT, FuseOptions, fusion_inputs, poster_bytes
 
 DEGREE_SETTINGS = ((50.0, 0.0), (90.0, 80.0))
 PHOTOS = {"astronaut": samples.astronaut, "grace-hopper": samples.grace_hopper}
@@ -37,32 +37,40 @@ def _tile(data: bytes) -> Image.Image:
 
 
 def run_demo(out_dir: Path, echo=print) -> list[Path]:
+    from facefuse.gateway.dev_key import ensure_dev_key
+    from facefuse.gateway.server import GatewayThread
+    from facefuse.gateway.settings import GatewaySettings
     from facefuse.server.triton import embedded_triton
 
     settings = get_settings()
     store = TemplateStore(settings.templates_path)
     out_dir.mkdir(parents=True, exist_ok=True)
-    written, rows = [], []
-    echo("starting Triton ...")
+    echo("starting Triton and the gateway ...")
     with embedded_triton(settings) as triton:
-        echo(f"Triton ready on {triton.grpc_url}")
-        client = grpcclient.InferenceServerClient(triton.grpc_url)
-        for photo_name, photo in PHOTOS.items():
-            for template_id in PAIRS[photo_name]:
-                template_png = io.BytesIO()
-                Image.fromarray(store.load(template_id).image).save(template_png, format="PNG")
-                row = [_tile(photo()), _tile(template_png.getvalue())]
-                for fuse_degree, profile_degree in DEGREE_SETTINGS:
-                    options = FuseOptions(fuse_degree, profile_degree)
-                    result = client.infer("face_fusion", fusion_inputs(photo(), template_id, 0, options), outputs=POSTER_OUTPUT)
-                    poster = poster_bytes(result)
-                    path = out_dir / f"{photo_name}_into_{template_id}_f{fuse_degree:g}_p{profile_degree:g}.jpg"
-                    path.write_bytes(poster)
-                    written.append(path)
-                    row.append(_tile(poster))
-                    echo(f"wrote {path}")
-                rows.append(np.hstack([np.asarray(t) for t in row]))
+        gateway_settings = GatewaySettings(triton_urls=[triton.grpc_url])
+        key = ensure_dev_key(gateway_settings)
+        with GatewayThread(gateway_settings, port=0) as gateway, FacefuseClient(f"127.0.0.1:{gateway.port}", api_key=key) as client:
+            echo(f"Triton ready on {triton.grpc_url}, gateway on 127.0.0.1:{gateway.port}")
+            rows, written = _fuse_all(client, store, out_dir, echo)
     strip = out_dir / "strip.png"
     Image.fromarray(np.vstack(rows)).save(strip)
     echo(f"wrote {strip} (photo | template | fuse/profile {' | '.join(f'{f:g}/{p:g}' for f, p in DEGREE_SETTINGS)})")
     return [*written, strip]
+
+
+def _fuse_all(client: FacefuseClient, store: TemplateStore, out_dir: Path, echo) -> tuple[list, list[Path]]:
+    rows, written = [], []
+    for photo_name, photo in PHOTOS.items():
+        for template_id in PAIRS[photo_name]:
+            template_png = io.BytesIO()
+            Image.fromarray(store.load(template_id).image).save(template_png, format="PNG")
+            row = [_tile(photo()), _tile(template_png.getvalue())]
+            for fuse_degree, profile_degree in DEGREE_SETTINGS:
+                poster = client.fuse(photo(), template_id, fuse_degree=fuse_degree, profile_degree=profile_degree).image
+                path = out_dir / f"{photo_name}_into_{template_id}_f{fuse_degree:g}_p{profile_degree:g}.jpg"
+                path.write_bytes(poster)
+                written.append(path)
+                row.append(_tile(poster))
+                echo(f"wrote {path}")
+            rows.append(np.hstack([np.asarray(t) for t in row]))
+    return rows, written

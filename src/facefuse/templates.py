@@ -54,6 +54,12 @@ class TemplateArtifact:
         return self.faces[indices], self.meshes[indices], self.affines[indices]
 
 
+def _info(artifact: TemplateArtifact, version: int) -> dict:
+    height, width = artifact.image.shape[:2]
+    return {"template_id": artifact.template_id, "version": version, "face_count": artifact.face_count,
+            "width": int(width), "height": int(height), "source": artifact.source}
+
+
 def check_template_id(template_id: str) -> str:
     if not TEMPLATE_ID_PATTERN.match(template_id or ""):
         raise OptionError(
@@ -104,7 +110,10 @@ class TemplateStore:
     def info(self, template_id: str) -> dict:
         """template_id, version, face_count, width, height, source of the serving version."""
         version = self.latest_version(template_id)
-        return json.loads((self._dir(template_id) / str(version) / INFO_NAME).read_text())
+        path = self._dir(template_id) / str(version) / INFO_NAME
+        if path.is_file():
+            return json.loads(path.read_text())
+        return _info(self.load(template_id, version), version)  # stored before info files existed
 
     def add(self, artifact: TemplateArtifact) -> int:
         """Store as the next version of its id; returns that version."""
@@ -118,10 +127,7 @@ class TemplateStore:
                 affines=artifact.affines, boxes=artifact.boxes,
                 meta=np.array(json.dumps({"source": artifact.source})),
             )
-            h, w = artifact.image.shape[:2]
-            info = {"template_id": artifact.template_id, "version": version, "face_count": artifact.face_count,
-                    "width": int(w), "height": int(h), "source": artifact.source}
-            (staging / INFO_NAME).write_text(json.dumps(info, indent=2) + "\n")
+            (staging / INFO_NAME).write_text(json.dumps(_info(artifact, version), indent=2) + "\n")
             staging.rename(directory / str(version))
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,11 @@
+"""Client SDK for the facefuse gateway (gRPC API facefuse.v1)."""
+
+from facefuse_client.client import AsyncFacefuseClient, FacefuseClient, Poster, Template
+from facefuse_client.errors import (
+    AuthError, FacefuseError, InvalidPhotoError, InvalidRequestError, RetryableError, TemplateNotFoundError,
+)
+
+__all__ = [
+    "AsyncFacefuseClient", "AuthError", "FacefuseClient", "FacefuseError", "InvalidPhotoError",
+    "InvalidRequestError", "Poster", "RetryableError", "Template", "TemplateNotFoundError",
+]

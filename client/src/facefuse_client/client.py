@@ -1,0 +1,196 @@
+"""The typed SDK: `FacefuseClient` (blocking) and `AsyncFacefuseClient` (asyncio).
+
+Every call has a deadline (default 30 s). Retries of UNAVAILABLE are declared in the
+channel's gRPC service config, so they stay within that deadline and back off; nothing
+here loops.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import grpc
+
+from facefuse_client.errors import error_from_rpc
+from facefuse_client.v1 import facefuse_pb2 as pb
+from facefuse_client.v1 import facefuse_pb2_grpc as pb_grpc
+
+DEFAULT_TIMEOUT_S = 30.0
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+SERVICE_CONFIG = {
+    "methodConfig": [
+        {
+            "name": [{"service": "facefuse.v1.FaceFusion"}],
+            "retryPolicy": {
+                "maxAttempts": 3,
+                "initialBackoff": "0.2s",
+                "maxBackoff": "2s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE"],
+            },
+        }
+    ]
+}
+FORMATS = {"jpeg": pb.JPEG, "png": pb.PNG, "webp": pb.WEBP}
+
+
+@dataclass(frozen=True)
+class Poster:
+    template_id: str
+    image: bytes
+    format: str
+
+
+@dataclass(frozen=True)
+class Template:
+    template_id: str
+    version: int
+    face_count: int
+    width: int
+    height: int
+
+
+def channel_options() -> list[tuple[str, object]]:
+    return [
+        ("grpc.service_config", json.dumps(SERVICE_CONFIG)),
+        ("grpc.enable_retries", 1),
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ]
+
+
+def credentials_metadata(api_key: str | None, token: str | None) -> tuple[tuple[str, str], ...]:
+    if token:
+        return (("authorization", f"Bearer {token}"),)
+    if api_key:
+        return (("x-api-key", api_key),)
+    return ()
+
+
+def fuse_options(fuse_degree=None, profile_degree=None, add_label=None, output_format="jpeg", output_quality=None) -> pb.FuseOptions:
+    options = pb.FuseOptions(output_format=FORMATS[output_format])
+    if fuse_degree is not None:
+        options.fuse_degree = fuse_degree
+    if profile_degree is not None:
+        options.profile_degree = profile_degree
+    if add_label is not None:
+        options.add_label = add_label
+    if output_quality is not None:
+        options.output_quality = output_quality
+    return options
+
+
+def _poster(message: pb.Poster) -> Poster:
+    fmt = {v: k for k, v in FORMATS.items()}.get(message.format, "jpeg")
+    return Poster(message.template_id, message.image, fmt)
+
+
+def _fuse_request(photo, template_id, face_index, faces, options, request_id) -> pb.FuseRequest:
+    mappings = [pb.FaceMapping(photo=p, template_face_index=i) for p, i in (faces or ())]
+    return pb.FuseRequest(
+        template_id=template_id, photo=photo or b"", template_face_index=face_index, faces=mappings,
+        options=options, request_id=request_id or uuid.uuid4().hex,
+    )
+
+
+class FacefuseClient:
+    """Blocking client. Use as a context manager or call close()."""
+
+    def __init__(self, target: str, api_key: str | None = None, token: str | None = None,
+                 timeout_s: float = DEFAULT_TIMEOUT_S, credentials: grpc.ChannelCredentials | None = None):
+        options = channel_options()
+        self._channel = (grpc.secure_channel(target, credentials, options) if credentials
+                         else grpc.insecure_channel(target, options))
+        self._stub = pb_grpc.FaceFusionStub(self._channel)
+        self._metadata = credentials_metadata(api_key, token)
+        self.timeout_s = timeout_s
+
+    def _call(self, method, request, timeout_s):
+        try:
+            return method(request, timeout=timeout_s or self.timeout_s, metadata=self._metadata)
+        except grpc.RpcError as error:
+            raise error_from_rpc(error) from None
+
+    def fuse(self, photo: bytes, template_id: str, *, face_index: int = 0, request_id: str = "",
+             timeout_s: float | None = None, **options) -> Poster:
+        """One photo into one face of a template (options: fuse_degree, profile_degree,
+        add_label, output_format, output_quality)."""
+        request = _fuse_request(photo, template_id, face_index, None, fuse_options(**options), request_id)
+        return _poster(self._call(self._stub.Fuse, request, timeout_s).poster)
+
+    def fuse_faces(self, template_id: str, faces: Iterable[tuple[bytes, int]], *, request_id: str = "",
+                   timeout_s: float | None = None, **options) -> Poster:
+        """Several photos into several faces of one template: (photo, template face index) pairs."""
+        request = _fuse_request(None, template_id, 0, list(faces), fuse_options(**options), request_id)
+        return _poster(self._call(self._stub.Fuse, request, timeout_s).poster)
+
+    def fuse_many(self, photo: bytes, template_ids: Sequence[str], *, request_id: str = "",
+                  timeout_s: float | None = None, **options) -> list[Poster]:
+        """One photo into up to 10 templates (the face is analysed once)."""
+        request = pb.FuseManyRequest(photo=photo, template_ids=list(template_ids), options=fuse_options(**options),
+                                     request_id=request_id or uuid.uuid4().hex)
+        return [_poster(p) for p in self._call(self._stub.FuseMany, request, timeout_s).posters]
+
+    def list_templates(self, timeout_s: float | None = None) -> list[Template]:
+        reply = self._call(self._stub.ListTemplates, pb.ListTemplatesRequest(), timeout_s)
+        return [Template(t.template_id, t.version, t.face_count, t.width, t.height) for t in reply.templates]
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> "FacefuseClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class AsyncFacefuseClient:
+    """asyncio client with the same methods as FacefuseClient, awaitable."""
+
+    def __init__(self, target: str, api_key: str | None = None, token: str | None = None,
+                 timeout_s: float = DEFAULT_TIMEOUT_S, credentials: grpc.ChannelCredentials | None = None):
+        options = channel_options()
+        self._channel = (grpc.aio.secure_channel(target, credentials, options) if credentials
+                         else grpc.aio.insecure_channel(target, options))
+        self._stub = pb_grpc.FaceFusionStub(self._channel)
+        self._metadata = credentials_metadata(api_key, token)
+        self.timeout_s = timeout_s
+
+    async def _call(self, method, request, timeout_s):
+        try:
+            return await method(request, timeout=timeout_s or self.timeout_s, metadata=self._metadata)
+        except grpc.RpcError as error:
+            raise error_from_rpc(error) from None
+
+    async def fuse(self, photo: bytes, template_id: str, *, face_index: int = 0, request_id: str = "",
+                   timeout_s: float | None = None, **options) -> Poster:
+        request = _fuse_request(photo, template_id, face_index, None, fuse_options(**options), request_id)
+        return _poster((await self._call(self._stub.Fuse, request, timeout_s)).poster)
+
+    async def fuse_faces(self, template_id: str, faces: Iterable[tuple[bytes, int]], *, request_id: str = "",
+                         timeout_s: float | None = None, **options) -> Poster:
+        request = _fuse_request(None, template_id, 0, list(faces), fuse_options(**options), request_id)
+        return _poster((await self._call(self._stub.Fuse, request, timeout_s)).poster)
+
+    async def fuse_many(self, photo: bytes, template_ids: Sequence[str], *, request_id: str = "",
+                        timeout_s: float | None = None, **options) -> list[Poster]:
+        request = pb.FuseManyRequest(photo=photo, template_ids=list(template_ids), options=fuse_options(**options),
+                                     request_id=request_id or uuid.uuid4().hex)
+        return [_poster(p) for p in (await self._call(self._stub.FuseMany, request, timeout_s)).posters]
+
+    async def list_templates(self, timeout_s: float | None = None) -> list[Template]:
+        reply = await self._call(self._stub.ListTemplates, pb.ListTemplatesRequest(), timeout_s)
+        return [Template(t.template_id, t.version, t.face_count, t.width, t.height) for t in reply.templates]
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> "AsyncFacefuseClient":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()

@@ -1,0 +1,126 @@
+"""Who is calling: API keys (stored as sha256 hashes) or JWTs (HS256 / RS256).
+
+Keys file (JSON):
+    {"keys": [{"id": "campaign-web", "sha256": "<hex of the key>", "tenant": "acme",
+               "scopes": ["fuse", "templates:read"], "rate_per_s": 20, "burst": 40,
+               "max_concurrency": 8}]}
+`facefuse gateway add-key` writes entries; the key itself is shown once and never stored.
+JWT claims: `tenant` (else `sub`), `scope` (space-separated) or `scopes` (list); issuer,
+audience and expiry are checked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import jwt
+
+from facefuse.gateway.errors import PermissionDenied, Unauthenticated
+from facefuse.gateway.settings import GatewaySettings
+
+SCOPE_FUSE = "fuse"
+SCOPE_TEMPLATES = "templates:read"
+API_KEY_HEADER = "x-api-key"
+
+
+@dataclass(frozen=True)
+class Principal:
+    tenant: str
+    scopes: frozenset[str]
+    rate_per_s: float
+    burst: int
+    max_concurrency: int
+    credential: str  # key id or "jwt:<sub>", for logs; never the secret
+
+    def require(self, scope: str) -> None:
+        if scope not in self.scopes:
+            raise PermissionDenied(f"credential {self.credential!r} lacks scope {scope!r}")
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_key() -> str:
+    return "ffk_" + secrets.token_urlsafe(24)
+
+
+def add_key(keys_file: Path, key_id: str, tenant: str, scopes: list[str], rate_per_s: float, burst: int,
+            max_concurrency: int) -> str:
+    """Append a new key to the keys file; returns the key (shown once, stored hashed)."""
+    key = new_key()
+    data = json.loads(keys_file.read_text()) if keys_file.is_file() else {"keys": []}
+    data["keys"] = [k for k in data["keys"] if k["id"] != key_id] + [{
+        "id": key_id, "sha256": hash_key(key), "tenant": tenant, "scopes": scopes,
+        "rate_per_s": rate_per_s, "burst": burst, "max_concurrency": max_concurrency,
+    }]
+    keys_file.parent.mkdir(parents=True, exist_ok=True)
+    keys_file.write_text(json.dumps(data, indent=2) + "\n")
+    keys_file.chmod(0o600)
+    return key
+
+
+class Authenticator:
+    def __init__(self, settings: GatewaySettings):
+        self.settings = settings
+        self._keys: dict[str, Principal] = {}
+        if settings.keys_file and settings.keys_file.is_file():
+            for entry in json.loads(settings.keys_file.read_text())["keys"]:
+                self._keys[entry["sha256"]] = Principal(
+                    tenant=entry["tenant"], scopes=frozenset(entry["scopes"]), rate_per_s=float(entry["rate_per_s"]),
+                    burst=int(entry["burst"]), max_concurrency=int(entry["max_concurrency"]), credential=entry["id"],
+                )
+        self._jwt_keys: list[tuple[str, str | bytes]] = []
+        if settings.jwt_hs256_secret:
+            self._jwt_keys.append(("HS256", settings.jwt_hs256_secret))
+        if settings.jwt_rs256_public_key_file:
+            self._jwt_keys.append(("RS256", settings.jwt_rs256_public_key_file.read_bytes()))
+
+    def authenticate(self, metadata: dict[str, str]) -> Principal:
+        authorization = metadata.get("authorization", "")
+        if authorization.lower().startswith("bearer "):
+            return self._from_jwt(authorization[7:].strip())
+        key = metadata.get(API_KEY_HEADER)
+        if key:
+            return self._from_key(key)
+        raise Unauthenticated(f"no credentials: send an API key in '{API_KEY_HEADER}' or 'authorization: Bearer <JWT>'")
+
+    def _from_key(self, key: str) -> Principal:
+        digest = hash_key(key)
+        for stored, principal in self._keys.items():
+            if hmac.compare_digest(stored, digest):
+                return principal
+        raise Unauthenticated("the API key is not valid")
+
+    def _from_jwt(self, token: str) -> Principal:
+        if not self._jwt_keys:
+            raise Unauthenticated("bearer tokens are not accepted by this gateway")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise Unauthenticated("the bearer token is not a JWT") from None
+        keys = [k for alg, k in self._jwt_keys if alg == header.get("alg")]
+        if not keys:
+            raise Unauthenticated(f"JWT algorithm {header.get('alg')!r} is not accepted")
+        options = {"require": ["exp"]}
+        try:
+            claims = jwt.decode(
+                token, keys[0], algorithms=[header["alg"]], issuer=self.settings.jwt_issuer,
+                audience=self.settings.jwt_audience, options=options,
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated("the JWT has expired") from None
+        except jwt.PyJWTError as exc:
+            raise Unauthenticated(f"the JWT is not valid ({type(exc).__name__})") from None
+        scopes = claims.get("scopes") or str(claims.get("scope", "")).split()
+        s = self.settings
+        return Principal(
+            tenant=str(claims.get("tenant") or claims.get("sub") or "unknown"), scopes=frozenset(scopes),
+            rate_per_s=s.jwt_rate_per_s, burst=s.jwt_burst, max_concurrency=s.jwt_max_concurrency,
+            credential=f"jwt:{claims.get('sub', '?')}",
+        )

@@ -1,0 +1,94 @@
+"""Run the gateway: an asyncio gRPC server with health checking and reflection.
+
+`gateway_server` is an async context manager that can bind port 0 (tests run the real
+gateway in-process on a free port); `GatewayThread` runs it on its own event loop for
+callers that are not asyncio (the CLI, pytest).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+
+import grpc
+from facefuse_client.v1 import facefuse_pb2, facefuse_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
+
+from facefuse.gateway.service import FaceFusionService
+from facefuse.gateway.settings import GatewaySettings
+from facefuse.gateway.triton import TritonPool
+
+SERVICE_NAME = facefuse_pb2.DESCRIPTOR.services_by_name["FaceFusion"].full_name
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+@contextlib.asynccontextmanager
+async def gateway_server(settings: GatewaySettings, port: int | None = None):
+    """Yields (server, bound port, service); stops gracefully on exit."""
+    triton = TritonPool(settings.triton_urls, settings.hedge_delay_ms / 1000, settings.max_inflight_per_replica,
+                        settings.overloaded_retry_after_s)
+    server = grpc.aio.server(options=[
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ])
+    service = FaceFusionService(settings, triton)
+    facefuse_pb2_grpc.add_FaceFusionServicer_to_server(service, server)
+    health = health_aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection((SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                                         reflection.SERVICE_NAME), server)
+    bound = server.add_insecure_port(f"{settings.host}:{settings.port if port is None else port}")
+    await server.start()
+    for name in ("", SERVICE_NAME):
+        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    try:
+        yield server, bound, service
+    finally:
+        for name in ("", SERVICE_NAME):
+            await health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await server.stop(grace=5)
+        await triton.close()
+
+
+class GatewayThread:
+    """The gateway on a background event loop: `with GatewayThread(settings, port=0) as g: g.port`."""
+
+    def __init__(self, settings: GatewaySettings, port: int | None = None):
+        self.settings, self.requested_port = settings, port
+        self.port: int | None = None
+        self.service: FaceFusionService | None = None
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="facefuse-gateway", daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._main())
+
+    async def _main(self) -> None:
+        self._stop = asyncio.Event()
+        try:
+            async with gateway_server(self.settings, self.requested_port) as (_, port, service):
+                self.port, self.service = port, service
+                self._ready.set()
+                await self._stop.wait()
+        except BaseException as exc:  # noqa: BLE001 - surfaced to the starting thread
+            self._error = exc
+            self._ready.set()
+
+    def __enter__(self) -> "GatewayThread":
+        self._thread.start()
+        self._ready.wait(timeout=30)
+        if self._error is not None:
+            raise RuntimeError(f"the gateway did not start: {self._error}") from self._error
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout=30)

@@ -1,0 +1,203 @@
+"""facefuse.v1.FaceFusion: auth, quota, cheap checks, then Triton; errors mapped here."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+
+import grpc
+import numpy as np
+from facefuse_client.v1 import facefuse_pb2 as pb
+from facefuse_client.v1 import facefuse_pb2_grpc as pb_grpc
+
+from facefuse import contract
+from facefuse.errors import FacefuseError, ImageError, OptionError, Reason, TemplateError
+from facefuse.gateway.auth import SCOPE_FUSE, SCOPE_TEMPLATES, Authenticator, Principal
+from facefuse.gateway.errors import GatewayError, status_for
+from facefuse.gateway.quotas import Quotas
+from facefuse.gateway.settings import GatewaySettings
+from facefuse.gateway.triton import TritonPool
+from facefuse.templates import TemplateStore, check_template_id
+from facefuse.triton_client import (
+    ANALYZE_OUTPUTS, POSTER_OUTPUT, FuseOptions, analyze_inputs, fuse_inputs, fusion_inputs, poster_bytes,
+)
+from facefuse.vision.codec import SUPPORTED_FORMATS, sniff_format
+
+log = logging.getLogger("facefuse.gateway")
+
+FORMAT_NAMES = {pb.IMAGE_FORMAT_UNSPECIFIED: "jpeg", pb.JPEG: "jpeg", pb.PNG: "png", pb.WEBP: "webp"}
+
+
+def check_photo(photo: bytes, max_bytes: int, what: str = "photo") -> None:
+    """Size and magic bytes only: the gateway never decodes pixels."""
+    if not photo:
+        raise ImageError(f"the {what} is empty (0 bytes)")
+    if len(photo) > max_bytes:
+        raise ImageError(f"the {what} is {len(photo)} bytes; at most {max_bytes} are accepted", Reason.IMAGE_TOO_LARGE)
+    fmt = sniff_format(photo)
+    if fmt is None:
+        raise ImageError(f"the {what}'s bytes are not a JPEG, PNG, WEBP or BMP image (first bytes {photo[:8]!r})")
+    if fmt not in SUPPORTED_FORMATS:
+        raise ImageError(f"{what} format {fmt} is not supported; send JPEG, PNG, WEBP or BMP",
+                         Reason.IMAGE_FORMAT_UNSUPPORTED)
+
+
+async def gather_or_cancel(*coroutines):
+    """Results in order; the first failure cancels the rest and is raised as itself."""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        return await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+def options_from(message: pb.FuseOptions) -> FuseOptions:
+    defaults = FuseOptions()
+    options = FuseOptions(
+        fuse_degree=message.fuse_degree if message.HasField("fuse_degree") else defaults.fuse_degree,
+        profile_degree=message.profile_degree if message.HasField("profile_degree") else defaults.profile_degree,
+        add_label=message.add_label if message.HasField("add_label") else defaults.add_label,
+        output_format=FORMAT_NAMES.get(message.output_format, "jpeg"),
+        output_quality=message.output_quality if message.HasField("output_quality") else defaults.output_quality,
+    )
+    return options.validated()
+
+
+class FaceFusionService(pb_grpc.FaceFusionServicer):
+    def __init__(self, settings: GatewaySettings, triton: TritonPool):
+        self.settings = settings
+        self.triton = triton
+        self.auth = Authenticator(settings)
+        self.quotas = Quotas()
+        self.store = TemplateStore(settings.template_dir)
+
+    # ---- plumbing ------------------------------------------------------------------
+    def _deadline(self, context) -> float:
+        remaining = context.time_remaining()
+        if remaining is None:
+            remaining = self.settings.default_timeout_s
+        return time.monotonic() + min(remaining, self.settings.max_timeout_s)
+
+    async def _guard(self, context, scope: str, method: str, request_id: str, work):
+        """Authenticate, admit, run; any failure becomes a status with its reason."""
+        started = time.perf_counter()
+        principal: Principal | None = None
+        try:
+            principal = self.auth.authenticate(dict(context.invocation_metadata() or ()))
+            principal.require(scope)
+            with self.quotas.admit(principal):
+                result = await work(principal)
+            log.info("%s ok tenant=%s request=%s %.1f ms", method, principal.tenant, request_id,
+                     (time.perf_counter() - started) * 1000)
+            return result
+        except FacefuseError as error:
+            log.info("%s %s tenant=%s request=%s %.1f ms", method, error.reason.value,
+                     principal.tenant if principal else "-", request_id, (time.perf_counter() - started) * 1000)
+            await context.abort_with_status(status_for(error))
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the caller gets INTERNAL, the log gets the trace
+            log.exception("%s failed request=%s", method, request_id)
+            await context.abort_with_status(status_for(GatewayError("internal error", Reason.INTERNAL)))
+
+    def _template_faces(self, template_id: str) -> int:
+        check_template_id(template_id)
+        try:
+            return int(self.store.info(template_id)["face_count"])
+        except OSError:
+            raise TemplateError(f"template {template_id!r} is not registered") from None
+
+    async def _analyze(self, photo: bytes, deadline: float) -> tuple[np.ndarray, np.ndarray]:
+        result = await self.triton.infer("face_analyze", analyze_inputs(photo), ANALYZE_OUTPUTS, deadline)
+        return result.as_numpy("user_faces")[0], result.as_numpy("user_meshes")[0]
+
+    async def _fuse_analyzed(self, faces, meshes, template_id: str, indices, options: FuseOptions, deadline: float) -> bytes:
+        result = await self.triton.infer("face_fuse", fuse_inputs(faces, meshes, template_id, indices, options),
+                                         POSTER_OUTPUT, deadline)
+        return poster_bytes(result)
+
+    @staticmethod
+    def _poster(template_id: str, image: bytes, options: FuseOptions) -> pb.Poster:
+        fmt = {"jpeg": pb.JPEG, "png": pb.PNG, "webp": pb.WEBP}[options.output_format]
+        return pb.Poster(template_id=template_id, image=image, format=fmt)
+
+    # ---- RPCs --------------------------------------------------------------------------
+    async def Fuse(self, request: pb.FuseRequest, context) -> pb.FuseResponse:
+        request_id = request.request_id or uuid.uuid4().hex
+        deadline = self._deadline(context)
+
+        async def work(principal: Principal) -> pb.FuseResponse:
+            options = options_from(request.options)
+            face_count = self._template_faces(request.template_id)
+            if request.faces:
+                image = await self._fuse_mapped(request, face_count, options, deadline)
+            else:
+                check_photo(request.photo, self.settings.max_image_bytes)
+                if not 0 <= request.template_face_index < face_count:
+                    raise TemplateError(
+                        f"template {request.template_id!r} has faces 0..{face_count - 1}; "
+                        f"template_face_index {request.template_face_index} does not exist",
+                        Reason.TEMPLATE_FACE_NOT_FOUND,
+                    )
+                inputs = fusion_inputs(request.photo, request.template_id, request.template_face_index, options)
+                image = poster_bytes(await self.triton.infer("face_fusion", inputs, POSTER_OUTPUT, deadline))
+            return pb.FuseResponse(request_id=request_id, poster=self._poster(request.template_id, image, options))
+
+        return await self._guard(context, SCOPE_FUSE, "Fuse", request_id, work)
+
+    async def _fuse_mapped(self, request: pb.FuseRequest, face_count: int, options: FuseOptions, deadline: float) -> bytes:
+        """Multi-face: each photo analysed once (concurrently), then one face_fuse with K faces."""
+        mappings = list(request.faces)
+        if len(mappings) > contract.MAX_FACES:
+            raise OptionError(f"{len(mappings)} face mappings; at most {contract.MAX_FACES} per poster")
+        indices = [m.template_face_index for m in mappings]
+        if len(set(indices)) != len(indices):
+            raise OptionError(f"template face indices {indices} repeat; map each template face once")
+        for index in indices:
+            if not 0 <= index < face_count:
+                raise TemplateError(
+                    f"template {request.template_id!r} has faces 0..{face_count - 1}; face {index} does not exist",
+                    Reason.TEMPLATE_FACE_NOT_FOUND,
+                )
+        for number, mapping in enumerate(mappings):
+            check_photo(mapping.photo, self.settings.max_image_bytes, f"photo {number}")
+        analysed = await gather_or_cancel(*[self._analyze(m.photo, deadline) for m in mappings])
+        faces = np.concatenate([f for f, _ in analysed])
+        meshes = np.concatenate([m for _, m in analysed])
+        return await self._fuse_analyzed(faces, meshes, request.template_id, indices, options, deadline)
+
+    async def FuseMany(self, request: pb.FuseManyRequest, context) -> pb.FuseManyResponse:
+        request_id = request.request_id or uuid.uuid4().hex
+        deadline = self._deadline(context)
+
+        async def work(principal: Principal) -> pb.FuseManyResponse:
+            options = options_from(request.options)
+            templates = list(request.template_ids)
+            if not 1 <= len(templates) <= self.settings.max_templates_per_call:
+                raise OptionError(f"{len(templates)} templates; send 1..{self.settings.max_templates_per_call}")
+            for template_id in templates:
+                self._template_faces(template_id)
+            check_photo(request.photo, self.settings.max_image_bytes)
+            faces, meshes = await self._analyze(request.photo, deadline)
+            images = await gather_or_cancel(
+                *[self._fuse_analyzed(faces, meshes, t, [0], options, deadline) for t in templates]
+            )
+            return pb.FuseManyResponse(
+                request_id=request_id, posters=[self._poster(t, i, options) for t, i in zip(templates, images)]
+            )
+
+        return await self._guard(context, SCOPE_FUSE, "FuseMany", request_id, work)
+
+    async def ListTemplates(self, request: pb.ListTemplatesRequest, context) -> pb.ListTemplatesResponse:
+        async def work(principal: Principal) -> pb.ListTemplatesResponse:
+            infos = [self.store.info(t) for t in self.store.ids()]
+            return pb.ListTemplatesResponse(templates=[
+                pb.TemplateInfo(template_id=i["template_id"], version=i["version"], face_count=i["face_count"],
+                                width=i["width"], height=i["height"])
+                for i in infos
+            ])
+
+        return await self._guard(context, SCOPE_TEMPLATES, "ListTemplates", "-", work)

@@ -1,0 +1,43 @@
+"""Gateway settings, from FACEFUSE_GATEWAY_* environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from facefuse.settings import get_settings
+
+
+class GatewaySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FACEFUSE_GATEWAY_", extra="ignore")
+
+    host: str = "0.0.0.0"
+    port: int = 50051
+    # Triton replicas (gRPC host:port); the second and later take hedged and failed-over calls.
+    triton_urls: list[str] = Field(default_factory=lambda: [f"{get_settings().triton_host}:{get_settings().triton_grpc_port}"])
+    # A call still unanswered after this long is also sent to another replica.
+    hedge_delay_ms: float = 1500.0
+    # Deadline for callers that send none, and the most any call may ask for.
+    default_timeout_s: float = 30.0
+    max_timeout_s: float = 120.0
+    # Load shedding: calls in flight to one replica (queued in Triton or running) before
+    # new calls are refused with OVERLOADED rather than left to miss their deadlines.
+    max_inflight_per_replica: int = 64
+    overloaded_retry_after_s: float = 1.0
+
+    max_image_bytes: int = Field(default_factory=lambda: get_settings().max_image_bytes)
+    max_templates_per_call: int = 10
+    template_dir: Path = Field(default_factory=lambda: get_settings().templates_path)
+
+    # Auth: API keys (stored as sha256 hashes) and/or JWTs.
+    keys_file: Path | None = Field(default_factory=lambda: get_settings().var_dir / "gateway" / "keys.json")
+    jwt_hs256_secret: str | None = None
+    jwt_rs256_public_key_file: Path | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    # Limits of JWT tenants (API keys carry their own).
+    jwt_rate_per_s: float = 20.0
+    jwt_burst: int = 40
+    jwt_max_concurrency: int = 16

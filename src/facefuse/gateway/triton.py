@@ -1,0 +1,150 @@
+"""Calls to Triton replicas: declared retries, a hedged second attempt, load shedding.
+
+- Each replica has its own channel whose gRPC service config retries UNAVAILABLE
+  (a replica restarting, a connection reset) with backoff inside the call's deadline.
+- A call goes to the least loaded replica. If it is still unanswered after
+  `hedge_delay_ms`, or it failed with UNAVAILABLE, the same request is sent to the next
+  replica; the first answer wins and the other attempt is cancelled. Every attempt gets
+  only what is left of the one deadline.
+- When every replica already has `max_inflight_per_replica` calls outstanding (queued
+  inside Triton or running), a new call is refused with OVERLOADED and a retry-after
+  hint instead of joining a queue it would time out in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+
+import tritonclient.grpc.aio as aioclient
+from tritonclient.utils import InferenceServerException
+
+from facefuse.errors import FacefuseError, Reason, reason_from_message
+from facefuse.gateway.errors import DeadlineExceeded, GatewayError, Overloaded, Unavailable
+
+TRITON_SERVICE_CONFIG = {
+    "methodConfig": [
+        {
+            "name": [{"service": "inference.GRPCInferenceService"}],
+            "retryPolicy": {
+                "maxAttempts": 3,
+                "initialBackoff": "0.05s",
+                "maxBackoff": "0.5s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE"],
+            },
+        }
+    ]
+}
+CHANNEL_ARGS = [
+    ("grpc.service_config", json.dumps(TRITON_SERVICE_CONFIG)),
+    ("grpc.enable_retries", 1),
+    ("grpc.max_send_message_length", 2**31 - 1),
+    ("grpc.max_receive_message_length", 2**31 - 1),
+    # Reconnect quickly after a replica comes back.
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+]
+
+
+@dataclass
+class Replica:
+    url: str
+    client: aioclient.InferenceServerClient
+    in_flight: int = 0
+
+
+def error_from_triton(exc: InferenceServerException) -> FacefuseError:
+    """Triton's error -> the stable reason (stages put it at the start of their message)."""
+    status = str(exc.status() or "")
+    message = exc.message() or ""
+    reason = reason_from_message(message)
+    if reason is not None:
+        detail = message.split(f"{reason.value}: ", 1)[-1]
+        return GatewayError(detail, reason)
+    if "DEADLINE_EXCEEDED" in status or "Deadline Exceeded" in message:
+        return DeadlineExceeded("the deadline passed while Triton was working on the call")
+    if "UNAVAILABLE" in status:
+        return Unavailable(f"Triton is unavailable: {message}")
+    return GatewayError(f"Triton failed: {message}", Reason.INTERNAL)
+
+
+class TritonPool:
+    def __init__(self, urls: list[str], hedge_delay_s: float, max_inflight_per_replica: int,
+                 overloaded_retry_after_s: float = 1.0):
+        if not urls:
+            raise ValueError("at least one Triton URL is needed")
+        self.replicas = [Replica(url, aioclient.InferenceServerClient(url, channel_args=CHANNEL_ARGS)) for url in urls]
+        self.hedge_delay_s = hedge_delay_s
+        self.max_inflight = max_inflight_per_replica
+        self.retry_after_s = overloaded_retry_after_s
+        self.hedges_sent = 0
+        self.hedges_won = 0
+
+    async def close(self) -> None:
+        for replica in self.replicas:
+            await replica.client.close()
+
+    def _by_load(self) -> list[Replica]:
+        available = [r for r in self.replicas if r.in_flight < self.max_inflight]
+        if not available:
+            total = sum(r.in_flight for r in self.replicas)
+            raise Overloaded(
+                f"{total} calls are in flight on {len(self.replicas)} Triton replica(s); try again shortly",
+                retry_after_s=self.retry_after_s,
+            )
+        return sorted(available, key=lambda r: r.in_flight)
+
+    async def _attempt(self, replica: Replica, model: str, inputs, outputs, deadline: float):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise DeadlineExceeded("the deadline passed before Triton was called")
+        replica.in_flight += 1
+        try:
+            return await replica.client.infer(model, inputs, outputs=outputs, client_timeout=remaining)
+        except InferenceServerException as exc:
+            raise error_from_triton(exc) from None
+        finally:
+            replica.in_flight -= 1
+
+    async def infer(self, model: str, inputs, outputs, deadline: float):
+        """Run one inference with hedging and failover; raises FacefuseError subclasses."""
+        order = self._by_load()
+        attempts: dict[asyncio.Task, Replica] = {}
+
+        def launch(replica: Replica) -> None:
+            attempts[asyncio.ensure_future(self._attempt(replica, model, inputs, outputs, deadline))] = replica
+
+        launch(order[0])
+        spare = order[1:]
+        last_error: FacefuseError | None = None
+        try:
+            while attempts:
+                timeout = None
+                if spare:
+                    timeout = max(0.0, min(self.hedge_delay_s, deadline - time.monotonic()))
+                done, _ = await asyncio.wait(attempts, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                if not done:  # slow: hedge to the next replica
+                    self.hedges_sent += 1
+                    launch(spare.pop(0))
+                    continue
+                for task in done:
+                    replica = attempts.pop(task)
+                    error = task.exception()
+                    if error is None:
+                        if replica is not order[0]:
+                            self.hedges_won += 1
+                        return task.result()
+                    if not isinstance(error, FacefuseError):
+                        raise error
+                    if error.reason is not Reason.UNAVAILABLE:
+                        raise error  # the answer: the request itself is bad, or time ran out
+                    last_error = error
+                    if spare:  # that replica is down: fail over now
+                        launch(spare.pop(0))
+            raise last_error or Unavailable("no Triton replica answered")
+        finally:
+            for task in attempts:
+                task.cancel()
