@@ -278,6 +278,37 @@ def bench_gateway(
     run_gateway_bench(paired_calls, concurrency, calls, out_dir, echo=typer.echo)
 
 
+loadtest_app = typer.Typer(help="Full-link Locust load tests and capacity reports.", no_args_is_help=True)
+app.add_typer(loadtest_app, name="loadtest")
+
+
+@loadtest_app.command("run")
+def loadtest_run(
+    shape: str = typer.Option("ramp", help="ramp (1, 2, 4 ... users), steady, or spike."),
+    max_users: int = typer.Option(8, help="Most concurrent users."),
+    step_s: float = typer.Option(10.0, help="ramp: seconds per user level."),
+    duration_s: float = typer.Option(30.0, help="steady and spike: length of the run."),
+    workers: int = typer.Option(0, help="Distributed mode: a Locust master and this many workers (0: one process)."),
+    p99_ms: float = typer.Option(2000.0, help="p99 target the sustainable rate is judged by."),
+    out_dir: Path = typer.Option(Path("var/loadtest/latest"), help="Report folder."),
+    target: str = typer.Option(None, help="Gateway host:port of a running stack (default: start one here)."),
+    metrics_url: str = typer.Option(None, help="With --target: Triton's metrics URL."),
+    triton_url: str = typer.Option(None, help="With --target: Triton's gRPC URL (for instance counts)."),
+    api_key: str = typer.Option(None, envvar="FACEFUSE_API_KEY", help="With --target: the gateway API key."),
+) -> None:
+    """Run a bounded Locust load test and write the capacity report (Markdown, PNG, JSON)."""
+    from facefuse.capacity.loadtest import LoadTestPlan, run_load_test, shell_command
+    from facefuse.capacity.shapes import SHAPES
+
+    if shape not in SHAPES:
+        fail(f"--shape {shape!r} is not one of {', '.join(SHAPES)}")
+    if target and not (metrics_url and triton_url and api_key):
+        fail("--target needs --metrics-url, --triton-url and --api-key (or FACEFUSE_API_KEY)")
+    plan = LoadTestPlan(shape, max_users, step_s, duration_s, workers, p99_ms)
+    command = shell_command(["facefuse", *sys.argv[1:]])
+    run_load_test(plan, out_dir, command, (target, metrics_url, api_key, triton_url) if target else None, echo=typer.echo)
+
+
 @app.command()
 def capacity(
     peak_tasks: int = typer.Option(..., help="Fusion tasks expected at the peak."),

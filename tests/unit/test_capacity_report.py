@@ -52,6 +52,12 @@ def test_triton_metrics_are_parsed_into_per_stage_deltas():
 def test_a_report_is_written_with_plots_and_a_planner_json(tmp_path):
     path = tmp_path / "run_stats_history.csv"
     history(path, [(2, 8, 4.0, 1.0, 100, 200), (4, 8, 6.0, 2.0, 200, 400)])
+    with open(tmp_path / "run_stats.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["Type", "Name", "Request Count", "Failure Count"])
+        writer.writerow(["grpc", "Fuse", 60, 0])
+        writer.writerow(["grpc", "FuseMany", 10, 2])  # 8 answered x 5 posters
+        writer.writerow(["", "Aggregated", 70, 2])
     samples = [Sample(0, parse(METRICS.format(requests=0, executions=0, queue=0, compute=0))),
                Sample(16, parse(METRICS.format(requests=100, executions=50, queue=1000, compute=4_000_000)))]
     result = write_report(tmp_path / "report", path, samples, 1000, {"Fuse": 1, "FuseMany": 5}, "cpu x2", 0,
@@ -61,5 +67,6 @@ def test_a_report_is_written_with_plots_and_a_planner_json(tmp_path):
         assert (out / name).is_file(), name
     assert result["capacity"]["sustainable_posters_per_s"] == 16.0
     assert result["bottleneck_stage"] == "fuse"
+    # 4 s of fuse compute over 60 + 40 posters.
     assert json.loads((out / "capacity.json").read_text())["capacity"]["stage_compute_ms_per_poster"] == {"fuse": 40.0}
     assert "16 posters/s" in (out / "report.md").read_text()

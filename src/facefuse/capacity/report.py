@@ -81,6 +81,16 @@ def steps_from_history(rows: list[dict], posters_per_request: dict[str, float]) 
     return sorted(steps, key=lambda s: s.users)
 
 
+def posters_served(stats_csv: Path, posters_per_request: dict[str, float]) -> float:
+    """Posters over the whole run, from Locust's totals per request name."""
+    total = 0.0
+    for row in read_history(stats_csv):
+        name = row["Name"]
+        if name in posters_per_request:
+            total += (_number(row["Request Count"]) - _number(row["Failure Count"])) * posters_per_request[name]
+    return total
+
+
 def sustainable(steps: list[Step], p99_target_ms: float) -> Step | None:
     """The highest poster rate among steps whose p99 stayed under the target without failures."""
     ok = [s for s in steps if s.p99_ms <= p99_target_ms and s.failures_per_s == 0]
@@ -97,13 +107,16 @@ def write_report(
     steps = steps_from_history(rows, posters_per_request)
     best = sustainable(steps, p99_target_ms)
     totals = stage_totals(samples, STAGES)
+    stats_csv = history_csv.with_name(history_csv.name.replace("_stats_history", "_stats"))
+    posters = posters_served(stats_csv, posters_per_request) if stats_csv.is_file() else 0.0
     bottleneck = max(totals, key=lambda s: totals[s]["busy_s"] / max(stage_instances.get(s, 1), 1)) if totals else "unknown"
     measurement = Measurement(
         source=str(out_dir / "capacity.json"), device=device, gpus_per_replica=gpus_per_replica,
         sustainable_posters_per_s=best.posters_per_s if best else 0.0,
         p50_ms_at_sustainable=best.p50_ms if best else 0.0,
         p99_ms_at_sustainable=best.p99_ms if best else 0.0,
-        stage_compute_ms_per_poster={s: t["compute_ms_per_request"] for s, t in totals.items()},
+        # Stage busy time per poster served: decode runs once per photo, fuse once per poster.
+        stage_compute_ms_per_poster={s: round(t["busy_s"] * 1000 / posters, 2) for s, t in totals.items()} if posters else {},
         stage_instances=stage_instances,
     )
     _plot_throughput(out_dir / "throughput_vs_users.png", steps, p99_target_ms)

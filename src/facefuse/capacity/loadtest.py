@@ -1,0 +1,132 @@
+"""`facefuse loadtest run`: servers (unless given), Locust headless, metrics, the report.
+
+Locust runs as its own processes (one, or a master and N workers for distributed
+mode) from `loadtest/locustfile.py`; Triton's metrics endpoint is sampled during the run;
+the capacity report is written from Locust's full-history CSV and those samples.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from facefuse.capacity.mix import POSTERS_PER_REQUEST
+from facefuse.capacity.report import write_report
+from facefuse.capacity.triton_metrics import MetricsRecorder
+from facefuse.settings import get_settings, project_root
+
+LOCUSTFILE = project_root() / "loadtest" / "locustfile.py"
+
+
+@dataclass(frozen=True)
+class LoadTestPlan:
+    shape: str = "ramp"
+    max_users: int = 8
+    step_s: float = 10.0
+    duration_s: float = 30.0
+    workers: int = 0
+    p99_ms: float = 2000.0
+
+
+def locust_commands(plan: LoadTestPlan, host: str, api_key: str, csv_prefix: Path) -> list[list[str]]:
+    """The Locust process(es): one headless runner, or a headless master plus workers."""
+    base = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--host", host,
+            "--shape", plan.shape, "--max-users", str(plan.max_users), "--step-s", str(plan.step_s),
+            "--duration-s", str(plan.duration_s), "--api-key", api_key, "--loglevel", "WARNING"]
+    runner = base + ["--headless", "--csv", str(csv_prefix), "--csv-full-history", "--only-summary"]
+    if plan.workers <= 0:
+        return [runner]
+    master = runner + ["--master", "--expect-workers", str(plan.workers), "--master-bind-host", "127.0.0.1"]
+    workers = [base + ["--worker", "--master-host", "127.0.0.1"] for _ in range(plan.workers)]
+    return [master, *workers]
+
+
+def run_locust(commands: list[list[str]], timeout_s: float) -> int:
+    """Start the master (or the single runner) and any workers; wait for the master."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    processes = [subprocess.Popen(cmd, env=env) for cmd in commands]
+    try:
+        return processes[0].wait(timeout=timeout_s)
+    finally:
+        for process in processes[1:]:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=30)
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+
+
+def expected_seconds(plan: LoadTestPlan) -> float:
+    from facefuse.capacity.shapes import ramp_levels
+
+    return plan.step_s * len(ramp_levels(plan.max_users)) if plan.shape == "ramp" else plan.duration_s
+
+
+@contextlib.contextmanager
+def local_stack():
+    """Triton + the gateway (its own process), for runs that are not given a target."""
+    from facefuse.bench.gateway import start_gateway
+    from facefuse.gateway.dev_key import ensure_dev_key
+    from facefuse.gateway.settings import GatewaySettings
+    from facefuse.server.triton import embedded_triton
+
+    with embedded_triton(get_settings()) as triton:
+        key = ensure_dev_key(GatewaySettings())
+        gateway, port = start_gateway(triton.grpc_url, dict(os.environ))
+        try:
+            yield f"127.0.0.1:{port}", triton.metrics_url, key, triton.grpc_url
+        finally:
+            gateway.terminate()
+            gateway.wait(timeout=30)
+
+
+def stage_instances(triton_grpc_url: str) -> dict[str, int]:
+    import tritonclient.grpc as grpcclient
+
+    from facefuse.capacity.report import STAGES
+
+    client = grpcclient.InferenceServerClient(triton_grpc_url)
+    counts = {}
+    for name in STAGES:
+        config = client.get_model_config(name, as_json=True)["config"]
+        counts[name] = sum(int(g.get("count", 1)) for g in config.get("instance_group", [])) or 1
+    client.close()
+    return counts
+
+
+def run_load_test(plan: LoadTestPlan, out_dir: Path, command: str, target: tuple | None = None, echo=print) -> dict:
+    """target: (gateway host:port, Triton metrics URL, API key, Triton gRPC URL) or None to start a stack."""
+    # Not imported here: importing locust monkey-patches this process for gevent.
+    if importlib.util.find_spec("locust") is None:
+        raise RuntimeError("locust is not installed: pip install -e '.[loadtest]'")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_prefix = out_dir / "locust"
+    stack = contextlib.nullcontext(target) if target else local_stack()
+    with stack as (host, metrics_url, api_key, triton_url):
+        instances = stage_instances(triton_url)
+        commands = locust_commands(plan, host, api_key, csv_prefix)
+        echo(f"locust: {len(commands)} process(es) against {host}, shape {plan.shape}, up to {plan.max_users} users")
+        with MetricsRecorder([metrics_url], interval_s=2.0) as recorder:
+            code = run_locust(commands, timeout_s=expected_seconds(plan) + 180)
+        samples = recorder.samples
+    if code not in (0, 1):  # 1: Locust saw failed requests, still a result worth reporting
+        raise RuntimeError(f"locust exited with code {code}")
+    cores = os.cpu_count() or 1
+    result = write_report(
+        out_dir, Path(f"{csv_prefix}_stats_history.csv"), samples, plan.p99_ms,
+        POSTERS_PER_REQUEST, f"cpu x{cores} (embedded Triton, cpu profile)", 0, instances, command,
+    )
+    echo(f"report: {out_dir / 'report.md'}; sustainable {result['capacity']['sustainable_posters_per_s']} posters/s, "
+         f"bottleneck {result['bottleneck_stage']}")
+    return result
+
+
+
+def shell_command(argv: list[str]) -> str:
+    return " ".join(shlex.quote(a) for a in argv)
