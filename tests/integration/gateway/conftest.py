@@ -30,12 +30,16 @@ def credentials(tmp_path_factory) -> Credentials:
     keys_file = root / "keys.json"
     full = add_key(keys_file, "full", "tenant-full", [SCOPE_FUSE, SCOPE_TEMPLATES], 1000.0, 1000, 64)
     list_only = add_key(keys_file, "list-only", "tenant-list", [SCOPE_TEMPLATES], 1000.0, 1000, 64)
+    # Two calls, then one per 100 s.
+    rate_limited = add_key(keys_file, "rate-limited", "tenant-slow", [SCOPE_FUSE, SCOPE_TEMPLATES], 0.01, 2, 64)
+    # One call in flight at a time.
+    one_at_a_time = add_key(keys_file, "one-at-a-time", "tenant-single", [SCOPE_FUSE, SCOPE_TEMPLATES], 1000.0, 1000, 1)
     private = _rsa_private_pem()
     public = serialization.load_pem_private_key(private, None).public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     public_file = root / "jwt-rs256.pub.pem"
     public_file.write_bytes(public)
-    return Credentials(keys_file, full, list_only, private, public_file, _rsa_private_pem())
+    return Credentials(keys_file, full, list_only, rate_limited, one_at_a_time, private, public_file, _rsa_private_pem())
 
 
 @pytest.fixture(scope="session")

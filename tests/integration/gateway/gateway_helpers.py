@@ -37,6 +37,8 @@ class Credentials:
     keys_file: Path
     full_key: str  # fuse + templates:read, generous quota
     list_only_key: str  # templates:read only
+    rate_limited_key: str  # burst of 2, then 0.01 calls/s
+    one_at_a_time_key: str  # max_concurrency 1
     rs256_private_pem: bytes
     rs256_public_file: Path
     untrusted_rs256_private_pem: bytes  # a key the gateway does not know
