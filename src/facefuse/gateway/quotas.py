@@ -14,8 +14,8 @@ from facefuse.gateway.errors import RateLimited
 class _Bucket:
     rate_per_s: float
     burst: int
+    updated: float
     tokens: float = field(init=False)
-    updated: float = field(default_factory=time.monotonic)
     in_flight: int = 0
 
     def __post_init__(self):
@@ -41,7 +41,7 @@ class Quotas:
     def _bucket(self, principal: Principal) -> _Bucket:
         bucket = self._buckets.get(principal.tenant)
         if bucket is None or (bucket.rate_per_s, bucket.burst) != (principal.rate_per_s, principal.burst):
-            bucket = self._buckets[principal.tenant] = _Bucket(principal.rate_per_s, principal.burst)
+            bucket = self._buckets[principal.tenant] = _Bucket(principal.rate_per_s, principal.burst, self._clock())
         return bucket
 
     @contextlib.contextmanager
