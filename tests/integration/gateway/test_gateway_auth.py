@@ -1,5 +1,6 @@
-"""Auth and quotas on the real gateway: API keys (stored hashed), HS256 / RS256 JWTs,
-scopes, the per-tenant rate and the concurrency quota."""
+"""Auth and quotas on the real gateway, beyond tests/integration/test_gateway.py: the
+JWT cases an attacker tries, RetryInfo on the wire, the concurrency quota, and secrets
+kept out of logs and error messages."""
 
 from __future__ import annotations
 
@@ -24,58 +25,14 @@ def call_with(gateway, **credentials):
         return sdk.list_templates()
 
 
-def test_the_keys_file_holds_hashes_only(credentials):
-    stored = credentials.keys_file.read_text()
-    for key in (credentials.full_key, credentials.list_only_key, credentials.rate_limited_key):
-        assert key not in stored
-
-
-def test_a_call_without_credentials_is_unauthenticated(gateway, astronaut):
-    with pytest.raises(AuthError) as error:
-        call_with(gateway)
-    assert (error.value.reason, error.value.code) == ("UNAUTHENTICATED", UNAUTHENTICATED)
-    with FacefuseClient(target(gateway)) as anonymous, pytest.raises(AuthError):
-        anonymous.fuse(astronaut, TEMPLATE)
-
-
-def test_an_unknown_api_key_is_unauthenticated(gateway, credentials):
-    with pytest.raises(AuthError) as error:
-        call_with(gateway, api_key=credentials.full_key + "x")
-    assert error.value.reason == "UNAUTHENTICATED"
-
-
-def test_an_api_key_with_its_scope_is_served(gateway, credentials):
-    assert {t.template_id for t in call_with(gateway, api_key=credentials.list_only_key)} >= {TEMPLATE}
-
-
-def test_an_api_key_without_the_fuse_scope_is_permission_denied(gateway, credentials, astronaut):
-    with FacefuseClient(target(gateway), api_key=credentials.list_only_key) as sdk, pytest.raises(AuthError) as error:
-        sdk.fuse(astronaut, TEMPLATE)
-    assert (error.value.reason, error.value.code) == ("PERMISSION_DENIED", grpc.StatusCode.PERMISSION_DENIED)
-
-
-def test_a_valid_hs256_jwt_fuses(gateway, credentials, astronaut):
-    with FacefuseClient(target(gateway), token=credentials.hs256()) as sdk:
-        poster = sdk.fuse(astronaut, TEMPLATE)
-    assert poster.image[:3] == b"\xff\xd8\xff"
-
-
-def test_a_valid_rs256_jwt_is_served(gateway, credentials):
-    assert call_with(gateway, token=credentials.rs256())
-
-
 def _alg_none(credentials) -> str:
     return jwt.encode({"sub": "x", "iss": ISSUER, "aud": AUDIENCE, "exp": int(time.time()) + 60}, None, algorithm="none")
 
 
 BAD_TOKENS = {
-    "expired": lambda c: c.hs256(exp=int(time.time()) - 120),
     "no-expiry": lambda c: c.hs256(exp=None),
-    "wrong-issuer": lambda c: c.hs256(iss="https://elsewhere.test"),
     "no-issuer": lambda c: c.hs256(iss=None),
-    "wrong-audience": lambda c: c.hs256(aud="another-service"),
     "no-audience": lambda c: c.hs256(aud=None),
-    "other-hs256-secret": lambda c: c.hs256(secret="not-the-gateway-secret-but-long-enough"),
     "untrusted-rs256-key": lambda c: c.rs256(c.untrusted_rs256_private_pem),
     "alg-none": _alg_none,
     "not-a-jwt": lambda c: "definitely.not.a-jwt",
@@ -96,22 +53,10 @@ def test_an_invalid_jwt_is_unauthenticated(gateway, credentials, case):
     assert (error.value.reason, error.value.code) == ("UNAUTHENTICATED", UNAUTHENTICATED)
 
 
-def test_a_jwt_without_the_fuse_scope_is_permission_denied(gateway, credentials, astronaut):
-    with FacefuseClient(target(gateway), token=credentials.rs256(scope="templates:read")) as sdk:
-        assert sdk.list_templates()
-        with pytest.raises(AuthError) as error:
-            sdk.fuse(astronaut, TEMPLATE)
-    assert error.value.reason == "PERMISSION_DENIED"
-
-
-def test_a_tenant_over_its_rate_is_rate_limited_with_a_retry_after_hint(gateway, credentials, astronaut):
+def test_rate_limited_carries_retry_info_and_retry_after_ms_on_the_wire(gateway, credentials, astronaut):
     with FacefuseClient(target(gateway), api_key=credentials.rate_limited_key) as sdk:
         sdk.list_templates()
         sdk.list_templates()  # the burst of two is spent
-        with pytest.raises(RetryableError) as error:
-            sdk.list_templates()
-    assert (error.value.reason, error.value.code) == ("RATE_LIMITED", grpc.StatusCode.RESOURCE_EXHAUSTED)
-    assert error.value.retry_after_s > 0
     code, info, retry, trailing = raw_fuse_error(gateway, (("x-api-key", credentials.rate_limited_key),), astronaut)
     assert (code, info.reason, trailing["facefuse-reason"]) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "RATE_LIMITED", "RATE_LIMITED")
     assert retry is not None and retry.retry_delay.ToTimedelta().total_seconds() > 0
