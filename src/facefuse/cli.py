@@ -156,6 +156,34 @@ gateway_app = typer.Typer(help="Gateway administration.", no_args_is_help=True)
 app.add_typer(gateway_app, name="gateway")
 
 
+@gateway_app.command("run")
+def gateway_run(
+    port: int = typer.Option(None, help="Listen port (default FACEFUSE_GATEWAY_PORT, 50051; 0 picks one)."),
+    triton_url: list[str] = typer.Option(None, help="Triton replica host:port; repeat for several (default FACEFUSE_GATEWAY_TRITON_URLS)."),
+) -> None:
+    """Run only the gateway, in front of Triton replicas started elsewhere (its own Deployment)."""
+    import logging
+
+    from facefuse.gateway.server import gateway_server, new_event_loop
+    from facefuse.gateway.settings import GatewaySettings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = GatewaySettings(**({"triton_urls": triton_url} if triton_url else {}))
+
+    async def main() -> None:
+        async with gateway_server(settings, port) as (server, bound, _):
+            typer.echo(f"gateway listening on port {bound}, Triton replicas {', '.join(settings.triton_urls)}", err=True)
+            await server.wait_for_termination()
+
+    loop = new_event_loop()
+    try:
+        loop.run_until_complete(main())
+    except KeyboardInterrupt:
+        typer.echo("stopped", err=True)
+    finally:
+        loop.close()
+
+
 @gateway_app.command("add-key")
 def gateway_add_key(
     key_id: str = typer.Option(..., "--id", help="A name for the key (shown in logs)."),
@@ -237,6 +265,19 @@ def bench_photo(
     run_photo_bench(levels, requests, out_dir, echo=typer.echo)
 
 
+@bench_app.command("gateway")
+def bench_gateway(
+    paired_calls: int = typer.Option(100, help="Fuse calls alternated direct / through the gateway."),
+    concurrency: int = typer.Option(8, help="Concurrency of the throughput runs."),
+    calls: int = typer.Option(120, help="Calls per throughput run."),
+    out_dir: Path = typer.Option(Path("var/bench"), help="Where gateway-bench.json/.md go."),
+) -> None:
+    """Latency the gateway adds (p50, p99) and its throughput vs Triton directly."""
+    from facefuse.bench.gateway import run_gateway_bench
+
+    run_gateway_bench(paired_calls, concurrency, calls, out_dir, echo=typer.echo)
+
+
 @app.command()
 def capacity(
     peak_tasks: int = typer.Option(..., help="Fusion tasks expected at the peak."),
@@ -265,3 +306,7 @@ def capacity(
 
 def main() -> None:  # pragma: no cover - console entry
     sys.exit(app())
+
+
+if __name__ == "__main__":  # `python -m facefuse.cli`
+    main()

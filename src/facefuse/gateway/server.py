@@ -21,6 +21,15 @@ from facefuse.gateway.service import FaceFusionService
 from facefuse.gateway.settings import GatewaySettings
 from facefuse.gateway.triton import TritonPool
 
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where installed (less event-loop overhead per call), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 SERVICE_NAME = facefuse_pb2.DESCRIPTOR.services_by_name["FaceFusion"].full_name
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
@@ -74,7 +83,7 @@ class GatewayThread:
         self.settings, self.requested_port = settings, port
         self.port: int | None = None
         self.service: FaceFusionService | None = None
-        self._loop = asyncio.new_event_loop()
+        self._loop = new_event_loop()
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
         self._error: BaseException | None = None

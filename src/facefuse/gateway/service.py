@@ -27,6 +27,7 @@ from facefuse.vision.codec import SUPPORTED_FORMATS, sniff_format
 
 log = logging.getLogger("facefuse.gateway")
 
+TEMPLATE_INFO_TTL_S = 1.0
 FORMAT_NAMES = {pb.IMAGE_FORMAT_UNSPECIFIED: "jpeg", pb.JPEG: "jpeg", pb.PNG: "png", pb.WEBP: "webp"}
 
 
@@ -73,6 +74,7 @@ class FaceFusionService(pb_grpc.FaceFusionServicer):
         self.auth = Authenticator(settings)
         self.quotas = Quotas()
         self.store = TemplateStore(settings.template_dir)
+        self._face_counts: dict[str, tuple[int, float]] = {}
 
     # ---- plumbing ------------------------------------------------------------------
     def _deadline(self, context) -> float:
@@ -106,11 +108,19 @@ class FaceFusionService(pb_grpc.FaceFusionServicer):
             await context.abort_with_status(status_for(GatewayError("internal error", Reason.INTERNAL)))
 
     def _template_faces(self, template_id: str) -> int:
+        """Faces of a template, from its info file; cached for a second, so a new or
+        changed template is seen within a second and the disk is not read per call."""
         check_template_id(template_id)
+        now = time.monotonic()
+        cached = self._face_counts.get(template_id)
+        if cached is not None and now - cached[1] < TEMPLATE_INFO_TTL_S:
+            return cached[0]
         try:
-            return int(self.store.info(template_id)["face_count"])
+            count = int(self.store.info(template_id)["face_count"])
         except OSError:
             raise TemplateError(f"template {template_id!r} is not registered") from None
+        self._face_counts[template_id] = (count, now)
+        return count
 
     async def _analyze(self, photo: bytes, deadline: float) -> tuple[np.ndarray, np.ndarray]:
         result = await self.triton.infer("face_analyze", analyze_inputs(photo), ANALYZE_OUTPUTS, deadline)
