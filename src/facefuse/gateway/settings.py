@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from facefuse.settings import get_settings
@@ -41,7 +41,8 @@ class GatewaySettings(BaseSettings):
 
     # Auth: API keys (stored as sha256 hashes) and/or JWTs.
     keys_file: Path | None = Field(default_factory=lambda: get_settings().var_dir / "gateway" / "keys.json")
-    jwt_hs256_secret: str | None = None
+    # SecretStr: shown as '**********' wherever settings are printed or logged.
+    jwt_hs256_secret: SecretStr | None = None
     jwt_rs256_public_key_file: Path | None = None
     jwt_issuer: str | None = None
     jwt_audience: str | None = None

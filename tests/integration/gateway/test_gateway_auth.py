@@ -101,3 +101,8 @@ def test_secrets_never_reach_the_logs_or_the_caller(gateway, credentials, astron
     for secret in secrets:
         assert secret not in logged
         assert all(secret[:12] not in m for m in messages)
+
+
+def test_settings_never_print_the_jwt_secret(gateway):
+    settings = gateway.settings
+    assert HS256_SECRET not in repr(settings) and HS256_SECRET not in str(settings.model_dump())
