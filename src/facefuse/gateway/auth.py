@@ -77,7 +77,7 @@ class Authenticator:
                 )
         self._jwt_keys: list[tuple[str, str | bytes]] = []
         if settings.jwt_hs256_secret:
-            self._jwt_keys.append(("HS256", settings.jwt_hs256_secret))
+            self._jwt_keys.append(("HS256", settings.jwt_hs256_secret.get_secret_value()))
         if settings.jwt_rs256_public_key_file:
             self._jwt_keys.append(("RS256", settings.jwt_rs256_public_key_file.read_bytes()))
 

@@ -38,7 +38,7 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 async def gateway_server(settings: GatewaySettings, port: int | None = None):
     """Yields (server, bound port, service); stops gracefully on exit."""
     triton = TritonPool(settings.triton_urls, settings.hedge_delay_ms / 1000, settings.max_inflight_per_replica,
-                        settings.overloaded_retry_after_s)
+                        settings.overloaded_retry_after_s, cooldown_s=settings.replica_cooldown_s)
     server = grpc.aio.server(options=[
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -51,15 +51,29 @@ async def gateway_server(settings: GatewaySettings, port: int | None = None):
                                          reflection.SERVICE_NAME), server)
     bound = server.add_insecure_port(f"{settings.host}:{settings.port if port is None else port}")
     await server.start()
-    for name in ("", SERVICE_NAME):
-        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    await _set_health(health, any(await triton.ready()))
+    follower = asyncio.ensure_future(_follow_triton(triton, health, settings.health_poll_s))
     try:
         yield server, bound, service
     finally:
-        for name in ("", SERVICE_NAME):
-            await health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        follower.cancel()
+        await _set_health(health, False)
         await server.stop(grace=5)
         await triton.close()
+
+
+async def _set_health(health: health_aio.HealthServicer, serving: bool) -> None:
+    status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+    for name in ("", SERVICE_NAME):
+        await health.set(name, status)
+
+
+async def _follow_triton(triton: TritonPool, health: health_aio.HealthServicer, every_s: float) -> None:
+    """SERVING while at least one Triton replica is ready, so load balancers and
+    Kubernetes probes take a gateway with no usable replica out of rotation."""
+    while True:
+        await asyncio.sleep(every_s)
+        await _set_health(health, any(await triton.ready()))
 
 
 class GatewayThread:

@@ -81,6 +81,8 @@ class FaceFusionService(pb_grpc.FaceFusionServicer):
         remaining = context.time_remaining()
         if remaining is None:
             remaining = self.settings.default_timeout_s
+        else:
+            remaining -= self.settings.deadline_margin_ms / 1000
         return time.monotonic() + min(remaining, self.settings.max_timeout_s)
 
     async def _guard(self, context, scope: str, method: str, request_id: str, work):

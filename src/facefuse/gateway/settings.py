@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from facefuse.settings import get_settings
@@ -22,6 +22,14 @@ class GatewaySettings(BaseSettings):
     # Deadline for callers that send none, and the most any call may ask for.
     default_timeout_s: float = 30.0
     max_timeout_s: float = 120.0
+    # Of the caller's deadline, kept back so the gateway's own DEADLINE_EXCEEDED (with its
+    # reason) reaches the caller before the caller's timer fires.
+    deadline_margin_ms: float = 50.0
+    # A replica that answered UNAVAILABLE is tried only after the others for this long,
+    # so calls stop paying a failed attempt each while it is down or restarting.
+    replica_cooldown_s: float = 5.0
+    # How often replica readiness is polled for the gateway's own health status.
+    health_poll_s: float = 2.0
     # Load shedding: calls in flight to one replica (queued in Triton or running) before
     # new calls are refused with OVERLOADED rather than left to miss their deadlines.
     max_inflight_per_replica: int = 64
@@ -33,7 +41,8 @@ class GatewaySettings(BaseSettings):
 
     # Auth: API keys (stored as sha256 hashes) and/or JWTs.
     keys_file: Path | None = Field(default_factory=lambda: get_settings().var_dir / "gateway" / "keys.json")
-    jwt_hs256_secret: str | None = None
+    # SecretStr: shown as '**********' wherever settings are printed or logged.
+    jwt_hs256_secret: SecretStr | None = None
     jwt_rs256_public_key_file: Path | None = None
     jwt_issuer: str | None = None
     jwt_audience: str | None = None

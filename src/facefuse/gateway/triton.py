@@ -9,6 +9,9 @@
 - When every replica already has `max_inflight_per_replica` calls outstanding (queued
   inside Triton or running), a new call is refused with OVERLOADED and a retry-after
   hint instead of joining a queue it would time out in.
+- A replica that answered UNAVAILABLE cools down for `cooldown_s`: it goes last in the
+  order (a spare for failover only), so while it is down calls do not each pay a failed
+  attempt first. Its first answer after that puts it back.
 """
 
 from __future__ import annotations
@@ -54,6 +57,11 @@ class Replica:
     url: str
     client: aioclient.InferenceServerClient
     in_flight: int = 0
+    attempts: int = 0  # calls sent here, answered or not
+    cooling_until: float = 0.0  # monotonic time; after UNAVAILABLE
+
+    def cooling(self, now: float) -> bool:
+        return now < self.cooling_until
 
 
 def error_from_triton(exc: InferenceServerException) -> FacefuseError:
@@ -73,13 +81,14 @@ def error_from_triton(exc: InferenceServerException) -> FacefuseError:
 
 class TritonPool:
     def __init__(self, urls: list[str], hedge_delay_s: float, max_inflight_per_replica: int,
-                 overloaded_retry_after_s: float = 1.0):
+                 overloaded_retry_after_s: float = 1.0, cooldown_s: float = 5.0):
         if not urls:
             raise ValueError("at least one Triton URL is needed")
         self.replicas = [Replica(url, aioclient.InferenceServerClient(url, channel_args=CHANNEL_ARGS)) for url in urls]
         self.hedge_delay_s = hedge_delay_s
         self.max_inflight = max_inflight_per_replica
         self.retry_after_s = overloaded_retry_after_s
+        self.cooldown_s = cooldown_s
         self.hedges_sent = 0
         self.hedges_won = 0
 
@@ -88,26 +97,48 @@ class TritonPool:
             await replica.client.close()
 
     def _by_load(self) -> list[Replica]:
-        available = [r for r in self.replicas if r.in_flight < self.max_inflight]
+        """Replicas to try in order: live ones by load, then cooling ones as spares."""
+        now = time.monotonic()
+        live = [r for r in self.replicas if not r.cooling(now)]
+        # Every replica cooling: try them all anyway, one may be back.
+        candidates = live or self.replicas
+        available = [r for r in candidates if r.in_flight < self.max_inflight]
         if not available:
-            total = sum(r.in_flight for r in self.replicas)
+            total = sum(r.in_flight for r in candidates)
             raise Overloaded(
-                f"{total} calls are in flight on {len(self.replicas)} Triton replica(s); try again shortly",
+                f"{total} calls are in flight on {len(candidates)} Triton replica(s); try again shortly",
                 retry_after_s=self.retry_after_s,
             )
-        return sorted(available, key=lambda r: r.in_flight)
+        spares = [r for r in self.replicas if r not in candidates and r.in_flight < self.max_inflight]
+        return sorted(available, key=lambda r: r.in_flight) + sorted(spares, key=lambda r: r.in_flight)
+
+    async def ready(self) -> list[bool]:
+        """Readiness of each replica (Triton's ready endpoint), for the health service."""
+        async def one(replica: Replica) -> bool:
+            try:
+                return bool(await replica.client.is_server_ready(client_timeout=1.0))
+            except Exception:  # noqa: BLE001 - unreachable or failing: not ready
+                return False
+
+        return list(await asyncio.gather(*(one(r) for r in self.replicas)))
 
     async def _attempt(self, replica: Replica, model: str, inputs, outputs, deadline: float):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise DeadlineExceeded("the deadline passed before Triton was called")
         replica.in_flight += 1
+        replica.attempts += 1
         try:
-            return await replica.client.infer(model, inputs, outputs=outputs, client_timeout=remaining)
+            result = await replica.client.infer(model, inputs, outputs=outputs, client_timeout=remaining)
         except InferenceServerException as exc:
-            raise error_from_triton(exc) from None
+            error = error_from_triton(exc)
+            if error.reason is Reason.UNAVAILABLE:
+                replica.cooling_until = time.monotonic() + self.cooldown_s
+            raise error from None
         finally:
             replica.in_flight -= 1
+        replica.cooling_until = 0.0
+        return result
 
     async def infer(self, model: str, inputs, outputs, deadline: float):
         """Run one inference with hedging and failover; raises FacefuseError subclasses."""

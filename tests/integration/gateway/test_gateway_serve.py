@@ -1,0 +1,80 @@
+"""The README's run path: `facefuse serve` starts Triton and the gateway, `facefuse fuse`
+goes through the gateway, and one Ctrl-C (SIGINT) stops both."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from facefuse.server.triton import free_port
+
+BIN = Path(sys.executable).parent
+
+
+def processes_with_argument(argument: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if argument.encode() in (entry / "cmdline").read_bytes().split(b"\0"):
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def accepts_connections(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture
+def serve(built_repository, template_store):
+    triton_grpc, gateway_port = free_port(), free_port()
+    env = dict(os.environ, FACEFUSE_TRITON_GRPC_PORT=str(triton_grpc), FACEFUSE_TRITON_HTTP_PORT=str(free_port()),
+               FACEFUSE_TRITON_METRICS_PORT=str(free_port()), FACEFUSE_GATEWAY_HOST="127.0.0.1")
+    process = subprocess.Popen([str(BIN / "facefuse"), "serve", "--gateway-port", str(gateway_port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
+    output = []
+    try:
+        while not any("Gateway ready" in line for line in output):
+            try:
+                output.append(lines.get(timeout=180))
+            except queue.Empty:
+                pytest.fail("`facefuse serve` printed no 'Gateway ready' within 180 s:\n" + "".join(output))
+            if process.poll() is not None and lines.empty():
+                pytest.fail(f"`facefuse serve` exited with {process.returncode}:\n" + "".join(output))
+        yield process, gateway_port, triton_grpc, lines, output
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_serve_fuses_through_the_gateway_and_one_ctrl_c_stops_both(serve, astronaut, tmp_path):
+    process, gateway_port, triton_grpc, lines, output = serve
+    assert processes_with_argument(f"--grpc-port={triton_grpc}")  # tritonserver is up
+    photo, poster = tmp_path / "astronaut.jpg", tmp_path / "poster.jpg"
+    photo.write_bytes(astronaut)
+    fused = subprocess.run([str(BIN / "facefuse"), "fuse", str(photo), "--template", "hopper-portrait", "-o", str(poster),
+                            "--target", f"127.0.0.1:{gateway_port}"], capture_output=True, text=True, timeout=120)
+    assert fused.returncode == 0, fused.stderr
+    assert poster.read_bytes()[:3] == b"\xff\xd8\xff"
+
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 0
+    while not lines.empty():
+        output.append(lines.get())
+    assert "stopped" in "".join(output)
+    assert not processes_with_argument(f"--grpc-port={triton_grpc}")
+    assert not accepts_connections(gateway_port)
