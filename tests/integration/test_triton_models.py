@@ -60,3 +60,20 @@ def test_a_batch_of_faces_per_request_is_served_by_the_landmark_model(triton_cli
     result = infer(triton_client, "face_landmarks", faces=("UINT8", aligned.faces[None]))
     assert result.as_numpy("face_meshes").shape == (1, len(detections[:6]), 468, 3)
     assert np.all(result.as_numpy("face_presence") > 0.5)
+
+
+def test_the_repository_api_is_closed_without_the_admin_key(settings, built_repository, template_store):
+    from tritonclient.utils import InferenceServerException
+
+    from facefuse.server.triton import embedded_triton
+
+    with embedded_triton(settings, admin_key="s3cret") as server:
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+        try:
+            client.get_model_repository_index()
+            raise AssertionError("the repository index was served without the admin key")
+        except InferenceServerException as exc:
+            assert "restricted" in exc.message()
+        index = client.get_model_repository_index(headers={"triton-grpc-protocol-admin-key": "s3cret"})
+        assert {m.name for m in index.models} >= set(MODELS)
+        assert client.is_model_ready("face_fusion")  # inference stays open

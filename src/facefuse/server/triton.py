@@ -20,7 +20,7 @@ import sysconfig
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from facefuse.settings import Settings, get_settings
@@ -84,7 +84,6 @@ class TritonServer:
     log_path: Path
     host: str = "127.0.0.1"
     admin_key: str | None = None
-    extra: dict = field(default_factory=dict)
 
     @property
     def grpc_url(self) -> str:
@@ -121,7 +120,7 @@ class TritonServer:
                 self.process.wait()
 
 
-def command(settings: Settings, backends: Path, grpc_port: int, http_port: int, metrics_port: int,
+def command(backends: Path, grpc_port: int, http_port: int, metrics_port: int,
             admin_key: str | None, repositories: list[Path]) -> list[str]:
     cmd = [
         str(pytriton_server_dir() / "bin" / "tritonserver"),
@@ -160,7 +159,7 @@ def embedded_triton(settings: Settings | None = None, ports: tuple[int, int, int
     repositories = [settings.model_repository_dir, settings.ensembles_dir]
     with open(log_path, "w") as log:
         process = subprocess.Popen(
-            command(settings, backends, grpc_port, http_port, metrics_port, admin_key, repositories),
+            command(backends, grpc_port, http_port, metrics_port, admin_key, repositories),
             stdout=log, stderr=subprocess.STDOUT, env=server_environment(), start_new_session=True,
         )
     server = TritonServer(grpc_port, http_port, metrics_port, process, log_path, admin_key=admin_key)
