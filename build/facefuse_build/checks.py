@@ -47,13 +47,15 @@ class Tolerance:
 DETECTOR_TOLERANCE = Tolerance(atol=1e-3, rtol=1e-3)
 # Mesh: float32 replay vs TFLite kernels; 0.05 px on a 384 px crop.
 LANDMARKS_TOLERANCE = Tolerance(atol=0.05, rtol=1e-3)
-# Fuse: uint8 outputs; one level of rounding difference allowed.
-FUSE_TOLERANCE = Tolerance(atol=1.0, rtol=0.0)
+# Fuse: uint8 outputs. Float rounding differs between the two runtimes (and between
+# CPUs' vector units), flipping a few pixels by a level; 3 of 255 leaves room for that
+# while any real disagreement (a wrong warp, mask or colour) is far larger.
+FUSE_TOLERANCE = Tolerance(atol=3.0, rtol=0.0)
 # FP16 TensorRT engines are kept only if they stay within these against ONNX Runtime.
 FP16_TOLERANCES = {
     "face_detector": Tolerance(atol=2e-2, rtol=2e-2),
     "face_landmarks": Tolerance(atol=0.5, rtol=1e-2),
-    "fuse": Tolerance(atol=3.0, rtol=0.0),
+    "fuse": Tolerance(atol=6.0, rtol=0.0),
 }
 
 
