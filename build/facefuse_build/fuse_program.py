@@ -136,12 +136,12 @@ class FuseProgram(torch.nn.Module):
         rot, src_mean, dst_mean = fit
         return torch.matmul(points - src_mean, rot.transpose(1, 2)) + dst_mean
 
-    def backward_map(self, target: torch.Tensor, source: torch.Tensor, background: torch.Tensor | None) -> torch.Tensor:
+    def backward_map(self, target: torch.Tensor, source: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
         """Source pixel positions (N, 2, F, F) that move `source` points onto `target` ones.
 
         Displacements known at the mesh points are spread with normalised Gaussian
         weights on a coarse grid; far from the mesh they fade to `background` (a
-        displacement field at the coarse points) or to zero.
+        displacement field at the coarse points).
         """
         n = target.shape[0]
         points = self.coarse_points.expand(n, -1, -1)
@@ -153,8 +153,7 @@ class FuseProgram(torch.nn.Module):
         weights = torch.exp(dist2 * (-0.5 / self.sigma_px**2))
         displacement = torch.matmul(weights, source - target)
         total = weights.sum(-1, keepdim=True) + self.background_weight
-        if background is not None:
-            displacement = displacement + self.background_weight * background
+        displacement = displacement + self.background_weight * background
         field = (displacement / total).view(n, self.field_grid, self.field_grid, 2).permute(0, 3, 1, 2)
         field = F.interpolate(field, size=(self.crop_px, self.crop_px), mode="bilinear", align_corners=True)
         return self.identity_grid + field
@@ -186,11 +185,11 @@ class FuseProgram(torch.nn.Module):
         left, right, nose = mesh_xy[:, CHEEK_LEFT, 0], mesh_xy[:, CHEEK_RIGHT, 0], mesh_xy[:, NOSE_TIP, 0]
         return (nose - 0.5 * (left + right)) / (right - left).abs().clamp_min(1.0)
 
-    def mirrored(self, image: torch.Tensor, mesh_xy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The face flipped left-right, with its mesh relabelled by the mirror pairing."""
-        flipped = torch.flip(image, dims=[3])
+    def mirrored(self, mesh_xy: torch.Tensor) -> torch.Tensor:
+        """The mesh of the face flipped left-right: positions mirrored, points relabelled
+        by the mirror pairing (point i of the flipped face is where its partner was)."""
         partner = mesh_xy.index_select(1, self.mirror_index)
-        return flipped, torch.stack([(self.crop_px - 1) - partner[..., 0], partner[..., 1]], -1)
+        return torch.stack([(self.crop_px - 1) - partner[..., 0], partner[..., 1]], -1)
 
     # ---- masks ----------------------------------------------------------------
     def polygon_distance(self, polygon: torch.Tensor) -> torch.Tensor:
@@ -237,41 +236,46 @@ class FuseProgram(torch.nn.Module):
         """User face (RGB 0..1) recoloured to the template's skin statistics and lighting.
 
         Statistics come from the inner face region at 1/4 size (region is at that size).
+        The YCbCr transfer is linear, so at full size it is one 3x3 matrix per face plus
+        an offset and the luma shading field.
         """
-        user_ycc = self.convert(user, self.rgb_to_ycc)
-        user_small = F.avg_pool2d(user_ycc, MASK_DOWNSCALE)
-        template_small = F.avg_pool2d(self.convert(template, self.rgb_to_ycc), MASK_DOWNSCALE)
+        user_small = self.convert(F.avg_pool2d(user, MASK_DOWNSCALE), self.rgb_to_ycc)
+        template_small = self.convert(F.avg_pool2d(template, MASK_DOWNSCALE), self.rgb_to_ycc)
         weight = region / region.sum((2, 3), keepdim=True).clamp_min(1.0)
         user_mean = (user_small * weight).sum((2, 3), keepdim=True)
         template_mean = (template_small * weight).sum((2, 3), keepdim=True)
         user_std = torch.sqrt((((user_small - user_mean) ** 2) * weight).sum((2, 3), keepdim=True) + 1e-6)
         template_std = torch.sqrt((((template_small - template_mean) ** 2) * weight).sum((2, 3), keepdim=True) + 1e-6)
         ratio = (template_std / user_std).clamp(1.0 / self.max_spread_ratio, self.max_spread_ratio)
-        matched = (user_ycc - user_mean) * ratio + template_mean
         # Lighting: the template's low-frequency luma replaces the user's.
         matched_luma_small = (user_small[:, 0:1] - user_mean[:, 0:1]) * ratio[:, 0:1] + template_mean[:, 0:1]
         shading = self.masked_blur(template_small[:, 0:1], region) - self.masked_blur(matched_luma_small, region)
-        matched = torch.cat([matched[:, 0:1] + shading, matched[:, 1:]], 1)
-        return self.convert(matched, self.ycc_to_rgb)
-
-    def detail_split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(base, detail): a low-pass at 1/8 size and what it leaves out."""
-        base = F.interpolate(F.avg_pool2d(x, DETAIL_SCALE), size=x.shape[-2:], mode="bilinear", align_corners=False)
-        return base, x - base
+        # RGB -> YCbCr -> scale about the user's mean, move to the template's -> RGB.
+        transfer = torch.matmul(self.ycc_to_rgb, ratio.view(-1, 3, 1) * self.rgb_to_ycc)
+        offset = torch.matmul(self.ycc_to_rgb, (template_mean - ratio * user_mean).view(-1, 3, 1))
+        luma_to_rgb = self.ycc_to_rgb[:, 0].view(1, 3, 1, 1)
+        return torch.einsum("nij,njhw->nihw", transfer, user) + offset.view(-1, 3, 1, 1) + shading * luma_to_rgb
 
     def mix_appearance(self, user: torch.Tensor, template: torch.Tensor, region: torch.Tensor, amount: torch.Tensor) -> torch.Tensor:
-        user_base, user_detail = self.detail_split(user)
-        template_base, template_detail = self.detail_split(template)
-        weight = F.interpolate(region, size=user.shape[-2:], mode="bilinear", align_corners=False)
+        """base(template) + amount * (base(user) - base(template)) plus the same for the
+        detail (x - base(x)) on the steeper curve, with the user's detail softened to the
+        template's. base() is linear, so the mix is done with one upsampled low-pass:
+        (1 - d) t + d s u + base((a - d s) u + (d - a) t)."""
+        user_low, template_low = F.avg_pool2d(user, DETAIL_SCALE), F.avg_pool2d(template, DETAIL_SCALE)
+        # Detail energy: the variance inside each 8x8 block, over the inner face.
+        weight = F.avg_pool2d(region, DETAIL_SCALE // MASK_DOWNSCALE)
         weight = weight / weight.sum((2, 3), keepdim=True).clamp_min(1.0)
-        user_energy = torch.sqrt((user_detail**2 * weight).sum((1, 2, 3), keepdim=True) + 1e-8)
-        template_energy = torch.sqrt((template_detail**2 * weight).sum((1, 2, 3), keepdim=True) + 1e-8)
+        user_var = (F.avg_pool2d(user * user, DETAIL_SCALE) - user_low**2).sum(1, keepdim=True)
+        template_var = (F.avg_pool2d(template * template, DETAIL_SCALE) - template_low**2).sum(1, keepdim=True)
+        user_energy = torch.sqrt((user_var.clamp_min(0) * weight).sum((2, 3), keepdim=True) + 1e-8)
+        template_energy = torch.sqrt((template_var.clamp_min(0) * weight).sum((2, 3), keepdim=True) + 1e-8)
         sharpness = (template_energy / user_energy).clamp(MIN_DETAIL_GAIN, 1.0)
         detail_amount = ((amount - DETAIL_MIX_START) / DETAIL_MIX_WIDTH).clamp(0, 1)
         detail_amount = detail_amount * detail_amount * (3 - 2 * detail_amount)  # smoothstep
-        base = template_base + amount * (user_base - template_base)
-        detail = template_detail + detail_amount * (user_detail * sharpness - template_detail)
-        return base + detail
+        user_detail_weight = detail_amount * sharpness
+        low = (amount - user_detail_weight) * user_low + (detail_amount - amount) * template_low
+        low = F.interpolate(low, size=user.shape[-2:], mode="bilinear", align_corners=False)
+        return (1 - detail_amount) * template + user_detail_weight * user + low
 
     # ---- blending -------------------------------------------------------------
     def pyramid_blend(self, front: torch.Tensor, back: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -314,24 +318,32 @@ class FuseProgram(torch.nn.Module):
         # 1. target geometry (from the symmetrised user mesh as the head turns away)
         turn = self.turn(user_xy)
         completion = ((turn.abs() - TURN_START) / TURN_SPAN).clamp(0, 1).view(-1, 1, 1)
-        mirror_image, mirror_xy = self.mirrored(user, user_xy)
+        mirror_xy = self.mirrored(user_xy)
         user_on_template = self.apply_similarity(user_xy, self.similarity_fit(user_xy, template_xy))
         mirror_on_template = self.apply_similarity(mirror_xy, self.similarity_fit(mirror_xy, template_xy))
         user_shape = user_on_template + 0.5 * completion * (mirror_on_template - user_on_template)
         target_xy = template_xy + shape * (user_shape - template_xy)
 
-        # 2. both faces onto the target geometry
-        coarse = self.coarse_points.expand(target_xy.shape[0], -1, -1)
+        # 2. both faces onto the target geometry: the user's face, its mirror image and the
+        # template's, as three backward maps computed in one batch
+        n = target_xy.shape[0]
+        coarse = self.coarse_points.expand(n, -1, -1)
         user_background = self.apply_similarity(coarse, self.similarity_fit(target_xy, user_xy)) - coarse
-        user_warped = self.sample(user, self.backward_map(target_xy, user_xy, user_background))
         mirror_background = self.apply_similarity(coarse, self.similarity_fit(target_xy, mirror_xy)) - coarse
-        mirror_warped = self.sample(mirror_image, self.backward_map(target_xy, mirror_xy, mirror_background))
-        # The hidden half is the one the nose turns toward; it is taken from the mirror.
+        maps = self.backward_map(
+            target_xy.repeat(3, 1, 1), torch.cat([user_xy, mirror_xy, template_xy]),
+            torch.cat([user_background, mirror_background, torch.zeros_like(coarse)]),
+        )
+        user_map, mirror_map, template_map = maps[:n], maps[n : 2 * n], maps[2 * n :]
+        # The hidden half is the one the nose turns toward: it samples the user's face at
+        # the mirrored positions of the visible half (a flip of the mirror map's x).
+        mirror_in_user = torch.cat([(size - 1) - mirror_map[:, 0:1], mirror_map[:, 1:2]], 1)
         midline = target_xy[:, NOSE_TIP, 0].view(-1, 1, 1, 1)
         toward = torch.sign(turn).view(-1, 1, 1, 1)
         hidden_side = torch.sigmoid((self.identity_grid[:, 0:1] - midline) * toward / (0.03 * size))
-        user_warped = user_warped + completion.view(-1, 1, 1, 1) * hidden_side * (mirror_warped - user_warped)
-        template_warped = self.sample(template, self.backward_map(target_xy, template_xy, None))
+        user_map = user_map + completion.view(-1, 1, 1, 1) * hidden_side * (mirror_in_user - user_map)
+        user_warped = self.sample(user, user_map)
+        template_warped = self.sample(template, template_map)
 
         # 3-4. colour-matched user face mixed with the template face
         coarse_distance = self.polygon_distance(self.face_polygon(target_xy))

@@ -21,6 +21,16 @@ app.add_typer(templates_app, name="templates")
 app.add_typer(bench_app, name="bench")
 
 
+def stop_on_sigterm() -> None:
+    """SIGTERM (Kubernetes, systemd) stops like Ctrl-C: servers shut down cleanly."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def fail(message: str, code: int = 2) -> None:
     typer.secho(message, fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
@@ -135,6 +145,7 @@ def serve(
 
     s = get_settings()
     ports = (s.triton_grpc_port, s.triton_http_port, s.triton_metrics_port)
+    stop_on_sigterm()
     try:
         with embedded_triton(s, ports=ports) as triton:
             gateway_settings = GatewaySettings(triton_urls=[triton.grpc_url])
@@ -176,6 +187,7 @@ def gateway_run(
             await server.wait_for_termination()
 
     loop = new_event_loop()
+    stop_on_sigterm()
     try:
         loop.run_until_complete(main())
     except KeyboardInterrupt:

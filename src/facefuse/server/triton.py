@@ -10,6 +10,8 @@ site-packages (numpy < 2, facefuse) rather than the base interpreter's.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
 import shutil
 import signal
@@ -24,6 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from facefuse.settings import Settings, get_settings
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class TritonStartError(RuntimeError):
@@ -65,6 +70,13 @@ def server_environment() -> dict[str, str]:
     env["LD_LIBRARY_PATH"] = os.pathsep.join([p for p in libs if p] + [env.get("LD_LIBRARY_PATH", "")])
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: the kernel sends SIGTERM if the starting process dies
+    (even by SIGKILL), so no orphaned tritonserver keeps its ports and memory."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -161,6 +173,7 @@ def embedded_triton(settings: Settings | None = None, ports: tuple[int, int, int
         process = subprocess.Popen(
             command(backends, grpc_port, http_port, metrics_port, admin_key, repositories),
             stdout=log, stderr=subprocess.STDOUT, env=server_environment(), start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
     server = TritonServer(grpc_port, http_port, metrics_port, process, log_path, admin_key=admin_key)
     try:
