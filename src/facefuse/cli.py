@@ -1,4 +1,5 @@
-"""`facefuse`: one CLI for every job (models, templates, serve, fuse, demo, bench)."""
+"""`facefuse`: one CLI for every job (models, templates, serve, fuse, demo, gateway,
+bench, loadtest, capacity)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,13 @@ app = typer.Typer(help="Face-fusion serving on NVIDIA Triton.", no_args_is_help=
 models_app = typer.Typer(help="Build and check the models Triton serves.", no_args_is_help=True)
 templates_app = typer.Typer(help="Register, list and remove fusion templates.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks: figures go to files, nothing is asserted.", no_args_is_help=True)
+gateway_app = typer.Typer(help="Run the gateway alone; manage its API keys.", no_args_is_help=True)
+loadtest_app = typer.Typer(help="Full-link Locust load tests and capacity reports.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(templates_app, name="templates")
 app.add_typer(bench_app, name="bench")
+app.add_typer(gateway_app, name="gateway")
+app.add_typer(loadtest_app, name="loadtest")
 
 
 def stop_on_sigterm() -> None:
@@ -163,9 +168,6 @@ def serve(
         typer.echo("stopped")
 
 
-gateway_app = typer.Typer(help="Gateway administration.", no_args_is_help=True)
-app.add_typer(gateway_app, name="gateway")
-
 
 @gateway_app.command("run")
 def gateway_run(
@@ -257,7 +259,7 @@ def fuse(
 
 @app.command()
 def demo(out_dir: Path = typer.Option(Path("out"), help="Where posters and the strip go.")) -> None:
-    """The main job: start Triton, fuse sample photos into every sample template, stop."""
+    """The main job: start Triton and the gateway, fuse sample photos into the sample templates, stop."""
     from facefuse.demo import run_demo
 
     run_demo(out_dir, echo=typer.echo)
@@ -288,10 +290,6 @@ def bench_gateway(
     from facefuse.bench.gateway import run_gateway_bench
 
     run_gateway_bench(paired_calls, concurrency, calls, out_dir, echo=typer.echo)
-
-
-loadtest_app = typer.Typer(help="Full-link Locust load tests and capacity reports.", no_args_is_help=True)
-app.add_typer(loadtest_app, name="loadtest")
 
 
 @loadtest_app.command("run")
