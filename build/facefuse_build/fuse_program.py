@@ -225,12 +225,12 @@ class FuseProgram(torch.nn.Module):
 
     def masked_blur(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Low-pass of x inside mask only (normalised convolution), so the background
-        does not bleed into the face's lighting estimate. x and mask are at 1/4 size."""
+        does not bleed into the face's lighting estimate. x and mask are at 1/4 size;
+        the result is at 1/(4 * lighting_blur / 4) size, for the caller to upsample."""
         k = self.lighting_blur // MASK_DOWNSCALE
         num = F.avg_pool2d(F.avg_pool2d(x * mask, k), 3, stride=1, padding=1, count_include_pad=False)
         den = F.avg_pool2d(F.avg_pool2d(mask, k), 3, stride=1, padding=1, count_include_pad=False)
-        low = num / den.clamp_min(1e-3)
-        return F.interpolate(low, size=(self.crop_px, self.crop_px), mode="bilinear", align_corners=False)
+        return num / den.clamp_min(1e-3)
 
     def match_colour(self, user: torch.Tensor, template: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
         """User face (RGB 0..1) recoloured to the template's skin statistics and lighting.
@@ -250,6 +250,7 @@ class FuseProgram(torch.nn.Module):
         # Lighting: the template's low-frequency luma replaces the user's.
         matched_luma_small = (user_small[:, 0:1] - user_mean[:, 0:1]) * ratio[:, 0:1] + template_mean[:, 0:1]
         shading = self.masked_blur(template_small[:, 0:1], region) - self.masked_blur(matched_luma_small, region)
+        shading = F.interpolate(shading, size=user.shape[-2:], mode="bilinear", align_corners=False)
         # RGB -> YCbCr -> scale about the user's mean, move to the template's -> RGB.
         transfer = torch.matmul(self.ycc_to_rgb, ratio.view(-1, 3, 1) * self.rgb_to_ycc)
         offset = torch.matmul(self.ycc_to_rgb, (template_mean - ratio * user_mean).view(-1, 3, 1))
