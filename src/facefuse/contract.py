@@ -53,6 +53,9 @@ OUTPUT_FORMAT = TensorSpec("output_format", "STRING", (1,))
 OUTPUT_QUALITY = TensorSpec("output_quality", "INT32", (1,))
 POSTER = TensorSpec("poster", "STRING", (1,))
 
+# The Triton models of one fusion, in pipeline order.
+STAGES = ("decode", "face_detector", "align", "face_landmarks", "template_bank", "fuse", "postprocess")
+
 # Request option ranges and defaults, shared by stages, gateway and CLI.
 DEGREE_RANGE = (0.0, 100.0)
 DEFAULT_FUSE_DEGREE = 80.0

@@ -8,11 +8,12 @@ baseline that `facefuse bench` measures Triton against.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 
-from facefuse.contract import DETECTOR_INPUT_PX, MAX_FACES
+from facefuse.contract import (
+    DEFAULT_FUSE_DEGREE, DEFAULT_OUTPUT_QUALITY, DEFAULT_PROFILE_DEGREE, DETECTOR_INPUT_PX, MAX_FACES,
+)
 from facefuse.errors import FaceError
 from facefuse.onnxrt import onnx_session
 from facefuse.settings import Settings, get_settings
@@ -82,8 +83,8 @@ class LocalPipeline:
 
     def fuse(
         self, user: AnalyzedFaces, template: TemplateArtifact, face_indices=(0,),
-        fuse_degree: float = 80.0, profile_degree: float = 50.0, add_label: bool = True,
-        output_format: str = "jpeg", output_quality: int = 90,
+        fuse_degree: float = DEFAULT_FUSE_DEGREE, profile_degree: float = DEFAULT_PROFILE_DEGREE, add_label: bool = True,
+        output_format: str = "jpeg", output_quality: int = DEFAULT_OUTPUT_QUALITY,
     ) -> bytes:
         """face_fuse: user faces into the template's faces, encoded poster."""
         faces, meshes, affines = template.select(np.asarray(face_indices))

@@ -83,5 +83,14 @@ POSTER_OUTPUT = [InferRequestedOutput("poster")]
 ANALYZE_OUTPUTS = [InferRequestedOutput(n) for n in ("user_faces", "user_meshes", "user_boxes")]
 
 
+def instance_counts(client, models=c.STAGES) -> dict[str, int]:
+    """Model instances per model, from Triton's configs (a sync gRPC client)."""
+    counts = {}
+    for name in models:
+        config = client.get_model_config(name, as_json=True)["config"]
+        counts[name] = sum(int(g.get("count", 1)) for g in config.get("instance_group", [])) or 1
+    return counts
+
+
 def poster_bytes(result) -> bytes:
     return bytes(result.as_numpy("poster").reshape(-1)[0])

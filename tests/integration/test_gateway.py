@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import signal
 import threading
@@ -25,6 +24,7 @@ from facefuse.gateway.auth import add_key
 from facefuse.gateway.server import GatewayThread
 from facefuse.gateway.settings import GatewaySettings
 from facefuse.server.triton import embedded_triton
+from photo_bytes import encoded, rgb_of
 
 SECRET = "integration-secret-for-hs256-tokens"
 ISSUER, AUDIENCE = "facefuse-tests", "facefuse"
@@ -70,16 +70,6 @@ def token(key=SECRET, algorithm="HS256", **claims) -> str:
             "exp": int(time.time()) + 300}
     body.update(claims)
     return jwt.encode(body, key, algorithm=algorithm)
-
-
-def encoded(rgb: np.ndarray, fmt: str = "JPEG") -> bytes:
-    out = io.BytesIO()
-    Image.fromarray(rgb).save(out, format=fmt)
-    return out.getvalue()
-
-
-def rgb_of(data: bytes) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
 
 @pytest.fixture(scope="module")

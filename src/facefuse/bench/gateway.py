@@ -15,10 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
-import subprocess
-import sys
-import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,6 +24,7 @@ import tritonclient.grpc.aio as aioclient
 from facefuse_client import AsyncFacefuseClient
 
 from facefuse import samples
+from facefuse.gateway.process import start_gateway
 from facefuse.settings import get_settings
 from facefuse.triton_client import POSTER_OUTPUT, FuseOptions, fusion_inputs
 
@@ -50,26 +47,6 @@ class GatewayBench:
     direct_posters_per_s: float
     gateway_posters_per_s: float
     throughput_ratio: float
-
-
-def _drain(stream) -> None:
-    for _ in stream:
-        pass
-
-
-def start_gateway(triton_url: str, env: dict) -> tuple[subprocess.Popen, int]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "facefuse.cli", "gateway", "run", "--port", "0", "--triton-url", triton_url],
-        stderr=subprocess.PIPE, text=True, env=env,
-    )
-    for line in process.stderr:
-        match = re.search(r"listening on port (\d+)", line)
-        if match:
-            # The gateway logs a line per call: keep reading, or once the pipe's buffer
-            # is full its logging blocks and so does every call.
-            threading.Thread(target=_drain, args=(process.stderr,), name="gateway-stderr", daemon=True).start()
-            return process, int(match.group(1))
-    raise RuntimeError(f"the gateway exited with {process.wait()} before listening")
 
 
 async def _paired(direct, gateway, photo: bytes, calls: int) -> tuple[list[float], list[float]]:

@@ -27,9 +27,9 @@ import tritonclient.grpc.aio as aioclient
 
 from facefuse import samples
 from facefuse.settings import Settings, get_settings
-from facefuse.triton_client import POSTER_OUTPUT, FuseOptions, fusion_inputs
+from facefuse.contract import STAGES
+from facefuse.triton_client import POSTER_OUTPUT, FuseOptions, fusion_inputs, instance_counts
 
-STAGES = ("decode", "face_detector", "align", "face_landmarks", "template_bank", "fuse", "postprocess")
 TEMPLATE = "hopper-portrait"
 
 
@@ -125,14 +125,6 @@ def _stage_delta(before: dict, after: dict, posters: int, instances: dict[str, i
     return delta
 
 
-def _instance_counts(client: grpcclient.InferenceServerClient) -> dict[str, int]:
-    counts = {}
-    for name in STAGES:
-        config = client.get_model_config(name, as_json=True)["config"]
-        counts[name] = sum(int(g.get("count", 1)) for g in config.get("instance_group", [])) or 1
-    return counts
-
-
 def _memory(root_pid: int) -> dict:
     """Resident and proportional set size of a process and all its descendants."""
     pids, frontier = [], [root_pid]
@@ -203,7 +195,7 @@ def run_photo_bench(concurrencies: list[int], requests_per_level: int, out_dir: 
     )
     with embedded_triton(settings) as triton:
         client = grpcclient.InferenceServerClient(triton.grpc_url)
-        instances = _instance_counts(client)
+        instances = instance_counts(client)
         asyncio.run(_drive(triton.grpc_url, photo, max(concurrencies), max(concurrencies) * 3))  # warm-up
         for concurrency in concurrencies:
             before = _stage_statistics(client)

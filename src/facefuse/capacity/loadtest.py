@@ -16,10 +16,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import tritonclient.grpc as grpcclient
+
 from facefuse.capacity.mix import POSTERS_PER_REQUEST
 from facefuse.capacity.report import write_report
 from facefuse.capacity.triton_metrics import MetricsRecorder
 from facefuse.settings import get_settings, project_root
+from facefuse.triton_client import instance_counts
 
 LOCUSTFILE = project_root() / "loadtest" / "locustfile.py"
 
@@ -71,7 +74,7 @@ def expected_seconds(plan: LoadTestPlan) -> float:
 @contextlib.contextmanager
 def local_stack():
     """Triton + the gateway (its own process), for runs that are not given a target."""
-    from facefuse.bench.gateway import start_gateway
+    from facefuse.gateway.process import start_gateway
     from facefuse.gateway.dev_key import ensure_dev_key
     from facefuse.gateway.settings import GatewaySettings
     from facefuse.server.triton import embedded_triton
@@ -86,20 +89,6 @@ def local_stack():
             gateway.wait(timeout=30)
 
 
-def stage_instances(triton_grpc_url: str) -> dict[str, int]:
-    import tritonclient.grpc as grpcclient
-
-    from facefuse.capacity.report import STAGES
-
-    client = grpcclient.InferenceServerClient(triton_grpc_url)
-    counts = {}
-    for name in STAGES:
-        config = client.get_model_config(name, as_json=True)["config"]
-        counts[name] = sum(int(g.get("count", 1)) for g in config.get("instance_group", [])) or 1
-    client.close()
-    return counts
-
-
 def run_load_test(plan: LoadTestPlan, out_dir: Path, command: str, target: tuple | None = None, echo=print) -> dict:
     """target: (gateway host:port, Triton metrics URL, API key, Triton gRPC URL) or None to start a stack."""
     # Not imported here: importing locust monkey-patches this process for gevent.
@@ -109,7 +98,9 @@ def run_load_test(plan: LoadTestPlan, out_dir: Path, command: str, target: tuple
     csv_prefix = out_dir / "locust"
     stack = contextlib.nullcontext(target) if target else local_stack()
     with stack as (host, metrics_url, api_key, triton_url):
-        instances = stage_instances(triton_url)
+        client = grpcclient.InferenceServerClient(triton_url)
+        instances = instance_counts(client)
+        client.close()
         commands = locust_commands(plan, host, api_key, csv_prefix)
         echo(f"locust: {len(commands)} process(es) against {host}, shape {plan.shape}, up to {plan.max_users} users")
         with MetricsRecorder([metrics_url], interval_s=2.0) as recorder:

@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from facefuse.capacity.planner import Measurement
+from facefuse.contract import STAGES
 from facefuse.capacity.triton_metrics import Sample, stage_series, stage_totals
 
-STAGES = ("decode", "face_detector", "align", "face_landmarks", "template_bank", "fuse", "postprocess")
 # Seconds at the start of each user-count step left out (ramp transients).
 SETTLE_S = 3
 

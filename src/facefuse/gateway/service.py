@@ -7,7 +7,6 @@ import logging
 import time
 import uuid
 
-import grpc
 import numpy as np
 from facefuse_client.v1 import facefuse_pb2 as pb
 from facefuse_client.v1 import facefuse_pb2_grpc as pb_grpc

@@ -6,7 +6,6 @@ Imported by the tests of this folder (pytest puts the folder on sys.path).
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import signal
 import time
@@ -15,16 +14,15 @@ from pathlib import Path
 
 import grpc
 import jwt
-import numpy as np
 import tritonclient.grpc as grpcclient
 from facefuse_client.v1 import facefuse_pb2 as pb
 from facefuse_client.v1 import facefuse_pb2_grpc as pb_grpc
 from google.rpc import error_details_pb2, status_pb2
-from PIL import Image
 
 from facefuse.gateway.auth import SCOPE_FUSE, SCOPE_TEMPLATES
 from facefuse.gateway.server import GatewayThread
 from facefuse.gateway.settings import GatewaySettings
+from photo_bytes import encoded, rgb_of  # noqa: F401 - re-exported to the gateway tests
 
 ISSUER = "https://auth.facefuse.test"
 AUDIENCE = "facefuse-gateway"
@@ -165,11 +163,3 @@ def raw_fuse_error(gateway, metadata, photo: bytes, template_id: str = TEMPLATE,
 
 
 # ---- photos ----------------------------------------------------------------------
-def encoded(rgb: np.ndarray, fmt: str = "JPEG") -> bytes:
-    out = io.BytesIO()
-    Image.fromarray(rgb).save(out, format=fmt)
-    return out.getvalue()
-
-
-def rgb_of(data: bytes) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
