@@ -82,7 +82,9 @@ def _detector_tensors(profile: Profile) -> tuple[tuple[TensorSpec, ...], tuple[T
 
 LETTERBOX_SCALE = TensorSpec("letterbox_scale", "FP32", (1,))
 FACE_PRESENCE = TensorSpec("face_presence", "FP32", (-1,))
-TEMPLATE_IMAGE = TensorSpec("template_image", "UINT8", (-1, -1, 3))
+# The template version template_bank resolved: postprocess pastes into that version's
+# image, which it holds itself, so the poster-sized image never travels the ensemble.
+TEMPLATE_VERSION = TensorSpec("template_version", "INT64", (1,))
 FUSED_FACES = TensorSpec("fused_faces", "UINT8", (-1, c.FACE_CROP_PX, c.FACE_CROP_PX, 3))
 FUSED_MASKS = TensorSpec("fused_masks", "UINT8", (-1, c.FACE_CROP_PX, c.FACE_CROP_PX))
 
@@ -126,7 +128,7 @@ def model_specs(profile: Profile, settings: Settings) -> list[ModelSpec]:
         ),
         ModelSpec(
             "template_bank", (c.TEMPLATE_ID, c.FACE_INDICES),
-            (TEMPLATE_IMAGE, _renamed(c.FACES, "template_faces"), _renamed(c.FACE_MESHES, "template_meshes"),
+            (TEMPLATE_VERSION, _renamed(c.FACES, "template_faces"), _renamed(c.FACE_MESHES, "template_meshes"),
              _renamed(c.FACE_AFFINES, "template_affines")),
             network=False, max_batch_size=16, max_queue_delay_us=PYTHON_STAGE_QUEUE_DELAY_US, ragged_inputs=("face_indices",),
             parameters={"template_dir": str(s.templates_path)},
@@ -145,10 +147,11 @@ def model_specs(profile: Profile, settings: Settings) -> list[ModelSpec]:
         ),
         ModelSpec(
             "postprocess",
-            (TEMPLATE_IMAGE, FUSED_FACES, FUSED_MASKS, _renamed(c.FACE_AFFINES, "template_affines"),
+            (c.TEMPLATE_ID, TEMPLATE_VERSION, FUSED_FACES, FUSED_MASKS, _renamed(c.FACE_AFFINES, "template_affines"),
              c.ADD_LABEL, c.OUTPUT_FORMAT, c.OUTPUT_QUALITY),
             (c.POSTER,), network=False, max_batch_size=16, max_queue_delay_us=PYTHON_STAGE_QUEUE_DELAY_US,
-            ragged_inputs=("template_image", "fused_faces", "fused_masks", "template_affines"),
+            ragged_inputs=("fused_faces", "fused_masks", "template_affines"),
+            parameters={"template_dir": str(s.templates_path)},
         ),
     ]
 
@@ -185,7 +188,7 @@ USER_SIDE = (
 TEMPLATE_SIDE = (
     Step(
         "template_bank", _identity("template_id", "face_indices"),
-        _identity("template_image", "template_faces", "template_meshes", "template_affines"),
+        _identity("template_version", "template_faces", "template_meshes", "template_affines"),
     ),
     Step(
         "fuse", _identity("user_faces", "user_meshes", "template_faces", "template_meshes", "fuse_degree", "profile_degree"),
@@ -193,7 +196,8 @@ TEMPLATE_SIDE = (
     ),
     Step(
         "postprocess",
-        _identity("template_image", "fused_faces", "fused_masks", "template_affines", "add_label", "output_format", "output_quality"),
+        _identity("template_id", "template_version", "fused_faces", "fused_masks", "template_affines",
+                  "add_label", "output_format", "output_quality"),
         _identity("poster"),
     ),
 )

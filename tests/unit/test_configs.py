@@ -72,10 +72,10 @@ def test_every_ensemble_step_maps_onto_its_model_inputs_and_outputs(profile):
 def test_a_miswired_ensemble_is_caught():
     models, ensembles = configs.repository_configs(Profile("cpu"), SETTINGS)
     broken = copy.deepcopy(ensembles)
-    fuse_step = next(s for s in broken["face_fuse"]["ensemble_scheduling"]["step"] if s["model_name"] == "fuse")
-    fuse_step["input_map"]["user_faces"] = "template_image"  # UINT8 [-1,-1,3] into [-1,384,384,3]
+    fuse_step = next(s for s in broken["face_fusion"]["ensemble_scheduling"]["step"] if s["model_name"] == "fuse")
+    fuse_step["input_map"]["user_faces"] = "image"  # UINT8 [-1,-1,3] into [-1,384,384,3]
     problems = configs.check_ensembles(broken, models)
-    assert any("template_image" in p and "user_faces" in p for p in problems)
+    assert any("'image'" in p and "user_faces" in p for p in problems)
 
 
 def test_an_unused_ensemble_tensor_is_caught():

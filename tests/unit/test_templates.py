@@ -52,10 +52,13 @@ def test_the_bank_serves_a_new_version_without_a_restart_and_forgets_removed_one
     store = TemplateStore(tmp_path)
     store.add(artifact(shade=10))
     bank = TemplateBank(store)
-    assert bank.lookup("poster", np.array([1]))[0][0, 0, 0] == 10
+    assert bank.lookup("poster", np.array([1]))[0] == 1
     store.add(artifact(shade=30))
-    image, faces, meshes, affines = bank.lookup("poster", np.array([1, 0]))
-    assert image[0, 0, 0] == 30 and faces.shape == (2, 8, 8, 3)
+    version, faces, meshes, affines = bank.lookup("poster", np.array([1, 0]))
+    assert version == 2 and faces.shape == (2, 8, 8, 3)
+    # postprocess asks for the version template_bank resolved: the older one still serves
+    # a request that started before the replacement.
+    assert bank.get("poster", 2).image[0, 0, 0] == 30 and bank.get("poster", 1).image[0, 0, 0] == 10
     store.remove("poster")
     with pytest.raises(TemplateError):
         bank.lookup("poster", np.array([0]))

@@ -1,16 +1,28 @@
-"""postprocess: fused crops pasted into the template, AI label, encoded poster."""
+"""postprocess: fused crops pasted into the template, AI label, encoded poster.
+
+The template image comes from this stage's own template bank, at the version that
+`template_bank` resolved for the request.
+"""
+
+from pathlib import Path
 
 import numpy as np
 
-from facefuse.server.adapter import array, respond_each, response, text
+from facefuse.server.adapter import array, parameters, respond_each, response, text
 from facefuse.stages.postprocess import postprocess
+from facefuse.stages.template_bank import TemplateBank
+from facefuse.templates import TemplateStore
 
 
 class TritonPythonModel:
+    def initialize(self, args):
+        self.bank = TemplateBank(TemplateStore(Path(parameters(args)["template_dir"])))
+
     def execute(self, requests):
         def handle(request):
+            template = self.bank.get(text(request, "template_id"), int(array(request, "template_version").reshape(-1)[0]))
             poster = postprocess(
-                array(request, "template_image")[0],
+                template.image,
                 array(request, "fused_faces")[0],
                 array(request, "fused_masks")[0],
                 array(request, "template_affines")[0],

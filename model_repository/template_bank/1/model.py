@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import numpy as np
+
 from facefuse.server.adapter import array, parameters, respond_each, response, text
 from facefuse.stages.template_bank import TemplateBank
 from facefuse.templates import TemplateStore
@@ -13,9 +15,9 @@ class TritonPythonModel:
 
     def execute(self, requests):
         def handle(request):
-            image, faces, meshes, affines = self.bank.lookup(text(request, "template_id"), array(request, "face_indices")[0])
+            version, faces, meshes, affines = self.bank.lookup(text(request, "template_id"), array(request, "face_indices")[0])
             return response(
-                template_image=image[None], template_faces=faces[None],
+                template_version=np.array([[version]], np.int64), template_faces=faces[None],
                 template_meshes=meshes[None], template_affines=affines[None],
             )
 

@@ -50,6 +50,8 @@ class BenchReport:
     template: str
     triton: list[LoadResult] = field(default_factory=list)
     baseline: LoadResult | None = None
+    # The highest concurrency's Triton and baseline blocks, alternating in time.
+    rounds: list[dict] = field(default_factory=list)
     # Per-stage figures at the lowest concurrency (uncontended compute: the bound) and
     # at the highest (batching and queueing under load).
     stages_uncontended: dict = field(default_factory=dict)
@@ -171,18 +173,33 @@ def _baseline_poster(photo: bytes) -> float:
     return time.perf_counter() - start
 
 
-def run_baseline(settings: Settings, photo: bytes, requests: int, workers: int) -> LoadResult:
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(workers, initializer=_baseline_init, initargs=(settings.model_dump_json(),)) as pool:
-        pool.map(_baseline_poster, [photo] * workers * 2)  # warm every worker
+class BaselineWorkers:
+    """One warm `LocalPipeline` process per core, kept open so that its rounds can
+    alternate with Triton's in the same minutes."""
+
+    def __init__(self, settings: Settings, workers: int):
+        self.workers = workers
+        self._pool = multiprocessing.get_context("spawn").Pool(
+            workers, initializer=_baseline_init, initargs=(settings.model_dump_json(),)
+        )
+        self._pool.map(_baseline_poster, [samples.astronaut()] * workers * 2)  # warm every worker
+
+    def run(self, photo: bytes, requests: int) -> tuple[list[float], float]:
         start = time.perf_counter()
-        latencies = pool.map(_baseline_poster, [photo] * requests, chunksize=1)
-        elapsed = time.perf_counter() - start
-    return _result(workers, latencies, elapsed)
+        latencies = self._pool.map(_baseline_poster, [photo] * requests, chunksize=1)
+        return latencies, time.perf_counter() - start
+
+    def close(self) -> None:
+        self._pool.terminate()
+        self._pool.join()
 
 
 # ---- the run -------------------------------------------------------------------------
-def run_photo_bench(concurrencies: list[int], requests_per_level: int, out_dir: Path, echo=print) -> BenchReport:
+def run_photo_bench(concurrencies: list[int], requests_per_level: int, out_dir: Path, rounds: int = 4,
+                    echo=print) -> BenchReport:
+    """Triton at each concurrency; at the highest one, `rounds` blocks of Triton and of
+    the baseline alternate (ABBA order), so that the ratio compares the two over the same
+    minutes: this shared machine's speed drifts by 10-20% within minutes."""
     from facefuse.server.triton import embedded_triton
 
     settings = get_settings()
@@ -193,25 +210,37 @@ def run_photo_bench(concurrencies: list[int], requests_per_level: int, out_dir: 
                  "python": platform.python_version()},
         template=TEMPLATE,
     )
-    with embedded_triton(settings) as triton:
-        client = grpcclient.InferenceServerClient(triton.grpc_url)
-        instances = instance_counts(client)
-        asyncio.run(_drive(triton.grpc_url, photo, max(concurrencies), max(concurrencies) * 3))  # warm-up
-        for concurrency in concurrencies:
-            before = _stage_statistics(client)
-            latencies, elapsed = asyncio.run(_drive(triton.grpc_url, photo, concurrency, requests_per_level))
-            result = _result(concurrency, latencies, elapsed)
-            report.triton.append(result)
-            echo(f"triton   c={concurrency:<3} {result.posters_per_s:7.2f} posters/s  p50 {result.p50_ms:7.1f} ms  p99 {result.p99_ms:7.1f} ms")
-            stages = _stage_delta(before, _stage_statistics(client), len(latencies), instances)
-            if concurrency == min(concurrencies):
-                report.stages_uncontended = stages
-            if concurrency == max(concurrencies):
-                report.stages_at_peak = stages
-                report.memory = _memory(triton.process.pid)
-        client.close()
+    top_concurrency = max(concurrencies)
+    baseline = BaselineWorkers(settings, cores)
+    try:
+        with embedded_triton(settings) as triton:
+            client = grpcclient.InferenceServerClient(triton.grpc_url)
+            instances = instance_counts(client)
+            asyncio.run(_drive(triton.grpc_url, photo, top_concurrency, top_concurrency * 3))  # warm-up
 
-    report.baseline = run_baseline(settings, photo, requests_per_level, cores)
+            def triton_block(concurrency: int) -> tuple[list[float], float]:
+                return asyncio.run(_drive(triton.grpc_url, photo, concurrency, requests_per_level))
+
+            for concurrency in sorted(concurrencies):
+                before = _stage_statistics(client)
+                if concurrency < top_concurrency:
+                    latencies, elapsed = triton_block(concurrency)
+                else:
+                    latencies, elapsed = _interleaved_rounds(report, baseline, photo, rounds, requests_per_level,
+                                                             lambda: triton_block(concurrency), echo)
+                result = _result(concurrency, latencies, elapsed)
+                report.triton.append(result)
+                echo(f"triton   c={concurrency:<3} {result.posters_per_s:7.2f} posters/s  "
+                     f"p50 {result.p50_ms:7.1f} ms  p99 {result.p99_ms:7.1f} ms")
+                stages = _stage_delta(before, _stage_statistics(client), len(latencies), instances)
+                if concurrency == min(concurrencies):
+                    report.stages_uncontended = stages
+                if concurrency == top_concurrency:
+                    report.stages_at_peak = stages
+                    report.memory = _memory(triton.process.pid)
+            client.close()
+    finally:
+        baseline.close()
     b = report.baseline
     echo(f"baseline {cores} processes {b.posters_per_s:7.2f} posters/s  p50 {b.p50_ms:7.1f} ms  p99 {b.p99_ms:7.1f} ms")
 
@@ -227,6 +256,33 @@ def run_photo_bench(concurrencies: list[int], requests_per_level: int, out_dir: 
     echo(f"ratios at c={top.concurrency}: {report.ratios}; memory {report.memory}")
     write_report(report, out_dir)
     return report
+
+
+def _interleaved_rounds(report: BenchReport, baseline: BaselineWorkers, photo: bytes, rounds: int, requests: int,
+                        triton_block, echo) -> tuple[list[float], float]:
+    """Alternate Triton and baseline blocks; the baseline's totals go to the report, and
+    Triton's latencies and seconds over all its blocks are returned."""
+    triton_latencies, triton_seconds = [], 0.0
+    baseline_latencies, baseline_seconds = [], 0.0
+    for index in range(rounds):
+        order = ("baseline", "triton") if index % 4 in (0, 3) else ("triton", "baseline")
+        block = {}
+        for who in order:
+            latencies, seconds = triton_block() if who == "triton" else baseline.run(photo, requests)
+            block[who] = len(latencies) / seconds
+            if who == "triton":
+                triton_latencies += latencies
+                triton_seconds += seconds
+            else:
+                baseline_latencies += latencies
+                baseline_seconds += seconds
+        ratio = block["triton"] / block["baseline"]
+        report.rounds.append({"triton_posters_per_s": round(block["triton"], 2),
+                              "baseline_posters_per_s": round(block["baseline"], 2), "ratio": round(ratio, 3)})
+        echo(f"round {index + 1}/{rounds}: triton {block['triton']:6.2f}  baseline {block['baseline']:6.2f}  "
+             f"posters/s  ratio {ratio:.3f}")
+    report.baseline = _result(baseline.workers, baseline_latencies, baseline_seconds)
+    return triton_latencies, triton_seconds
 
 
 def write_report(report: BenchReport, out_dir: Path) -> tuple[Path, Path]:
@@ -245,6 +301,11 @@ def write_report(report: BenchReport, out_dir: Path) -> tuple[Path, Path]:
         lines.append(f"| Triton | {r.concurrency} | {r.posters_per_s} | {r.p50_ms} | {r.p95_ms} | {r.p99_ms} |")
     b = report.baseline
     lines.append(f"| baseline ({b.concurrency} processes) | {b.concurrency} | {b.posters_per_s} | {b.p50_ms} | {b.p95_ms} | {b.p99_ms} |")
+    top = max(report.triton, key=lambda r: r.concurrency)
+    lines += ["", f"Triton at concurrency {top.concurrency} and the baseline, in alternating blocks (ABBA order):", "",
+              "| round | Triton posters/s | baseline posters/s | ratio |", "|---|---|---|---|"]
+    lines += [f"| {i} | {r['triton_posters_per_s']} | {r['baseline_posters_per_s']} | {r['ratio']} |"
+              for i, r in enumerate(report.rounds, 1)]
     for title, stages in (("lowest concurrency (uncontended)", report.stages_uncontended),
                           ("highest concurrency", report.stages_at_peak)):
         lines += ["", f"Stages at the {title}, from Triton's statistics:", "",

@@ -2,7 +2,8 @@
 
 Each lookup checks the store for the newest version (one directory listing), so a
 template added or replaced while the server runs serves on its next request; loaded
-versions are cached.
+versions are cached. `postprocess` holds a bank too and asks for the version that
+`template_bank` resolved, so both stages of one request see the same template.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ class TemplateBank:
         self._cache: OrderedDict[tuple[str, int], TemplateArtifact] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, template_id: str) -> TemplateArtifact:
-        key = (template_id, self.store.latest_version(template_id))
+    def get(self, template_id: str, version: int | None = None) -> TemplateArtifact:
+        """The given version, or the newest one."""
+        key = (template_id, version or self.store.latest_version(template_id))
         with self._lock:
             artifact = self._cache.get(key)
             if artifact is not None:
@@ -37,7 +39,7 @@ class TemplateBank:
         return artifact
 
     def lookup(self, template_id: str, face_indices: np.ndarray):
-        """(template image, faces, meshes, affines) for the given face indices."""
+        """(version, faces, meshes, affines) of the newest version, for the given face indices."""
         artifact = self.get(template_id)
         faces, meshes, affines = artifact.select(face_indices)
-        return artifact.image, faces, meshes, affines
+        return artifact.version, faces, meshes, affines

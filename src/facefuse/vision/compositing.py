@@ -40,10 +40,11 @@ def paste_faces(
         flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
         face_roi = cv2.warpAffine(face, to_crop, size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
         alpha = cv2.warpAffine(mask, to_crop, size, flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        alpha = alpha.astype(np.float32)[..., None] / 255.0
-        region = poster[y0:y1, x0:x1].astype(np.float32)
-        blended = region + (face_roi.astype(np.float32) - region) * alpha
-        poster[y0:y1, x0:x1] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+        alpha = alpha.astype(np.float32)
+        # One SIMD pass (face * a + template * (255 - a)) / 255, rounded: where the mask
+        # is 0 the template's value comes back exactly.
+        region = np.ascontiguousarray(poster[y0:y1, x0:x1])
+        poster[y0:y1, x0:x1] = cv2.blendLinear(face_roi, region, alpha, 255.0 - alpha)
     return poster
 
 
