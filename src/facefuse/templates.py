@@ -107,6 +107,14 @@ class TemplateStore:
                 meshes=data["meshes"], affines=data["affines"], boxes=data["boxes"], source=meta.get("source", ""),
             )
 
+    def stamp(self, template_id: str, version: int) -> tuple[int, int]:
+        """(inode, modification time) of a version's artifact: changes when it is rewritten."""
+        try:
+            stat = (self._dir(template_id) / str(version) / ARTIFACT_NAME).stat()
+        except FileNotFoundError:
+            raise TemplateError(f"template {template_id!r} has no version {version}") from None
+        return stat.st_ino, stat.st_mtime_ns
+
     def info(self, template_id: str) -> dict:
         """template_id, version, face_count, width, height, source of the serving version."""
         version = self.latest_version(template_id)

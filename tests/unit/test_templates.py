@@ -63,3 +63,14 @@ def test_the_bank_serves_a_new_version_without_a_restart_and_forgets_removed_one
     with pytest.raises(TemplateError):
         bank.lookup("poster", np.array([0]))
     assert store.ids() == []
+
+
+def test_a_template_removed_and_added_again_serves_its_new_pixels(tmp_path):
+    store = TemplateStore(tmp_path)
+    store.add(artifact(shade=10))
+    bank = TemplateBank(store)
+    assert bank.get("poster").image[0, 0, 0] == 10
+    store.remove("poster")
+    assert store.add(artifact(shade=50)) == 1  # the version number starts over
+    assert bank.get("poster").image[0, 0, 0] == 50
+    assert bank.get("poster", 1).image[0, 0, 0] == 50
