@@ -269,8 +269,8 @@ def demo(out_dir: Path = typer.Option(Path("out"), help="Where posters and the s
 @bench_app.command("photo")
 def bench_photo(
     concurrency: str = typer.Option("1,2,4,8", help="Comma-separated client concurrencies."),
-    requests: int = typer.Option(120, help="Posters per concurrency level, and per block of a round."),
-    rounds: int = typer.Option(4, min=1, help="Alternating Triton/baseline blocks at the highest concurrency."),
+    requests: int = typer.Option(60, help="Posters per concurrency level, and per block of a round."),
+    rounds: int = typer.Option(8, min=1, help="Alternating Triton/baseline blocks at the highest concurrency."),
     out_dir: Path = typer.Option(Path("var/bench"), help="Where photo-bench.json/.md go."),
 ) -> None:
     """Triton posters/s and latency vs the same stages hand-rolled, one process per core."""

@@ -7,6 +7,8 @@ baseline that `facefuse bench` measures Triton against.
 
 from __future__ import annotations
 
+import contextlib
+import time
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -50,17 +52,34 @@ class LocalPipeline:
         self.align_params = AlignParams(
             self.detector_px, s.detector_score_threshold, s.detector_nms_iou, s.min_face_px, s.max_face_outside_fraction
         )
+        # When a dict: CPU seconds spent in each stage, named like the Triton models
+        # (the benchmark compares the two per stage).
+        self.stage_cpu_s: dict[str, float] | None = None
+
+    @contextlib.contextmanager
+    def _stage(self, name: str):
+        if self.stage_cpu_s is None:
+            yield
+            return
+        start = time.process_time()
+        try:
+            yield
+        finally:
+            self.stage_cpu_s[name] = self.stage_cpu_s.get(name, 0.0) + time.process_time() - start
 
     # -- stages ----------------------------------------------------------------
     def decode(self, data: bytes) -> DecodedImage:
-        return decode(data, self.decode_params)
+        with self._stage("decode"):
+            return decode(data, self.decode_params)
 
     def run_detector(self, decoded: DecodedImage) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        box_deltas, face_probs, keypoint_deltas = self.detector.run(None, {"detector_image": decoded.detector_image[None]})
+        with self._stage("face_detector"):
+            box_deltas, face_probs, keypoint_deltas = self.detector.run(None, {"detector_image": decoded.detector_image[None]})
         return box_deltas[0], face_probs[0], keypoint_deltas[0]
 
     def run_landmarks(self, aligned: AlignedFaces) -> np.ndarray:
-        meshes, _presence = self.landmarks.run(None, {"faces": aligned.faces[None]})
+        with self._stage("face_landmarks"):
+            meshes, _presence = self.landmarks.run(None, {"faces": aligned.faces[None]})
         return meshes[0]
 
     def run_fuse(self, user_faces, user_meshes, template_faces, template_meshes, fuse_degree, profile_degree):
@@ -70,7 +89,8 @@ class LocalPipeline:
             "fuse_degree": np.array([[fuse_degree]], np.float32),
             "profile_degree": np.array([[profile_degree]], np.float32),
         }
-        fused_faces, fused_masks = self.fuser.run(None, feed)
+        with self._stage("fuse"):
+            fused_faces, fused_masks = self.fuser.run(None, feed)
         return fused_faces[0], fused_masks[0]
 
     # -- the ensembles' work ---------------------------------------------------------
@@ -78,7 +98,8 @@ class LocalPipeline:
         """face_analyze: the photo's main face, gated, aligned and meshed."""
         decoded = self.decode(data)
         raw = self.run_detector(decoded)
-        aligned = align_main_face(decoded.image, *raw, decoded.letterbox_scale, self.align_params)
+        with self._stage("align"):
+            aligned = align_main_face(decoded.image, *raw, decoded.letterbox_scale, self.align_params)
         return AnalyzedFaces(aligned.faces, self.run_landmarks(aligned), aligned.affines, aligned.boxes)
 
     def fuse(
@@ -87,9 +108,11 @@ class LocalPipeline:
         output_format: str = "jpeg", output_quality: int = DEFAULT_OUTPUT_QUALITY,
     ) -> bytes:
         """face_fuse: user faces into the template's faces, encoded poster."""
-        faces, meshes, affines = template.select(np.asarray(face_indices))
+        with self._stage("template_bank"):
+            faces, meshes, affines = template.select(np.asarray(face_indices))
         fused_faces, fused_masks = self.run_fuse(user.faces, user.meshes, faces, meshes, fuse_degree, profile_degree)
-        return postprocess(template.image, fused_faces, fused_masks, affines, add_label, output_format, output_quality)
+        with self._stage("postprocess"):
+            return postprocess(template.image, fused_faces, fused_masks, affines, add_label, output_format, output_quality)
 
     def analyze_template(self, template_id: str, data: bytes, face_index: int | None = None, source: str = "") -> TemplateArtifact:
         """Every usable face of a template image (up to MAX_FACES, numbered left to right)."""

@@ -52,6 +52,9 @@ class BenchReport:
     baseline: LoadResult | None = None
     # The highest concurrency's Triton and baseline blocks, alternating in time.
     rounds: list[dict] = field(default_factory=list)
+    # CPU time per poster over those blocks: Triton's by process (tritonserver, each
+    # model's stubs, the client) and the baseline workers' together.
+    cpu_ms_per_poster: dict = field(default_factory=dict)
     # Per-stage figures at the lowest concurrency (uncontended compute: the bound) and
     # at the highest (batching and queueing under load).
     stages_uncontended: dict = field(default_factory=dict)
@@ -78,12 +81,15 @@ async def _drive(url: str, photo: bytes, concurrency: int, requests: int) -> tup
     latencies: list[float] = []
     remaining = requests
 
+    # Built once: the client's CPU shares the cores with the server it measures.
+    inputs = fusion_inputs(photo, TEMPLATE, 0, FuseOptions())
+
     async def worker():
         nonlocal remaining
         while remaining > 0:
             remaining -= 1
             start = time.perf_counter()
-            await client.infer("face_fusion", fusion_inputs(photo, TEMPLATE, 0, FuseOptions()), outputs=POSTER_OUTPUT)
+            await client.infer("face_fusion", inputs, outputs=POSTER_OUTPUT)
             latencies.append(time.perf_counter() - start)
 
     start = time.perf_counter()
@@ -127,8 +133,7 @@ def _stage_delta(before: dict, after: dict, posters: int, instances: dict[str, i
     return delta
 
 
-def _memory(root_pid: int) -> dict:
-    """Resident and proportional set size of a process and all its descendants."""
+def _process_tree(root_pid: int) -> list[int]:
     pids, frontier = [], [root_pid]
     while frontier:
         pid = frontier.pop()
@@ -138,6 +143,12 @@ def _memory(root_pid: int) -> dict:
         except OSError:
             children = []
         frontier.extend(int(c) for c in children)
+    return pids
+
+
+def _memory(root_pid: int) -> dict:
+    """Resident and proportional set size of a process and all its descendants."""
+    pids = _process_tree(root_pid)
     rss = pss = 0
     for pid in pids:
         try:
@@ -149,6 +160,22 @@ def _memory(root_pid: int) -> dict:
         except OSError:
             continue
     return {"processes": len(pids), "rss_mib": round(rss / 1024, 1), "pss_mib": round(pss / 1024, 1)}
+
+
+def _server_cpu_ms(root_pid: int) -> dict[str, float]:
+    """CPU milliseconds so far of tritonserver and of each model's backend stubs (by model)."""
+    ticks_per_ms = os.sysconf("SC_CLK_TCK") / 1000
+    totals: dict[str, float] = {}
+    for pid in _process_tree(root_pid):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        # A stub's first argument is .../<model>/<version>/model.py.
+        name = "tritonserver" if pid == root_pid else Path(argv[1].decode()).parent.parent.name
+        totals[name] = totals.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / ticks_per_ms
+    return totals
 
 
 # ---- baseline ------------------------------------------------------------------------
@@ -163,14 +190,17 @@ def _baseline_init(settings_json: str) -> None:
 
     settings = Settings.model_validate_json(settings_json)
     _worker_pipeline = LocalPipeline(settings, threads=1)
+    _worker_pipeline.stage_cpu_s = {}
     _worker_template = TemplateStore(settings.templates_path).load(TEMPLATE)
 
 
-def _baseline_poster(photo: bytes) -> float:
-    start = time.perf_counter()
+def _baseline_poster(photo: bytes) -> tuple[float, float, dict[str, float]]:
+    """(seconds, CPU seconds, CPU seconds by stage) of one poster."""
+    _worker_pipeline.stage_cpu_s.clear()
+    start, cpu_start = time.perf_counter(), time.process_time()
     user = _worker_pipeline.analyze_user(photo)
     _worker_pipeline.fuse(user, _worker_template)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu_start, dict(_worker_pipeline.stage_cpu_s)
 
 
 class BaselineWorkers:
@@ -178,16 +208,32 @@ class BaselineWorkers:
     alternate with Triton's in the same minutes."""
 
     def __init__(self, settings: Settings, workers: int):
+        from facefuse.server.triton import with_malloc_tunables
+
         self.workers = workers
-        self._pool = multiprocessing.get_context("spawn").Pool(
-            workers, initializer=_baseline_init, initargs=(settings.model_dump_json(),)
-        )
+        # The workers run with the allocator settings the server runs with.
+        inherited = os.environ.get("GLIBC_TUNABLES")
+        os.environ["GLIBC_TUNABLES"] = with_malloc_tunables(os.environ)["GLIBC_TUNABLES"]
+        try:
+            self._pool = multiprocessing.get_context("spawn").Pool(
+                workers, initializer=_baseline_init, initargs=(settings.model_dump_json(),)
+            )
+        finally:
+            if inherited is None:
+                del os.environ["GLIBC_TUNABLES"]
+            else:
+                os.environ["GLIBC_TUNABLES"] = inherited
         self._pool.map(_baseline_poster, [samples.astronaut()] * workers * 2)  # warm every worker
 
-    def run(self, photo: bytes, requests: int) -> tuple[list[float], float]:
+    def run(self, photo: bytes, requests: int) -> tuple[list[float], float, dict[str, float]]:
+        """(latencies, seconds, CPU seconds of all workers: in total and by stage)."""
         start = time.perf_counter()
-        latencies = self._pool.map(_baseline_poster, [photo] * requests, chunksize=1)
-        return latencies, time.perf_counter() - start
+        timings = self._pool.map(_baseline_poster, [photo] * requests, chunksize=1)
+        cpu = {"total": sum(t[1] for t in timings)}
+        for _, _, stages in timings:
+            for name, seconds in stages.items():
+                cpu[name] = cpu.get(name, 0.0) + seconds
+        return [t[0] for t in timings], time.perf_counter() - start, cpu
 
     def close(self) -> None:
         self._pool.terminate()
@@ -227,7 +273,7 @@ def run_photo_bench(concurrencies: list[int], requests_per_level: int, out_dir: 
                     latencies, elapsed = triton_block(concurrency)
                 else:
                     latencies, elapsed = _interleaved_rounds(report, baseline, photo, rounds, requests_per_level,
-                                                             lambda: triton_block(concurrency), echo)
+                                                             lambda: triton_block(concurrency), triton.process.pid, echo)
                 result = _result(concurrency, latencies, elapsed)
                 report.triton.append(result)
                 echo(f"triton   c={concurrency:<3} {result.posters_per_s:7.2f} posters/s  "
@@ -259,29 +305,44 @@ def run_photo_bench(concurrencies: list[int], requests_per_level: int, out_dir: 
 
 
 def _interleaved_rounds(report: BenchReport, baseline: BaselineWorkers, photo: bytes, rounds: int, requests: int,
-                        triton_block, echo) -> tuple[list[float], float]:
-    """Alternate Triton and baseline blocks; the baseline's totals go to the report, and
-    Triton's latencies and seconds over all its blocks are returned."""
-    triton_latencies, triton_seconds = [], 0.0
-    baseline_latencies, baseline_seconds = [], 0.0
+                        triton_block, server_pid: int, echo) -> tuple[list[float], float]:
+    """Alternate Triton and baseline blocks. The baseline's totals and both sides' CPU
+    time per poster go to the report; Triton's latencies and seconds over all its blocks
+    are returned."""
+    triton_latencies, triton_seconds, triton_cpu_ms = [], 0.0, {}
+    baseline_latencies, baseline_seconds, baseline_cpu_s = [], 0.0, {}
     for index in range(rounds):
         order = ("baseline", "triton") if index % 4 in (0, 3) else ("triton", "baseline")
         block = {}
         for who in order:
-            latencies, seconds = triton_block() if who == "triton" else baseline.run(photo, requests)
-            block[who] = len(latencies) / seconds
             if who == "triton":
+                server_before, client_before = _server_cpu_ms(server_pid), time.process_time()
+                latencies, seconds = triton_block()
+                spent = {name: ms - server_before.get(name, 0.0) for name, ms in _server_cpu_ms(server_pid).items()}
+                spent["client (bench process)"] = (time.process_time() - client_before) * 1000
+                for name, ms in spent.items():
+                    triton_cpu_ms[name] = triton_cpu_ms.get(name, 0.0) + ms
                 triton_latencies += latencies
                 triton_seconds += seconds
             else:
+                latencies, seconds, cpu_s = baseline.run(photo, requests)
                 baseline_latencies += latencies
                 baseline_seconds += seconds
+                for name, spent_s in cpu_s.items():
+                    baseline_cpu_s[name] = baseline_cpu_s.get(name, 0.0) + spent_s
+            block[who] = len(latencies) / seconds
         ratio = block["triton"] / block["baseline"]
         report.rounds.append({"triton_posters_per_s": round(block["triton"], 2),
                               "baseline_posters_per_s": round(block["baseline"], 2), "ratio": round(ratio, 3)})
         echo(f"round {index + 1}/{rounds}: triton {block['triton']:6.2f}  baseline {block['baseline']:6.2f}  "
              f"posters/s  ratio {ratio:.3f}")
     report.baseline = _result(baseline.workers, baseline_latencies, baseline_seconds)
+    triton_per_poster = {name: round(ms / len(triton_latencies), 2) for name, ms in triton_cpu_ms.items()}
+    triton_per_poster["total"] = round(sum(triton_per_poster.values()), 2)
+    report.cpu_ms_per_poster = {
+        "triton": triton_per_poster,
+        "baseline": {name: round(s * 1000 / len(baseline_latencies), 2) for name, s in baseline_cpu_s.items()},
+    }
     return triton_latencies, triton_seconds
 
 
@@ -306,6 +367,12 @@ def write_report(report: BenchReport, out_dir: Path) -> tuple[Path, Path]:
               "| round | Triton posters/s | baseline posters/s | ratio |", "|---|---|---|---|"]
     lines += [f"| {i} | {r['triton_posters_per_s']} | {r['baseline_posters_per_s']} | {r['ratio']} |"
               for i, r in enumerate(report.rounds, 1)]
+    cpu = report.cpu_ms_per_poster
+    lines += ["", "CPU ms per poster over those blocks: Triton's processes (utime + stime from /proc) and the "
+              "baseline's stages (process time around each stage call):", "",
+              "| stage or process | Triton | baseline |", "|---|---|---|"]
+    names = [*STAGES, *sorted(set(cpu["triton"]) - set(STAGES) - {"total"}), "total"]
+    lines += [f"| {name} | {cpu['triton'].get(name, '-')} | {cpu['baseline'].get(name, '-')} |" for name in names]
     for title, stages in (("lowest concurrency (uncontended)", report.stages_uncontended),
                           ("highest concurrency", report.stages_at_peak)):
         lines += ["", f"Stages at the {title}, from Triton's statistics:", "",

@@ -63,8 +63,23 @@ def _copy_if_changed(src: Path, dst: Path) -> None:
         os.replace(tmp, dst)
 
 
+# glibc returns freed memory of large blocks (a poster, a face crop) to the kernel and
+# faults it back in on the next request: measured 860 page faults per poster in the
+# postprocess stub and 170 in tritonserver on the 2-core box, about 4 ms of CPU per
+# poster. Keeping up to 256 MiB free on the heap and serving blocks below 32 MiB from it
+# brings that to about zero. (Tunables are read at process start; children inherit.)
+MALLOC_TUNABLES = "glibc.malloc.trim_threshold=268435456:glibc.malloc.mmap_threshold=33554432"
+
+
+def with_malloc_tunables(env: dict[str, str]) -> dict[str, str]:
+    """env with MALLOC_TUNABLES; tunables the caller already set come last and win."""
+    env = dict(env)
+    env["GLIBC_TUNABLES"] = ":".join(t for t in (MALLOC_TUNABLES, env.get("GLIBC_TUNABLES", "")) if t)
+    return env
+
+
 def server_environment() -> dict[str, str]:
-    env = dict(os.environ)
+    env = with_malloc_tunables(os.environ)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     libs = [sysconfig.get_config_var("LIBDIR") or "", str(pytriton_server_dir().parent.parent / "nvidia_pytriton.libs")]
     env["LD_LIBRARY_PATH"] = os.pathsep.join([p for p in libs if p] + [env.get("LD_LIBRARY_PATH", "")])
