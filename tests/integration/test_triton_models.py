@@ -75,3 +75,17 @@ def test_the_repository_api_is_closed_without_the_admin_key(settings, built_repo
         index = client.get_model_repository_index(headers={"triton-grpc-protocol-admin-key": "s3cret"})
         assert {m.name for m in index.models} >= set(MODELS)
         assert client.is_model_ready("face_fusion")  # inference stays open
+
+
+def test_the_server_and_every_stub_run_with_the_malloc_tunables(triton):
+    """Without them glibc hands large freed blocks back and every poster faults them in again."""
+    from pathlib import Path
+
+    from facefuse.server.triton import MALLOC_TUNABLES
+
+    pids = [triton.process.pid, *map(int, Path(f"/proc/{triton.process.pid}/task/{triton.process.pid}/children").read_text().split())]
+    assert len(pids) >= 1 + len(MODELS)
+    for pid in pids:
+        # Some glibc versions parse GLIBC_TUNABLES in place, turning each ':' into a NUL.
+        environ = Path(f"/proc/{pid}/environ").read_bytes().replace(b"\0", b":")
+        assert f":GLIBC_TUNABLES={MALLOC_TUNABLES}:".encode() in b":" + environ, pid
