@@ -54,7 +54,7 @@ def test_the_bank_serves_a_new_version_without_a_restart_and_forgets_removed_one
     bank = TemplateBank(store)
     assert bank.lookup("poster", np.array([1]))[0] == 1
     store.add(artifact(shade=30))
-    version, faces, meshes, affines = bank.lookup("poster", np.array([1, 0]))
+    version, faces, _meshes, _affines = bank.lookup("poster", np.array([1, 0]))
     assert version == 2 and faces.shape == (2, 8, 8, 3)
     # postprocess asks for the version template_bank resolved: the older one still serves
     # a request that started before the replacement.

@@ -26,11 +26,18 @@ import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
 
 from facefuse import samples
-from facefuse.settings import Settings, get_settings
 from facefuse.contract import STAGES
-from facefuse.triton_client import POSTER_OUTPUT, FuseOptions, fusion_inputs, instance_counts
+from facefuse.settings import Settings, get_settings
+from facefuse.triton_client import (
+    POSTER_OUTPUT,
+    FuseOptions,
+    fusion_inputs,
+    instance_counts,
+)
 
 TEMPLATE = "hopper-portrait"
+# Posters per concurrency-1 probe of the uncontended stage compute, one probe per round.
+PROBE_POSTERS = 12
 
 
 @dataclass
@@ -55,8 +62,8 @@ class BenchReport:
     # CPU time per poster over those blocks: Triton's by process (tritonserver, each
     # model's stubs, the client) and the baseline workers' together.
     cpu_ms_per_poster: dict = field(default_factory=dict)
-    # Per-stage figures at the lowest concurrency (uncontended compute: the bound) and
-    # at the highest (batching and queueing under load).
+    # Per-stage figures at concurrency 1 (uncontended compute, for the bound; a short
+    # probe in every round) and at the highest (batching and queueing under load).
     stages_uncontended: dict = field(default_factory=dict)
     stages_at_peak: dict = field(default_factory=dict)
     compute_bound_posters_per_s: float = 0.0
@@ -131,6 +138,14 @@ def _stage_delta(before: dict, after: dict, posters: int, instances: dict[str, i
             "queue_ms_per_request": round(queue / requests / 1e6, 2) if requests else 0.0,
         }
     return delta
+
+
+def _accumulate(totals: dict, before: dict, after: dict) -> None:
+    """Add the statistics' growth between two snapshots to totals (same shape)."""
+    for name, stats in after.items():
+        into = totals.setdefault(name, dict.fromkeys(stats, 0))
+        for key, value in stats.items():
+            into[key] += value - before.get(name, {}).get(key, 0)
 
 
 def _process_tree(root_pid: int) -> list[int]:
@@ -267,23 +282,26 @@ def run_photo_bench(concurrencies: list[int], requests_per_level: int, out_dir: 
             def triton_block(concurrency: int) -> tuple[list[float], float]:
                 return asyncio.run(_drive(triton.grpc_url, photo, concurrency, requests_per_level))
 
+            def probe_block() -> None:
+                # A few posters one at a time: the stages' uncontended compute, sampled in
+                # every round so that the bound sees the same machine speed as the rounds.
+                asyncio.run(_drive(triton.grpc_url, photo, 1, PROBE_POSTERS))
+
             for concurrency in sorted(concurrencies):
-                before = _stage_statistics(client)
                 if concurrency < top_concurrency:
                     latencies, elapsed = triton_block(concurrency)
                 else:
-                    latencies, elapsed = _interleaved_rounds(report, baseline, photo, rounds, requests_per_level,
-                                                             lambda: triton_block(concurrency), triton.process.pid, echo)
+                    rounds_run = InterleavedRounds(baseline, photo, requests_per_level, client, triton.process.pid)
+                    latencies, elapsed = rounds_run.run(report, rounds, lambda: triton_block(top_concurrency),
+                                                        probe_block, echo)
+                    report.stages_uncontended = _stage_delta({}, rounds_run.probe_stats,
+                                                             rounds * PROBE_POSTERS, instances)
+                    report.stages_at_peak = _stage_delta({}, rounds_run.peak_stats, len(latencies), instances)
+                    report.memory = _memory(triton.process.pid)
                 result = _result(concurrency, latencies, elapsed)
                 report.triton.append(result)
                 echo(f"triton   c={concurrency:<3} {result.posters_per_s:7.2f} posters/s  "
                      f"p50 {result.p50_ms:7.1f} ms  p99 {result.p99_ms:7.1f} ms")
-                stages = _stage_delta(before, _stage_statistics(client), len(latencies), instances)
-                if concurrency == min(concurrencies):
-                    report.stages_uncontended = stages
-                if concurrency == top_concurrency:
-                    report.stages_at_peak = stages
-                    report.memory = _memory(triton.process.pid)
             client.close()
     finally:
         baseline.close()
@@ -304,46 +322,65 @@ def run_photo_bench(concurrencies: list[int], requests_per_level: int, out_dir: 
     return report
 
 
-def _interleaved_rounds(report: BenchReport, baseline: BaselineWorkers, photo: bytes, rounds: int, requests: int,
-                        triton_block, server_pid: int, echo) -> tuple[list[float], float]:
-    """Alternate Triton and baseline blocks. The baseline's totals and both sides' CPU
-    time per poster go to the report; Triton's latencies and seconds over all its blocks
-    are returned."""
-    triton_latencies, triton_seconds, triton_cpu_ms = [], 0.0, {}
-    baseline_latencies, baseline_seconds, baseline_cpu_s = [], 0.0, {}
-    for index in range(rounds):
-        order = ("baseline", "triton") if index % 4 in (0, 3) else ("triton", "baseline")
-        block = {}
-        for who in order:
-            if who == "triton":
-                server_before, client_before = _server_cpu_ms(server_pid), time.process_time()
-                latencies, seconds = triton_block()
-                spent = {name: ms - server_before.get(name, 0.0) for name, ms in _server_cpu_ms(server_pid).items()}
-                spent["client (bench process)"] = (time.process_time() - client_before) * 1000
-                for name, ms in spent.items():
-                    triton_cpu_ms[name] = triton_cpu_ms.get(name, 0.0) + ms
-                triton_latencies += latencies
-                triton_seconds += seconds
-            else:
-                latencies, seconds, cpu_s = baseline.run(photo, requests)
-                baseline_latencies += latencies
-                baseline_seconds += seconds
-                for name, spent_s in cpu_s.items():
-                    baseline_cpu_s[name] = baseline_cpu_s.get(name, 0.0) + spent_s
-            block[who] = len(latencies) / seconds
-        ratio = block["triton"] / block["baseline"]
-        report.rounds.append({"triton_posters_per_s": round(block["triton"], 2),
-                              "baseline_posters_per_s": round(block["baseline"], 2), "ratio": round(ratio, 3)})
-        echo(f"round {index + 1}/{rounds}: triton {block['triton']:6.2f}  baseline {block['baseline']:6.2f}  "
-             f"posters/s  ratio {ratio:.3f}")
-    report.baseline = _result(baseline.workers, baseline_latencies, baseline_seconds)
-    triton_per_poster = {name: round(ms / len(triton_latencies), 2) for name, ms in triton_cpu_ms.items()}
-    triton_per_poster["total"] = round(sum(triton_per_poster.values()), 2)
-    report.cpu_ms_per_poster = {
-        "triton": triton_per_poster,
-        "baseline": {name: round(s * 1000 / len(baseline_latencies), 2) for name, s in baseline_cpu_s.items()},
-    }
-    return triton_latencies, triton_seconds
+class InterleavedRounds:
+    """At the highest concurrency: rounds of a Triton block and a baseline block (ABBA
+    order), each round opened by a concurrency-1 probe of Triton. Collects Triton's
+    stage statistics for the blocks and the probes apart, and both sides' CPU time."""
+
+    def __init__(self, baseline: BaselineWorkers, photo: bytes, requests: int, client, server_pid: int):
+        self.baseline, self.photo, self.requests = baseline, photo, requests
+        self.client, self.server_pid = client, server_pid
+        self.peak_stats: dict = {}
+        self.probe_stats: dict = {}
+        self.triton_cpu_ms: dict[str, float] = {}
+        self.baseline_cpu_s: dict[str, float] = {}
+
+    def _triton(self, triton_block) -> tuple[list[float], float]:
+        stats_before = _stage_statistics(self.client)
+        server_before, client_before = _server_cpu_ms(self.server_pid), time.process_time()
+        latencies, seconds = triton_block()
+        spent = {name: ms - server_before.get(name, 0.0) for name, ms in _server_cpu_ms(self.server_pid).items()}
+        spent["client (bench process)"] = (time.process_time() - client_before) * 1000
+        for name, ms in spent.items():
+            self.triton_cpu_ms[name] = self.triton_cpu_ms.get(name, 0.0) + ms
+        _accumulate(self.peak_stats, stats_before, _stage_statistics(self.client))
+        return latencies, seconds
+
+    def _baseline(self) -> tuple[list[float], float]:
+        latencies, seconds, cpu_s = self.baseline.run(self.photo, self.requests)
+        for name, spent_s in cpu_s.items():
+            self.baseline_cpu_s[name] = self.baseline_cpu_s.get(name, 0.0) + spent_s
+        return latencies, seconds
+
+    def run(self, report: BenchReport, rounds: int, triton_block, probe_block, echo) -> tuple[list[float], float]:
+        """Fills report.rounds, report.baseline and report.cpu_ms_per_poster; returns
+        Triton's latencies and seconds over all its blocks."""
+        runs = {"triton": ([], 0.0), "baseline": ([], 0.0)}
+        for index in range(rounds):
+            before = _stage_statistics(self.client)
+            probe_block()
+            _accumulate(self.probe_stats, before, _stage_statistics(self.client))
+            order = ("baseline", "triton") if index % 4 in (0, 3) else ("triton", "baseline")
+            block = {}
+            for who in order:
+                latencies, seconds = self._triton(triton_block) if who == "triton" else self._baseline()
+                runs[who] = (runs[who][0] + latencies, runs[who][1] + seconds)
+                block[who] = len(latencies) / seconds
+            ratio = block["triton"] / block["baseline"]
+            report.rounds.append({"triton_posters_per_s": round(block["triton"], 2),
+                                  "baseline_posters_per_s": round(block["baseline"], 2), "ratio": round(ratio, 3)})
+            echo(f"round {index + 1}/{rounds}: triton {block['triton']:6.2f}  baseline {block['baseline']:6.2f}  "
+                 f"posters/s  ratio {ratio:.3f}")
+        triton_latencies, triton_seconds = runs["triton"]
+        baseline_latencies, baseline_seconds = runs["baseline"]
+        report.baseline = _result(self.baseline.workers, baseline_latencies, baseline_seconds)
+        triton_per_poster = {name: round(ms / len(triton_latencies), 2) for name, ms in self.triton_cpu_ms.items()}
+        triton_per_poster["total"] = round(sum(triton_per_poster.values()), 2)
+        report.cpu_ms_per_poster = {
+            "triton": triton_per_poster,
+            "baseline": {name: round(s * 1000 / len(baseline_latencies), 2) for name, s in self.baseline_cpu_s.items()},
+        }
+        return triton_latencies, triton_seconds
 
 
 def write_report(report: BenchReport, out_dir: Path) -> tuple[Path, Path]:
@@ -368,12 +405,12 @@ def write_report(report: BenchReport, out_dir: Path) -> tuple[Path, Path]:
     lines += [f"| {i} | {r['triton_posters_per_s']} | {r['baseline_posters_per_s']} | {r['ratio']} |"
               for i, r in enumerate(report.rounds, 1)]
     cpu = report.cpu_ms_per_poster
-    lines += ["", "CPU ms per poster over those blocks: Triton's processes (utime + stime from /proc) and the "
-              "baseline's stages (process time around each stage call):", "",
+    lines += ["", ("CPU ms per poster over those blocks: Triton's processes (utime + stime from /proc) and the "
+                   "baseline's stages (process time around each stage call):"), "",
               "| stage or process | Triton | baseline |", "|---|---|---|"]
     names = [*STAGES, *sorted(set(cpu["triton"]) - set(STAGES) - {"total"}), "total"]
     lines += [f"| {name} | {cpu['triton'].get(name, '-')} | {cpu['baseline'].get(name, '-')} |" for name in names]
-    for title, stages in (("lowest concurrency (uncontended)", report.stages_uncontended),
+    for title, stages in (("concurrency-1 probes, one per round (uncontended)", report.stages_uncontended),
                           ("highest concurrency", report.stages_at_peak)):
         lines += ["", f"Stages at the {title}, from Triton's statistics:", "",
                   "| stage | instances | mean batch | compute ms/exec | compute ms/poster | queue ms/request |",

@@ -27,7 +27,6 @@ from pathlib import Path
 
 from facefuse.settings import Settings, get_settings
 
-
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
