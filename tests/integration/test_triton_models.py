@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
 from facefuse.contract import DETECTOR_INPUT_PX
+from facefuse.server.triton import MALLOC_TUNABLES
 from facefuse.stages.align import AlignParams, align_faces, detect
 from facefuse.stages.decode import DecodeParams, decode
 
@@ -79,10 +82,6 @@ def test_the_repository_api_is_closed_without_the_admin_key(settings, built_repo
 
 def test_the_server_and_every_stub_run_with_the_malloc_tunables(triton):
     """Without them glibc hands large freed blocks back and every poster faults them in again."""
-    from pathlib import Path
-
-    from facefuse.server.triton import MALLOC_TUNABLES
-
     pids = [triton.process.pid, *map(int, Path(f"/proc/{triton.process.pid}/task/{triton.process.pid}/children").read_text().split())]
     assert len(pids) >= 1 + len(MODELS)
     for pid in pids:

@@ -122,22 +122,21 @@ def _stage_statistics(client: grpcclient.InferenceServerClient) -> dict[str, dic
     return out
 
 
-def _stage_delta(before: dict, after: dict, posters: int, instances: dict[str, int]) -> dict:
-    delta = {}
+def _stage_figures(totals: dict, posters: int, instances: dict[str, int]) -> dict:
+    """Per-stage batch, compute and queue figures from statistics summed by _accumulate."""
+    figures = {}
     for name in STAGES:
-        a, b = after.get(name, {}), before.get(name, {})
-        executions = a.get("executions", 0) - b.get("executions", 0)
-        requests = a.get("requests", 0) - b.get("requests", 0)
-        compute = a.get("compute_ns", 0) - b.get("compute_ns", 0)
-        queue = a.get("queue_ns", 0) - b.get("queue_ns", 0)
-        delta[name] = {
+        t = totals.get(name, {})
+        executions, requests = t.get("executions", 0), t.get("requests", 0)
+        compute, queue = t.get("compute_ns", 0), t.get("queue_ns", 0)
+        figures[name] = {
             "instances": instances.get(name, 1),
             "mean_batch": round(requests / executions, 2) if executions else 0.0,
             "compute_ms_per_execution": round(compute / executions / 1e6, 2) if executions else 0.0,
             "compute_ms_per_poster": round(compute / posters / 1e6, 2),
             "queue_ms_per_request": round(queue / requests / 1e6, 2) if requests else 0.0,
         }
-    return delta
+    return figures
 
 
 def _accumulate(totals: dict, before: dict, after: dict) -> None:
@@ -256,7 +255,7 @@ class BaselineWorkers:
 
 
 # ---- the run -------------------------------------------------------------------------
-def run_photo_bench(concurrencies: list[int], requests_per_level: int, out_dir: Path, rounds: int = 4,
+def run_photo_bench(concurrencies: list[int], requests_per_level: int, out_dir: Path, rounds: int = 8,
                     echo=print) -> BenchReport:
     """Triton at each concurrency; at the highest one, `rounds` blocks of Triton and of
     the baseline alternate (ABBA order), so that the ratio compares the two over the same
@@ -294,9 +293,8 @@ def run_photo_bench(concurrencies: list[int], requests_per_level: int, out_dir: 
                     rounds_run = InterleavedRounds(baseline, photo, requests_per_level, client, triton.process.pid)
                     latencies, elapsed = rounds_run.run(report, rounds, lambda: triton_block(top_concurrency),
                                                         probe_block, echo)
-                    report.stages_uncontended = _stage_delta({}, rounds_run.probe_stats,
-                                                             rounds * PROBE_POSTERS, instances)
-                    report.stages_at_peak = _stage_delta({}, rounds_run.peak_stats, len(latencies), instances)
+                    report.stages_uncontended = _stage_figures(rounds_run.probe_stats, rounds * PROBE_POSTERS, instances)
+                    report.stages_at_peak = _stage_figures(rounds_run.peak_stats, len(latencies), instances)
                     report.memory = _memory(triton.process.pid)
                 result = _result(concurrency, latencies, elapsed)
                 report.triton.append(result)

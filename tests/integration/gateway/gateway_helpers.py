@@ -109,24 +109,23 @@ def _shm_regions(pid: int) -> list[str]:
     return regions
 
 
-def successes(url: str, model: str) -> int:
-    """Requests `model` completed successfully on the Triton at `url` (statistics API)."""
+def _request_counts(url: str, model: str, kinds: tuple[str, ...]) -> int:
     client = grpcclient.InferenceServerClient(url)
     try:
         stats = client.get_inference_statistics(model, as_json=True)["model_stats"]
     finally:
         client.close()
-    return sum(int(s["inference_stats"]["success"].get("count", 0)) for s in stats)
+    return sum(int(s["inference_stats"][kind].get("count", 0)) for s in stats for kind in kinds)
+
+
+def successes(url: str, model: str) -> int:
+    """Requests `model` completed successfully on the Triton at `url` (statistics API)."""
+    return _request_counts(url, model, ("success",))
 
 
 def requests_seen(url: str, model: str) -> int:
     """Requests `model` received on the Triton at `url`, successful or failed."""
-    client = grpcclient.InferenceServerClient(url)
-    try:
-        stats = client.get_inference_statistics(model, as_json=True)["model_stats"]
-    finally:
-        client.close()
-    return sum(int(s["inference_stats"][kind].get("count", 0)) for s in stats for kind in ("success", "fail"))
+    return _request_counts(url, model, ("success", "fail"))
 
 
 def wait_until(condition, timeout_s: float = 30.0, what: str = "a condition") -> None:
