@@ -326,7 +326,8 @@ def capacity(
     window_s: float = typer.Option(..., help="Over how many seconds they arrive."),
     p99_ms: float = typer.Option(..., help="p99 latency target in milliseconds."),
     from_report: Path = typer.Option(
-        Path("loadtest/reports/capacity.json"), "--from", help="Load-test capacity JSON or `bench photo` JSON."
+        Path("loadtest/reports/cpu-2core/capacity.json"), "--from",
+        help="Load-test capacity JSON or `bench photo` JSON (default: the committed report for the 2-core CPU box).",
     ),
     posters_per_task: float = typer.Option(1.0, help="Posters per task (a FuseMany of 5 is 5)."),
     hedge_fraction: float = typer.Option(0.05, help="Share of calls hedged to a second replica."),

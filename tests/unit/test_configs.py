@@ -33,6 +33,14 @@ def test_every_model_batches_dynamically_with_a_stated_queue_delay(profile):
         assert "max_queue_delay_microseconds" in config["dynamic_batching"]
 
 
+def test_fuse_forms_batches_on_gpu_and_runs_one_poster_at_a_time_on_cpu():
+    gpu, _ = configs.repository_configs(Profile("gpu"), SETTINGS)
+    assert gpu["fuse"]["dynamic_batching"]["max_queue_delay_microseconds"] > 0
+    assert "preferred_batch_size" not in gpu["fuse"]["dynamic_batching"]
+    cpu, _ = configs.repository_configs(Profile("cpu"), SETTINGS)
+    assert cpu["fuse"]["dynamic_batching"]["preferred_batch_size"] == [1]
+
+
 def test_cpu_profile_runs_everything_on_cpu_instances():
     models, _ = configs.repository_configs(Profile("cpu"), SETTINGS)
     for config in models.values():

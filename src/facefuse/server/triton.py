@@ -86,11 +86,15 @@ def server_environment() -> dict[str, str]:
     return env
 
 
+# Loaded here, not in the forked child: find_library runs a subprocess, which must not
+# happen between fork and exec in a process that has threads.
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+
 def _die_with_parent() -> None:
     """In the child before exec: the kernel sends SIGTERM if the starting process dies
     (even by SIGKILL), so no orphaned tritonserver keeps its ports and memory."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port() -> int:
