@@ -2,7 +2,9 @@
 
 Layout: <root>/<template id>/<version>/template.npz, versions numbered 1, 2, ... like
 Triton model versions. The newest version serves; `add` on an existing id writes the
-next version and keeps the previous few for rollback. Writes go to a hidden temporary
+next version and keeps the previous few for rollback. A version number is never used
+twice for an id, even after `remove`, so (id, version) names one artifact for good and
+the serving stages can cache by it. Writes go to a hidden temporary
 directory renamed into place, so a reader never sees half an artifact.
 """
 
@@ -24,6 +26,8 @@ ARTIFACT_NAME = "template.npz"
 # Small summary beside the artifact, for listings that should not load pixels.
 INFO_NAME = "info.json"
 KEEP_VERSIONS = 3
+# Left by `remove`: the id's last version number, so that a later `add` continues after it.
+LAST_VERSION_NAME = ".last-version"
 
 
 @dataclass(frozen=True)
@@ -107,14 +111,6 @@ class TemplateStore:
                 meshes=data["meshes"], affines=data["affines"], boxes=data["boxes"], source=meta.get("source", ""),
             )
 
-    def stamp(self, template_id: str, version: int) -> tuple[int, int]:
-        """(inode, modification time) of a version's artifact: changes when it is rewritten."""
-        try:
-            stat = (self._dir(template_id) / str(version) / ARTIFACT_NAME).stat()
-        except FileNotFoundError:
-            raise TemplateError(f"template {template_id!r} has no version {version}") from None
-        return stat.st_ino, stat.st_mtime_ns
-
     def info(self, template_id: str) -> dict:
         """template_id, version, face_count, width, height, source of the serving version."""
         version = self.latest_version(template_id)
@@ -127,7 +123,9 @@ class TemplateStore:
         """Store as the next version of its id; returns that version."""
         directory = self._dir(artifact.template_id)
         directory.mkdir(parents=True, exist_ok=True)
-        version = (self.versions(artifact.template_id) or [0])[-1] + 1
+        marker = directory / LAST_VERSION_NAME
+        removed = int(marker.read_text()) if marker.is_file() else 0
+        version = max(removed, *self.versions(artifact.template_id), 0) + 1
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=directory))
         try:
             np.savez(
@@ -146,6 +144,9 @@ class TemplateStore:
 
     def remove(self, template_id: str) -> None:
         directory = self._dir(template_id)
-        if not self.versions(template_id):
+        versions = self.versions(template_id)
+        if not versions:
             raise TemplateError(f"template {template_id!r} is not registered")
-        shutil.rmtree(directory)
+        (directory / LAST_VERSION_NAME).write_text(f"{versions[-1]}\n")
+        for version in versions:
+            shutil.rmtree(directory / str(version))

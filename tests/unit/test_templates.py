@@ -71,6 +71,6 @@ def test_a_template_removed_and_added_again_serves_its_new_pixels(tmp_path):
     bank = TemplateBank(store)
     assert bank.get("poster").image[0, 0, 0] == 10
     store.remove("poster")
-    assert store.add(artifact(shade=50)) == 1  # the version number starts over
+    assert store.add(artifact(shade=50)) == 2  # version 1 is never reused
     assert bank.get("poster").image[0, 0, 0] == 50
-    assert bank.get("poster", 1).image[0, 0, 0] == 50
+    assert bank.get("poster", 2).image[0, 0, 0] == 50

@@ -20,21 +20,19 @@ class TemplateBank:
     def __init__(self, store: TemplateStore, cache_size: int = 64):
         self.store = store
         self.cache_size = cache_size
-        self._cache: OrderedDict[tuple[str, int, tuple[int, int]], TemplateArtifact] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, int], TemplateArtifact] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, template_id: str, version: int | None = None) -> TemplateArtifact:
         """The given version, or the newest one."""
-        version = version or self.store.latest_version(template_id)
-        # A template removed and added again starts over at version 1: the stamp of the
-        # artifact file tells that version 1 apart from the cached one.
-        key = (template_id, version, self.store.stamp(template_id, version))
+        # (id, version) names one artifact for good: the store never reuses a version.
+        key = (template_id, version or self.store.latest_version(template_id))
         with self._lock:
             artifact = self._cache.get(key)
             if artifact is not None:
                 self._cache.move_to_end(key)
                 return artifact
-        artifact = self.store.load(template_id, version)
+        artifact = self.store.load(*key)
         with self._lock:
             self._cache[key] = artifact
             while len(self._cache) > self.cache_size:
