@@ -24,6 +24,8 @@ import grpc.experimental.gevent as grpc_gevent  # isort: skip
 
 grpc_gevent.init_gevent()
 
+from facefuse_client.client import MAX_MESSAGE_BYTES  # noqa: E402
+from facefuse_client.errors import REASON_KEY  # noqa: E402
 from facefuse_client.v1 import facefuse_pb2 as pb  # noqa: E402
 from facefuse_client.v1 import facefuse_pb2_grpc as pb_grpc  # noqa: E402
 
@@ -69,7 +71,7 @@ class LocustInterceptor(grpc.UnaryUnaryClientInterceptor):
             if expected:
                 exception = AssertionError(f"expected {expected}, the call succeeded")
         else:
-            reason = dict(error.trailing_metadata() or ()).get("facefuse-reason", error.code().name)
+            reason = dict(error.trailing_metadata() or ()).get(REASON_KEY, error.code().name)
             if reason != expected:
                 exception = error
         self.environment.events.request.fire(
@@ -86,8 +88,8 @@ class GatewayUser(User):
         self.photos, self.bad = POOL["good"], POOL["bad"]
         host = self.environment.host or "127.0.0.1:50051"
         channel = grpc.intercept_channel(
-            grpc.insecure_channel(host, options=[("grpc.max_receive_message_length", 64 * 1024 * 1024),
-                                                 ("grpc.max_send_message_length", 64 * 1024 * 1024)]),
+            grpc.insecure_channel(host, options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                                                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]),
             LocustInterceptor(self.environment),
         )
         self.channel, self.stub = channel, pb_grpc.FaceFusionStub(channel)

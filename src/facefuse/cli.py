@@ -120,9 +120,9 @@ def templates_list() -> None:
     """Registered templates: id, serving version, faces, size, source."""
     store = _store()
     for template_id in store.ids():
-        artifact = store.load(template_id)
-        h, w = artifact.image.shape[:2]
-        typer.echo(f"{template_id}\tv{artifact.version}\t{artifact.face_count} face(s)\t{w}x{h}\t{artifact.source}")
+        info = store.info(template_id)  # the summary beside the artifact: no pixels loaded
+        typer.echo(f"{template_id}\tv{info['version']}\t{info['face_count']} face(s)\t"
+                   f"{info['width']}x{info['height']}\t{info['source']}")
 
 
 @templates_app.command("remove")

@@ -32,7 +32,7 @@ def _png(rgb: np.ndarray) -> bytes:
     return out.getvalue()
 
 
-def _jpeg(rgb: np.ndarray, quality: int = 95) -> bytes:
+def jpeg(rgb: np.ndarray, quality: int = 95) -> bytes:
     out = io.BytesIO()
     Image.fromarray(rgb).save(out, format="JPEG", quality=quality)
     return out.getvalue()
@@ -42,7 +42,7 @@ def _jpeg(rgb: np.ndarray, quality: int = 95) -> bytes:
 def astronaut() -> bytes:
     from skimage import data
 
-    return _jpeg(data.astronaut())
+    return jpeg(data.astronaut())
 
 
 @functools.cache
@@ -57,14 +57,14 @@ def grace_hopper() -> bytes:
 def coffee() -> bytes:
     from skimage import data
 
-    return _jpeg(data.coffee())
+    return jpeg(data.coffee())
 
 
 @functools.cache
 def rocket() -> bytes:
     from skimage import data
 
-    return _jpeg(data.rocket())
+    return jpeg(data.rocket())
 
 
 def wheel_cache_dir() -> Path:

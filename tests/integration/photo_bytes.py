@@ -7,6 +7,8 @@ import io
 import numpy as np
 from PIL import Image
 
+from facefuse import samples
+
 
 def encoded(rgb: np.ndarray, fmt: str = "JPEG", **kwargs) -> bytes:
     out = io.BytesIO()
@@ -14,5 +16,4 @@ def encoded(rgb: np.ndarray, fmt: str = "JPEG", **kwargs) -> bytes:
     return out.getvalue()
 
 
-def rgb_of(data: bytes) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+rgb_of = samples.rgb

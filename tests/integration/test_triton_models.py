@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
-from facefuse.contract import DETECTOR_INPUT_PX
+from facefuse.contract import DETECTOR_INPUT_PX, STAGES
 from facefuse.server.triton import MALLOC_TUNABLES
 from facefuse.stages.align import AlignParams, align_faces, detect
 from facefuse.stages.decode import DecodeParams, decode
 
-MODELS = ("decode", "face_detector", "align", "face_landmarks", "template_bank", "fuse", "postprocess")
+MODELS = STAGES
 ENSEMBLES = ("face_analyze", "face_fuse", "face_fusion")
 
 

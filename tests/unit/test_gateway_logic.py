@@ -96,6 +96,22 @@ def test_calls_in_flight_are_capped_per_tenant():
         pass
 
 
+def test_switching_between_a_tenants_credentials_neither_refills_nor_forgets_calls_in_flight():
+    now = [0.0]
+    quotas = Quotas(clock=lambda: now[0])
+    key = Principal("acme", frozenset(), rate_per_s=1.0, burst=2, max_concurrency=1, credential="key")
+    jwt = Principal("acme", frozenset(), rate_per_s=2.0, burst=3, max_concurrency=1, credential="jwt:acme")
+    with quotas.admit(key):
+        with pytest.raises(RateLimited, match="in flight"):
+            with quotas.admit(jwt):
+                pass
+    with quotas.admit(jwt):  # the tenant's second token
+        pass
+    with pytest.raises(RateLimited, match="rate"):
+        with quotas.admit(key):
+            pass
+
+
 @pytest.mark.parametrize("photo, reason", [
     (b"", Reason.IMAGE_DECODE_FAILED),
     (b"hello world", Reason.IMAGE_DECODE_FAILED),

@@ -7,7 +7,6 @@ failure.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,13 +25,11 @@ class Photo:
     expected_reason: str | None = None  # None: must fuse
 
 
-def _jpeg(rgb: np.ndarray, long_side: int) -> bytes:
+def _jpeg_at(rgb: np.ndarray, long_side: int) -> bytes:
     image = Image.fromarray(rgb)
     scale = long_side / max(image.size)
     image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.LANCZOS)
-    out = io.BytesIO()
-    image.save(out, format="JPEG", quality=90)
-    return out.getvalue()
+    return samples.jpeg(np.asarray(image), quality=90)
 
 
 def _selfies_from_group() -> list[tuple[str, np.ndarray]]:
@@ -58,8 +55,8 @@ def _selfies_from_group() -> list[tuple[str, np.ndarray]]:
 
 def good_photos() -> list[Photo]:
     sources = [("astronaut", samples.rgb(samples.astronaut())), ("grace-hopper", samples.rgb(samples.grace_hopper()))]
-    photos = [Photo(f"{name}-{size}", _jpeg(rgb, size)) for name, rgb in sources for size in SIZES_PX]
-    photos += [Photo(name, _jpeg(rgb, 512)) for name, rgb in _selfies_from_group()]
+    photos = [Photo(f"{name}-{size}", _jpeg_at(rgb, size)) for name, rgb in sources for size in SIZES_PX]
+    photos += [Photo(name, _jpeg_at(rgb, 512)) for name, rgb in _selfies_from_group()]
     return photos
 
 
@@ -68,5 +65,5 @@ def bad_photos() -> list[Photo]:
     return [
         Photo("coffee", samples.coffee(), "NO_FACE_DETECTED"),
         Photo("truncated", astronaut[: len(astronaut) // 3], "IMAGE_DECODE_FAILED"),
-        Photo("tiny-face", _jpeg(samples.rgb(astronaut), 110), "FACE_TOO_SMALL"),
+        Photo("tiny-face", _jpeg_at(samples.rgb(astronaut), 110), "FACE_TOO_SMALL"),
     ]

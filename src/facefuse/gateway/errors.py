@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import grpc
+from facefuse_client.errors import (  # the wire contract lives with the proto
+    REASON_KEY,
+    RETRY_AFTER_KEY,
+)
 from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
@@ -12,8 +16,6 @@ from grpc_status import rpc_status
 from facefuse.errors import FacefuseError, Reason
 
 DOMAIN = "facefuse.v1"
-REASON_KEY = "facefuse-reason"
-RETRY_AFTER_KEY = "retry-after-ms"
 
 STATUS_OF_REASON = {
     Reason.NO_FACE_DETECTED: grpc.StatusCode.INVALID_ARGUMENT,

@@ -21,10 +21,13 @@ class _Bucket:
     def __post_init__(self):
         self.tokens = float(self.burst)
 
-    def take(self, now: float) -> float | None:
-        """Take one token; None when taken, else seconds until one is available."""
+    def refill(self, now: float) -> None:
         self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate_per_s)
         self.updated = now
+
+    def take(self, now: float) -> float | None:
+        """Take one token; None when taken, else seconds until one is available."""
+        self.refill(now)
         if self.tokens >= 1.0:
             self.tokens -= 1.0
             return None
@@ -40,8 +43,15 @@ class Quotas:
 
     def _bucket(self, principal: Principal) -> _Bucket:
         bucket = self._buckets.get(principal.tenant)
-        if bucket is None or (bucket.rate_per_s, bucket.burst) != (principal.rate_per_s, principal.burst):
+        if bucket is None:
             bucket = self._buckets[principal.tenant] = _Bucket(principal.rate_per_s, principal.burst, self._clock())
+        elif (bucket.rate_per_s, bucket.burst) != (principal.rate_per_s, principal.burst):
+            # Another credential of the tenant, or new limits: the same bucket takes the
+            # caller's limits, keeping its tokens and calls in flight, so switching between
+            # credentials neither refills the tenant's tokens nor forgets its calls.
+            bucket.refill(self._clock())  # tokens earned so far, at the old rate
+            bucket.rate_per_s, bucket.burst = principal.rate_per_s, principal.burst
+            bucket.tokens = min(bucket.tokens, float(bucket.burst))
         return bucket
 
     @contextlib.contextmanager

@@ -12,6 +12,7 @@ import contextlib
 import threading
 
 import grpc
+from facefuse_client.client import MAX_MESSAGE_BYTES
 from facefuse_client.v1 import facefuse_pb2, facefuse_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
@@ -31,7 +32,6 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 
 SERVICE_NAME = facefuse_pb2.DESCRIPTOR.services_by_name["FaceFusion"].full_name
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
 @contextlib.asynccontextmanager
