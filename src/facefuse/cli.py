@@ -306,6 +306,8 @@ def loadtest_run(
     metrics_url: str = typer.Option(None, help="With --target: Triton's metrics URL."),
     triton_url: str = typer.Option(None, help="With --target: Triton's gRPC URL (for instance counts)."),
     api_key: str = typer.Option(None, envvar="FACEFUSE_API_KEY", help="With --target: the gateway API key."),
+    device: str = typer.Option(None, help="With --target: what one replica runs on, e.g. 'H100 x1, gpu profile'."),
+    gpus_per_replica: int = typer.Option(0, help="With --target: GPUs of one replica (the planner sizes GPUs by it)."),
 ) -> None:
     """Run a bounded Locust load test and write the capacity report (Markdown, PNG, JSON)."""
     from facefuse.capacity.loadtest import LoadTestPlan, run_load_test, shell_command
@@ -313,11 +315,12 @@ def loadtest_run(
 
     if shape not in SHAPES:
         fail(f"--shape {shape!r} is not one of {', '.join(SHAPES)}")
-    if target and not (metrics_url and triton_url and api_key):
-        fail("--target needs --metrics-url, --triton-url and --api-key (or FACEFUSE_API_KEY)")
+    if target and not (metrics_url and triton_url and api_key and device):
+        fail("--target needs --metrics-url, --triton-url, --api-key (or FACEFUSE_API_KEY) and --device")
     plan = LoadTestPlan(shape, max_users, step_s, duration_s, workers, p99_ms)
     command = shell_command(["facefuse", *sys.argv[1:]])
-    run_load_test(plan, out_dir, command, (target, metrics_url, api_key, triton_url) if target else None, echo=typer.echo)
+    run_load_test(plan, out_dir, command, (target, metrics_url, api_key, triton_url) if target else None,
+                  device, gpus_per_replica, echo=typer.echo)
 
 
 @app.command()

@@ -69,14 +69,19 @@ def analyze_inputs(image: bytes) -> list[InferInput]:
     return [_tensor("image_bytes", "BYTES", _bytes(image))]
 
 
-def fuse_inputs(user_faces: np.ndarray, user_meshes: np.ndarray, template_id: str, face_indices,
-                options: FuseOptions = FuseOptions()) -> list[InferInput]:
-    """face_fuse: analysed user faces (K of them) into K faces of one template."""
+def user_face_inputs(user_faces: np.ndarray, user_meshes: np.ndarray) -> list[InferInput]:
+    """The user side of face_fuse: K analysed faces. Built once, these serve any number
+    of templates (InferInputs are only read when a request is sent)."""
     return [
         _tensor("user_faces", "UINT8", np.ascontiguousarray(user_faces[None], np.uint8)),
         _tensor("user_meshes", "FP32", np.ascontiguousarray(user_meshes[None], np.float32)),
-        *option_inputs(template_id, face_indices, options),
     ]
+
+
+def fuse_inputs(user_faces: np.ndarray, user_meshes: np.ndarray, template_id: str, face_indices,
+                options: FuseOptions = FuseOptions()) -> list[InferInput]:
+    """face_fuse: analysed user faces (K of them) into K faces of one template."""
+    return [*user_face_inputs(user_faces, user_meshes), *option_inputs(template_id, face_indices, options)]
 
 
 POSTER_OUTPUT = [InferRequestedOutput("poster")]

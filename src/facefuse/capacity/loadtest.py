@@ -89,8 +89,11 @@ def local_stack():
             gateway.wait(timeout=30)
 
 
-def run_load_test(plan: LoadTestPlan, out_dir: Path, command: str, target: tuple | None = None, echo=print) -> dict:
-    """target: (gateway host:port, Triton metrics URL, API key, Triton gRPC URL) or None to start a stack."""
+def run_load_test(plan: LoadTestPlan, out_dir: Path, command: str, target: tuple | None = None,
+                  device: str | None = None, gpus_per_replica: int = 0, echo=print) -> dict:
+    """target: (gateway host:port, Triton metrics URL, API key, Triton gRPC URL) or None to start a stack.
+    device and gpus_per_replica describe the target's replica in the report (the planner sizes by them);
+    without a target they describe this machine."""
     # Not imported here: importing locust monkey-patches this process for gevent.
     if importlib.util.find_spec("locust") is None:
         raise RuntimeError("locust is not installed: pip install -e '.[loadtest]'")
@@ -108,10 +111,11 @@ def run_load_test(plan: LoadTestPlan, out_dir: Path, command: str, target: tuple
         samples = recorder.samples
     if code not in (0, 1):  # 1: Locust saw failed requests, still a result worth reporting
         raise RuntimeError(f"locust exited with code {code}")
-    cores = os.cpu_count() or 1
+    if not target:
+        device, gpus_per_replica = f"cpu x{os.cpu_count() or 1} (embedded Triton, cpu profile)", 0
     result = write_report(
         out_dir, Path(f"{csv_prefix}_stats_history.csv"), samples, plan.p99_ms,
-        POSTERS_PER_REQUEST, f"cpu x{cores} (embedded Triton, cpu profile)", 0, instances, command,
+        POSTERS_PER_REQUEST, device, gpus_per_replica, instances, command,
     )
     echo(f"report: {out_dir / 'report.md'}; sustainable {result['capacity']['sustainable_posters_per_s']} posters/s, "
          f"bottleneck {result['bottleneck_stage']}")

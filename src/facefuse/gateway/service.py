@@ -20,7 +20,8 @@ from facefuse.gateway.settings import GatewaySettings
 from facefuse.gateway.triton import TritonPool
 from facefuse.templates import TemplateStore, check_template_id
 from facefuse.triton_client import (
-    ANALYZE_OUTPUTS, POSTER_OUTPUT, FuseOptions, analyze_inputs, fuse_inputs, fusion_inputs, poster_bytes,
+    ANALYZE_OUTPUTS, POSTER_OUTPUT, FuseOptions, analyze_inputs, fusion_inputs, option_inputs, poster_bytes,
+    user_face_inputs,
 )
 from facefuse.vision.codec import SUPPORTED_FORMATS, sniff_format
 
@@ -125,8 +126,10 @@ class FaceFusionService(pb_grpc.FaceFusionServicer):
         result = await self.triton.infer("face_analyze", analyze_inputs(photo), ANALYZE_OUTPUTS, deadline)
         return result.as_numpy("user_faces")[0], result.as_numpy("user_meshes")[0]
 
-    async def _fuse_analyzed(self, faces, meshes, template_id: str, indices, options: FuseOptions, deadline: float) -> bytes:
-        result = await self.triton.infer("face_fuse", fuse_inputs(faces, meshes, template_id, indices, options),
+    async def _fuse_analyzed(self, user_inputs: list, template_id: str, indices, options: FuseOptions,
+                             deadline: float) -> bytes:
+        """user_inputs: user_face_inputs(), shared by every template of a call."""
+        result = await self.triton.infer("face_fuse", [*user_inputs, *option_inputs(template_id, indices, options)],
                                          POSTER_OUTPUT, deadline)
         return poster_bytes(result)
 
@@ -178,7 +181,7 @@ class FaceFusionService(pb_grpc.FaceFusionServicer):
         analysed = await gather_or_cancel(*[self._analyze(m.photo, deadline) for m in mappings])
         faces = np.concatenate([f for f, _ in analysed])
         meshes = np.concatenate([m for _, m in analysed])
-        return await self._fuse_analyzed(faces, meshes, request.template_id, indices, options, deadline)
+        return await self._fuse_analyzed(user_face_inputs(faces, meshes), request.template_id, indices, options, deadline)
 
     async def FuseMany(self, request: pb.FuseManyRequest, context) -> pb.FuseManyResponse:
         request_id = request.request_id or uuid.uuid4().hex
@@ -192,9 +195,9 @@ class FaceFusionService(pb_grpc.FaceFusionServicer):
             for template_id in templates:
                 self._template_faces(template_id)
             check_photo(request.photo, self.settings.max_image_bytes)
-            faces, meshes = await self._analyze(request.photo, deadline)
+            user_inputs = user_face_inputs(*await self._analyze(request.photo, deadline))
             images = await gather_or_cancel(
-                *[self._fuse_analyzed(faces, meshes, t, [0], options, deadline) for t in templates]
+                *[self._fuse_analyzed(user_inputs, t, [0], options, deadline) for t in templates]
             )
             return pb.FuseManyResponse(
                 request_id=request_id, posters=[self._poster(t, i, options) for t, i in zip(templates, images)]
