@@ -99,7 +99,9 @@ class TemplateStore:
             return []
         return sorted(p.name for p in self.root.iterdir() if TEMPLATE_ID_PATTERN.match(p.name) and self.versions(p.name))
 
-    def load(self, template_id: str, version: int | None = None) -> TemplateArtifact:
+    def load(self, template_id: str, version: int | None = None, with_image: bool = True) -> TemplateArtifact:
+        """with_image=False leaves `image` empty (0x0x3) and skips reading it: for callers
+        that need only the faces, as a poster can be many megapixels."""
         version = version or self.latest_version(template_id)
         path = self._dir(template_id) / str(version) / ARTIFACT_NAME
         if not path.is_file():
@@ -107,7 +109,8 @@ class TemplateStore:
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
             return TemplateArtifact(
-                template_id=template_id, version=version, image=data["image"], faces=data["faces"],
+                template_id=template_id, version=version,
+                image=data["image"] if with_image else np.empty((0, 0, 3), np.uint8), faces=data["faces"],
                 meshes=data["meshes"], affines=data["affines"], boxes=data["boxes"], source=meta.get("source", ""),
             )
 

@@ -74,3 +74,11 @@ def test_a_template_removed_and_added_again_serves_its_new_pixels(tmp_path):
     assert store.add(artifact(shade=50)) == 2  # version 1 is never reused
     assert bank.get("poster").image[0, 0, 0] == 50
     assert bank.get("poster", 2).image[0, 0, 0] == 50
+
+
+def test_a_bank_without_images_serves_faces_and_leaves_the_image_unread(tmp_path):
+    store = TemplateStore(tmp_path)
+    store.add(artifact(shade=10))
+    artifact_read = TemplateBank(store, with_image=False).get("poster")
+    assert artifact_read.image.size == 0 and artifact_read.faces[0, 0, 0, 0] == 10
+    assert TemplateBank(store).get("poster").image.shape == (40, 60, 3)

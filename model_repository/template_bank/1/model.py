@@ -11,7 +11,7 @@ from facefuse.templates import TemplateStore
 
 class TritonPythonModel:
     def initialize(self, args):
-        self.bank = TemplateBank(TemplateStore(Path(parameters(args)["template_dir"])))
+        self.bank = TemplateBank(TemplateStore(Path(parameters(args)["template_dir"])), with_image=False)
 
     def execute(self, requests):
         def handle(request):
