@@ -143,25 +143,21 @@ def serve(
     gateway_port: int = typer.Option(None, help="Gateway port (default FACEFUSE_GATEWAY_PORT, 50051)."),
 ) -> None:
     """Start the embedded Triton and the gateway in front of it; one Ctrl-C stops both."""
-    from facefuse.gateway.dev_key import dev_key_path, ensure_dev_key
-    from facefuse.gateway.server import GatewayThread
-    from facefuse.gateway.settings import GatewaySettings
-    from facefuse.server.triton import TritonStartError, embedded_triton
+    from facefuse import stack
+    from facefuse.gateway.dev_key import dev_key_path
+    from facefuse.server.triton import TritonStartError
 
     s = get_settings()
     ports = (s.triton_grpc_port, s.triton_http_port, s.triton_metrics_port)
     stop_on_sigterm()
     try:
-        with embedded_triton(s, ports=ports) as triton:
-            gateway_settings = GatewaySettings(triton_urls=[triton.grpc_url])
-            ensure_dev_key(gateway_settings)
-            with GatewayThread(gateway_settings, port=gateway_port) as gateway:
-                typer.echo(f"Triton ready: gRPC {triton.grpc_url}, HTTP {triton.http_url}, metrics {triton.metrics_url}")
-                typer.echo(f"Gateway ready on port {gateway.port} (facefuse.v1); local API key in {dev_key_path(gateway_settings)}")
-                typer.echo("Ctrl-C stops both")
-                while triton.process.poll() is None:
-                    time.sleep(0.5)
-                fail(f"tritonserver exited with code {triton.process.returncode}:\n{triton.log_tail()}")
+        with stack.in_process(s, triton_ports=ports, gateway_port=gateway_port) as (triton, gateway, _key):
+            typer.echo(f"Triton ready: gRPC {triton.grpc_url}, HTTP {triton.http_url}, metrics {triton.metrics_url}")
+            typer.echo(f"Gateway ready on port {gateway.port} (facefuse.v1); local API key in {dev_key_path(gateway.settings)}")
+            typer.echo("Ctrl-C stops both")
+            while triton.process.poll() is None:
+                time.sleep(0.5)
+            fail(f"tritonserver exited with code {triton.process.returncode}:\n{triton.log_tail()}")
     except TritonStartError as exc:
         fail(str(exc))
     except KeyboardInterrupt:

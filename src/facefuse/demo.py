@@ -37,21 +37,16 @@ def _tile(data: bytes) -> Image.Image:
 
 
 def run_demo(out_dir: Path, echo=print) -> list[Path]:
-    from facefuse.gateway.dev_key import ensure_dev_key
-    from facefuse.gateway.server import GatewayThread
-    from facefuse.gateway.settings import GatewaySettings
-    from facefuse.server.triton import embedded_triton
+    from facefuse import stack
 
     settings = get_settings()
     store = TemplateStore(settings.templates_path)
     out_dir.mkdir(parents=True, exist_ok=True)
     echo("starting Triton and the gateway ...")
-    with embedded_triton(settings) as triton:
-        gateway_settings = GatewaySettings(triton_urls=[triton.grpc_url])
-        key = ensure_dev_key(gateway_settings)
-        with GatewayThread(gateway_settings, port=0) as gateway, FacefuseClient(f"127.0.0.1:{gateway.port}", api_key=key) as client:
-            echo(f"Triton ready on {triton.grpc_url}, gateway on 127.0.0.1:{gateway.port}")
-            rows, written = _fuse_all(client, store, out_dir, echo)
+    with stack.in_process(settings, gateway_port=0) as (triton, gateway, key), \
+            FacefuseClient(f"127.0.0.1:{gateway.port}", api_key=key) as client:
+        echo(f"Triton ready on {triton.grpc_url}, gateway on 127.0.0.1:{gateway.port}")
+        rows, written = _fuse_all(client, store, out_dir, echo)
     strip = out_dir / "strip.png"
     Image.fromarray(np.vstack(rows)).save(strip)
     echo(f"wrote {strip} (photo | template | fuse/profile {' | '.join(f'{f:g}/{p:g}' for f, p in DEGREE_SETTINGS)})")

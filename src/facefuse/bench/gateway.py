@@ -24,7 +24,6 @@ import tritonclient.grpc.aio as aioclient
 from facefuse_client import AsyncFacefuseClient
 
 from facefuse import samples
-from facefuse.gateway.process import start_gateway
 from facefuse.settings import get_settings
 from facefuse.triton_client import POSTER_OUTPUT, FuseOptions, fusion_inputs
 
@@ -107,19 +106,10 @@ async def _measure(triton_url: str, gateway_port: int, key: str, paired_calls: i
 
 
 def run_gateway_bench(paired_calls: int, concurrency: int, calls: int, out_dir: Path, echo=print) -> GatewayBench:
-    from facefuse.gateway.dev_key import ensure_dev_key
-    from facefuse.gateway.settings import GatewaySettings
-    from facefuse.server.triton import embedded_triton
+    from facefuse import stack
 
-    settings = get_settings()
-    with embedded_triton(settings) as triton:
-        key = ensure_dev_key(GatewaySettings())
-        process, port = start_gateway(triton.grpc_url, dict(os.environ))
-        try:
-            result = asyncio.run(_measure(triton.grpc_url, port, key, paired_calls, concurrency, calls))
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
+    with stack.gateway_process(get_settings()) as (triton, port, key):
+        result = asyncio.run(_measure(triton.grpc_url, port, key, paired_calls, concurrency, calls))
     echo(f"latency added by the gateway: p50 {result.added_p50_ms} ms, p99 {result.added_p99_ms} ms "
          f"(direct p50 {result.direct_p50_ms} ms)")
     echo(f"throughput at concurrency {concurrency}: direct {result.direct_posters_per_s}, "

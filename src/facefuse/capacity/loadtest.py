@@ -21,7 +21,7 @@ import tritonclient.grpc as grpcclient
 from facefuse.capacity.mix import POSTERS_PER_REQUEST
 from facefuse.capacity.report import write_report
 from facefuse.capacity.triton_metrics import MetricsRecorder
-from facefuse.settings import get_settings, project_root
+from facefuse.settings import project_root
 from facefuse.triton_client import instance_counts
 
 LOCUSTFILE = project_root() / "loadtest" / "locustfile.py"
@@ -74,19 +74,10 @@ def expected_seconds(plan: LoadTestPlan) -> float:
 @contextlib.contextmanager
 def local_stack():
     """Triton + the gateway (its own process), for runs that are not given a target."""
-    from facefuse.gateway.process import start_gateway
-    from facefuse.gateway.dev_key import ensure_dev_key
-    from facefuse.gateway.settings import GatewaySettings
-    from facefuse.server.triton import embedded_triton
+    from facefuse import stack
 
-    with embedded_triton(get_settings()) as triton:
-        key = ensure_dev_key(GatewaySettings())
-        gateway, port = start_gateway(triton.grpc_url, dict(os.environ))
-        try:
-            yield f"127.0.0.1:{port}", triton.metrics_url, key, triton.grpc_url
-        finally:
-            gateway.terminate()
-            gateway.wait(timeout=30)
+    with stack.gateway_process() as (triton, port, key):
+        yield f"127.0.0.1:{port}", triton.metrics_url, key, triton.grpc_url
 
 
 def run_load_test(plan: LoadTestPlan, out_dir: Path, command: str, target: tuple | None = None,

@@ -1,0 +1,47 @@
+"""Triton and the gateway started together on this machine.
+
+`in_process`: the gateway on a thread of this process (serve, demo). `gateway_process`:
+the gateway as its own process (benchmarks and load tests, so that its CPU is not the
+measuring process's). Both stop everything on exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+from facefuse.settings import Settings, get_settings
+
+
+@contextlib.contextmanager
+def in_process(settings: Settings | None = None, triton_ports: tuple[int, int, int] | None = None,
+               gateway_port: int | None = None):
+    """Yields (triton, gateway thread, local dev API key)."""
+    from facefuse.gateway.dev_key import ensure_dev_key
+    from facefuse.gateway.server import GatewayThread
+    from facefuse.gateway.settings import GatewaySettings
+    from facefuse.server.triton import embedded_triton
+
+    with embedded_triton(settings or get_settings(), ports=triton_ports) as triton:
+        gateway_settings = GatewaySettings(triton_urls=[triton.grpc_url])
+        key = ensure_dev_key(gateway_settings)
+        with GatewayThread(gateway_settings, port=gateway_port) as gateway:
+            yield triton, gateway, key
+
+
+@contextlib.contextmanager
+def gateway_process(settings: Settings | None = None):
+    """Yields (triton, gateway port, local dev API key)."""
+    from facefuse.gateway.dev_key import ensure_dev_key
+    from facefuse.gateway.process import start_gateway
+    from facefuse.gateway.settings import GatewaySettings
+    from facefuse.server.triton import embedded_triton
+
+    with embedded_triton(settings or get_settings()) as triton:
+        key = ensure_dev_key(GatewaySettings())
+        process, port = start_gateway(triton.grpc_url, dict(os.environ))
+        try:
+            yield triton, port, key
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
