@@ -228,6 +228,7 @@ def fuse(
 ) -> None:
     """Fuse photo(s) into a template through a running gateway (`facefuse serve`)."""
     from facefuse_client import FacefuseClient, FacefuseError
+    from facefuse_client.cli import fuse_files
 
     from facefuse.gateway.dev_key import dev_key_path
     from facefuse.gateway.settings import GatewaySettings
@@ -235,21 +236,12 @@ def fuse(
     gateway_settings = GatewaySettings()
     key_path = dev_key_path(gateway_settings)
     key = api_key or (key_path.read_text().strip() if key_path.is_file() else None)
-    fmt = {".png": "png", ".webp": "webp"}.get(output.suffix.lower(), "jpeg")
-    options = dict(fuse_degree=fuse_degree, profile_degree=profile_degree, add_label=label, output_format=fmt)
-    faces = face or list(range(len(photos)))
-    if len(faces) != len(photos):
-        fail(f"give one --face per photo ({len(photos)} photos, {len(faces)} --face)")
     with FacefuseClient(target or f"127.0.0.1:{gateway_settings.port}", api_key=key) as client:
         try:
-            if len(photos) == 1:
-                poster = client.fuse(photos[0].read_bytes(), template, face_index=faces[0], **options)
-            else:
-                poster = client.fuse_faces(template, [(p.read_bytes(), i) for p, i in zip(photos, faces)], **options)
-        except FacefuseError as exc:
+            fuse_files(client, photos, template, output, face, fuse_degree=fuse_degree,
+                       profile_degree=profile_degree, add_label=label)
+        except (FacefuseError, ValueError) as exc:
             fail(str(exc))
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_bytes(poster.image)
     typer.echo(f"wrote {output}")
 
 

@@ -20,21 +20,31 @@ def _client(args) -> FacefuseClient:
     return FacefuseClient(args.target, api_key=args.api_key, token=args.token, timeout_s=args.timeout_s)
 
 
+def fuse_files(client: FacefuseClient, photos: list[Path], template: str, output: Path,
+               faces: list[int] | None = None, **options) -> None:
+    """Photo files into a template, the poster written to `output` in the format its
+    suffix names (.png, .webp, else JPEG). One photo takes `faces[0]` (default 0);
+    several map onto `faces` (default 0, 1, ...). ValueError when the counts differ."""
+    faces = faces or list(range(len(photos)))
+    if len(faces) != len(photos):
+        raise ValueError(f"give one --face per photo ({len(photos)} photos, {len(faces)} --face)")
+    options["output_format"] = {".png": "png", ".webp": "webp"}.get(output.suffix.lower(), "jpeg")
+    if len(photos) == 1:
+        poster = client.fuse(photos[0].read_bytes(), template, face_index=faces[0], **options)
+    else:
+        poster = client.fuse_faces(template, [(p.read_bytes(), i) for p, i in zip(photos, faces)], **options)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_bytes(poster.image)
+
+
 def cmd_fuse(args) -> int:
-    photos = [Path(p).read_bytes() for p in args.photos]
-    fmt = {".png": "png", ".webp": "webp"}.get(Path(args.output).suffix.lower(), "jpeg")
-    options = {"fuse_degree": args.fuse_degree, "profile_degree": args.profile_degree,
-               "add_label": not args.no_label, "output_format": fmt}
     with _client(args) as client:
-        if len(photos) == 1:
-            poster = client.fuse(photos[0], args.template, face_index=(args.face or [0])[0], **options)
-        else:
-            faces = args.face or list(range(len(photos)))
-            if len(faces) != len(photos):
-                print(f"give one --face per photo ({len(photos)} photos, {len(faces)} --face)", file=sys.stderr)
-                return 2
-            poster = client.fuse_faces(args.template, zip(photos, faces), **options)
-    Path(args.output).write_bytes(poster.image)
+        try:
+            fuse_files(client, [Path(p) for p in args.photos], args.template, Path(args.output), args.face,
+                       fuse_degree=args.fuse_degree, profile_degree=args.profile_degree, add_label=not args.no_label)
+        except ValueError as error:
+            print(error, file=sys.stderr)
+            return 2
     print(f"wrote {args.output}")
     return 0
 
