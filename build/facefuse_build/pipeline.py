@@ -116,9 +116,9 @@ def _build_fuse(staging: Path, profile: Profile, repository: Path) -> None:
     faces = checks.aligned_faces(_built_detector(repository), profile.detector_input_px)
     faces_and_meshes = [(name, crops, meshes_of(crops)) for name, crops in faces]
     # The single-face portraits are frontal: they define the mesh's left/right pairing.
-    frontal = [crops[:1] for name, crops in faces if name in checks.FRONTAL_SAMPLES]
+    frontal = [(crops[:1], meshes[0]) for name, crops, meshes in faces_and_meshes if name in checks.FRONTAL_SAMPLES]
     mirror = mirror_index_from_meshes(
-        [meshes_of(c)[0] for c in frontal], [meshes_of(np.ascontiguousarray(c[:, :, ::-1]))[0] for c in frontal]
+        [mesh for _, mesh in frontal], [meshes_of(np.ascontiguousarray(c[:, :, ::-1]))[0] for c, _ in frontal]
     )
     module = FuseProgram(mirror_index=mirror).eval()
     fuse_onnx(module, path)

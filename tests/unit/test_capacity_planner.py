@@ -27,6 +27,12 @@ def test_replicas_follow_from_rate_headroom_and_utilisation():
     assert p.warnings == []
 
 
+def test_the_bottleneck_is_the_stage_busiest_per_instance_not_the_one_with_most_compute():
+    measured = Measurement(**{**MEASURED.__dict__, "stage_compute_ms_per_poster": {"decode": 3.0, "fuse": 8.0},
+                              "stage_instances": {"decode": 1, "fuse": 4}})
+    assert plan(30000, 10, 2000, measured).bottleneck_stage == "decode"
+
+
 def test_more_posters_per_task_need_more_replicas():
     one = plan(30000, 10, 2000, MEASURED)
     five = plan(30000, 10, 2000, MEASURED, Assumptions(posters_per_task=5))

@@ -83,7 +83,9 @@ def plan(peak_tasks: int, window_s: float, p99_ms: float, measured: Measurement,
         busy = load * compute_ms / 1000.0
         stages.append(StagePlan(stage, compute_ms, round(busy, 2),
                                 max(1, math.ceil(busy / replicas / assumptions.target_utilization))))
-    bottleneck = max(stages, key=lambda s: s.compute_ms_per_poster).stage if stages else "unknown"
+    # As in the load-test report: the stage busiest per instance it was measured with.
+    per_instance = {s.stage: s.compute_ms_per_poster / max(measured.stage_instances.get(s.stage, 1), 1) for s in stages}
+    bottleneck = max(per_instance, key=per_instance.get) if stages else "unknown"
     warnings = []
     if measured.p99_ms_at_sustainable > p99_ms:
         warnings.append(
