@@ -19,11 +19,13 @@ templates_app = typer.Typer(help="Register, list and remove fusion templates.", 
 bench_app = typer.Typer(help="Benchmarks: figures go to files, nothing is asserted.", no_args_is_help=True)
 gateway_app = typer.Typer(help="Run the gateway alone; manage its API keys.", no_args_is_help=True)
 loadtest_app = typer.Typer(help="Full-link Locust load tests and capacity reports.", no_args_is_help=True)
+eval_app = typer.Typer(help="Measure fusion quality on the development set of real faces.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(templates_app, name="templates")
 app.add_typer(bench_app, name="bench")
 app.add_typer(gateway_app, name="gateway")
 app.add_typer(loadtest_app, name="loadtest")
+app.add_typer(eval_app, name="eval")
 
 
 def stop_on_sigterm() -> None:
@@ -309,6 +311,27 @@ def loadtest_run(
     command = shell_command(["facefuse", *sys.argv[1:]])
     run_load_test(plan, out_dir, command, (target, metrics_url, api_key, triton_url) if target else None,
                   device, gpus_per_replica, echo=typer.echo)
+
+
+# ---- quality evaluation ----------------------------------------------------------
+@eval_app.command("devset")
+def eval_devset(
+    sheet: Path = typer.Option(Path("out/devset.png"), help="Where the sheet of every case goes."),
+    rebuild: bool = typer.Option(False, help="Rebuild the cases even when the cached ones are current."),
+) -> None:
+    """Build the development set (var/devset/, manifest.json) and write a sheet of its cases."""
+    from collections import Counter
+
+    from facefuse.eval import devset
+
+    if rebuild:
+        devset.build(echo=typer.echo)
+    cases = devset.load(echo=typer.echo)
+    sheet.parent.mkdir(parents=True, exist_ok=True)
+    devset.case_sheet(cases).save(sheet)
+    counts = Counter(case.kind for case in cases)
+    typer.echo(f"{len(cases)} cases ({', '.join(f'{k} {counts[k]}' for k in devset.KINDS)}); "
+               f"manifest {devset.devset_dir() / devset.MANIFEST}; sheet {sheet}")
 
 
 @app.command()
