@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -50,3 +51,18 @@ class GatewaySettings(BaseSettings):
     jwt_rate_per_s: float = 20.0
     jwt_burst: int = 40
     jwt_max_concurrency: int = 16
+
+    # Observability (facefuse.gateway.observability).
+    # Prometheus /metrics; loopback unless set otherwise (the Helm chart sets 0.0.0.0 and a
+    # NetworkPolicy). None: no metrics endpoint. A gateway started on port 0 (tests, the
+    # demo, benches) takes a free metrics port too, so several can run side by side.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = 9464
+    # OTLP/HTTP traces endpoint, e.g. http://otel-collector:4318/v1/traces. None: no
+    # tracing, and no span is created.
+    otlp_traces_url: str | None = None
+    trace_service_name: str = "facefuse-gateway"
+    # Share of calls traced (a caller's sampled traceparent is always followed).
+    trace_sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
+    # `gateway run` logs: json (one object per line, for log collectors) or text.
+    log_format: Literal["json", "text"] = "json"

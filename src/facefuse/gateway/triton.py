@@ -26,8 +26,12 @@ from tritonclient.utils import InferenceServerException
 
 from facefuse.errors import FacefuseError, Reason, reason_from_message
 from facefuse.gateway.errors import DeadlineExceeded, GatewayError, Overloaded, Unavailable
+from facefuse.gateway.observability import call_event, triton_headers
 
 TRITON_SERVICE_CONFIG = {
+    # A URL naming many pods (Kubernetes: dns:///<headless service>:8001) spreads calls
+    # over all of them; a host:port of one server is a list of one.
+    "loadBalancingConfig": [{"round_robin": {}}],
     "methodConfig": [
         {
             "name": [{"service": "inference.GRPCInferenceService"}],
@@ -59,6 +63,7 @@ class Replica:
     in_flight: int = 0
     attempts: int = 0  # calls sent here, answered or not
     cooling_until: float = 0.0  # monotonic time; after UNAVAILABLE
+    ready: bool = False  # at the last readiness poll
 
     def cooling(self, now: float) -> bool:
         return now < self.cooling_until
@@ -91,6 +96,7 @@ class TritonPool:
         self.cooldown_s = cooldown_s
         self.hedges_sent = 0
         self.hedges_won = 0
+        self.failovers = 0  # attempts sent to another replica after UNAVAILABLE
 
     async def close(self) -> None:
         for replica in self.replicas:
@@ -116,9 +122,10 @@ class TritonPool:
         """Readiness of each replica (Triton's ready endpoint), for the health service."""
         async def one(replica: Replica) -> bool:
             try:
-                return bool(await replica.client.is_server_ready(client_timeout=1.0))
+                replica.ready = bool(await replica.client.is_server_ready(client_timeout=1.0))
             except Exception:  # noqa: BLE001 - unreachable or failing: not ready
-                return False
+                replica.ready = False
+            return replica.ready
 
         return list(await asyncio.gather(*(one(r) for r in self.replicas)))
 
@@ -129,7 +136,8 @@ class TritonPool:
         replica.in_flight += 1
         replica.attempts += 1
         try:
-            result = await replica.client.infer(model, inputs, outputs=outputs, client_timeout=remaining)
+            result = await replica.client.infer(model, inputs, outputs=outputs, client_timeout=remaining,
+                                                headers=triton_headers())
         except InferenceServerException as exc:
             error = error_from_triton(exc)
             if error.reason is Reason.UNAVAILABLE:
@@ -145,10 +153,11 @@ class TritonPool:
         order = self._by_load()
         attempts: dict[asyncio.Task, Replica] = {}
 
-        def launch(replica: Replica) -> None:
+        def launch(replica: Replica, why: str) -> None:
+            call_event("triton.attempt", model=model, replica=replica.url, why=why)
             attempts[asyncio.ensure_future(self._attempt(replica, model, inputs, outputs, deadline))] = replica
 
-        launch(order[0])
+        launch(order[0], "first")
         spare = order[1:]
         last_error: FacefuseError | None = None
         try:
@@ -159,7 +168,7 @@ class TritonPool:
                 done, _ = await asyncio.wait(attempts, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 if not done:  # slow: hedge to the next replica
                     self.hedges_sent += 1
-                    launch(spare.pop(0))
+                    launch(spare.pop(0), "hedge")
                     continue
                 for task in done:
                     replica = attempts.pop(task)
@@ -167,6 +176,7 @@ class TritonPool:
                     if error is None:
                         if replica is not order[0]:
                             self.hedges_won += 1
+                        call_event("triton.answered", model=model, replica=replica.url)
                         return task.result()
                     if not isinstance(error, FacefuseError):
                         raise error
@@ -174,7 +184,8 @@ class TritonPool:
                         raise error  # the answer: the request itself is bad, or time ran out
                     last_error = error
                     if spare:  # that replica is down: fail over now
-                        launch(spare.pop(0))
+                        self.failovers += 1
+                        launch(spare.pop(0), "failover")
             raise last_error or Unavailable("no Triton replica answered")
         finally:
             for task in attempts:
