@@ -27,7 +27,8 @@ def log_line(message: str, *args) -> dict:
 def test_scrub_masks_api_keys_jwts_bearer_tokens_and_bytes():
     key = new_key()
     token = jwt.encode({"sub": "svc", "tenant": "acme"}, "a-secret-of-at-least-thirty-two-bytes!!", algorithm="HS256")
-    text = scrub(f"key {key} token {token} header Bearer abc.def photo {b'\xff\xd8\xff\xe0JFIF'!r} done")
+    photo = b"\xff\xd8\xff\xe0JFIF"
+    text = scrub(f"key {key} token {token} header Bearer abc.def photo {photo!r} done")
     assert key not in text and token not in text and "abc.def" not in text and "JFIF" not in text
     assert text.startswith("key <redacted> token <redacted> header <redacted> photo <bytes> done")
 
@@ -80,7 +81,7 @@ def test_a_traced_call_sends_the_w3c_trace_context_of_its_span():
         finally:
             _CALL.reset(token)
     version, trace_id, span_id, flags = headers["traceparent"].split("-")
-    assert (version, flags) == ("00", "01")
+    assert version == "00" and int(flags, 16) & 1  # sampled: Triton traces it
     assert trace_id == format(span.get_span_context().trace_id, "032x")
     assert span_id == format(span.get_span_context().span_id, "016x")
 

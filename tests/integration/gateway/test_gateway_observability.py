@@ -2,7 +2,7 @@
 
 A Triton started with its OpenTelemetry tracer and the gateway with tracing on both
 export OTLP/HTTP to a receiver in this process, so one trace can be read back whole:
-the gateway's span with Triton's request, ensemble and stage spans under it.
+the gateway's span with Triton's request, ensemble, stage and compute spans under it.
 """
 
 from __future__ import annotations
@@ -12,10 +12,12 @@ import contextlib
 import io
 import json
 import logging
+import socket
 import threading
 import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from facefuse_client import FacefuseClient, InvalidPhotoError, RetryableError
@@ -31,7 +33,8 @@ STAGES = {"decode", "face_detector", "align", "face_landmarks", "template_bank",
 
 
 class OtlpReceiver:
-    """A minimal OTLP/HTTP trace receiver (protobuf, as Triton and the Python SDK send)."""
+    """A minimal OTLP/HTTP trace receiver: protobuf (the Python SDK) or JSON (Triton 2.51's
+    opentelemetry-cpp exporter sends application/json, ids in hex)."""
 
     def __init__(self):
         self.spans: list[dict] = []
@@ -41,7 +44,7 @@ class OtlpReceiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                receiver._add(body)
+                receiver._add(body, self.headers.get("Content-Type", ""))
                 reply = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")
@@ -56,20 +59,13 @@ class OtlpReceiver:
         self.url = f"http://127.0.0.1:{self.server.server_port}/v1/traces"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def _add(self, body: bytes) -> None:
-        request = trace_service_pb2.ExportTraceServiceRequest.FromString(body)
-        for resource_spans in request.resource_spans:
-            service = next((a.value.string_value for a in resource_spans.resource.attributes
-                            if a.key == "service.name"), "?")
-            for scope in resource_spans.scope_spans:
-                for span in scope.spans:
-                    with self._lock:
-                        self.spans.append({
-                            "service": service, "name": span.name, "trace_id": span.trace_id.hex(),
-                            "span_id": span.span_id.hex(), "parent_id": span.parent_span_id.hex(),
-                            "attributes": {a.key: _value(a.value) for a in span.attributes},
-                            "events": [e.name for e in span.events],
-                        })
+    def _add(self, body: bytes, content_type: str) -> None:
+        if content_type.startswith("application/json"):
+            spans = _spans_of_json(json.loads(body))
+        else:
+            spans = _spans_of_protobuf(trace_service_pb2.ExportTraceServiceRequest.FromString(body))
+        with self._lock:
+            self.spans += spans
 
     def trace(self, trace_id: str) -> list[dict]:
         with self._lock:
@@ -85,6 +81,40 @@ def _value(value):
     if kind == "array_value":
         return [_value(v) for v in value.array_value.values]
     return getattr(value, kind) if kind else None
+
+
+def _spans_of_protobuf(request) -> list[dict]:
+    spans = []
+    for resource_spans in request.resource_spans:
+        service = next((a.value.string_value for a in resource_spans.resource.attributes
+                        if a.key == "service.name"), "?")
+        for scope in resource_spans.scope_spans:
+            spans += [{"service": service, "name": span.name, "trace_id": span.trace_id.hex(),
+                       "span_id": span.span_id.hex(), "parent_id": span.parent_span_id.hex(),
+                       "attributes": {a.key: _value(a.value) for a in span.attributes},
+                       "events": [e.name for e in span.events]}
+                      for span in scope.spans]
+    return spans
+
+
+def _json_value(value: dict):
+    if "arrayValue" in value:
+        return [_json_value(v) for v in value["arrayValue"].get("values", [])]
+    return next(iter(value.values()), None)
+
+
+def _spans_of_json(request: dict) -> list[dict]:
+    spans = []
+    for resource_spans in request.get("resourceSpans", []):
+        resource = {a["key"]: _json_value(a["value"]) for a in resource_spans["resource"].get("attributes", [])}
+        for scope in resource_spans.get("scopeSpans", []):
+            spans += [{"service": resource.get("service.name", "?"), "name": span["name"],
+                       "trace_id": span["traceId"].lower(), "span_id": span["spanId"].lower(),
+                       "parent_id": span.get("parentSpanId", "").lower(),
+                       "attributes": {a["key"]: _json_value(a["value"]) for a in span.get("attributes", [])},
+                       "events": [e["name"] for e in span.get("events", [])]}
+                      for span in scope.get("spans", [])]
+    return spans
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +173,8 @@ def scrape(url: str) -> dict[tuple[str, tuple], float]:
 
 
 def series(samples, name: str, **labels) -> list[float]:
-    return [v for (n, l), v in samples.items() if n == name and set(labels.items()) <= set(l)]
+    """Values of `name` (the parser reports Triton's counters as <name>_total)."""
+    return [v for (n, l), v in samples.items() if n in (name, f"{name}_total") and set(labels.items()) <= set(l)]
 
 
 def test_one_trace_holds_the_gateway_span_and_tritons_ensemble_and_stage_spans(
@@ -165,16 +196,24 @@ def test_one_trace_holds_the_gateway_span_and_tritons_ensemble_and_stage_spans(
 
     def triton_spans():
         spans = [s for s in receiver.trace(span["trace_id"]) if s["service"] == "facefuse-triton"]
-        models = {s["attributes"].get("model_name") for s in spans}
+        models = {s["attributes"].get("triton.model_name") for s in spans}
         return spans if {"face_fusion"} | STAGES <= models else None
 
     spans = wait_for(triton_spans)
-    seen = [(s["name"], s["attributes"].get("model_name")) for s in receiver.trace(span["trace_id"])]
+    seen = [(s["name"], s["attributes"].get("triton.model_name")) for s in receiver.trace(span["trace_id"])]
     assert spans, f"Triton's ensemble and stage spans did not join the gateway's trace; spans of it: {seen}"
-    ids = {s["span_id"] for s in receiver.trace(span["trace_id"])}
-    # Triton's request span hangs under the gateway's span; every other span under a span of the trace.
-    assert any(s["parent_id"] == span["span_id"] for s in spans)
-    assert all(s["parent_id"] in ids for s in spans)
+    by_id = {s["span_id"]: s for s in receiver.trace(span["trace_id"])}
+    # Triton's request span hangs under the gateway's span, the ensemble under it, each
+    # stage under the ensemble, and a compute span under each stage.
+    request = next(s for s in spans if s["name"] == "InferRequest")
+    assert request["parent_id"] == span["span_id"]
+    ensemble = next(s for s in spans if s["attributes"].get("triton.model_name") == "face_fusion")
+    assert ensemble["parent_id"] == request["span_id"]
+    for stage in STAGES:
+        model_span = next(s for s in spans if s["attributes"].get("triton.model_name") == stage)
+        assert model_span["parent_id"] == ensemble["span_id"], stage
+        assert any(s["name"] == "compute" and s["parent_id"] == model_span["span_id"] for s in spans), stage
+    assert all(s["parent_id"] in by_id for s in spans)
 
 
 def test_gateway_and_triton_metrics_show_the_calls_made(traced_gateway, traced_triton, credentials, grace_hopper,
@@ -210,16 +249,19 @@ def test_gateway_and_triton_metrics_show_the_calls_made(traced_gateway, traced_t
         assert series(triton, "nv_inference_compute_infer_duration_us", model=stage), stage
 
 
-def test_gateway_metrics_listen_on_loopback_only_by_default(traced_gateway):
-    import socket
+def listening_addresses(port: int) -> set[str]:
+    """Local IPv4 addresses with a socket listening on `port` (from /proc/net/tcp)."""
+    addresses = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, local_port = local.split(":")
+        if state == "0A" and int(local_port, 16) == port:  # 0A: LISTEN
+            addresses.add(socket.inet_ntoa(bytes.fromhex(address)[::-1]))
+    return addresses
 
-    assert traced_gateway.settings.metrics_host == "127.0.0.1"
-    with socket.create_connection(("127.0.0.1", traced_gateway.metrics_port), timeout=2):
-        pass
-    addresses = {a[4][0] for a in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)} - {"127.0.0.1"}
-    for address in addresses - {"127.0.1.1"}:
-        with pytest.raises(OSError):
-            socket.create_connection((address, traced_gateway.metrics_port), timeout=2).close()
+
+def test_gateway_metrics_listen_on_loopback_only_by_default(traced_gateway):
+    assert listening_addresses(traced_gateway.metrics_port) == {"127.0.0.1"}
 
 
 def test_json_logs_carry_request_and_trace_ids_but_never_keys_tokens_or_image_bytes(
