@@ -210,7 +210,7 @@ def test_gateway_lists_the_triton_pods_through_the_headless_service_and_probes_g
     headless = one(objects, "Service", "-triton-pods")
     assert headless["spec"]["clusterIP"] == "None"
     urls = json.loads(env_of(gateway)["FACEFUSE_GATEWAY_TRITON_URLS"]["value"])
-    assert urls == [f"dns:///{headless['metadata']['name']}.{NAMESPACE}.svc.cluster.local:8001"] * 2
+    assert urls == [f"dns:///{headless['metadata']['name']}.{NAMESPACE}.svc.cluster.local:8001"]
     probes = container(gateway)
     assert probes["readinessProbe"]["grpc"] == {"port": 50051, "service": SERVICE_NAME}
     assert probes["livenessProbe"]["grpc"]["port"] == 50051

@@ -17,6 +17,8 @@ class GatewaySettings(BaseSettings):
     host: str = "0.0.0.0"
     port: int = 50051
     # Triton replicas (gRPC host:port); the second and later take hedged and failed-over calls.
+    # dns:///name:port stands for every address the name resolves to (a Kubernetes
+    # headless Service), resolved again every health_poll_s.
     triton_urls: list[str] = Field(default_factory=lambda: [f"{get_settings().triton_host}:{get_settings().triton_grpc_port}"])
     # A call still unanswered after this long is also sent to another replica.
     hedge_delay_ms: float = 1500.0

@@ -12,12 +12,17 @@
 - A replica that answered UNAVAILABLE cools down for `cooldown_s`: it goes last in the
   order (a spare for failover only), so while it is down calls do not each pay a failed
   attempt first. Its first answer after that puts it back.
+- A URL `dns:///name:port` stands for every address the name resolves to (Kubernetes:
+  Triton's headless Service, one address per ready pod). It is resolved again at every
+  readiness poll, so pods the autoscaler adds get calls within `health_poll_s`; a pod
+  that left is dropped and its channel closed once its calls are done.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 from dataclasses import dataclass
 
@@ -29,9 +34,6 @@ from facefuse.gateway.errors import DeadlineExceeded, GatewayError, Overloaded, 
 from facefuse.gateway.observability import call_event, triton_headers
 
 TRITON_SERVICE_CONFIG = {
-    # A URL naming many pods (Kubernetes: dns:///<headless service>:8001) spreads calls
-    # over all of them; a host:port of one server is a list of one.
-    "loadBalancingConfig": [{"round_robin": {}}],
     "methodConfig": [
         {
             "name": [{"service": "inference.GRPCInferenceService"}],
@@ -84,12 +86,31 @@ def error_from_triton(exc: InferenceServerException) -> FacefuseError:
     return GatewayError(f"Triton failed: {message}", Reason.INTERNAL)
 
 
+DNS_PREFIX = "dns:///"
+
+
+def _client(url: str) -> aioclient.InferenceServerClient:
+    return aioclient.InferenceServerClient(url, channel_args=CHANNEL_ARGS)
+
+
+async def resolve(name: str, port: int) -> list[str]:
+    """host:port of every address `name` resolves to, sorted (IPv6 in brackets)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(name, port, type=socket.SOCK_STREAM)
+    hosts = {info[4][0] for info in infos}
+    return sorted(f"[{h}]:{port}" if ":" in h else f"{h}:{port}" for h in hosts)
+
+
 class TritonPool:
     def __init__(self, urls: list[str], hedge_delay_s: float, max_inflight_per_replica: int,
-                 overloaded_retry_after_s: float = 1.0, cooldown_s: float = 5.0):
+                 overloaded_retry_after_s: float = 1.0, cooldown_s: float = 5.0, resolver=resolve):
         if not urls:
             raise ValueError("at least one Triton URL is needed")
-        self.replicas = [Replica(url, aioclient.InferenceServerClient(url, channel_args=CHANNEL_ARGS)) for url in urls]
+        # (name, port) of each dns:/// URL; their replicas appear at the first refresh().
+        self.services = [_name_and_port(u) for u in urls if u.startswith(DNS_PREFIX)]
+        self.replicas = [Replica(url, _client(url)) for url in urls if not url.startswith(DNS_PREFIX)]
+        self._static = {r.url for r in self.replicas}
+        self._retiring: list[Replica] = []
+        self._resolver = resolver
         self.hedge_delay_s = hedge_delay_s
         self.max_inflight = max_inflight_per_replica
         self.retry_after_s = overloaded_retry_after_s
@@ -99,11 +120,32 @@ class TritonPool:
         self.failovers = 0  # attempts sent to another replica after UNAVAILABLE
 
     async def close(self) -> None:
-        for replica in self.replicas:
+        for replica in self.replicas + self._retiring:
+            await replica.client.close()
+
+    async def refresh(self) -> None:
+        """Resolve the dns:/// URLs again: new addresses become replicas, gone ones retire."""
+        if not self.services:
+            return
+        resolved: list[str] = []
+        for name, port in self.services:
+            try:
+                resolved += await self._resolver(name, port)
+            except OSError:  # no answer this time: keep what we have rather than drop every pod
+                return
+        wanted = self._static | set(resolved)
+        known = {r.url for r in self.replicas}
+        self._retiring += [r for r in self.replicas if r.url not in wanted]
+        self.replicas = [r for r in self.replicas if r.url in wanted]
+        self.replicas += [Replica(url, _client(url)) for url in sorted(set(resolved) - known)]
+        for replica in [r for r in self._retiring if r.in_flight == 0]:
+            self._retiring.remove(replica)
             await replica.client.close()
 
     def _by_load(self) -> list[Replica]:
         """Replicas to try in order: live ones by load, then cooling ones as spares."""
+        if not self.replicas:
+            raise Unavailable("no Triton replica is known yet (the replica service resolved to no address)")
         now = time.monotonic()
         live = [r for r in self.replicas if not r.cooling(now)]
         # Every replica cooling: try them all anyway, one may be back.
@@ -119,7 +161,10 @@ class TritonPool:
         return sorted(available, key=lambda r: r.in_flight) + sorted(spares, key=lambda r: r.in_flight)
 
     async def ready(self) -> list[bool]:
-        """Readiness of each replica (Triton's ready endpoint), for the health service."""
+        """Readiness of each replica (Triton's ready endpoint), for the health service;
+        dns:/// URLs are resolved again first."""
+        await self.refresh()
+
         async def one(replica: Replica) -> bool:
             try:
                 replica.ready = bool(await replica.client.is_server_ready(client_timeout=1.0))
@@ -190,3 +235,10 @@ class TritonPool:
         finally:
             for task in attempts:
                 task.cancel()
+
+
+def _name_and_port(url: str) -> tuple[str, int]:
+    name, _, port = url.removeprefix(DNS_PREFIX).rpartition(":")
+    if not name or not port.isdigit():
+        raise ValueError(f"Triton URL {url!r}: write dns:///<name>:<port>, e.g. dns:///triton-pods:8001")
+    return name, int(port)
