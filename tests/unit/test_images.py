@@ -4,6 +4,7 @@ what the gateway really imports. The images themselves are not built (README "De
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shutil
@@ -85,9 +86,9 @@ def test_every_copied_source_exists_in_the_repository(name):
             assert (ROOT / source).exists(), f"{name}: COPY {source} names nothing in the repository"
 
 
-def test_triton_image_is_ngc_tritonserver_and_its_python_is_one_facefuse_supports():
-    bases = {stage[0][1].split()[0] for stage in stages(DOCKERFILES["triton"])}
-    assert all(re.fullmatch(r"nvcr\.io/nvidia/tritonserver:\d\d\.\d\d-py3", b) for b in bases), bases
+def test_triton_image_serves_from_ngc_tritonserver_on_a_python_facefuse_supports():
+    serving_base = stages(DOCKERFILES["triton"])[-1][0][1].split()[0]
+    assert re.fullmatch(r"nvcr\.io/nvidia/tritonserver:\d\d\.\d\d-py3", serving_base), serving_base
     requires_python = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
     assert SpecifierSet(requires_python).contains(NGC_PYTHON)
     final = " ".join(args for instruction, args in stages(DOCKERFILES["triton"])[-1] if instruction == "RUN")
@@ -156,24 +157,47 @@ def _closure(requirements: dict[str, Requirement]) -> set[str]:
     return {key.split("[")[0] for key in seen}
 
 
-def test_gateway_requirements_cover_everything_the_gateway_imports():
-    """Start what `facefuse gateway run` loads (tracing on, uvloop) in a fresh interpreter;
-    every module file from site-packages must belong to a required distribution."""
-    code = """
-import json, sys
-import facefuse.cli
-from facefuse.gateway import observability, server
-server.new_event_loop().close()
-observability.tracer_provider("http://127.0.0.1:9/v1/traces", "check", 1.0).shutdown()
-print(json.dumps([getattr(m, "__file__", None) for m in list(sys.modules.values())]))
-"""
+def _distributions_loaded_by(code: str) -> set[str]:
+    """Distributions owning a site-packages module that `code` loads in a fresh interpreter."""
+    code += "\nimport json, sys\nprint(json.dumps([getattr(m, '__file__', None) for m in list(sys.modules.values())]))"
     files = {str(Path(f).resolve()) for f in json.loads(subprocess.check_output([sys.executable, "-c", code]))
              if f and "site-packages" in f}
+    owners = _file_owners()
+    return {owners.get(f, f) for f in files} - {"facefuse", "facefuse-client"} - PRESENT_NOT_NEEDED
+
+
+@functools.cache
+def _file_owners() -> dict[str, str]:
+    """Installed .py/.so file -> the distribution that installed it."""
     owners = {}
     for distribution in metadata.distributions():
         name = metadata_name(distribution.metadata["Name"])
         for file in distribution.files or ():
-            owners[str(Path(distribution.locate_file(file)).resolve())] = name
-    needed = {owners.get(f, f) for f in files} - {"facefuse", "facefuse-client"} - PRESENT_NOT_NEEDED
+            if file.suffix in (".py", ".so"):
+                owners[str(Path(distribution.locate_file(file)).resolve())] = name
+    return owners
+
+
+def test_gateway_requirements_cover_everything_the_gateway_imports():
+    """What `facefuse gateway run` loads (tracing on, uvloop) must be installed in its image."""
+    needed = _distributions_loaded_by("""
+import facefuse.cli
+from facefuse.gateway import observability, server
+server.new_event_loop().close()
+observability.tracer_provider("http://127.0.0.1:9/v1/traces", "check", 1.0).shutdown()
+""")
     covered = _closure(_requirements(GATEWAY_REQUIREMENTS.read_text().splitlines()))
     assert needed <= covered, f"imported but not installed in the gateway image: {sorted(needed - covered)}"
+
+
+def test_triton_image_installs_what_the_python_backend_stages_import():
+    """The stages' model.py files (and the cpu profile's ONNX runner) inside the stub."""
+    run = " ".join(args for instruction, args in stages(DOCKERFILES["triton"])[-1] if instruction == "RUN")
+    installed = _requirements(re.findall(r'"([^"]+)"', run))
+    needed = _distributions_loaded_by("""
+import sys, types
+sys.modules["triton_python_backend_utils"] = types.ModuleType("triton_python_backend_utils")
+import facefuse.server.adapter, facefuse.server.onnx_runner, facefuse.templates
+import facefuse.stages.decode, facefuse.stages.align, facefuse.stages.postprocess, facefuse.stages.template_bank
+""")
+    assert needed <= _closure(installed), f"imported but not installed in the Triton image: {sorted(needed - _closure(installed))}"
