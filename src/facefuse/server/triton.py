@@ -177,7 +177,7 @@ def trace_flags(otlp_traces_url: str | None, service_name: str = "facefuse-trito
 
     rate=0: only requests that arrive with a W3C trace context (the gateway's sampled
     calls) are traced, and their ensemble, model and compute spans join that trace.
-    Nothing when the URL is None. Also used by the Helm chart's documented flags.
+    Nothing when the URL is None. The Helm chart passes the same flags (a test compares).
     """
     if not otlp_traces_url:
         return []
