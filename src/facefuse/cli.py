@@ -173,17 +173,18 @@ def gateway_run(
     triton_url: list[str] = typer.Option(None, help="Triton replica host:port; repeat for several (default FACEFUSE_GATEWAY_TRITON_URLS)."),
 ) -> None:
     """Run only the gateway, in front of Triton replicas started elsewhere (its own Deployment)."""
-    import logging
-
+    from facefuse.gateway.observability import configure_logging
     from facefuse.gateway.server import gateway_server, new_event_loop
     from facefuse.gateway.settings import GatewaySettings
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = GatewaySettings(**({"triton_urls": triton_url} if triton_url else {}))
+    configure_logging(settings.log_format)
 
     async def main() -> None:
-        async with gateway_server(settings, port) as (server, bound, _):
-            typer.echo(f"gateway listening on port {bound}, Triton replicas {', '.join(settings.triton_urls)}", err=True)
+        async with gateway_server(settings, port) as (server, bound, _, observability):
+            metrics = f"metrics on port {observability.metrics_port}" if observability.metrics_port else "no metrics"
+            typer.echo(f"gateway listening on port {bound}, {metrics}, Triton replicas {', '.join(settings.triton_urls)}",
+                       err=True)
             await server.wait_for_termination()
 
     loop = new_event_loop()

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     triton_start_timeout_s: float = 180.0
     # Closes Triton's model-repository API to callers without this key (None: open).
     triton_admin_key: str | None = None
+    # OTLP/HTTP endpoint for Triton's OpenTelemetry spans (server.triton.trace_flags);
+    # None: Triton does not trace.
+    triton_otlp_traces_url: str | None = None
 
     @property
     def templates_path(self) -> Path:

@@ -18,6 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
+from facefuse.gateway.observability import Observability
 from facefuse.gateway.service import FaceFusionService
 from facefuse.gateway.settings import GatewaySettings
 from facefuse.gateway.triton import TritonPool
@@ -36,10 +37,11 @@ SERVICE_NAME = facefuse_pb2.DESCRIPTOR.services_by_name["FaceFusion"].full_name
 
 @contextlib.asynccontextmanager
 async def gateway_server(settings: GatewaySettings, port: int | None = None):
-    """Yields (server, bound port, service); stops gracefully on exit."""
+    """Yields (server, bound port, service, observability); stops gracefully on exit."""
     triton = TritonPool(settings.triton_urls, settings.hedge_delay_ms / 1000, settings.max_inflight_per_replica,
                         settings.overloaded_retry_after_s, cooldown_s=settings.replica_cooldown_s)
-    server = grpc.aio.server(options=[
+    observability = Observability(settings, triton)
+    server = grpc.aio.server(interceptors=[observability.interceptor], options=[
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ])
@@ -51,15 +53,17 @@ async def gateway_server(settings: GatewaySettings, port: int | None = None):
                                          reflection.SERVICE_NAME), server)
     bound = server.add_insecure_port(f"{settings.host}:{settings.port if port is None else port}")
     await server.start()
+    observability.start(0 if port == 0 and settings.metrics_port is not None else settings.metrics_port)
     await _set_health(health, any(await triton.ready()))
     follower = asyncio.ensure_future(_follow_triton(triton, health, settings.health_poll_s))
     try:
-        yield server, bound, service
+        yield server, bound, service, observability
     finally:
         follower.cancel()
         await _set_health(health, False)
         await server.stop(grace=5)
         await triton.close()
+        observability.close()
 
 
 async def _set_health(health: health_aio.HealthServicer, serving: bool) -> None:
@@ -83,6 +87,7 @@ class GatewayThread:
         self.settings, self.requested_port = settings, port
         self.port: int | None = None
         self.service: FaceFusionService | None = None
+        self.metrics_port: int | None = None
         self._loop = new_event_loop()
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
@@ -96,8 +101,8 @@ class GatewayThread:
     async def _main(self) -> None:
         self._stop = asyncio.Event()
         try:
-            async with gateway_server(self.settings, self.requested_port) as (_, port, service):
-                self.port, self.service = port, service
+            async with gateway_server(self.settings, self.requested_port) as (_, port, service, observability):
+                self.port, self.service, self.metrics_port = port, service, observability.metrics_port
                 self._ready.set()
                 await self._stop.wait()
         except BaseException as exc:  # noqa: BLE001 - surfaced to the starting thread

@@ -15,6 +15,7 @@ from facefuse import contract
 from facefuse.errors import FacefuseError, ImageError, OptionError, Reason, TemplateError
 from facefuse.gateway.auth import SCOPE_FUSE, SCOPE_TEMPLATES, Authenticator, Principal
 from facefuse.gateway.errors import GatewayError, status_for
+from facefuse.gateway.observability import note_call
 from facefuse.gateway.quotas import Quotas
 from facefuse.gateway.settings import GatewaySettings
 from facefuse.gateway.triton import TritonPool
@@ -89,8 +90,10 @@ class FaceFusionService(pb_grpc.FaceFusionServicer):
         """Authenticate, admit, run; any failure becomes a status with its reason."""
         started = time.perf_counter()
         principal: Principal | None = None
+        note_call(request_id=request_id)
         try:
             principal = self.auth.authenticate(dict(context.invocation_metadata() or ()))
+            note_call(tenant=principal.tenant)
             principal.require(scope)
             with self.quotas.admit(principal):
                 result = await work(principal)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -16,6 +17,8 @@ class GatewaySettings(BaseSettings):
     host: str = "0.0.0.0"
     port: int = 50051
     # Triton replicas (gRPC host:port); the second and later take hedged and failed-over calls.
+    # dns:///name:port stands for every address the name resolves to (a Kubernetes
+    # headless Service), resolved again every health_poll_s.
     triton_urls: list[str] = Field(default_factory=lambda: [f"{get_settings().triton_host}:{get_settings().triton_grpc_port}"])
     # A call still unanswered after this long is also sent to another replica.
     hedge_delay_ms: float = 1500.0
@@ -50,3 +53,18 @@ class GatewaySettings(BaseSettings):
     jwt_rate_per_s: float = 20.0
     jwt_burst: int = 40
     jwt_max_concurrency: int = 16
+
+    # Observability (facefuse.gateway.observability).
+    # Prometheus /metrics; loopback unless set otherwise (the Helm chart sets 0.0.0.0 and a
+    # NetworkPolicy). None: no metrics endpoint. A gateway started on port 0 (tests, the
+    # demo, benches) takes a free metrics port too, so several can run side by side.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = 9464
+    # OTLP/HTTP traces endpoint, e.g. http://otel-collector:4318/v1/traces. None: no
+    # tracing, and no span is created.
+    otlp_traces_url: str | None = None
+    trace_service_name: str = "facefuse-gateway"
+    # Share of calls traced (a caller's sampled traceparent is always followed).
+    trace_sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
+    # `gateway run` logs: json (one object per line, for log collectors) or text.
+    log_format: Literal["json", "text"] = "json"

@@ -12,12 +12,17 @@
 - A replica that answered UNAVAILABLE cools down for `cooldown_s`: it goes last in the
   order (a spare for failover only), so while it is down calls do not each pay a failed
   attempt first. Its first answer after that puts it back.
+- A URL `dns:///name:port` stands for every address the name resolves to (Kubernetes:
+  Triton's headless Service, one address per ready pod). It is resolved again at every
+  readiness poll, so pods the autoscaler adds get calls within `health_poll_s`; a pod
+  that left is dropped and its channel closed once its calls are done.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 from dataclasses import dataclass
 
@@ -26,6 +31,7 @@ from tritonclient.utils import InferenceServerException
 
 from facefuse.errors import FacefuseError, Reason, reason_from_message
 from facefuse.gateway.errors import DeadlineExceeded, GatewayError, Overloaded, Unavailable
+from facefuse.gateway.observability import call_event, triton_headers
 
 TRITON_SERVICE_CONFIG = {
     "methodConfig": [
@@ -59,6 +65,7 @@ class Replica:
     in_flight: int = 0
     attempts: int = 0  # calls sent here, answered or not
     cooling_until: float = 0.0  # monotonic time; after UNAVAILABLE
+    ready: bool = False  # at the last readiness poll
 
     def cooling(self, now: float) -> bool:
         return now < self.cooling_until
@@ -79,25 +86,66 @@ def error_from_triton(exc: InferenceServerException) -> FacefuseError:
     return GatewayError(f"Triton failed: {message}", Reason.INTERNAL)
 
 
+DNS_PREFIX = "dns:///"
+
+
+def _client(url: str) -> aioclient.InferenceServerClient:
+    return aioclient.InferenceServerClient(url, channel_args=CHANNEL_ARGS)
+
+
+async def resolve(name: str, port: int) -> list[str]:
+    """host:port of every address `name` resolves to, sorted (IPv6 in brackets)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(name, port, type=socket.SOCK_STREAM)
+    hosts = {info[4][0] for info in infos}
+    return sorted(f"[{h}]:{port}" if ":" in h else f"{h}:{port}" for h in hosts)
+
+
 class TritonPool:
     def __init__(self, urls: list[str], hedge_delay_s: float, max_inflight_per_replica: int,
-                 overloaded_retry_after_s: float = 1.0, cooldown_s: float = 5.0):
+                 overloaded_retry_after_s: float = 1.0, cooldown_s: float = 5.0, resolver=resolve):
         if not urls:
             raise ValueError("at least one Triton URL is needed")
-        self.replicas = [Replica(url, aioclient.InferenceServerClient(url, channel_args=CHANNEL_ARGS)) for url in urls]
+        # (name, port) of each dns:/// URL; their replicas appear at the first refresh().
+        self.services = [_name_and_port(u) for u in urls if u.startswith(DNS_PREFIX)]
+        self.replicas = [Replica(url, _client(url)) for url in urls if not url.startswith(DNS_PREFIX)]
+        self._static = {r.url for r in self.replicas}
+        self._retiring: list[Replica] = []
+        self._resolver = resolver
         self.hedge_delay_s = hedge_delay_s
         self.max_inflight = max_inflight_per_replica
         self.retry_after_s = overloaded_retry_after_s
         self.cooldown_s = cooldown_s
         self.hedges_sent = 0
         self.hedges_won = 0
+        self.failovers = 0  # attempts sent to another replica after UNAVAILABLE
 
     async def close(self) -> None:
-        for replica in self.replicas:
+        for replica in self.replicas + self._retiring:
+            await replica.client.close()
+
+    async def refresh(self) -> None:
+        """Resolve the dns:/// URLs again: new addresses become replicas, gone ones retire."""
+        if not self.services:
+            return
+        resolved: list[str] = []
+        for name, port in self.services:
+            try:
+                resolved += await self._resolver(name, port)
+            except OSError:  # no answer this time: keep what we have rather than drop every pod
+                return
+        wanted = self._static | set(resolved)
+        known = {r.url for r in self.replicas}
+        self._retiring += [r for r in self.replicas if r.url not in wanted]
+        self.replicas = [r for r in self.replicas if r.url in wanted]
+        self.replicas += [Replica(url, _client(url)) for url in sorted(set(resolved) - known)]
+        for replica in [r for r in self._retiring if r.in_flight == 0]:
+            self._retiring.remove(replica)
             await replica.client.close()
 
     def _by_load(self) -> list[Replica]:
         """Replicas to try in order: live ones by load, then cooling ones as spares."""
+        if not self.replicas:
+            raise Unavailable("no Triton replica is known yet (the replica service resolved to no address)")
         now = time.monotonic()
         live = [r for r in self.replicas if not r.cooling(now)]
         # Every replica cooling: try them all anyway, one may be back.
@@ -113,12 +161,16 @@ class TritonPool:
         return sorted(available, key=lambda r: r.in_flight) + sorted(spares, key=lambda r: r.in_flight)
 
     async def ready(self) -> list[bool]:
-        """Readiness of each replica (Triton's ready endpoint), for the health service."""
+        """Readiness of each replica (Triton's ready endpoint), for the health service;
+        dns:/// URLs are resolved again first."""
+        await self.refresh()
+
         async def one(replica: Replica) -> bool:
             try:
-                return bool(await replica.client.is_server_ready(client_timeout=1.0))
+                replica.ready = bool(await replica.client.is_server_ready(client_timeout=1.0))
             except Exception:  # noqa: BLE001 - unreachable or failing: not ready
-                return False
+                replica.ready = False
+            return replica.ready
 
         return list(await asyncio.gather(*(one(r) for r in self.replicas)))
 
@@ -129,7 +181,8 @@ class TritonPool:
         replica.in_flight += 1
         replica.attempts += 1
         try:
-            result = await replica.client.infer(model, inputs, outputs=outputs, client_timeout=remaining)
+            result = await replica.client.infer(model, inputs, outputs=outputs, client_timeout=remaining,
+                                                headers=triton_headers())
         except InferenceServerException as exc:
             error = error_from_triton(exc)
             if error.reason is Reason.UNAVAILABLE:
@@ -145,10 +198,11 @@ class TritonPool:
         order = self._by_load()
         attempts: dict[asyncio.Task, Replica] = {}
 
-        def launch(replica: Replica) -> None:
+        def launch(replica: Replica, why: str) -> None:
+            call_event("triton.attempt", model=model, replica=replica.url, why=why)
             attempts[asyncio.ensure_future(self._attempt(replica, model, inputs, outputs, deadline))] = replica
 
-        launch(order[0])
+        launch(order[0], "first")
         spare = order[1:]
         last_error: FacefuseError | None = None
         try:
@@ -159,7 +213,7 @@ class TritonPool:
                 done, _ = await asyncio.wait(attempts, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 if not done:  # slow: hedge to the next replica
                     self.hedges_sent += 1
-                    launch(spare.pop(0))
+                    launch(spare.pop(0), "hedge")
                     continue
                 for task in done:
                     replica = attempts.pop(task)
@@ -167,6 +221,7 @@ class TritonPool:
                     if error is None:
                         if replica is not order[0]:
                             self.hedges_won += 1
+                        call_event("triton.answered", model=model, replica=replica.url)
                         return task.result()
                     if not isinstance(error, FacefuseError):
                         raise error
@@ -174,8 +229,16 @@ class TritonPool:
                         raise error  # the answer: the request itself is bad, or time ran out
                     last_error = error
                     if spare:  # that replica is down: fail over now
-                        launch(spare.pop(0))
+                        self.failovers += 1
+                        launch(spare.pop(0), "failover")
             raise last_error or Unavailable("no Triton replica answered")
         finally:
             for task in attempts:
                 task.cancel()
+
+
+def _name_and_port(url: str) -> tuple[str, int]:
+    name, _, port = url.removeprefix(DNS_PREFIX).rpartition(":")
+    if not name or not port.isdigit():
+        raise ValueError(f"Triton URL {url!r}: write dns:///<name>:<port>, e.g. dns:///triton-pods:8001")
+    return name, int(port)

@@ -172,6 +172,20 @@ def command(backends: Path, grpc_port: int, http_port: int, metrics_port: int,
     return cmd
 
 
+def trace_flags(otlp_traces_url: str | None, service_name: str = "facefuse-triton") -> list[str]:
+    """Triton's OpenTelemetry tracing (Triton >= 24.01), exporting OTLP/HTTP to the URL.
+
+    rate=0: only requests that arrive with a W3C trace context (the gateway's sampled
+    calls) are traced, and their ensemble, model and compute spans join that trace.
+    Nothing when the URL is None. The Helm chart passes the same flags (a test compares).
+    """
+    if not otlp_traces_url:
+        return []
+    settings = ["mode=opentelemetry", "level=TIMESTAMPS", "rate=0", "count=-1",
+                f"opentelemetry,url={otlp_traces_url}", f"opentelemetry,resource=service.name={service_name}"]
+    return [flag for setting in settings for flag in ("--trace-config", setting)]
+
+
 @contextlib.contextmanager
 def embedded_triton(settings: Settings | None = None, ports: tuple[int, int, int] | None = None,
                     admin_key: str | None = None, log_path: Path | None = None):
@@ -189,7 +203,8 @@ def embedded_triton(settings: Settings | None = None, ports: tuple[int, int, int
     repositories = [settings.model_repository_dir, settings.ensembles_dir]
     with open(log_path, "w") as log:
         process = subprocess.Popen(
-            command(backends, grpc_port, http_port, metrics_port, admin_key, repositories),
+            command(backends, grpc_port, http_port, metrics_port, admin_key, repositories)
+            + trace_flags(settings.triton_otlp_traces_url),
             stdout=log, stderr=subprocess.STDOUT, env=server_environment(), start_new_session=True,
             preexec_fn=_die_with_parent,
         )

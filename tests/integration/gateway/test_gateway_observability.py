@@ -1,0 +1,308 @@
+"""Traces, metrics and logs of a real gateway in front of a real Triton.
+
+A Triton started with its OpenTelemetry tracer and the gateway with tracing on both
+export OTLP/HTTP to a receiver in this process, so one trace can be read back whole:
+the gateway's span with Triton's request, ensemble, stage and compute spans under it.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import json
+import logging
+import re
+import socket
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from facefuse_client import FacefuseClient, InvalidPhotoError, RetryableError
+from gateway_helpers import TEMPLATE, gateway_settings
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+from prometheus_client.parser import text_string_to_metric_families
+
+from facefuse.gateway.observability import JsonLogFormatter
+from facefuse.gateway.server import GatewayThread
+from facefuse.server.triton import embedded_triton
+
+STAGES = {"decode", "face_detector", "align", "face_landmarks", "template_bank", "fuse", "postprocess"}
+
+
+class OtlpReceiver:
+    """A minimal OTLP/HTTP trace receiver: protobuf (the Python SDK) or JSON (Triton 2.51's
+    opentelemetry-cpp exporter sends application/json, ids in hex)."""
+
+    def __init__(self):
+        self.spans: list[dict] = []
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                receiver._add(body, self.headers.get("Content-Type", ""))
+                reply = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/v1/traces"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def _add(self, body: bytes, content_type: str) -> None:
+        if content_type.startswith("application/json"):
+            spans = _spans_of_json(json.loads(body))
+        else:
+            spans = _spans_of_protobuf(trace_service_pb2.ExportTraceServiceRequest.FromString(body))
+        with self._lock:
+            self.spans += spans
+
+    def trace(self, trace_id: str) -> list[dict]:
+        with self._lock:
+            return [s for s in self.spans if s["trace_id"] == trace_id]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _value(value):
+    kind = value.WhichOneof("value")
+    if kind == "array_value":
+        return [_value(v) for v in value.array_value.values]
+    return getattr(value, kind) if kind else None
+
+
+def _spans_of_protobuf(request) -> list[dict]:
+    spans = []
+    for resource_spans in request.resource_spans:
+        service = next((a.value.string_value for a in resource_spans.resource.attributes
+                        if a.key == "service.name"), "?")
+        for scope in resource_spans.scope_spans:
+            spans += [{"service": service, "name": span.name, "trace_id": span.trace_id.hex(),
+                       "span_id": span.span_id.hex(), "parent_id": span.parent_span_id.hex(),
+                       "attributes": {a.key: _value(a.value) for a in span.attributes},
+                       "events": [e.name for e in span.events]}
+                      for span in scope.spans]
+    return spans
+
+
+def _json_value(value: dict):
+    if "arrayValue" in value:
+        return [_json_value(v) for v in value["arrayValue"].get("values", [])]
+    return next(iter(value.values()), None)
+
+
+def _spans_of_json(request: dict) -> list[dict]:
+    spans = []
+    for resource_spans in request.get("resourceSpans", []):
+        resource = {a["key"]: _json_value(a["value"]) for a in resource_spans["resource"].get("attributes", [])}
+        for scope in resource_spans.get("scopeSpans", []):
+            spans += [{"service": resource.get("service.name", "?"), "name": span["name"],
+                       "trace_id": span["traceId"].lower(), "span_id": span["spanId"].lower(),
+                       "parent_id": span.get("parentSpanId", "").lower(),
+                       "attributes": {a["key"]: _json_value(a["value"]) for a in span.get("attributes", [])},
+                       "events": [e["name"] for e in span.get("events", [])]}
+                      for span in scope.get("spans", [])]
+    return spans
+
+
+@pytest.fixture(scope="module")
+def receiver():
+    receiver = OtlpReceiver()
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture(scope="module")
+def traced_triton(settings, built_repository, template_store, receiver):
+    with embedded_triton(settings.model_copy(update={"triton_otlp_traces_url": receiver.url})) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def traced_gateway(credentials, traced_triton, receiver):
+    settings = gateway_settings(credentials, [traced_triton.grpc_url], otlp_traces_url=receiver.url)
+    with GatewayThread(settings, port=0) as gateway:
+        yield gateway
+
+
+@contextlib.contextmanager
+def json_log_lines():
+    """Lines the gateway logs while the block runs, formatted as in production."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonLogFormatter())
+    logger = logging.getLogger("facefuse")
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    lines: list[str] = []
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+        lines += stream.getvalue().splitlines()
+
+
+def wait_for(condition, timeout_s: float = 30.0):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = condition()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(0.2)
+
+
+def scrape(url: str) -> dict[tuple[str, tuple], float]:
+    with urllib.request.urlopen(url, timeout=5) as reply:
+        text = reply.read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def series(samples, name: str, **labels) -> list[float]:
+    """Values of `name` (the parser reports Triton's counters as <name>_total)."""
+    return [v for (n, l), v in samples.items() if n in (name, f"{name}_total") and set(labels.items()) <= set(l)]
+
+
+def test_one_trace_holds_the_gateway_span_and_tritons_ensemble_and_stage_spans(
+        traced_gateway, credentials, receiver, grace_hopper):
+    with FacefuseClient(f"127.0.0.1:{traced_gateway.port}", api_key=credentials.full_key) as client:
+        client.fuse(grace_hopper, TEMPLATE, request_id="trace-me-1")
+
+    def gateway_span():
+        return next((s for s in receiver.spans if s["service"] == "facefuse-gateway"
+                     and s["attributes"].get("facefuse.request_id") == "trace-me-1"), None)
+
+    span = wait_for(gateway_span)
+    assert span, "the gateway exported no span for the call"
+    assert span["name"] == "facefuse.v1.FaceFusion/Fuse"
+    assert span["attributes"]["facefuse.tenant"] == "tenant-full"
+    assert span["attributes"]["facefuse.template_ids"] == [TEMPLATE]
+    assert span["attributes"]["facefuse.reason"] == "OK"
+    assert "triton.attempt" in span["events"]
+
+    def triton_spans():
+        spans = [s for s in receiver.trace(span["trace_id"]) if s["service"] == "facefuse-triton"]
+        models = {s["attributes"].get("triton.model_name") for s in spans}
+        return spans if {"face_fusion"} | STAGES <= models else None
+
+    spans = wait_for(triton_spans)
+    seen = [(s["name"], s["attributes"].get("triton.model_name")) for s in receiver.trace(span["trace_id"])]
+    assert spans, f"Triton's ensemble and stage spans did not join the gateway's trace; spans of it: {seen}"
+    by_id = {s["span_id"]: s for s in receiver.trace(span["trace_id"])}
+    # Triton's request span hangs under the gateway's span, the ensemble under it, each
+    # stage under the ensemble, and a compute span under each stage.
+    request = next(s for s in spans if s["name"] == "InferRequest")
+    assert request["parent_id"] == span["span_id"]
+    ensemble = next(s for s in spans if s["attributes"].get("triton.model_name") == "face_fusion")
+    assert ensemble["parent_id"] == request["span_id"]
+    for stage in STAGES:
+        model_span = next(s for s in spans if s["attributes"].get("triton.model_name") == stage)
+        assert model_span["parent_id"] == ensemble["span_id"], stage
+        assert any(s["name"] == "compute" and s["parent_id"] == model_span["span_id"] for s in spans), stage
+    assert all(s["parent_id"] in by_id for s in spans)
+
+
+def test_gateway_and_triton_metrics_show_the_calls_made(traced_gateway, traced_triton, credentials, grace_hopper,
+                                                        coffee):
+    target = f"127.0.0.1:{traced_gateway.port}"
+    with FacefuseClient(target, api_key=credentials.full_key) as client:
+        client.fuse(grace_hopper, TEMPLATE)
+        with pytest.raises(InvalidPhotoError):
+            client.fuse(coffee, TEMPLATE)  # no face
+    with FacefuseClient(target, api_key=credentials.rate_limited_key) as slow:
+        with pytest.raises(RetryableError):
+            for _ in range(3):  # a burst of 2, then RATE_LIMITED
+                slow.list_templates()
+
+    gateway = scrape(f"http://127.0.0.1:{traced_gateway.metrics_port}/metrics")
+    assert series(gateway, "facefuse_gateway_calls_total", rpc="Fuse", reason="OK")[0] >= 1
+    assert series(gateway, "facefuse_gateway_calls_total", rpc="Fuse", reason="NO_FACE_DETECTED")[0] >= 1
+    assert series(gateway, "facefuse_gateway_calls_total", rpc="ListTemplates", reason="RATE_LIMITED")[0] >= 1
+    assert series(gateway, "facefuse_gateway_rate_limited_calls_total", tenant="tenant-slow")[0] >= 1
+    assert series(gateway, "facefuse_gateway_call_duration_seconds_count", rpc="Fuse")[0] >= 2
+    assert series(gateway, "facefuse_gateway_call_duration_seconds_bucket", rpc="Fuse", le="+Inf")
+    assert series(gateway, "facefuse_gateway_calls_in_flight", rpc="Fuse") == [0.0]
+    assert series(gateway, "facefuse_gateway_replica_ready", replica=traced_triton.grpc_url) == [1.0]
+    assert series(gateway, "facefuse_gateway_replica_in_flight", replica=traced_triton.grpc_url) == [0.0]
+    for name in ("facefuse_gateway_shed_calls_total", "facefuse_gateway_hedges_sent_total",
+                 "facefuse_gateway_hedges_won_total", "facefuse_gateway_retries_total"):
+        assert series(gateway, name) == [0.0], name
+
+    triton = scrape(traced_triton.metrics_url)
+    assert series(triton, "nv_inference_request_success", model="face_fusion")[0] >= 1
+    for stage in STAGES:
+        assert series(triton, "nv_inference_queue_duration_us", model=stage), stage
+        assert series(triton, "nv_inference_compute_infer_duration_us", model=stage), stage
+
+    # Every Triton series the chart's dashboard and autoscaler read exists (GPU ones need a GPU).
+    chart = Path(__file__).resolve().parents[3] / "helm" / "facefuse"
+    queries = (chart / "files" / "grafana-dashboard.json").read_text() + (chart / "templates" / "_helpers.tpl").read_text()
+    names = {name for name, _ in triton} | {name.removesuffix("_total") for name, _ in triton}
+    for used in set(re.findall(r"\bnv_\w+", queries)):
+        if "gpu" not in used:
+            assert used in names, f"the chart reads {used}, which Triton does not export"
+
+
+def listening_addresses(port: int) -> set[str]:
+    """Local IPv4 addresses with a socket listening on `port` (from /proc/net/tcp)."""
+    addresses = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, local_port = local.split(":")
+        if state == "0A" and int(local_port, 16) == port:  # 0A: LISTEN
+            addresses.add(socket.inet_ntoa(bytes.fromhex(address)[::-1]))
+    return addresses
+
+
+def test_gateway_metrics_listen_on_loopback_only_by_default(traced_gateway):
+    assert listening_addresses(traced_gateway.metrics_port) == {"127.0.0.1"}
+
+
+def test_json_logs_carry_request_and_trace_ids_but_never_keys_tokens_or_image_bytes(
+        traced_gateway, credentials, grace_hopper):
+    target = f"127.0.0.1:{traced_gateway.port}"
+    token = credentials.hs256()
+    wrong_key = "ffk_" + "x" * 32
+    garbage = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4  # PNG magic, then no image
+    with json_log_lines() as lines:
+        with FacefuseClient(target, api_key=credentials.full_key) as client:
+            client.fuse(grace_hopper, TEMPLATE, request_id="log-ok-1")
+            with pytest.raises(InvalidPhotoError):
+                client.fuse(garbage, TEMPLATE, request_id="log-bad-photo-1")
+        with FacefuseClient(target, token=token) as client:
+            client.fuse(grace_hopper, TEMPLATE, request_id="log-jwt-1")
+        with FacefuseClient(target, api_key=wrong_key) as client, pytest.raises(Exception):
+            client.list_templates()
+
+    entries = [json.loads(line) for line in lines]  # every line is one JSON object
+    by_request = {e.get("request_id"): e for e in entries}
+    for request_id, tenant in (("log-ok-1", "tenant-full"), ("log-bad-photo-1", "tenant-full"),
+                               ("log-jwt-1", "jwt-tenant")):
+        entry = by_request[request_id]
+        assert entry["tenant"] == tenant and entry["rpc"] == "Fuse"
+        assert len(entry["trace_id"]) == 32 and int(entry["trace_id"], 16)
+    assert "IMAGE_DECODE_FAILED" in by_request["log-bad-photo-1"]["message"]
+
+    text = "\n".join(lines)
+    for secret in (credentials.full_key, token, wrong_key, token.split(".")[1]):
+        assert secret not in text
+    for photo in (garbage, grace_hopper):
+        for chunk in (photo[8:24], photo[100:116]):
+            assert repr(chunk)[2:-1] not in text
+            assert chunk.hex() not in text
+        assert base64.b64encode(photo[:48]).decode() not in text
