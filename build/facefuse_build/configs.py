@@ -236,7 +236,12 @@ def model_config(spec: ModelSpec, profile: Profile, has_plan: bool = False) -> d
         "max_batch_size": spec.max_batch_size,
         "input": [_tensor(t, t.name in spec.ragged_inputs) for t in spec.inputs],
         "output": [_tensor(t) for t in spec.outputs],
-        "dynamic_batching": {"max_queue_delay_microseconds": spec.max_queue_delay_us},
+        "dynamic_batching": {
+            "max_queue_delay_microseconds": spec.max_queue_delay_us,
+            # The gateway sends each request's remaining deadline as its timeout: one
+            # that expires while queued is rejected, not computed for nobody.
+            "default_queue_policy": {"timeout_action": "REJECT", "allow_timeout_override": True},
+        },
     }
     if profile.name == "cpu" and spec.cpu_preferred_batch_sizes:
         config["dynamic_batching"]["preferred_batch_size"] = list(spec.cpu_preferred_batch_sizes)

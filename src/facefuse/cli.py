@@ -145,24 +145,26 @@ def serve(
     """Start the embedded Triton and the gateway in front of it; one Ctrl-C stops both."""
     from facefuse import stack
     from facefuse.gateway.dev_key import dev_key_path
-    from facefuse.server.triton import TritonStartError
+    from facefuse.server.supervisor import TritonGaveUp
+    from facefuse.server.triton import GRPC_ADMIN_KEY_HEADER, RESTRICTED_APIS, TritonStartError
 
     s = get_settings()
     ports = (s.triton_grpc_port, s.triton_http_port, s.triton_metrics_port)
     stop_on_sigterm()
     try:
-        with stack.in_process(s, triton_ports=ports, gateway_port=gateway_port) as (triton, gateway, _key):
-            typer.echo(f"Triton ready: gRPC {triton.grpc_url}, HTTP {triton.http_url}, metrics {triton.metrics_url}")
-            typer.echo(f"Gateway ready on port {gateway.port} (facefuse.v1); local API key in {dev_key_path(gateway.settings)}")
+        with stack.in_process(s, triton_ports=ports, gateway_port=gateway_port, echo=typer.echo) as (triton, gateway, _key):
+            typer.echo(f"Triton ready: {triton.listening()}")
+            where = "generated for this run; set FACEFUSE_TRITON_ADMIN_KEY to choose one" if triton.admin_key_generated \
+                else "FACEFUSE_TRITON_ADMIN_KEY"
+            typer.echo(f"Triton {', '.join(RESTRICTED_APIS)} APIs need the admin key ({where}; "
+                       f"gRPC header {GRPC_ADMIN_KEY_HEADER})")
+            typer.echo(f"Gateway ready on {gateway.listening()} (facefuse.v1); local API key in {dev_key_path(gateway.settings)}")
             typer.echo("Ctrl-C stops both")
-            while triton.process.poll() is None:
-                time.sleep(0.5)
-            fail(f"tritonserver exited with code {triton.process.returncode}:\n{triton.log_tail()}")
-    except TritonStartError as exc:
+            triton.watch()
+    except (TritonStartError, TritonGaveUp) as exc:
         fail(str(exc))
     except KeyboardInterrupt:
         typer.echo("stopped")
-
 
 
 @gateway_app.command("run")
@@ -181,7 +183,8 @@ def gateway_run(
 
     async def main() -> None:
         async with gateway_server(settings, port) as (server, bound, _):
-            typer.echo(f"gateway listening on port {bound}, Triton replicas {', '.join(settings.triton_urls)}", err=True)
+            tls = "TLS" if settings.tls_cert_file else "plaintext"
+            typer.echo(f"gateway listening on port {bound} of {settings.host} ({tls}), Triton replicas {', '.join(settings.triton_urls)}", err=True)
             await server.wait_for_termination()
 
     loop = new_event_loop()
@@ -208,8 +211,11 @@ def gateway_add_key(
     from facefuse.gateway.settings import GatewaySettings
 
     keys_file = GatewaySettings().keys_file
-    key = add_key(keys_file, key_id, tenant, [x.strip() for x in scopes.split(",") if x.strip()],
-                  rate_per_s, burst, max_concurrency)
+    try:
+        key = add_key(keys_file, key_id, tenant, [x.strip() for x in scopes.split(",") if x.strip()],
+                      rate_per_s, burst, max_concurrency)
+    except ValueError as exc:
+        fail(f"no key added: {exc}")
     typer.echo(f"key {key_id!r} for tenant {tenant!r} added to {keys_file}:")
     typer.echo(key)
 

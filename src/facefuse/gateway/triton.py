@@ -8,7 +8,13 @@
   only what is left of the one deadline.
 - When every replica already has `max_inflight_per_replica` calls outstanding (queued
   inside Triton or running), a new call is refused with OVERLOADED and a retry-after
-  hint instead of joining a queue it would time out in.
+  hint instead of joining a queue it would time out in. Admission is exact: a gateway
+  call reserves every Triton call it will make (a FuseMany: its analysis and each
+  template) in one step, before any work, and check and count happen in the same step
+  of the event loop (`reserve`).
+- Each Triton call carries what is left of the deadline as Triton's own request
+  timeout, so a request that expires while queued is dropped from the queue rather
+  than computed (the ensemble passes the timeout to every stage).
 - A replica that answered UNAVAILABLE cools down for `cooldown_s`: it goes last in the
   order (a spare for failover only), so while it is down calls do not each pay a failed
   attempt first. Its first answer after that puts it back.
@@ -17,6 +23,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from dataclasses import dataclass
@@ -64,6 +71,12 @@ class Replica:
         return now < self.cooling_until
 
 
+# Triton while it (re)starts or after a model was unloaded: come back shortly.
+UNAVAILABLE_RETRY_AFTER_S = 1.0
+_NOT_LOADED = ("unknown model", "is not ready", "has no available versions", "is not found")
+_TIMED_OUT = ("Deadline Exceeded", "Request timeout expired", "request timeout expired", "timed out")
+
+
 def error_from_triton(exc: InferenceServerException) -> FacefuseError:
     """Triton's error -> the stable reason (stages put it at the start of their message)."""
     status = str(exc.status() or "")
@@ -72,10 +85,11 @@ def error_from_triton(exc: InferenceServerException) -> FacefuseError:
     if reason is not None:
         detail = message.split(f"{reason.value}: ", 1)[-1]
         return GatewayError(detail, reason)
-    if "DEADLINE_EXCEEDED" in status or "Deadline Exceeded" in message:
+    if "DEADLINE_EXCEEDED" in status or any(t in message for t in _TIMED_OUT):
         return DeadlineExceeded("the deadline passed while Triton was working on the call")
-    if "UNAVAILABLE" in status:
-        return Unavailable(f"Triton is unavailable: {message}")
+    if "UNAVAILABLE" in status or any(t in message for t in _NOT_LOADED):
+        return Unavailable("Triton is restarting or its models are not loaded; try again shortly",
+                           retry_after_s=UNAVAILABLE_RETRY_AFTER_S)
     return GatewayError(f"Triton failed: {message}", Reason.INTERNAL)
 
 
@@ -91,6 +105,29 @@ class TritonPool:
         self.cooldown_s = cooldown_s
         self.hedges_sent = 0
         self.hedges_won = 0
+        self.reserved = 0  # Triton calls promised to admitted gateway calls
+
+    def capacity(self) -> int:
+        """Triton calls that may be outstanding at once: the cap of each live replica."""
+        now = time.monotonic()
+        live = [r for r in self.replicas if not r.cooling(now)] or self.replicas
+        return self.max_inflight * len(live)
+
+    @contextlib.contextmanager
+    def reserve(self, calls: int):
+        """Admit a gateway call that will make up to `calls` Triton calls, or raise
+        Overloaded before any of its work. No await between check and count: exact."""
+        capacity = self.capacity()
+        if self.reserved + calls > capacity:
+            raise Overloaded(
+                f"{self.reserved} Triton calls are reserved of {capacity}; this call needs {calls}; try again shortly",
+                retry_after_s=self.retry_after_s,
+            )
+        self.reserved += calls
+        try:
+            yield
+        finally:
+            self.reserved -= calls
 
     async def close(self) -> None:
         for replica in self.replicas:
@@ -123,20 +160,21 @@ class TritonPool:
         return list(await asyncio.gather(*(one(r) for r in self.replicas)))
 
     async def _attempt(self, replica: Replica, model: str, inputs, outputs, deadline: float):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise DeadlineExceeded("the deadline passed before Triton was called")
-        replica.in_flight += 1
-        replica.attempts += 1
+        """replica.in_flight was counted by the caller, in the step that chose the replica."""
         try:
-            result = await replica.client.infer(model, inputs, outputs=outputs, client_timeout=remaining)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise DeadlineExceeded("the deadline passed before Triton was called")
+            replica.attempts += 1
+            # timeout (microseconds): Triton drops the request from its queues once it
+            # expires instead of running stages for an answer nobody waits for.
+            result = await replica.client.infer(model, inputs, outputs=outputs, client_timeout=remaining,
+                                                timeout=max(1, int(remaining * 1e6)))
         except InferenceServerException as exc:
             error = error_from_triton(exc)
             if error.reason is Reason.UNAVAILABLE:
                 replica.cooling_until = time.monotonic() + self.cooldown_s
             raise error from None
-        finally:
-            replica.in_flight -= 1
         replica.cooling_until = 0.0
         return result
 
@@ -146,7 +184,12 @@ class TritonPool:
         attempts: dict[asyncio.Task, Replica] = {}
 
         def launch(replica: Replica) -> None:
-            attempts[asyncio.ensure_future(self._attempt(replica, model, inputs, outputs, deadline))] = replica
+            # Counted now, not when the task first runs, so the cap stays exact; released
+            # by a done callback, which runs even for a task cancelled before it started.
+            replica.in_flight += 1
+            task = asyncio.ensure_future(self._attempt(replica, model, inputs, outputs, deadline))
+            task.add_done_callback(lambda _: setattr(replica, "in_flight", replica.in_flight - 1))
+            attempts[task] = replica
 
         launch(order[0])
         spare = order[1:]
