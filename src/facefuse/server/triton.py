@@ -155,9 +155,9 @@ def new_shm_prefix() -> str:
     return f"{SHM_PREFIX_ROOT}{os.getpid()}_{secrets.token_hex(4)}_"
 
 
-def shm_regions(prefix: str = SHM_PREFIX_ROOT, shm_dir: Path = SHM_DIR) -> list[Path]:
+def shm_regions(prefix: str = SHM_PREFIX_ROOT, shm_dir: Path | None = None) -> list[Path]:
     try:
-        return sorted(p for p in shm_dir.iterdir() if p.name.startswith(prefix))
+        return sorted(p for p in (shm_dir or SHM_DIR).iterdir() if p.name.startswith(prefix))
     except OSError:
         return []
 
@@ -199,10 +199,10 @@ def remove_orphaned_shm_regions() -> int:
     removed = 0
     for region in shm_regions():
         owner = region.name[len(SHM_PREFIX_ROOT):].split("_", 1)[0]
-        if region.name in mapped or (owner.isdigit() and int(owner) != os.getpid() and _pid_alive(int(owner))):
-            continue
-        if owner.isdigit() and int(owner) == os.getpid():
-            continue  # this process's own servers remove their regions themselves
+        if region.name in mapped:
+            continue  # a live server (or its stub) uses it
+        if owner.isdigit() and (int(owner) == os.getpid() or _pid_alive(int(owner))):
+            continue  # its starter still runs and removes it when its server stops
         with contextlib.suppress(FileNotFoundError):
             region.unlink()
             removed += 1
