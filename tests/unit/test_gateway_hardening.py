@@ -112,3 +112,12 @@ def test_admission_is_exact_under_concurrent_callers_and_counts_a_whole_call_up_
 
     peak, refused = asyncio.run(run())
     assert peak <= 8 and refused > 0
+
+
+def test_the_gateway_binds_loopback_unless_told_and_refuses_half_a_tls_setting(tmp_path):
+    from facefuse.gateway.server import server_credentials
+
+    assert GatewaySettings().host == "127.0.0.1"
+    assert server_credentials(GatewaySettings()) is None
+    with pytest.raises(ValueError, match="both"):
+        server_credentials(GatewaySettings(tls_cert_file=tmp_path / "cert.pem"))
