@@ -287,6 +287,19 @@ def bench_gateway(
     run_gateway_bench(paired_calls, concurrency, calls, out_dir, echo=typer.echo)
 
 
+@bench_app.command("fuzz")
+def bench_fuzz(
+    decode_count: int = typer.Option(10_000, help="Generated inputs for the decode stage (in this process)."),
+    gateway_count: int = typer.Option(2_000, help="Generated requests and raw bodies sent to a real gateway (0: skip)."),
+    concurrency: int = typer.Option(8, help="Concurrent gateway calls."),
+    out_dir: Path = typer.Option(Path("var/bench"), help="Where fuzz.json/.md go."),
+) -> None:
+    """Hostile and mutated photos and requests: every outcome counted by reason (INTERNAL is a finding)."""
+    from facefuse.bench.fuzz import run_fuzz_bench
+
+    run_fuzz_bench(decode_count, gateway_count, concurrency, out_dir, echo=typer.echo)
+
+
 @loadtest_app.command("run")
 def loadtest_run(
     shape: str = typer.Option("ramp", help="ramp (1, 2, 4 ... users), steady, or spike."),
