@@ -300,6 +300,20 @@ def bench_fuzz(
     run_fuzz_bench(decode_count, gateway_count, concurrency, out_dir, echo=typer.echo)
 
 
+@bench_app.command("shedding")
+def bench_shedding(
+    concurrency: int = typer.Option(8, help="Closed-loop callers that measure the sustainable rate."),
+    overload: float = typer.Option(2.0, help="Offered load as a multiple of the sustainable rate (open loop)."),
+    duration_s: float = typer.Option(30.0, help="Length of each phase."),
+    timeout_s: float = typer.Option(1.0, help="Each call's deadline."),
+    out_dir: Path = typer.Option(Path("var/bench"), help="Where shedding.json/.md go."),
+) -> None:
+    """Goodput and rejection latency at a multiple of the sustainable rate."""
+    from facefuse.bench.shedding import run_shedding_bench
+
+    run_shedding_bench(concurrency, overload, duration_s, timeout_s, out_dir, echo=typer.echo)
+
+
 @loadtest_app.command("run")
 def loadtest_run(
     shape: str = typer.Option("ramp", help="ramp (1, 2, 4 ... users), steady, or spike."),

@@ -121,3 +121,16 @@ def test_the_gateway_binds_loopback_unless_told_and_refuses_half_a_tls_setting(t
     assert server_credentials(GatewaySettings()) is None
     with pytest.raises(ValueError, match="both"):
         server_credentials(GatewaySettings(tls_cert_file=tmp_path / "cert.pem"))
+
+
+def test_the_latency_window_floors_at_the_fastest_and_forgets_old_samples():
+    from facefuse.gateway.latency import LatencyWindow
+
+    now = [0.0]
+    window = LatencyWindow(size=8, horizon_s=10, clock=lambda: now[0])
+    assert window.floor() == 0 and window.typical() == 0  # nothing known: admit
+    for latency in (0.2, 0.3, 2.0, 2.5, 3.0):
+        window.add(latency)
+    assert window.floor() == 0.2 and window.typical() == 2.0
+    now[0] = 11.0
+    assert window.floor() == 0 and window.typical() == 0

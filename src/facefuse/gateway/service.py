@@ -15,7 +15,8 @@ from facefuse_client.v1 import facefuse_pb2_grpc as pb_grpc
 from facefuse import contract
 from facefuse.errors import FacefuseError, ImageError, OptionError, Reason, TemplateError
 from facefuse.gateway.auth import SCOPE_FUSE, SCOPE_TEMPLATES, Authenticator, Principal
-from facefuse.gateway.errors import DeadlineExceeded, GatewayError, status_for
+from facefuse.gateway.errors import DeadlineExceeded, GatewayError, Overloaded, status_for
+from facefuse.gateway.latency import LatencyWindow
 from facefuse.gateway.quotas import Quotas
 from facefuse.gateway.settings import GatewaySettings
 from facefuse.gateway.triton import TritonPool
@@ -32,8 +33,6 @@ TEMPLATE_INFO_TTL_S = 1.0
 FORMAT_NAMES = {pb.IMAGE_FORMAT_UNSPECIFIED: "jpeg", pb.JPEG: "jpeg", pb.PNG: "png", pb.WEBP: "webp"}
 # Echoed back and logged: short, and no characters that could forge a log line.
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-# The fastest of this many recent answers per model is the floor a deadline must clear.
-LATENCY_WINDOW = 32
 
 
 def check_request_id(request_id: str) -> str:
@@ -96,7 +95,7 @@ class FaceFusionService(pb_grpc.FaceFusionServicer):
         self.quotas = Quotas()
         self.store = TemplateStore(settings.template_dir)
         self._face_counts: dict[str, tuple[int, float]] = {}
-        self._latencies_s: dict[str, list[float]] = {}  # recent successful Triton calls per model
+        self._latencies: dict[str, LatencyWindow] = {}  # recent Triton calls per model
 
     # ---- plumbing ------------------------------------------------------------------
     def _deadline(self, context) -> float:
@@ -151,22 +150,39 @@ class FaceFusionService(pb_grpc.FaceFusionServicer):
         self._face_counts[template_id] = (count, now)
         return count
 
+    def _latency(self, model: str) -> LatencyWindow:
+        window = self._latencies.get(model)
+        if window is None:
+            window = self._latencies[model] = LatencyWindow()
+        return window
+
     def _check_deadline(self, models: tuple[str, ...], deadline: float) -> None:
         """Refuse, before any stage runs, a call whose deadline is shorter than the
-        fastest recent answer of the models it needs in sequence: it cannot be met."""
-        floor = sum(min(self._latencies_s[m]) for m in models if self._latencies_s.get(m))
+        fastest recent answer of the models it needs in sequence (it cannot be met:
+        DEADLINE_EXCEEDED), or than what recent calls took with today's queues (it
+        would most likely be missed: OVERLOADED, come back later)."""
         remaining = deadline - time.monotonic()
+        floor = sum(self._latency(m).floor() for m in models)
         if remaining < floor:
             raise DeadlineExceeded(
                 f"the deadline leaves {remaining * 1000:.0f} ms; the fastest recent answer took {floor * 1000:.0f} ms"
             )
+        typical = sum(self._latency(m).typical() for m in models)
+        if remaining < typical:
+            raise Overloaded(
+                f"calls now take about {typical * 1000:.0f} ms and the deadline leaves {remaining * 1000:.0f} ms; "
+                "try again shortly or with a longer deadline",
+                retry_after_s=self.settings.overloaded_retry_after_s,
+            )
 
     async def _infer(self, model: str, inputs, outputs, deadline: float):
         started = time.monotonic()
-        result = await self.triton.infer(model, inputs, outputs, deadline)
-        recent = self._latencies_s.setdefault(model, [])
-        recent.append(time.monotonic() - started)
-        del recent[:-LATENCY_WINDOW]
+        try:
+            result = await self.triton.infer(model, inputs, outputs, deadline)
+        except DeadlineExceeded:
+            self._latency(model).add(time.monotonic() - started)  # at least this long
+            raise
+        self._latency(model).add(time.monotonic() - started)
         return result
 
     async def _analyze(self, photo: bytes, deadline: float) -> tuple[np.ndarray, np.ndarray]:
