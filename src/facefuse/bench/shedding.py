@@ -2,7 +2,8 @@
 stack can serve.
 
 Starts Triton and the gateway (its own process), measures the sustainable rate of Fuse
-calls with a closed loop at `--concurrency`, then offers `--overload` times that rate
+calls with a closed loop at `--concurrency` (posters answered within the deadline per
+second), then offers `--overload` times that rate
 as an open loop (calls start on schedule whether or not earlier ones have answered,
 like a campaign's users) with a per-call deadline. Reports goodput (posters that came
 back in time, per second) against the sustainable rate, and how fast refusals
@@ -42,14 +43,15 @@ async def _call(stub, pb, photo: bytes, key: str, timeout_s: float) -> tuple[str
     return outcome, (time.perf_counter() - started) * 1000
 
 
-async def _closed_loop(stub, pb, photos, key, concurrency: int, duration_s: float) -> float:
+async def _closed_loop(stub, pb, photos, key, concurrency: int, duration_s: float, timeout_s: float) -> float:
+    """Posters per second answered within the deadline, `concurrency` callers back to back."""
     done = 0
     stop_at = time.monotonic() + duration_s
 
     async def worker(i: int):
         nonlocal done
         while time.monotonic() < stop_at:
-            outcome, _ = await _call(stub, pb, photos[i % len(photos)], key, 60)
+            outcome, _ = await _call(stub, pb, photos[i % len(photos)], key, timeout_s)
             done += outcome == "OK"
 
     started = time.monotonic()
@@ -77,8 +79,8 @@ async def _measure(port: int, key: str, concurrency: int, overload: float, durat
     options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES), ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=options) as channel:
         stub = pb_grpc.FaceFusionStub(channel)
-        await _closed_loop(stub, pb, photos, key, 2, 5)  # warm-up
-        sustainable = await _closed_loop(stub, pb, photos, key, concurrency, duration_s)
+        await _closed_loop(stub, pb, photos, key, 2, 5, 60)  # warm-up
+        sustainable = await _closed_loop(stub, pb, photos, key, concurrency, duration_s, timeout_s)
         offered = sustainable * overload
         results, elapsed = await _open_loop(stub, pb, photos, key, offered, duration_s, timeout_s)
     outcomes = Counter(o for o, _ in results)

@@ -1,16 +1,11 @@
-"""Recent Triton latencies per model: what a new call can expect, before it is admitted.
+"""Recent Triton latencies per model: the least a new call can expect.
 
 `floor`: the fastest recent answer; a deadline shorter than that cannot be met.
-`typical`: the median of recent calls, counting calls that ran out of time at the time
-they took (survivors alone would always look fast enough); a deadline shorter than
-that would most likely be missed while the queues are this long. Samples older than
-`horizon_s` are forgotten, so once refusals have drained the queues (no new samples),
-calls are admitted again and the estimate starts afresh.
+Samples older than `horizon_s` are forgotten, so the floor follows the machine.
 """
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections import deque
 
@@ -33,7 +28,3 @@ class LatencyWindow:
     def floor(self) -> float:
         recent = self._recent()
         return min(recent) if recent else 0.0
-
-    def typical(self) -> float:
-        recent = self._recent()
-        return statistics.median(recent) if len(recent) >= 4 else 0.0

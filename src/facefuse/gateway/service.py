@@ -156,21 +156,21 @@ class FaceFusionService(pb_grpc.FaceFusionServicer):
             window = self._latencies[model] = LatencyWindow()
         return window
 
-    def _check_deadline(self, models: tuple[str, ...], deadline: float) -> None:
+    def _check_deadline(self, models: tuple[str, ...], deadline: float, calls: int = 1) -> None:
         """Refuse, before any stage runs, a call whose deadline is shorter than the
         fastest recent answer of the models it needs in sequence (it cannot be met:
-        DEADLINE_EXCEEDED), or than what recent calls took with today's queues (it
-        would most likely be missed: OVERLOADED, come back later)."""
+        DEADLINE_EXCEEDED), or than the wait the calls already admitted imply at the
+        replicas' busy throughput (it would most likely be missed: OVERLOADED)."""
         remaining = deadline - time.monotonic()
         floor = sum(self._latency(m).floor() for m in models)
         if remaining < floor:
             raise DeadlineExceeded(
                 f"the deadline leaves {remaining * 1000:.0f} ms; the fastest recent answer took {floor * 1000:.0f} ms"
             )
-        typical = sum(self._latency(m).typical() for m in models)
-        if remaining < typical:
+        wait = self.triton.expected_wait_s(calls)
+        if remaining < max(wait, floor):
             raise Overloaded(
-                f"calls now take about {typical * 1000:.0f} ms and the deadline leaves {remaining * 1000:.0f} ms; "
+                f"calls admitted now wait about {wait * 1000:.0f} ms and the deadline leaves {remaining * 1000:.0f} ms; "
                 "try again shortly or with a longer deadline",
                 retry_after_s=self.settings.overloaded_retry_after_s,
             )
@@ -218,7 +218,7 @@ class FaceFusionService(pb_grpc.FaceFusionServicer):
                         f"template_face_index {request.template_face_index} does not exist",
                         Reason.TEMPLATE_FACE_NOT_FOUND,
                     )
-                self._check_deadline(("face_fusion",), deadline)
+                self._check_deadline(("face_fusion",), deadline, calls=1)
                 inputs = fusion_inputs(request.photo, request.template_id, request.template_face_index, options)
                 with self.triton.reserve(1):
                     image = poster_bytes(await self._infer("face_fusion", inputs, POSTER_OUTPUT, deadline))
@@ -242,7 +242,7 @@ class FaceFusionService(pb_grpc.FaceFusionServicer):
                 )
         for number, mapping in enumerate(mappings):
             check_photo(mapping.photo, self.settings.max_image_bytes, f"photo {number}")
-        self._check_deadline(("face_analyze", "face_fuse"), deadline)
+        self._check_deadline(("face_analyze", "face_fuse"), deadline, calls=len(mappings) + 1)
         with self.triton.reserve(len(mappings) + 1):  # every analysis and the fuse, before any of them
             analysed = await gather_or_cancel(*[self._analyze(m.photo, deadline) for m in mappings])
             faces = np.concatenate([f for f, _ in analysed])
@@ -261,7 +261,7 @@ class FaceFusionService(pb_grpc.FaceFusionServicer):
             for template_id in templates:
                 self._template_faces(template_id)
             check_photo(request.photo, self.settings.max_image_bytes)
-            self._check_deadline(("face_analyze", "face_fuse"), deadline)
+            self._check_deadline(("face_analyze", "face_fuse"), deadline, calls=1 + len(templates))
             with self.triton.reserve(1 + len(templates)):  # the analysis and every template, before any work
                 user_inputs = user_face_inputs(*await self._analyze(request.photo, deadline))
                 images = await gather_or_cancel(

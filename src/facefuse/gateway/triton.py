@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections import deque
 from dataclasses import dataclass
 
 import tritonclient.grpc.aio as aioclient
@@ -71,6 +72,9 @@ class Replica:
         return now < self.cooling_until
 
 
+# Throughput for the admission estimate: the busiest second of this window.
+CAPACITY_WINDOW_S = 60
+MIN_CALLS_TO_JUDGE = 3
 # Triton while it (re)starts or after a model was unloaded: come back shortly.
 UNAVAILABLE_RETRY_AFTER_S = 1.0
 _NOT_LOADED = ("unknown model", "is not ready", "has no available versions", "is not found")
@@ -106,6 +110,27 @@ class TritonPool:
         self.hedges_sent = 0
         self.hedges_won = 0
         self.reserved = 0  # Triton calls promised to admitted gateway calls
+        self._completed: deque[list[int]] = deque(maxlen=CAPACITY_WINDOW_S)  # [second, Triton calls answered]
+
+    def _count_completion(self) -> None:
+        second = int(time.monotonic())
+        if self._completed and self._completed[-1][0] == second:
+            self._completed[-1][1] += 1
+        else:
+            self._completed.append([second, 1])
+
+    def throughput_per_s(self) -> float | None:
+        """The most Triton calls answered in one second lately: what the replicas can do
+        when busy (None until they have been busy enough to tell)."""
+        oldest = int(time.monotonic()) - CAPACITY_WINDOW_S
+        best = max((count for second, count in self._completed if second > oldest), default=0)
+        return float(best) if best >= MIN_CALLS_TO_JUDGE else None
+
+    def expected_wait_s(self, calls: int) -> float:
+        """Little's law: the Triton calls already promised plus these, at the rate the
+        replicas answer when busy (0 while that rate is unknown)."""
+        rate = self.throughput_per_s()
+        return (self.reserved + calls) / rate if rate else 0.0
 
     def capacity(self) -> int:
         """Triton calls that may be outstanding at once: the cap of each live replica."""
@@ -170,7 +195,9 @@ class TritonPool:
             # expires instead of running stages for an answer nobody waits for.
             result = await replica.client.infer(model, inputs, outputs=outputs, client_timeout=remaining,
                                                 timeout=max(1, int(remaining * 1e6)))
+            self._count_completion()
         except InferenceServerException as exc:
+            self._count_completion()
             error = error_from_triton(exc)
             if error.reason is Reason.UNAVAILABLE:
                 replica.cooling_until = time.monotonic() + self.cooldown_s
