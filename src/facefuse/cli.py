@@ -158,7 +158,7 @@ def serve(
                 else "FACEFUSE_TRITON_ADMIN_KEY"
             typer.echo(f"Triton {', '.join(RESTRICTED_APIS)} APIs need the admin key ({where}; "
                        f"gRPC header {GRPC_ADMIN_KEY_HEADER})")
-            typer.echo(f"Gateway ready on {gateway.listening()} (facefuse.v1); local API key in {dev_key_path(gateway.settings)}")
+            typer.echo(f"Gateway ready on {gateway.listening()}, service facefuse.v1; local API key in {dev_key_path(gateway.settings)}")
             typer.echo("Ctrl-C stops both")
             triton.watch()
     except (TritonStartError, TritonGaveUp) as exc:
