@@ -100,7 +100,7 @@ def _prepare_child() -> None:
     - The kernel sends SIGTERM if the starting process dies (even by SIGKILL), so no
       orphaned tritonserver keeps its ports and memory.
     - Files the server creates are this user's only (umask; the Python backend sets its
-      regions' mode itself, see `private_shm`).
+      regions' mode itself: TritonServer.make_regions_private).
     - Where allowed (root or CAP_SYS_ADMIN), the server gets a mount namespace with its
       own /dev/shm: its shared-memory regions (photos, posters) are invisible to every
       other process, and the kernel frees them when the server and its stubs are gone,
@@ -109,10 +109,9 @@ def _prepare_child() -> None:
     """
     _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     os.umask(0o077)
-    if _LIBC.unshare(CLONE_NEWNS) == 0:
-        if _LIBC.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0 or \
-                _LIBC.mount(b"tmpfs", b"/dev/shm", b"tmpfs", MS_NOSUID | MS_NODEV, b"mode=1777") != 0:
-            pass  # the namespace shares the host's /dev/shm then: the fallback applies
+    if _LIBC.unshare(CLONE_NEWNS) == 0 and _LIBC.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) == 0:
+        # If this fails, the host's /dev/shm stays in place and the fallback applies.
+        _LIBC.mount(b"tmpfs", b"/dev/shm", b"tmpfs", MS_NOSUID | MS_NODEV, b"mode=1777")
 
 
 def has_private_shm(pid: int) -> bool:
