@@ -1,11 +1,37 @@
-"""Shared fixtures: settings pointing at this checkout, real photos from packages."""
+"""Shared fixtures: settings pointing at this checkout, real photos from packages.
+
+Tests never write into the user's var/: templates and gateway keys live in a temporary
+folder for the session (FACEFUSE_TEMPLATE_DIR, FACEFUSE_GATEWAY_KEYS_FILE, inherited by
+every server the tests start), seeded with a copy of the registered templates.
+"""
 
 from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
 from facefuse import samples
 from facefuse.settings import Settings, get_settings
+
+_TEST_ROOT = Path(tempfile.mkdtemp(prefix="facefuse-tests-"))
+
+
+def pytest_configure(config):
+    user_templates = get_settings().templates_path
+    templates = _TEST_ROOT / "templates"
+    if user_templates.is_dir():
+        shutil.copytree(user_templates, templates, ignore=shutil.ignore_patterns(".staging-*"))
+    os.environ["FACEFUSE_TEMPLATE_DIR"] = str(templates)
+    os.environ["FACEFUSE_GATEWAY_KEYS_FILE"] = str(_TEST_ROOT / "gateway" / "keys.json")
+    get_settings.cache_clear()
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(_TEST_ROOT, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -127,10 +127,13 @@ def model_specs(profile: Profile, settings: Settings) -> list[ModelSpec]:
             max_batch_size=16, max_queue_delay_us=1000,
         ),
         ModelSpec(
-            "template_bank", (c.TEMPLATE_ID, c.FACE_INDICES),
+            # user_meshes is not read: it orders template_bank after the user side (see
+            # TEMPLATE_SIDE), and the batch may mix requests with different face counts.
+            "template_bank", (c.TEMPLATE_ID, c.FACE_INDICES, _renamed(c.FACE_MESHES, "user_meshes")),
             (TEMPLATE_VERSION, _renamed(c.FACES, "template_faces"), _renamed(c.FACE_MESHES, "template_meshes"),
              _renamed(c.FACE_AFFINES, "template_affines")),
-            network=False, max_batch_size=16, max_queue_delay_us=PYTHON_STAGE_QUEUE_DELAY_US, ragged_inputs=("face_indices",),
+            network=False, max_batch_size=16, max_queue_delay_us=PYTHON_STAGE_QUEUE_DELAY_US,
+            ragged_inputs=("face_indices", "user_meshes"),
             parameters={"template_dir": str(s.templates_path)},
         ),
         ModelSpec(
@@ -187,9 +190,15 @@ USER_SIDE = (
     ),
     Step("face_landmarks", {"faces": "user_faces"}, {"face_meshes": "user_meshes", "face_presence": "user_presence"}),
 )
+# template_bank takes user_meshes only to wait for the user side: with both branches in
+# flight at once, a request failing on one branch (a photo without a face, a cancelled
+# call) leaves the other's step uncounted in Triton 2.51's ensemble scheduler
+# (EnsembleContext::PrepareSteps skips completed steps once the status is an error),
+# so the request is never released and every stop waits for phantom in-flight calls.
+# A chain has no second step in flight when one fails.
 TEMPLATE_SIDE = (
     Step(
-        "template_bank", _identity("template_id", "face_indices"),
+        "template_bank", _identity("template_id", "face_indices", "user_meshes"),
         _identity("template_version", "template_faces", "template_meshes", "template_affines"),
     ),
     Step(
@@ -236,7 +245,12 @@ def model_config(spec: ModelSpec, profile: Profile, has_plan: bool = False) -> d
         "max_batch_size": spec.max_batch_size,
         "input": [_tensor(t, t.name in spec.ragged_inputs) for t in spec.inputs],
         "output": [_tensor(t) for t in spec.outputs],
-        "dynamic_batching": {"max_queue_delay_microseconds": spec.max_queue_delay_us},
+        "dynamic_batching": {
+            "max_queue_delay_microseconds": spec.max_queue_delay_us,
+            # The gateway sends each request's remaining deadline as its timeout: one
+            # that expires while queued is rejected, not computed for nobody.
+            "default_queue_policy": {"timeout_action": "REJECT", "allow_timeout_override": True},
+        },
     }
     if profile.name == "cpu" and spec.cpu_preferred_batch_sizes:
         config["dynamic_batching"]["preferred_batch_size"] = list(spec.cpu_preferred_batch_sizes)

@@ -147,24 +147,26 @@ def serve(
     """Start the embedded Triton and the gateway in front of it; one Ctrl-C stops both."""
     from facefuse import stack
     from facefuse.gateway.dev_key import dev_key_path
-    from facefuse.server.triton import TritonStartError
+    from facefuse.server.supervisor import TritonGaveUp
+    from facefuse.server.triton import GRPC_ADMIN_KEY_HEADER, RESTRICTED_APIS, TritonStartError
 
     s = get_settings()
     ports = (s.triton_grpc_port, s.triton_http_port, s.triton_metrics_port)
     stop_on_sigterm()
     try:
-        with stack.in_process(s, triton_ports=ports, gateway_port=gateway_port) as (triton, gateway, _key):
-            typer.echo(f"Triton ready: gRPC {triton.grpc_url}, HTTP {triton.http_url}, metrics {triton.metrics_url}")
-            typer.echo(f"Gateway ready on port {gateway.port} (facefuse.v1); local API key in {dev_key_path(gateway.settings)}")
+        with stack.in_process(s, triton_ports=ports, gateway_port=gateway_port, echo=typer.echo) as (triton, gateway, _key):
+            typer.echo(f"Triton ready: {triton.listening()}")
+            where = "generated for this run; set FACEFUSE_TRITON_ADMIN_KEY to choose one" if triton.admin_key_generated \
+                else "FACEFUSE_TRITON_ADMIN_KEY"
+            typer.echo(f"Triton {', '.join(RESTRICTED_APIS)} APIs need the admin key ({where}; "
+                       f"gRPC header {GRPC_ADMIN_KEY_HEADER})")
+            typer.echo(f"Gateway ready on {gateway.listening()}, service facefuse.v1; local API key in {dev_key_path(gateway.settings)}")
             typer.echo("Ctrl-C stops both")
-            while triton.process.poll() is None:
-                time.sleep(0.5)
-            fail(f"tritonserver exited with code {triton.process.returncode}:\n{triton.log_tail()}")
-    except TritonStartError as exc:
+            triton.watch()
+    except (TritonStartError, TritonGaveUp) as exc:
         fail(str(exc))
     except KeyboardInterrupt:
         typer.echo("stopped")
-
 
 
 @gateway_app.command("run")
@@ -182,9 +184,10 @@ def gateway_run(
 
     async def main() -> None:
         async with gateway_server(settings, port) as (server, bound, _, observability):
+            tls = "TLS" if settings.tls_cert_file else "plaintext"
             metrics = f"metrics on port {observability.metrics_port}" if observability.metrics_port else "no metrics"
-            typer.echo(f"gateway listening on port {bound}, {metrics}, Triton replicas {', '.join(settings.triton_urls)}",
-                       err=True)
+            typer.echo(f"gateway listening on port {bound} of {settings.host} ({tls}), {metrics}, "
+                       f"Triton replicas {', '.join(settings.triton_urls)}", err=True)
             await server.wait_for_termination()
 
     loop = new_event_loop()
@@ -211,8 +214,11 @@ def gateway_add_key(
     from facefuse.gateway.settings import GatewaySettings
 
     keys_file = GatewaySettings().keys_file
-    key = add_key(keys_file, key_id, tenant, [x.strip() for x in scopes.split(",") if x.strip()],
-                  rate_per_s, burst, max_concurrency)
+    try:
+        key = add_key(keys_file, key_id, tenant, [x.strip() for x in scopes.split(",") if x.strip()],
+                      rate_per_s, burst, max_concurrency)
+    except ValueError as exc:
+        fail(f"no key added: {exc}")
     typer.echo(f"key {key_id!r} for tenant {tenant!r} added to {keys_file}:")
     typer.echo(key)
 
@@ -282,6 +288,33 @@ def bench_gateway(
     from facefuse.bench.gateway import run_gateway_bench
 
     run_gateway_bench(paired_calls, concurrency, calls, out_dir, echo=typer.echo)
+
+
+@bench_app.command("fuzz")
+def bench_fuzz(
+    decode_count: int = typer.Option(10_000, help="Generated inputs for the decode stage (in this process)."),
+    gateway_count: int = typer.Option(2_000, help="Generated requests and raw bodies sent to a real gateway (0: skip)."),
+    concurrency: int = typer.Option(8, help="Concurrent gateway calls."),
+    out_dir: Path = typer.Option(Path("var/bench"), help="Where fuzz.json/.md go."),
+) -> None:
+    """Hostile and mutated photos and requests: every outcome counted by reason (INTERNAL is a finding)."""
+    from facefuse.bench.fuzz import run_fuzz_bench
+
+    run_fuzz_bench(decode_count, gateway_count, concurrency, out_dir, echo=typer.echo)
+
+
+@bench_app.command("shedding")
+def bench_shedding(
+    concurrency: int = typer.Option(8, help="Closed-loop callers that measure the sustainable rate."),
+    overload: float = typer.Option(2.0, help="Offered load as a multiple of the sustainable rate (open loop)."),
+    duration_s: float = typer.Option(30.0, help="Length of each phase."),
+    timeout_s: float = typer.Option(1.0, help="Each call's deadline."),
+    out_dir: Path = typer.Option(Path("var/bench"), help="Where shedding.json/.md go."),
+) -> None:
+    """Goodput and rejection latency at a multiple of the sustainable rate."""
+    from facefuse.bench.shedding import run_shedding_bench
+
+    run_shedding_bench(concurrency, overload, duration_s, timeout_s, out_dir, echo=typer.echo)
 
 
 @loadtest_app.command("run")

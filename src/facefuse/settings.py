@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -37,14 +37,25 @@ class Settings(BaseSettings):
     # A face whose box lies more than this fraction outside the image is refused.
     max_face_outside_fraction: float = 0.12
 
-    # Embedded Triton.
+    # Embedded Triton. Bind addresses: loopback, so only the gateway on this machine
+    # reaches it; triton_host is where the gateway connects.
+    triton_grpc_address: str = "127.0.0.1"
+    triton_http_address: str = "127.0.0.1"
+    triton_metrics_address: str = "127.0.0.1"
     triton_host: str = "127.0.0.1"
     triton_http_port: int = 8000
     triton_grpc_port: int = 8001
     triton_metrics_port: int = 8002
     triton_start_timeout_s: float = 180.0
-    # Closes Triton's model-repository API to callers without this key (None: open).
-    triton_admin_key: str | None = None
+    # Closes Triton's repository, logging, shared-memory and trace APIs to callers
+    # without this key. None: a random key per start (those APIs are never open).
+    triton_admin_key: SecretStr | None = None
+    # `serve` restarts a tritonserver that died: waits from the first to the most
+    # backoff between tries, and gives up after this many restarts within the window.
+    triton_restart_backoff_s: float = 1.0
+    triton_restart_max_backoff_s: float = 30.0
+    triton_max_restarts: int = 5
+    triton_restart_window_s: float = 600.0
     # OTLP/HTTP endpoint for Triton's OpenTelemetry spans (server.triton.trace_flags);
     # None: Triton does not trace.
     triton_otlp_traces_url: str | None = None

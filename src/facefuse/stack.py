@@ -15,18 +15,28 @@ from facefuse.settings import Settings, get_settings
 
 @contextlib.contextmanager
 def in_process(settings: Settings | None = None, triton_ports: tuple[int, int, int] | None = None,
-               gateway_port: int | None = None):
-    """Yields (triton, gateway thread, local dev API key)."""
+               gateway_port: int | None = None, echo=print):
+    """Yields (triton supervisor, gateway thread, local dev API key).
+
+    The supervisor reads like the running TritonServer (grpc_url, listening(), ...);
+    `supervisor.watch()` blocks and restarts tritonserver when it dies (serve).
+    """
     from facefuse.gateway.dev_key import ensure_dev_key
     from facefuse.gateway.server import GatewayThread
     from facefuse.gateway.settings import GatewaySettings
-    from facefuse.server.triton import embedded_triton
+    from facefuse.server.supervisor import TritonSupervisor
+    from facefuse.server.triton import Endpoints
 
-    with embedded_triton(settings or get_settings(), ports=triton_ports) as triton:
-        gateway_settings = GatewaySettings(triton_urls=[triton.grpc_url])
+    settings = settings or get_settings()
+    supervisor = TritonSupervisor(settings, Endpoints.from_settings(settings, triton_ports), echo=echo)
+    try:
+        supervisor.start()
+        gateway_settings = GatewaySettings(triton_urls=[supervisor.grpc_url])
         key = ensure_dev_key(gateway_settings)
         with GatewayThread(gateway_settings, port=gateway_port) as gateway:
-            yield triton, gateway, key
+            yield supervisor, gateway, key
+    finally:
+        supervisor.stop()
 
 
 @contextlib.contextmanager

@@ -66,8 +66,10 @@ def _info(artifact: TemplateArtifact, version: int) -> dict:
 
 def check_template_id(template_id: str) -> str:
     if not TEMPLATE_ID_PATTERN.match(template_id or ""):
+        # Echo a bounded, escaped prefix only: the message travels in gRPC trailers and logs.
+        shown = repr(template_id[:32]) + (f"... ({len(template_id)} characters)" if len(template_id) > 32 else "")
         raise OptionError(
-            f"template id {template_id!r} is invalid; use 1-64 characters of a-z, 0-9, '-' and '_', "
+            f"template id {shown} is invalid; use 1-64 characters of a-z, 0-9, '-' and '_', "
             "starting with a letter or digit"
         )
     return template_id

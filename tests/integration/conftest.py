@@ -17,7 +17,9 @@ def built_repository(settings):
     from facefuse_build.configs import Profile
     from facefuse_build.pipeline import build_repository
 
-    build_repository(Profile("cpu"), settings, log=lambda *_: None)
+    # Configs name the default template folder; the servers the tests start read the
+    # temporary one from FACEFUSE_TEMPLATE_DIR instead (see tests/conftest.py).
+    build_repository(Profile("cpu"), settings.model_copy(update={"template_dir": None}), log=lambda *_: None)
     return settings.model_repository_dir
 
 

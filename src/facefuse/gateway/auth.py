@@ -14,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
+import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +27,27 @@ from facefuse.gateway.settings import GatewaySettings
 
 SCOPE_FUSE = "fuse"
 SCOPE_TEMPLATES = "templates:read"
+SCOPES = (SCOPE_FUSE, SCOPE_TEMPLATES)
 API_KEY_HEADER = "x-api-key"
+# Key ids and tenants appear in logs and messages: short, no spaces or control characters.
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$")
+
+
+def check_key_entry(key_id: str, tenant: str, scopes: list[str], rate_per_s: float, burst: int,
+                    max_concurrency: int) -> None:
+    """Raise ValueError naming what is wrong with a new key's fields."""
+    for what, value in (("key id", key_id), ("tenant", tenant)):
+        if not NAME_PATTERN.match(value):
+            raise ValueError(f"{what} {value[:32]!r} is invalid; use 1-64 characters of A-Z, a-z, 0-9, '.', '_', ':', '@', '-'")
+    unknown = sorted(set(scopes) - set(SCOPES))
+    if unknown or not scopes:
+        raise ValueError(f"scopes {unknown or 'list'} {'unknown' if unknown else 'is empty'}; use {', '.join(SCOPES)}")
+    if not (math.isfinite(rate_per_s) and rate_per_s > 0):
+        raise ValueError(f"rate_per_s {rate_per_s} must be a positive number")
+    if burst < 1:
+        raise ValueError(f"burst {burst} must be at least 1")
+    if max_concurrency < 1:
+        raise ValueError(f"max_concurrency {max_concurrency} must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -52,7 +74,9 @@ def new_key() -> str:
 
 def add_key(keys_file: Path, key_id: str, tenant: str, scopes: list[str], rate_per_s: float, burst: int,
             max_concurrency: int) -> str:
-    """Append a new key to the keys file; returns the key (shown once, stored hashed)."""
+    """Append a new key to the keys file; returns the key (shown once, stored hashed).
+    Raises ValueError for an unknown scope, a bad name or limits that are not positive."""
+    check_key_entry(key_id, tenant, scopes, rate_per_s, burst, max_concurrency)
     key = new_key()
     data = json.loads(keys_file.read_text()) if keys_file.is_file() else {"keys": []}
     data["keys"] = [k for k in data["keys"] if k["id"] != key_id] + [{
@@ -117,10 +141,21 @@ class Authenticator:
             raise Unauthenticated("the JWT has expired") from None
         except jwt.PyJWTError as exc:
             raise Unauthenticated(f"the JWT is not valid ({type(exc).__name__})") from None
-        scopes = claims.get("scopes") or str(claims.get("scope", "")).split()
+        scopes = claims.get("scopes")
+        if scopes is None:
+            scopes = claims.get("scope", "")
+            if not isinstance(scopes, str):
+                raise Unauthenticated("the JWT's 'scope' claim must be a space-separated string")
+            scopes = scopes.split()
+        elif not (isinstance(scopes, list) and all(isinstance(x, str) for x in scopes)):
+            raise Unauthenticated("the JWT's 'scopes' claim must be a list of strings")
+        tenant, subject = claims.get("tenant") or claims.get("sub"), claims.get("sub", "-")
+        for what, value in (("tenant", tenant), ("sub", subject)):
+            if not (isinstance(value, str) and NAME_PATTERN.match(value)):
+                raise Unauthenticated(f"the JWT's '{what}' claim must be 1-64 characters of A-Z, a-z, 0-9, '.', '_', ':', '@', '-'")
         s = self.settings
         return Principal(
-            tenant=str(claims.get("tenant") or claims.get("sub") or "unknown"), scopes=frozenset(scopes),
+            tenant=tenant, scopes=frozenset(scopes),
             rate_per_s=s.jwt_rate_per_s, burst=s.jwt_burst, max_concurrency=s.jwt_max_concurrency,
-            credential=f"jwt:{claims.get('sub', '?')}",
+            credential=f"jwt:{subject}",
         )

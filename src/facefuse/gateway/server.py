@@ -13,11 +13,14 @@ import threading
 
 import grpc
 from facefuse_client.client import MAX_MESSAGE_BYTES
-from facefuse_client.v1 import facefuse_pb2, facefuse_pb2_grpc
+from facefuse_client.v1 import facefuse_pb2
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
+from facefuse.errors import OptionError
+from facefuse.gateway.errors import status_for
 from facefuse.gateway.observability import Observability
 from facefuse.gateway.service import FaceFusionService
 from facefuse.gateway.settings import GatewaySettings
@@ -35,6 +38,48 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 SERVICE_NAME = facefuse_pb2.DESCRIPTOR.services_by_name["FaceFusion"].full_name
 
 
+class _Malformed:
+    """What a request deserializes to when its bytes are not the message they should be."""
+
+    def __init__(self, message_name: str):
+        self.message_name = message_name
+
+
+def _lenient(message_class):
+    def deserialize(data: bytes):
+        try:
+            return message_class.FromString(data)
+        except DecodeError:
+            return _Malformed(message_class.DESCRIPTOR.full_name)
+
+    return deserialize
+
+
+def _refusing_malformed(method):
+    async def handle(request, context):
+        if isinstance(request, _Malformed):
+            error = OptionError(f"the request body is not a valid {request.message_name} message")
+            await context.abort_with_status(status_for(error))
+        return await method(request, context)
+
+    return handle
+
+
+def add_service(service: FaceFusionService, server) -> None:
+    """Like the generated add_FaceFusionServicer_to_server, except that a request whose
+    bytes do not parse gets INVALID_ARGUMENT with its reason instead of a bare UNKNOWN."""
+    handlers = {}
+    for method in facefuse_pb2.DESCRIPTOR.services_by_name["FaceFusion"].methods:
+        request_class = getattr(facefuse_pb2, method.input_type.name)
+        response_class = getattr(facefuse_pb2, method.output_type.name)
+        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+            _refusing_malformed(getattr(service, method.name)),
+            request_deserializer=_lenient(request_class),
+            response_serializer=response_class.SerializeToString,
+        )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+
+
 @contextlib.asynccontextmanager
 async def gateway_server(settings: GatewaySettings, port: int | None = None):
     """Yields (server, bound port, service, observability); stops gracefully on exit."""
@@ -46,12 +91,16 @@ async def gateway_server(settings: GatewaySettings, port: int | None = None):
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ])
     service = FaceFusionService(settings, triton)
-    facefuse_pb2_grpc.add_FaceFusionServicer_to_server(service, server)
+    add_service(service, server)
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection((SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                                          reflection.SERVICE_NAME), server)
-    bound = server.add_insecure_port(f"{settings.host}:{settings.port if port is None else port}")
+    address = f"{settings.host}:{settings.port if port is None else port}"
+    credentials = server_credentials(settings)
+    bound = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+    if not bound:
+        raise RuntimeError(f"the gateway cannot listen on {address}")
     await server.start()
     observability.start(0 if port == 0 and settings.metrics_port is not None else settings.metrics_port)
     await _set_health(health, any(await triton.ready()))
@@ -64,6 +113,21 @@ async def gateway_server(settings: GatewaySettings, port: int | None = None):
         await server.stop(grace=5)
         await triton.close()
         observability.close()
+
+
+def server_credentials(settings: GatewaySettings) -> grpc.ServerCredentials | None:
+    """TLS from the certificate and key files in settings; None: plaintext."""
+    if not (settings.tls_cert_file or settings.tls_key_file):
+        if settings.tls_client_ca_file:
+            raise ValueError("FACEFUSE_GATEWAY_TLS_CLIENT_CA_FILE needs TLS_CERT_FILE and TLS_KEY_FILE too")
+        return None
+    if not (settings.tls_cert_file and settings.tls_key_file):
+        raise ValueError("set both FACEFUSE_GATEWAY_TLS_CERT_FILE and FACEFUSE_GATEWAY_TLS_KEY_FILE, or neither")
+    chain = [(settings.tls_key_file.read_bytes(), settings.tls_cert_file.read_bytes())]
+    if settings.tls_client_ca_file:
+        return grpc.ssl_server_credentials(chain, root_certificates=settings.tls_client_ca_file.read_bytes(),
+                                           require_client_auth=True)
+    return grpc.ssl_server_credentials(chain)
 
 
 async def _set_health(health: health_aio.HealthServicer, serving: bool) -> None:
@@ -108,6 +172,12 @@ class GatewayThread:
         except BaseException as exc:  # noqa: BLE001 - surfaced to the starting thread
             self._error = exc
             self._ready.set()
+
+    def listening(self) -> str:
+        """host:port it is bound to, and whether callers need TLS."""
+        tls = " with TLS" if self.settings.tls_cert_file else " (plaintext)"
+        host = self.settings.host
+        return f"{f'[{host}]' if ':' in host else host}:{self.port}{tls}"
 
     def __enter__(self) -> "GatewayThread":
         self._thread.start()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 import uuid
 
@@ -14,7 +15,8 @@ from facefuse_client.v1 import facefuse_pb2_grpc as pb_grpc
 from facefuse import contract
 from facefuse.errors import FacefuseError, ImageError, OptionError, Reason, TemplateError
 from facefuse.gateway.auth import SCOPE_FUSE, SCOPE_TEMPLATES, Authenticator, Principal
-from facefuse.gateway.errors import GatewayError, status_for
+from facefuse.gateway.errors import DeadlineExceeded, GatewayError, Overloaded, status_for
+from facefuse.gateway.latency import LatencyWindow
 from facefuse.gateway.observability import note_call
 from facefuse.gateway.quotas import Quotas
 from facefuse.gateway.settings import GatewaySettings
@@ -30,6 +32,18 @@ log = logging.getLogger("facefuse.gateway")
 
 TEMPLATE_INFO_TTL_S = 1.0
 FORMAT_NAMES = {pb.IMAGE_FORMAT_UNSPECIFIED: "jpeg", pb.JPEG: "jpeg", pb.PNG: "png", pb.WEBP: "webp"}
+# Echoed back and logged: short, and no characters that could forge a log line.
+REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def check_request_id(request_id: str) -> str:
+    """The caller's id, or a new one when none was sent."""
+    if not request_id:
+        return uuid.uuid4().hex
+    if not REQUEST_ID_PATTERN.match(request_id):
+        raise OptionError(f"request_id of {len(request_id)} characters is invalid; use 1-128 characters of "
+                          "A-Z, a-z, 0-9, '.', '_', ':' and '-'")
+    return request_id
 
 
 def check_photo(photo: bytes, max_bytes: int, what: str = "photo") -> None:
@@ -62,10 +76,16 @@ def options_from(message: pb.FuseOptions) -> FuseOptions:
         fuse_degree=message.fuse_degree if message.HasField("fuse_degree") else defaults.fuse_degree,
         profile_degree=message.profile_degree if message.HasField("profile_degree") else defaults.profile_degree,
         add_label=message.add_label if message.HasField("add_label") else defaults.add_label,
-        output_format=FORMAT_NAMES.get(message.output_format, "jpeg"),
+        output_format=_output_format(message.output_format),
         output_quality=message.output_quality if message.HasField("output_quality") else defaults.output_quality,
     )
     return options.validated()
+
+
+def _output_format(value: int) -> str:
+    if value not in FORMAT_NAMES:  # a newer client's enum value, or garbage
+        raise OptionError(f"output_format {value} is not one of JPEG (1), PNG (2), WEBP (3)")
+    return FORMAT_NAMES[value]
 
 
 class FaceFusionService(pb_grpc.FaceFusionServicer):
@@ -76,6 +96,7 @@ class FaceFusionService(pb_grpc.FaceFusionServicer):
         self.quotas = Quotas()
         self.store = TemplateStore(settings.template_dir)
         self._face_counts: dict[str, tuple[int, float]] = {}
+        self._latencies: dict[str, LatencyWindow] = {}  # recent Triton calls per model
 
     # ---- plumbing ------------------------------------------------------------------
     def _deadline(self, context) -> float:
@@ -87,16 +108,20 @@ class FaceFusionService(pb_grpc.FaceFusionServicer):
         return time.monotonic() + min(remaining, self.settings.max_timeout_s)
 
     async def _guard(self, context, scope: str, method: str, request_id: str, work):
-        """Authenticate, admit, run; any failure becomes a status with its reason."""
+        """Authenticate, admit, run; any failure becomes a status with its reason.
+
+        work(principal, request_id) gets the checked request id (see check_request_id)."""
         started = time.perf_counter()
         principal: Principal | None = None
-        note_call(request_id=request_id)
+        raw_request_id, request_id = request_id, "-"
         try:
             principal = self.auth.authenticate(dict(context.invocation_metadata() or ()))
             note_call(tenant=principal.tenant)
             principal.require(scope)
+            request_id = check_request_id(raw_request_id)
+            note_call(request_id=request_id)
             with self.quotas.admit(principal):
-                result = await work(principal)
+                result = await work(principal, request_id)
             log.info("%s ok tenant=%s request=%s %.1f ms", method, principal.tenant, request_id,
                      (time.perf_counter() - started) * 1000)
             return result
@@ -122,18 +147,52 @@ class FaceFusionService(pb_grpc.FaceFusionServicer):
             count = int(self.store.info(template_id)["face_count"])
         except OSError:
             raise TemplateError(f"template {template_id!r} is not registered") from None
+        except (ValueError, KeyError, TypeError):
+            log.warning("template %s has an unreadable info file", template_id)
+            raise TemplateError(f"template {template_id!r} is damaged on the server; it cannot be used") from None
         self._face_counts[template_id] = (count, now)
         return count
 
+    def _latency(self, model: str) -> LatencyWindow:
+        window = self._latencies.get(model)
+        if window is None:
+            window = self._latencies[model] = LatencyWindow()
+        return window
+
+    def _check_deadline(self, models: tuple[str, ...], deadline: float, calls: int = 1) -> None:
+        """Refuse, before any stage runs, a call whose deadline is shorter than the
+        fastest recent answer of the models it needs in sequence (it cannot be met:
+        DEADLINE_EXCEEDED), or than the wait the calls already admitted imply at the
+        replicas' busy throughput (it would most likely be missed: OVERLOADED)."""
+        remaining = deadline - time.monotonic()
+        floor = sum(self._latency(m).floor() for m in models)
+        if remaining < floor:
+            raise DeadlineExceeded(
+                f"the deadline leaves {remaining * 1000:.0f} ms; the fastest recent answer took {floor * 1000:.0f} ms"
+            )
+        wait = self.triton.expected_wait_s(calls)
+        if remaining < max(wait, floor):
+            raise Overloaded(
+                f"calls admitted now wait about {wait * 1000:.0f} ms and the deadline leaves {remaining * 1000:.0f} ms; "
+                "try again shortly or with a longer deadline",
+                retry_after_s=self.settings.overloaded_retry_after_s,
+            )
+
+    async def _infer(self, model: str, inputs, outputs, deadline: float):
+        started = time.monotonic()
+        result = await self.triton.infer(model, inputs, outputs, deadline)
+        self._latency(model).add(time.monotonic() - started)  # answers only: the floor is a service time
+        return result
+
     async def _analyze(self, photo: bytes, deadline: float) -> tuple[np.ndarray, np.ndarray]:
-        result = await self.triton.infer("face_analyze", analyze_inputs(photo), ANALYZE_OUTPUTS, deadline)
+        result = await self._infer("face_analyze", analyze_inputs(photo), ANALYZE_OUTPUTS, deadline)
         return result.as_numpy("user_faces")[0], result.as_numpy("user_meshes")[0]
 
     async def _fuse_analyzed(self, user_inputs: list, template_id: str, indices, options: FuseOptions,
                              deadline: float) -> bytes:
         """user_inputs: user_face_inputs(), shared by every template of a call."""
-        result = await self.triton.infer("face_fuse", [*user_inputs, *option_inputs(template_id, indices, options)],
-                                         POSTER_OUTPUT, deadline)
+        result = await self._infer("face_fuse", [*user_inputs, *option_inputs(template_id, indices, options)],
+                                   POSTER_OUTPUT, deadline)
         return poster_bytes(result)
 
     @staticmethod
@@ -143,10 +202,9 @@ class FaceFusionService(pb_grpc.FaceFusionServicer):
 
     # ---- RPCs --------------------------------------------------------------------------
     async def Fuse(self, request: pb.FuseRequest, context) -> pb.FuseResponse:
-        request_id = request.request_id or uuid.uuid4().hex
         deadline = self._deadline(context)
 
-        async def work(principal: Principal) -> pb.FuseResponse:
+        async def work(principal: Principal, request_id: str) -> pb.FuseResponse:
             options = options_from(request.options)
             face_count = self._template_faces(request.template_id)
             if request.faces:
@@ -159,11 +217,13 @@ class FaceFusionService(pb_grpc.FaceFusionServicer):
                         f"template_face_index {request.template_face_index} does not exist",
                         Reason.TEMPLATE_FACE_NOT_FOUND,
                     )
+                self._check_deadline(("face_fusion",), deadline, calls=1)
                 inputs = fusion_inputs(request.photo, request.template_id, request.template_face_index, options)
-                image = poster_bytes(await self.triton.infer("face_fusion", inputs, POSTER_OUTPUT, deadline))
+                with self.triton.reserve(1):
+                    image = poster_bytes(await self._infer("face_fusion", inputs, POSTER_OUTPUT, deadline))
             return pb.FuseResponse(request_id=request_id, poster=self._poster(request.template_id, image, options))
 
-        return await self._guard(context, SCOPE_FUSE, "Fuse", request_id, work)
+        return await self._guard(context, SCOPE_FUSE, "Fuse", request.request_id, work)
 
     async def _fuse_mapped(self, request: pb.FuseRequest, face_count: int, options: FuseOptions, deadline: float) -> bytes:
         """Multi-face: each photo analysed once (concurrently), then one face_fuse with K faces."""
@@ -181,16 +241,18 @@ class FaceFusionService(pb_grpc.FaceFusionServicer):
                 )
         for number, mapping in enumerate(mappings):
             check_photo(mapping.photo, self.settings.max_image_bytes, f"photo {number}")
-        analysed = await gather_or_cancel(*[self._analyze(m.photo, deadline) for m in mappings])
-        faces = np.concatenate([f for f, _ in analysed])
-        meshes = np.concatenate([m for _, m in analysed])
-        return await self._fuse_analyzed(user_face_inputs(faces, meshes), request.template_id, indices, options, deadline)
+        self._check_deadline(("face_analyze", "face_fuse"), deadline, calls=len(mappings) + 1)
+        with self.triton.reserve(len(mappings) + 1):  # every analysis and the fuse, before any of them
+            analysed = await gather_or_cancel(*[self._analyze(m.photo, deadline) for m in mappings])
+            faces = np.concatenate([f for f, _ in analysed])
+            meshes = np.concatenate([m for _, m in analysed])
+            return await self._fuse_analyzed(user_face_inputs(faces, meshes), request.template_id, indices, options,
+                                             deadline)
 
     async def FuseMany(self, request: pb.FuseManyRequest, context) -> pb.FuseManyResponse:
-        request_id = request.request_id or uuid.uuid4().hex
         deadline = self._deadline(context)
 
-        async def work(principal: Principal) -> pb.FuseManyResponse:
+        async def work(principal: Principal, request_id: str) -> pb.FuseManyResponse:
             options = options_from(request.options)
             templates = list(request.template_ids)
             if not 1 <= len(templates) <= self.settings.max_templates_per_call:
@@ -198,23 +260,36 @@ class FaceFusionService(pb_grpc.FaceFusionServicer):
             for template_id in templates:
                 self._template_faces(template_id)
             check_photo(request.photo, self.settings.max_image_bytes)
-            user_inputs = user_face_inputs(*await self._analyze(request.photo, deadline))
-            images = await gather_or_cancel(
-                *[self._fuse_analyzed(user_inputs, t, [0], options, deadline) for t in templates]
-            )
+            self._check_deadline(("face_analyze", "face_fuse"), deadline, calls=1 + len(templates))
+            with self.triton.reserve(1 + len(templates)):  # the analysis and every template, before any work
+                user_inputs = user_face_inputs(*await self._analyze(request.photo, deadline))
+                images = await gather_or_cancel(
+                    *[self._fuse_analyzed(user_inputs, t, [0], options, deadline) for t in templates]
+                )
             return pb.FuseManyResponse(
                 request_id=request_id, posters=[self._poster(t, i, options) for t, i in zip(templates, images)]
             )
 
-        return await self._guard(context, SCOPE_FUSE, "FuseMany", request_id, work)
+        return await self._guard(context, SCOPE_FUSE, "FuseMany", request.request_id, work)
+
+    def _template_infos(self) -> list[dict]:
+        """Every readable template; a damaged one is logged and left out, not fatal to the list."""
+        infos = []
+        for template_id in self.store.ids():
+            try:
+                info = self.store.info(template_id)
+                infos.append({k: info[k] for k in ("template_id", "version", "face_count", "width", "height")})
+            except Exception:  # noqa: BLE001 - unreadable artifact or info file: skip that template
+                log.warning("template %s is unreadable; left out of ListTemplates", template_id)
+        return infos
 
     async def ListTemplates(self, request: pb.ListTemplatesRequest, context) -> pb.ListTemplatesResponse:
-        async def work(principal: Principal) -> pb.ListTemplatesResponse:
-            infos = [self.store.info(t) for t in self.store.ids()]
+        async def work(principal: Principal, request_id: str) -> pb.ListTemplatesResponse:
+            infos = self._template_infos()
             return pb.ListTemplatesResponse(templates=[
                 pb.TemplateInfo(template_id=i["template_id"], version=i["version"], face_count=i["face_count"],
                                 width=i["width"], height=i["height"])
                 for i in infos
             ])
 
-        return await self._guard(context, SCOPE_TEMPLATES, "ListTemplates", "-", work)
+        return await self._guard(context, SCOPE_TEMPLATES, "ListTemplates", "", work)

@@ -14,8 +14,15 @@ from facefuse.settings import get_settings
 class GatewaySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FACEFUSE_GATEWAY_", extra="ignore")
 
-    host: str = "0.0.0.0"
+    # Loopback unless told otherwise: exposing the gateway is a deliberate setting
+    # (0.0.0.0 in a container), and then TLS should be on (tls_cert_file, tls_key_file).
+    host: str = "127.0.0.1"
     port: int = 50051
+    # TLS: PEM certificate chain and private key; both or neither. With a client CA,
+    # callers must present a certificate it signed (mTLS).
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_client_ca_file: Path | None = None
     # Triton replicas (gRPC host:port); the second and later take hedged and failed-over calls.
     # dns:///name:port stands for every address the name resolves to (a Kubernetes
     # headless Service), resolved again every health_poll_s.

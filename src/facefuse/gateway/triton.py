@@ -8,7 +8,13 @@
   only what is left of the one deadline.
 - When every replica already has `max_inflight_per_replica` calls outstanding (queued
   inside Triton or running), a new call is refused with OVERLOADED and a retry-after
-  hint instead of joining a queue it would time out in.
+  hint instead of joining a queue it would time out in. Admission is exact: a gateway
+  call reserves every Triton call it will make (a FuseMany: its analysis and each
+  template) in one step, before any work, and check and count happen in the same step
+  of the event loop (`reserve`).
+- Each Triton call carries what is left of the deadline as Triton's own request
+  timeout, so a request that expires while queued is dropped from the queue rather
+  than computed (the ensemble passes the timeout to every stage).
 - A replica that answered UNAVAILABLE cools down for `cooldown_s`: it goes last in the
   order (a spare for failover only), so while it is down calls do not each pay a failed
   attempt first. Its first answer after that puts it back.
@@ -21,9 +27,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import time
+from collections import deque
 from dataclasses import dataclass
 
 import tritonclient.grpc.aio as aioclient
@@ -71,6 +79,16 @@ class Replica:
         return now < self.cooling_until
 
 
+# Throughput for the admission estimate: answers over this window. A short window
+# follows a burst: admitting up to rate x deadline lets the rate grow each window.
+THROUGHPUT_WINDOW_S = 3.0
+MIN_CALLS_TO_JUDGE = 3
+# Triton while it (re)starts or after a model was unloaded: come back shortly.
+UNAVAILABLE_RETRY_AFTER_S = 1.0
+_NOT_LOADED = ("unknown model", "is not ready", "has no available versions", "is not found")
+_TIMED_OUT = ("Deadline Exceeded", "Request timeout expired", "request timeout expired", "timed out")
+
+
 def error_from_triton(exc: InferenceServerException) -> FacefuseError:
     """Triton's error -> the stable reason (stages put it at the start of their message)."""
     status = str(exc.status() or "")
@@ -79,10 +97,11 @@ def error_from_triton(exc: InferenceServerException) -> FacefuseError:
     if reason is not None:
         detail = message.split(f"{reason.value}: ", 1)[-1]
         return GatewayError(detail, reason)
-    if "DEADLINE_EXCEEDED" in status or "Deadline Exceeded" in message:
+    if "DEADLINE_EXCEEDED" in status or any(t in message for t in _TIMED_OUT):
         return DeadlineExceeded("the deadline passed while Triton was working on the call")
-    if "UNAVAILABLE" in status:
-        return Unavailable(f"Triton is unavailable: {message}")
+    if "UNAVAILABLE" in status or any(t in message for t in _NOT_LOADED):
+        return Unavailable("Triton is restarting or its models are not loaded; try again shortly",
+                           retry_after_s=UNAVAILABLE_RETRY_AFTER_S)
     return GatewayError(f"Triton failed: {message}", Reason.INTERNAL)
 
 
@@ -118,6 +137,48 @@ class TritonPool:
         self.hedges_sent = 0
         self.hedges_won = 0
         self.failovers = 0  # attempts sent to another replica after UNAVAILABLE
+        self.reserved = 0  # Triton calls promised to admitted gateway calls
+        self._completed: deque[float] = deque()  # when recent Triton calls were answered
+
+    def _count_completion(self) -> None:
+        self._completed.append(time.monotonic())
+
+    def throughput_per_s(self) -> float | None:
+        """Triton calls answered per second over the last few seconds (None until a few
+        were): under overload what the replicas can do; under light load what they
+        were asked, which Little's law turns into the latency callers see anyway."""
+        now = time.monotonic()
+        while self._completed and self._completed[0] < now - THROUGHPUT_WINDOW_S:
+            self._completed.popleft()
+        return len(self._completed) / THROUGHPUT_WINDOW_S if len(self._completed) >= MIN_CALLS_TO_JUDGE else None
+
+    def expected_wait_s(self, calls: int) -> float:
+        """Little's law: the Triton calls already admitted plus these, at the recent
+        answer rate (0 while that rate is unknown)."""
+        rate = self.throughput_per_s()
+        return (self.reserved + calls) / rate if rate else 0.0
+
+    def capacity(self) -> int:
+        """Triton calls that may be outstanding at once: the cap of each live replica."""
+        now = time.monotonic()
+        live = [r for r in self.replicas if not r.cooling(now)] or self.replicas
+        return self.max_inflight * len(live)
+
+    @contextlib.contextmanager
+    def reserve(self, calls: int):
+        """Admit a gateway call that will make up to `calls` Triton calls, or raise
+        Overloaded before any of its work. No await between check and count: exact."""
+        capacity = self.capacity()
+        if self.reserved + calls > capacity:
+            raise Overloaded(
+                f"{self.reserved} Triton calls are reserved of {capacity}; this call needs {calls}; try again shortly",
+                retry_after_s=self.retry_after_s,
+            )
+        self.reserved += calls
+        try:
+            yield
+        finally:
+            self.reserved -= calls
 
     async def close(self) -> None:
         for replica in self.replicas + self._retiring:
@@ -175,21 +236,24 @@ class TritonPool:
         return list(await asyncio.gather(*(one(r) for r in self.replicas)))
 
     async def _attempt(self, replica: Replica, model: str, inputs, outputs, deadline: float):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise DeadlineExceeded("the deadline passed before Triton was called")
-        replica.in_flight += 1
-        replica.attempts += 1
+        """replica.in_flight was counted by the caller, in the step that chose the replica."""
         try:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise DeadlineExceeded("the deadline passed before Triton was called")
+            replica.attempts += 1
+            # timeout (microseconds): Triton drops the request from its queues once it
+            # expires instead of running stages for an answer nobody waits for.
             result = await replica.client.infer(model, inputs, outputs=outputs, client_timeout=remaining,
-                                                headers=triton_headers())
+                                                timeout=max(1, int(remaining * 1e6)), headers=triton_headers())
+            self._count_completion()
         except InferenceServerException as exc:
             error = error_from_triton(exc)
+            if error.reason not in (Reason.DEADLINE_EXCEEDED, Reason.UNAVAILABLE):
+                self._count_completion()  # a stage's answer (a bad photo): work the replica did
             if error.reason is Reason.UNAVAILABLE:
                 replica.cooling_until = time.monotonic() + self.cooldown_s
             raise error from None
-        finally:
-            replica.in_flight -= 1
         replica.cooling_until = 0.0
         return result
 
@@ -200,7 +264,12 @@ class TritonPool:
 
         def launch(replica: Replica, why: str) -> None:
             call_event("triton.attempt", model=model, replica=replica.url, why=why)
-            attempts[asyncio.ensure_future(self._attempt(replica, model, inputs, outputs, deadline))] = replica
+            # Counted now, not when the task first runs, so the cap stays exact; released
+            # by a done callback, which runs even for a task cancelled before it started.
+            replica.in_flight += 1
+            task = asyncio.ensure_future(self._attempt(replica, model, inputs, outputs, deadline))
+            task.add_done_callback(lambda _: setattr(replica, "in_flight", replica.in_flight - 1))
+            attempts[task] = replica
 
         launch(order[0], "first")
         spare = order[1:]

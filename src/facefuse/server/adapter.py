@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -24,7 +25,12 @@ _TRITON_CODES = {
 
 def parameters(args: dict) -> dict[str, str]:
     config = json.loads(args["model_config"])
-    return {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+    params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+    # Configs are built once per repository; FACEFUSE_TEMPLATE_DIR in the server's
+    # environment points one server at another template folder (tests use a temporary one).
+    if "template_dir" in params and os.environ.get("FACEFUSE_TEMPLATE_DIR"):
+        params["template_dir"] = os.environ["FACEFUSE_TEMPLATE_DIR"]
+    return params
 
 
 def array(request, name: str) -> np.ndarray:

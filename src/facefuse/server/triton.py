@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -22,12 +23,14 @@ import sysconfig
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from facefuse.settings import Settings, get_settings
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+CLONE_NEWNS = 0x00020000  # linux/sched.h
+MS_NOSUID, MS_NODEV, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x4000, 0x40000  # linux/mount.h
 
 
 class TritonStartError(RuntimeError):
@@ -91,10 +94,118 @@ def server_environment() -> dict[str, str]:
 _LIBC = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: the kernel sends SIGTERM if the starting process dies
-    (even by SIGKILL), so no orphaned tritonserver keeps its ports and memory."""
+def _prepare_child() -> None:
+    """In the child before exec.
+
+    - The kernel sends SIGTERM if the starting process dies (even by SIGKILL), so no
+      orphaned tritonserver keeps its ports and memory.
+    - Files the server creates are this user's only (umask; the Python backend sets its
+      regions' mode itself: TritonServer.make_regions_private).
+    - Where allowed (root or CAP_SYS_ADMIN), the server gets a mount namespace with its
+      own /dev/shm: its shared-memory regions (photos, posters) are invisible to every
+      other process, and the kernel frees them when the server and its stubs are gone,
+      however they ended. Elsewhere this fails quietly and the regions stay in the
+      shared /dev/shm, made 0600 and removed by prefix (TritonServer.reap).
+    """
     _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    os.umask(0o077)
+    if _LIBC.unshare(CLONE_NEWNS) == 0 and _LIBC.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) == 0:
+        # If this fails, the host's /dev/shm stays in place and the fallback applies.
+        _LIBC.mount(b"tmpfs", b"/dev/shm", b"tmpfs", MS_NOSUID | MS_NODEV, b"mode=1777")
+
+
+def has_private_shm(pid: int) -> bool:
+    """Whether the process at pid sees its own /dev/shm (see _prepare_child)."""
+    try:
+        return os.readlink(f"/proc/{pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt") and \
+            os.stat(f"/proc/{pid}/root/dev/shm").st_dev != os.stat(str(SHM_DIR)).st_dev
+    except OSError:
+        return False
+
+
+# ---- what only the gateway (and an operator) may reach ---------------------------------
+# Triton API groups (2.51: RESTRICTED_CATEGORY_NAMES in src/restricted_features.h) that
+# need the admin key. Inference, health, metadata, model-config and statistics stay
+# open on the loopback address for the gateway, benchmarks and tests.
+RESTRICTED_APIS = ("model-repository", "shared-memory", "logging", "trace")
+ADMIN_KEY_HEADER = "admin-key"
+# Triton prefixes the header of a restricted gRPC protocol (kRestrictedProtocolHeaderTemplate).
+GRPC_ADMIN_KEY_HEADER = f"triton-grpc-protocol-{ADMIN_KEY_HEADER}"
+
+
+def restriction_flags(admin_key: str) -> list[str]:
+    """`<group>,<group>:<header>=<value>`; the same key closes both protocols."""
+    groups = ",".join(RESTRICTED_APIS)
+    return [f"--grpc-restricted-protocol={groups}:{ADMIN_KEY_HEADER}={admin_key}",
+            f"--http-restricted-api={groups}:{ADMIN_KEY_HEADER}={admin_key}"]
+
+
+# ---- Python-backend shared memory ---------------------------------------------------
+# Each stub talks to tritonserver through a region in /dev/shm holding request and
+# response tensors (photos, posters). Every server gets its own region prefix, so its
+# regions can be removed when it stops however it stops, and leftovers of a dead one
+# at the next start, without touching regions of other servers on the machine.
+SHM_DIR = Path("/dev/shm")
+SHM_PREFIX_ROOT = "facefuse_shm_"
+
+
+def new_shm_prefix() -> str:
+    """facefuse_shm_<pid of the starting process>_<random>_: the pid says whose it was."""
+    return f"{SHM_PREFIX_ROOT}{os.getpid()}_{secrets.token_hex(4)}_"
+
+
+def shm_regions(prefix: str = SHM_PREFIX_ROOT, shm_dir: Path | None = None) -> list[Path]:
+    try:
+        return sorted(p for p in (shm_dir or SHM_DIR).iterdir() if p.name.startswith(prefix))
+    except OSError:
+        return []
+
+
+def remove_shm_regions(prefix: str) -> int:
+    removed = 0
+    for region in shm_regions(prefix):
+        with contextlib.suppress(FileNotFoundError):
+            region.unlink()
+            removed += 1
+    return removed
+
+
+def _mapped_shm_names() -> set[str]:
+    """Names in /dev/shm some live process has mapped (a live server and its stubs do)."""
+    names = set()
+    for maps in Path("/proc").glob("[0-9]*/maps"):
+        with contextlib.suppress(OSError):
+            for line in maps.read_text().splitlines():
+                if "/dev/shm/" in line:
+                    names.add(line.rsplit("/dev/shm/", 1)[1].split(" ")[0])
+    return names
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_orphaned_shm_regions() -> int:
+    """Remove facefuse regions left by servers that died uncleanly: only those whose
+    starting process is gone and that no live process maps."""
+    mapped = _mapped_shm_names()
+    removed = 0
+    for region in shm_regions():
+        owner = region.name[len(SHM_PREFIX_ROOT):].split("_", 1)[0]
+        if region.name in mapped:
+            continue  # a live server (or its stub) uses it
+        if owner.isdigit() and (int(owner) == os.getpid() or _pid_alive(int(owner))):
+            continue  # its starter still runs and removes it when its server stops
+        with contextlib.suppress(FileNotFoundError):
+            region.unlink()
+            removed += 1
+    return removed
 
 
 def free_port() -> int:
@@ -103,29 +214,84 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class Endpoints:
+    """Where tritonserver listens: addresses from settings (loopback by default), ports."""
+
+    grpc_address: str
+    grpc_port: int
+    http_address: str
+    http_port: int
+    metrics_address: str
+    metrics_port: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings, ports: tuple[int, int, int] | None = None) -> "Endpoints":
+        grpc_port, http_port, metrics_port = ports or (free_port(), free_port(), free_port())
+        return cls(settings.triton_grpc_address, grpc_port, settings.triton_http_address, http_port,
+                   settings.triton_metrics_address, metrics_port)
+
+
+def _connect_host(address: str) -> str:
+    """Where a local client reaches a server bound to `address` (a wildcard: loopback)."""
+    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(address, address)
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 @dataclass
 class TritonServer:
     """A running tritonserver; use as a context manager (`with EmbeddedTriton(...) as t`)."""
 
-    grpc_port: int
-    http_port: int
-    metrics_port: int
+    endpoints: Endpoints
     process: subprocess.Popen
     log_path: Path
-    host: str = "127.0.0.1"
-    admin_key: str | None = None
+    admin_key: str
+    shm_prefix: str
+    admin_key_generated: bool = False
+    private_shm: bool = False  # its own /dev/shm in a mount namespace (see _prepare_child)
+    killed: bool = field(default=False, init=False)  # a stop needed SIGKILL
+
+    @property
+    def grpc_port(self) -> int:
+        return self.endpoints.grpc_port
+
+    @property
+    def http_port(self) -> int:
+        return self.endpoints.http_port
+
+    @property
+    def metrics_port(self) -> int:
+        return self.endpoints.metrics_port
 
     @property
     def grpc_url(self) -> str:
-        return f"{self.host}:{self.grpc_port}"
+        return _host_port(_connect_host(self.endpoints.grpc_address), self.grpc_port)
 
     @property
     def http_url(self) -> str:
-        return f"http://{self.host}:{self.http_port}"
+        return f"http://{_host_port(_connect_host(self.endpoints.http_address), self.http_port)}"
 
     @property
     def metrics_url(self) -> str:
-        return f"http://{self.host}:{self.metrics_port}/metrics"
+        return f"http://{_host_port(_connect_host(self.endpoints.metrics_address), self.metrics_port)}/metrics"
+
+    @property
+    def admin_grpc_headers(self) -> dict[str, str]:
+        """Headers that open the restricted gRPC APIs (repository, logging, shared memory, trace)."""
+        return {GRPC_ADMIN_KEY_HEADER: self.admin_key}
+
+    @property
+    def admin_http_headers(self) -> dict[str, str]:
+        return {ADMIN_KEY_HEADER: self.admin_key}
+
+    def listening(self) -> str:
+        """Where each server really listens (bind address:port), for `serve` to print."""
+        e = self.endpoints
+        return (f"gRPC {_host_port(e.grpc_address, e.grpc_port)}, HTTP {_host_port(e.http_address, e.http_port)}, "
+                f"metrics {_host_port(e.metrics_address, e.metrics_port)}")
 
     def log_tail(self, lines: int = 60) -> str:
         try:
@@ -141,35 +307,117 @@ class TritonServer:
             return False
 
     def stop(self, timeout_s: float = 30.0) -> None:
+        """SIGTERM, then SIGKILL to the whole process group after timeout_s; then the
+        backend stubs (same group) are gone too and this server's shared memory removed."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
+                self.killed = True
+                _kill_group(self.process.pid)
                 self.process.wait()
+        self.reap()
+
+    def reap(self) -> None:
+        """After tritonserver exited (or crashed): no stub outlives it, no region stays."""
+        _kill_group(self.process.pid)
+        remove_shm_regions(self.shm_prefix)
+
+    @property
+    def shm_dir(self) -> Path:
+        """/dev/shm as this server sees it: its own when it has a private one."""
+        return Path(f"/proc/{self.process.pid}/root/dev/shm") if self.private_shm else SHM_DIR
+
+    def regions(self) -> list[Path]:
+        """This server's Python-backend shared-memory regions, wherever they are."""
+        return shm_regions(self.shm_prefix, self.shm_dir)
+
+    def make_regions_private(self) -> None:
+        """The backend creates its regions 0644 whatever the umask: make them 0600."""
+        for region in self.regions():
+            with contextlib.suppress(OSError):
+                region.chmod(0o600)
 
 
-def command(backends: Path, grpc_port: int, http_port: int, metrics_port: int,
-            admin_key: str | None, repositories: list[Path]) -> list[str]:
-    cmd = [
+def group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of a process group: tritonserver and its stubs."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if fields[0] != "Z" and int(fields[2]) == pgid:
+                members.append(int(stat.parent.name))
+    return members
+
+
+def _kill_group(pgid: int, timeout_s: float = 5.0) -> None:
+    """SIGKILL every process of the group and wait until they are gone."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout_s
+    while group_members(pgid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def command(backends: Path, endpoints: Endpoints, admin_key: str, shm_prefix: str,
+            repositories: list[Path]) -> list[str]:
+    e = endpoints
+    return [
         str(pytriton_server_dir() / "bin" / "tritonserver"),
         *[f"--model-repository={r}" for r in repositories],
         f"--backend-directory={backends}",
+        f"--backend-config=python,shm-region-prefix-name={shm_prefix}",
         "--model-control-mode=explicit",
         "--load-model=*",
         "--strict-model-config=true",
-        f"--grpc-port={grpc_port}",
-        f"--http-port={http_port}",
-        f"--metrics-port={metrics_port}",
+        f"--grpc-address={e.grpc_address}",
+        f"--grpc-port={e.grpc_port}",
+        f"--http-address={e.http_address}",
+        f"--http-port={e.http_port}",
+        f"--metrics-address={e.metrics_address}",
+        f"--metrics-port={e.metrics_port}",
         "--allow-metrics=true",
         "--log-verbose=0",
         "--exit-on-error=true",
+        *restriction_flags(admin_key),
     ]
-    if admin_key:
-        cmd.append(f"--grpc-restricted-protocol=model-repository:admin-key={admin_key}")
-        cmd.append(f"--http-restricted-api=model-repository:admin-key={admin_key}")
-    return cmd
+
+
+def start_triton(settings: Settings, endpoints: Endpoints, admin_key: str | None = None,
+                 log_path: Path | None = None) -> TritonServer:
+    """Launch tritonserver (not waiting for it); admin_key None: the configured one, else
+    a new random key (the restricted APIs are never open)."""
+    run_dir = settings.var_dir / "triton"
+    backends = prepare_backends(run_dir / "backends")
+    configured = settings.triton_admin_key.get_secret_value() if settings.triton_admin_key else None
+    key = admin_key or configured or secrets.token_urlsafe(24)
+    log_path = log_path or run_dir / f"tritonserver-{endpoints.grpc_port}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    remove_orphaned_shm_regions()
+    shm_prefix = new_shm_prefix()
+    repositories = [settings.model_repository_dir, settings.ensembles_dir]
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            command(backends, endpoints, key, shm_prefix, repositories) + trace_flags(settings.triton_otlp_traces_url),
+            stdout=log, stderr=subprocess.STDOUT, env=server_environment(), start_new_session=True,
+            preexec_fn=_prepare_child,
+        )
+    return TritonServer(endpoints, process, log_path, key, shm_prefix,
+                        admin_key_generated=not (admin_key or configured), private_shm=has_private_shm(process.pid))
+
+
+def wait_until_ready(server: TritonServer, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not server.ready():
+        if server.process.poll() is not None:
+            server.reap()
+            raise TritonStartError(f"tritonserver exited with code {server.process.returncode}:\n{server.log_tail()}")
+        if time.monotonic() > deadline:
+            server.stop()
+            raise TritonStartError(f"tritonserver not ready after {timeout_s:.0f} s:\n{server.log_tail()}")
+        time.sleep(0.25)
+    server.make_regions_private()
 
 
 def trace_flags(otlp_traces_url: str | None, service_name: str = "facefuse-triton") -> list[str]:
@@ -194,29 +442,9 @@ def embedded_triton(settings: Settings | None = None, ports: tuple[int, int, int
     ports: (grpc, http, metrics); None picks free ones. Stops the server on exit.
     """
     settings = settings or get_settings()
-    run_dir = settings.var_dir / "triton"
-    backends = prepare_backends(run_dir / "backends")
-    grpc_port, http_port, metrics_port = ports or (free_port(), free_port(), free_port())
-    admin_key = admin_key if admin_key is not None else settings.triton_admin_key
-    log_path = log_path or run_dir / f"tritonserver-{grpc_port}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    repositories = [settings.model_repository_dir, settings.ensembles_dir]
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            command(backends, grpc_port, http_port, metrics_port, admin_key, repositories)
-            + trace_flags(settings.triton_otlp_traces_url),
-            stdout=log, stderr=subprocess.STDOUT, env=server_environment(), start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
-    server = TritonServer(grpc_port, http_port, metrics_port, process, log_path, admin_key=admin_key)
+    server = start_triton(settings, Endpoints.from_settings(settings, ports), admin_key, log_path)
     try:
-        deadline = time.monotonic() + settings.triton_start_timeout_s
-        while not server.ready():
-            if process.poll() is not None:
-                raise TritonStartError(f"tritonserver exited with code {process.returncode}:\n{server.log_tail()}")
-            if time.monotonic() > deadline:
-                raise TritonStartError(f"tritonserver not ready after {settings.triton_start_timeout_s:.0f} s:\n{server.log_tail()}")
-            time.sleep(0.25)
+        wait_until_ready(server, settings.triton_start_timeout_s)
         yield server
     finally:
         server.stop()

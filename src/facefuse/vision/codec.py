@@ -54,9 +54,14 @@ def decode_image(data: bytes, max_side_px: int, target_side_px: int | None = Non
         raise ImageError(
             f"{len(data)} bytes are not a JPEG, PNG, WEBP or BMP image (first bytes {data[:8]!r})"
         ) from None
-    if image.format not in SUPPORTED_FORMATS:
+    except Exception as exc:  # noqa: BLE001 - headers of untrusted bytes: truncated, lying lengths, text bombs
+        raise ImageError(f"the image header is corrupt or truncated ({type(exc).__name__}: {str(exc)[:200]})") from None
+    # Phones write MPO: a JPEG followed by more pictures (depth, stereo). Pillow reads
+    # the first, the photo itself, so it is served as the JPEG it starts with.
+    fmt = "JPEG" if image.format == "MPO" else image.format
+    if fmt not in SUPPORTED_FORMATS:
         raise ImageError(
-            f"format {image.format} is not supported; send one of {', '.join(SUPPORTED_FORMATS)}",
+            f"format {fmt} is not supported; send one of {', '.join(SUPPORTED_FORMATS)}",
             Reason.IMAGE_FORMAT_UNSUPPORTED,
         )
     width, height = image.size
@@ -65,17 +70,17 @@ def decode_image(data: bytes, max_side_px: int, target_side_px: int | None = Non
             f"image is {width}x{height} px; the longest side may be at most {max_side_px} px",
             Reason.IMAGE_PIXELS_EXCEEDED,
         )
-    if target_side_px and image.format == "JPEG" and max(width, height) > target_side_px:
-        # DCT-domain downscale (1/2, 1/4, 1/8) keeping the long side >= target:
-        # decodes a 4000 px phone photo several times faster.
-        ratio = target_side_px / max(width, height)
-        image.draft("RGB", (int(np.ceil(width * ratio)), int(np.ceil(height * ratio))))
     try:
+        if target_side_px and fmt == "JPEG" and max(width, height) > target_side_px:
+            # DCT-domain downscale (1/2, 1/4, 1/8) keeping the long side >= target:
+            # decodes a 4000 px phone photo several times faster.
+            ratio = target_side_px / max(width, height)
+            image.draft("RGB", (int(np.ceil(width * ratio)), int(np.ceil(height * ratio))))
         image.load()
         image = ImageOps.exif_transpose(image)
         rgb = _to_rgb(image)
     except Exception as exc:  # noqa: BLE001 - any decoder failure on untrusted bytes is the caller's data
-        raise ImageError(f"the {image.format} data is corrupt or truncated ({type(exc).__name__}: {exc})") from None
+        raise ImageError(f"the {fmt} data is corrupt or truncated ({type(exc).__name__}: {str(exc)[:200]})") from None
     return np.asarray(rgb, dtype=np.uint8)
 
 

@@ -89,24 +89,11 @@ def resume(server) -> None:
 
 
 def kill(server) -> None:
-    """Crash the replica: tritonserver and its backend stubs die at once."""
-    regions = _shm_regions(server.process.pid)
+    """Crash the replica: tritonserver and its backend stubs die at once (SIGKILL to the
+    group); reaping removes its shared-memory regions, as every stop after a crash does."""
     os.killpg(server.process.pid, signal.SIGKILL)
     server.process.wait()
-    for region in regions:  # a killed server cannot remove its shared-memory regions
-        with contextlib.suppress(OSError):
-            os.unlink(f"/dev/shm/{region}")
-
-
-def _shm_regions(pid: int) -> list[str]:
-    regions = []
-    with contextlib.suppress(OSError):
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        for child in children:
-            with contextlib.suppress(OSError):
-                args = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
-                regions += [a.decode() for a in args if a.startswith(b"triton_python_backend_shm_region")]
-    return regions
+    server.reap()
 
 
 def _request_counts(url: str, model: str, kinds: tuple[str, ...]) -> int:

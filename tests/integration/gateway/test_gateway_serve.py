@@ -78,3 +78,61 @@ def test_serve_fuses_through_the_gateway_and_one_ctrl_c_stops_both(serve, astron
     assert "stopped" in "".join(output)
     assert not processes_with_argument(f"--grpc-port={triton_grpc}")
     assert not accepts_connections(gateway_port)
+
+
+def gateway_health(port: int) -> str:
+    """SERVING / NOT_SERVING, or UNREACHABLE when the gateway does not answer."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
+        except grpc.RpcError:
+            return "UNREACHABLE"
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+
+
+def test_serve_restarts_a_killed_tritonserver_while_the_gateway_answers_unavailable(serve, astronaut, tmp_path):
+    import time
+
+    from facefuse_client import FacefuseClient, RetryableError
+
+    from facefuse.gateway.dev_key import dev_key_path
+    from facefuse.gateway.settings import GatewaySettings
+    from facefuse.server.triton import group_members
+
+    process, gateway_port, triton_grpc, lines, output = serve
+    assert "Triton ready: gRPC 127.0.0.1:" in "".join(output) and "Gateway ready on 127.0.0.1:" in "".join(output)
+    (old_pid,) = processes_with_argument(f"--grpc-port={triton_grpc}")
+    key = dev_key_path(GatewaySettings()).read_text().strip()
+    with FacefuseClient(f"127.0.0.1:{gateway_port}", api_key=key) as client:
+        assert client.fuse(astronaut, "hopper-portrait").image
+        assert gateway_health(gateway_port) == "SERVING"
+
+        os.kill(old_pid, signal.SIGKILL)
+        seen, refusals = set(), []
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            seen.add(gateway_health(gateway_port))
+            try:
+                client.fuse(astronaut, "hopper-portrait", timeout_s=10)
+                if "NOT_SERVING" in seen:
+                    break
+            except RetryableError as error:
+                refusals.append((error.reason, error.retry_after_s))
+            time.sleep(0.2)
+
+    assert "NOT_SERVING" in seen and "UNREACHABLE" not in seen  # the gateway stayed up and said so
+    assert refusals and all(reason == "UNAVAILABLE" and retry_after and retry_after > 0
+                            for reason, retry_after in refusals)
+    assert not group_members(old_pid)  # no stub of the killed server survives it
+    new_pids = processes_with_argument(f"--grpc-port={triton_grpc}")
+    assert new_pids and old_pid not in new_pids
+    while not lines.empty():
+        output.append(lines.get())
+    assert "restarting" in "".join(output) and "ready again after" in "".join(output)
+
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 0
+    assert not processes_with_argument(f"--grpc-port={triton_grpc}")

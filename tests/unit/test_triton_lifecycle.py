@@ -1,0 +1,74 @@
+"""Shared-memory leftovers and restart policy, without a tritonserver."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from facefuse.server import supervisor as supervisor_module
+from facefuse.server import triton
+from facefuse.server.supervisor import TritonGaveUp, TritonSupervisor
+from facefuse.settings import Settings
+
+
+def test_only_leftover_regions_of_dead_servers_are_removed_at_start(tmp_path, monkeypatch):
+    monkeypatch.setattr(triton, "SHM_DIR", tmp_path)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    leftover = tmp_path / f"{triton.SHM_PREFIX_ROOT}{dead.pid}_0a0b0c0d_region"
+    live_other = tmp_path / f"{triton.SHM_PREFIX_ROOT}{os.getppid()}_0a0b0c0d_region"  # its starter still runs
+    own = tmp_path / f"{triton.SHM_PREFIX_ROOT}{os.getpid()}_0a0b0c0d_region"  # a server of this process
+    not_ours = tmp_path / "triton_python_backend_shm_region_1234"  # another project's server
+    for region in (leftover, live_other, own, not_ours):
+        region.write_bytes(b"photo bytes")
+    assert triton.remove_orphaned_shm_regions() == 1
+    assert not leftover.exists() and live_other.exists() and own.exists() and not_ours.exists()
+
+
+def test_the_restriction_flags_close_every_admin_api_with_one_key():
+    flags = triton.restriction_flags("k3y")
+    groups = "model-repository,shared-memory,logging,trace"
+    assert flags == [f"--grpc-restricted-protocol={groups}:admin-key=k3y", f"--http-restricted-api={groups}:admin-key=k3y"]
+
+
+class _DeadServer:
+    class process:
+        returncode = -9
+
+    def reap(self):
+        pass
+
+    def log_tail(self):
+        return "(log)"
+
+    def listening(self):
+        return "here"
+
+
+def test_restarts_back_off_and_stop_at_the_limit(monkeypatch):
+    now = [0.0]
+    slept = []
+    settings = Settings(triton_restart_backoff_s=1, triton_restart_max_backoff_s=4, triton_max_restarts=3,
+                        triton_restart_window_s=100)
+    supervisor = TritonSupervisor(settings, None, echo=lambda *_: None, clock=lambda: now[0],
+                                  sleep=lambda s: (slept.append(s), now.__setitem__(0, now[0] + s)))
+    supervisor.server = _DeadServer()
+    monkeypatch.setattr(supervisor, "start", lambda: None)
+    for _ in range(3):
+        supervisor.restart()
+    assert slept == [1, 2, 4] and len(supervisor.recoveries_s) == 3
+    with pytest.raises(TritonGaveUp, match="3"):
+        supervisor.restart()
+    now[0] += 200  # a quiet window later, restarts are allowed again
+    supervisor.restart()
+    assert slept[-1] == 1
+
+
+def test_the_supervisor_reads_like_the_running_server():
+    supervisor = TritonSupervisor(Settings(), None)
+    supervisor.server = _DeadServer()
+    assert supervisor.listening() == "here"
+    assert supervisor_module.TritonSupervisor.backoff_s(supervisor, 10) == Settings().triton_restart_max_backoff_s
