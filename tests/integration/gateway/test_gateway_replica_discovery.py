@@ -8,7 +8,7 @@ from gateway_helpers import TEMPLATE, running_gateway, target
 
 
 def test_gateway_serves_through_the_replicas_a_dns_name_resolves_to(credentials, triton, grace_hopper):
-    with running_gateway(credentials, [f"dns:///{triton.host}:{triton.grpc_port}"]) as gateway:
+    with running_gateway(credentials, [f"dns:///{triton.grpc_url}"]) as gateway:
         assert [r.url for r in gateway.service.triton.replicas] == [triton.grpc_url]
         with FacefuseClient(target(gateway), api_key=credentials.full_key) as client:
             poster = client.fuse(grace_hopper, TEMPLATE)
