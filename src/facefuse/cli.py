@@ -11,6 +11,7 @@ from typing import Optional
 import typer
 
 from facefuse import contract
+from facefuse.models_admin.commands import register as register_model_version_commands
 from facefuse.settings import get_settings
 
 app = typer.Typer(help="Face-fusion serving on NVIDIA Triton.", no_args_is_help=True, pretty_exceptions_enable=False)
@@ -69,6 +70,10 @@ def models_build(
         f"built: {', '.join(report.built) or 'nothing'}; unchanged: {', '.join(report.unchanged) or 'nothing'}; "
         f"configs written: {', '.join(report.configs_written) or 'none'}"
     )
+
+
+# Versions, gates, canary, promote, rollback: facefuse.models_admin.commands.
+register_model_version_commands(models_app)
 
 
 # ---- templates -------------------------------------------------------------------

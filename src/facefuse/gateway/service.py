@@ -17,6 +17,7 @@ from facefuse.errors import FacefuseError, ImageError, OptionError, Reason, Temp
 from facefuse.gateway.auth import SCOPE_FUSE, SCOPE_TEMPLATES, Authenticator, Principal
 from facefuse.gateway.errors import DeadlineExceeded, GatewayError, status_for
 from facefuse.gateway.quotas import Quotas
+from facefuse.gateway.routing import CURRENT_RELEASE, RELEASE_HEADER, ReleaseRouter
 from facefuse.gateway.settings import GatewaySettings
 from facefuse.gateway.triton import TritonPool
 from facefuse.templates import TemplateStore, check_template_id
@@ -96,6 +97,7 @@ class FaceFusionService(pb_grpc.FaceFusionServicer):
         self.quotas = Quotas()
         self.store = TemplateStore(settings.template_dir)
         self._face_counts: dict[str, tuple[int, float]] = {}
+        self.router = ReleaseRouter(settings.releases_file)
         self._latencies_s: dict[str, list[float]] = {}  # recent successful Triton calls per model
 
     # ---- plumbing ------------------------------------------------------------------
@@ -119,7 +121,11 @@ class FaceFusionService(pb_grpc.FaceFusionServicer):
             principal.require(scope)
             request_id = check_request_id(raw_request_id)
             with self.quotas.admit(principal):
+                release = self.router.choose()
+                CURRENT_RELEASE.set(release)  # every Triton call of this request goes to one release
                 result = await work(principal, request_id)
+            if release is not None:
+                context.set_trailing_metadata(((RELEASE_HEADER, str(release)),))
             log.info("%s ok tenant=%s request=%s %.1f ms", method, principal.tenant, request_id,
                      (time.perf_counter() - started) * 1000)
             return result
@@ -163,7 +169,7 @@ class FaceFusionService(pb_grpc.FaceFusionServicer):
 
     async def _infer(self, model: str, inputs, outputs, deadline: float):
         started = time.monotonic()
-        result = await self.triton.infer(model, inputs, outputs, deadline)
+        result = await self.triton.infer(self.router.model(model, CURRENT_RELEASE.get()), inputs, outputs, deadline)
         recent = self._latencies_s.setdefault(model, [])
         recent.append(time.monotonic() - started)
         del recent[:-LATENCY_WINDOW]
