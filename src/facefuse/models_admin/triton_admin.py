@@ -23,9 +23,8 @@ class TritonAdmin:
             call()
         except InferenceServerException as exc:
             message = exc.message() or str(exc)
-            if "UNAVAILABLE" not in str(exc.status()) and ("restricted" in message.lower()
-                                                            or "PERMISSION" in str(exc.status()).upper()
-                                                            or "UNAUTHENTICATED" in str(exc.status()).upper()):
+            # Triton 2.51: "This protocol is restricted, expecting header ..." (status UNAVAILABLE).
+            if "protocol is restricted" in message:
                 raise AdminCredentialError(
                     f"Triton at {self.url} refused to {what}: {message}. Set FACEFUSE_TRITON_ADMIN_KEY to the "
                     "server's admin key (`facefuse serve` prints where it comes from)") from None
