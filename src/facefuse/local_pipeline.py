@@ -36,12 +36,15 @@ class AnalyzedFaces:
 
 
 class LocalPipeline:
-    def __init__(self, settings: Settings | None = None, threads: int = 1, profile: str = "cpu"):
+    def __init__(self, settings: Settings | None = None, threads: int = 1, profile: str = "cpu",
+                 model_paths: dict | None = None):
+        """model_paths: ONNX file per network (default: the serving versions, so templates
+        analysed here match what Triton serves)."""
         self.settings = settings or get_settings()
         repository = self.settings.model_repository_dir
         self.detector_px = DETECTOR_INPUT_PX[profile]
-        # The serving versions: templates analysed here must match what Triton serves.
         paths = {m: serving_model_path(repository, m) for m in ("face_detector", "face_landmarks", "fuse")}
+        paths.update(model_paths or {})
         missing = [m for m, path in paths.items() if not path.is_file()]
         if missing:
             raise FileNotFoundError(

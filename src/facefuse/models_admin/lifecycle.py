@@ -9,6 +9,7 @@ Triton's reload keeps the loaded model serving until the new one is ready.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 import time
@@ -22,10 +23,14 @@ from facefuse.models_admin.pinning import apply_state, release_ensemble_dirs
 from facefuse.models_admin.releases import (
     ENSEMBLE_NAMES, Release, ReleaseState, audit, first_state, load_state, now, release_ensemble, save_state,
 )
+from facefuse.models_admin.template_analysis import (
+    ANALYSIS_MODELS, analysis_key, new_template_bank_version, reanalyse_all,
+)
 from facefuse.models_admin.triton_admin import TritonAdmin
 from facefuse.settings import Settings
 from facefuse.templates import TemplateStore
 
+GATE_REPORT = "model.gate.json"  # beside the build's model.check.json
 # Longer than the gateway's re-read interval of the state file (gateway.routing).
 ROUTING_GRACE_S = 2.0
 
@@ -59,8 +64,12 @@ class ModelAdmin:
         from facefuse_build.configs import Profile
 
         profile = Profile(built_profile(self.repository))
-        models, ensembles = apply_state(*configs.repository_configs(profile, self.settings), state)
-        for name in versions.VERSIONED_MODELS:
+        # The template folder the build wrote into the stages' configs stays as it is.
+        built = re.search(r'key: "template_dir"\s*value\s*\{\s*string_value: "([^"]*)"',
+                          _read(self.repository / "template_bank" / "config.pbtxt"))
+        settings = self.settings.model_copy(update={"template_dir": Path(built.group(1))}) if built else self.settings
+        models, ensembles = apply_state(*configs.repository_configs(profile, settings), state)
+        for name in (*versions.VERSIONED_MODELS, "template_bank"):
             configs.write_if_changed(self.repository / name / "config.pbtxt", configs.pbtxt(models[name]))
         for name, config in ensembles.items():
             (self.settings.ensembles_dir / name / "1").mkdir(parents=True, exist_ok=True)
@@ -74,12 +83,18 @@ class ModelAdmin:
         for name in ENSEMBLE_NAMES:
             self.admin.load(name)
 
+    def _loaded_version(self, model: str) -> int:
+        """The version Triton serves now (a build may have added newer ones since it started)."""
+        found = versions.versions(self.repository, model)
+        ready = [v for v in found if self.admin.ready(model, str(v))]
+        return (ready or found)[-1]
+
     def state(self) -> ReleaseState:
         """The release state; created on first use from the versions that serve now."""
         state = load_state(self.repository)
         if state is not None:
             return state
-        state = first_state({m: versions.versions(self.repository, m)[-1] for m in versions.VERSIONED_MODELS
+        state = first_state({m: self._loaded_version(m) for m in versions.VERSIONED_MODELS
                              if versions.versions(self.repository, m)})
         # Pin everything before any second version can exist: "latest" would pick a candidate.
         self._write_configs(state)
@@ -105,7 +120,7 @@ class ModelAdmin:
             (staging / "model.py").write_text(RUNNER_ADAPTER)
             (staging / "model.build.json").write_text(json.dumps({"profile": built_profile(self.repository)}) + "\n")
             versions.write_provenance(staging, "import", version=version, source_file=str(source.resolve()),
-                                      source_sha256=_sha256(source), check_report="model.check.json")
+                                      source_sha256=_sha256(source), check_report=GATE_REPORT)
             staging.rename(directory / str(version))
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -115,12 +130,6 @@ class ModelAdmin:
         """A new version as the candidate release, loaded and gated; (release, gate report)."""
         if model not in versions.VERSIONED_MODELS:
             raise ReleaseStateError(f"{model!r} has no versions; publish one of {', '.join(versions.VERSIONED_MODELS)}")
-        if model != "fuse":
-            # Templates hold meshes from the serving detector and landmarks; fusing them
-            # with another version's user meshes would mix versions in one poster.
-            raise ReleaseStateError(
-                f"publishing {model} needs the templates re-analysed for it, which is not built yet; "
-                "only fuse versions can be published")
         state = self.state()
         if state.candidate is not None:
             raise ReleaseStateError(f"release {state.candidate} is already the candidate; promote it or "
@@ -131,27 +140,44 @@ class ModelAdmin:
         elif version is None or version not in versions.versions(self.repository, model):
             raise ReleaseStateError(f"{model} has no built version {version}; versions: "
                                     f"{versions.versions(self.repository, model)}")
-        if any(r.versions[model] == version for r in state.releases.values()):
+        if any(r.versions.get(model) == version for r in state.releases.values()):
             raise ReleaseStateError(f"{model} version {version} is already in release(s) "
-                                    f"{[n for n, r in state.releases.items() if r.versions[model] == version]}")
+                                    f"{[n for n, r in state.releases.items() if r.versions.get(model) == version]}")
         version_dir = self.repository / model / str(version)
         serving = state.serving_versions()
         self.log(f"{model} version {version}: numerics check against version {serving[model]}")
         try:
             numerics = gates.numerics_check(model, version_dir / "model.onnx", self.repository, serving,
-                                            built_profile(self.repository), version_dir / "model.check.json")
+                                            built_profile(self.repository), version_dir / GATE_REPORT)
         except GateFailed as failed:
             audit(self.repository, "gate-failed", model=model, version=version, gate=failed.report)
             if imported:
                 self._remove_version(model, version)
             raise
         release = state.next_release()
-        state.releases[release] = Release({**serving, model: version}, versions.actor(), now())
+        chosen = {**serving, model: version}
+        templates = None
+        if model in ANALYSIS_MODELS:
+            # Templates hold meshes made by the detector and landmarks: re-analysed by the
+            # candidate's pair, served by a template_bank version of its own.
+            key = analysis_key(chosen)
+            self.log(f"{model} version {version}: re-analysing the templates with models {key}")
+            try:
+                templates = reanalyse_all(self.settings, chosen, key)
+            except GateFailed as failed:
+                audit(self.repository, "gate-failed", model=model, version=version, gate=failed.report)
+                if imported:
+                    self._remove_version(model, version)
+                raise
+            chosen["template_bank"] = new_template_bank_version(self.repository, key)
+        state.releases[release] = Release(chosen, versions.actor(), now())
         state.candidate, state.canary_percent = release, 0.0
         self.log(f"release {release} ({model} {version}): loading into Triton")
         self._write_configs(state)
         save_state(self.repository, state)  # candidate at 0%: loaded, gated, but routed nowhere
         self.admin.load(model)
+        if chosen.get("template_bank", 1) != serving.get("template_bank", 1):
+            self.admin.load("template_bank")
         self._load_release(release)
         self.log(f"release {release}: golden-set gate against release {state.serving}")
         try:
@@ -160,9 +186,9 @@ class ModelAdmin:
         except GateFailed as failed:
             self._discard(state, release, remove_version=imported)
             audit(self.repository, "gate-failed", model=model, version=version, release=release,
-                  gate={"numerics": numerics, "golden": failed.report})
+                  gate={"numerics": numerics, "templates": templates, "golden": failed.report})
             raise
-        state.releases[release].gate = {"passed": True, "numerics": numerics, "golden": golden}
+        state.releases[release].gate = {"passed": True, "numerics": numerics, "templates": templates, "golden": golden}
         save_state(self.repository, state)
         audit(self.repository, "publish", model=model, version=version, release=release,
               versions=state.releases[release].versions, gate=state.releases[release].gate)
@@ -189,14 +215,18 @@ class ModelAdmin:
         for directory in stale:
             self.admin.unload(directory.name)
         self._write_configs(state)
-        for model in versions.VERSIONED_MODELS:
+        for model in (*versions.VERSIONED_MODELS, "template_bank"):
             loaded = set(state.loaded_versions(model))
-            unused = [v for v in versions.versions(self.repository, model) if v not in loaded and v < max(loaded)]
-            if dropped_versions and dropped_versions[model] not in loaded:
-                unused.append(dropped_versions[model])
+            if model == "template_bank":  # version 1 is the committed stage; later ones come and go
+                unused = [v for v in _version_dirs(self.repository / model) if v not in loaded and v != 1]
+            else:
+                unused = [v for v in versions.versions(self.repository, model) if v not in loaded and v < max(loaded)]
+            dropped = (dropped_versions or {}).get(model, 1)
+            if dropped_versions and dropped not in loaded and dropped not in unused and dropped != 1:
+                unused.append(dropped)
             if unused:
                 self.admin.load(model)  # the new version list: unused versions unload
-                if remove_versions:
+                if remove_versions or model == "template_bank":
                     for version in sorted(set(unused)):
                         self._remove_version(model, version)
         for directory in stale:
@@ -268,3 +298,14 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def _version_dirs(directory: Path) -> list[int]:
+    return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit()) if directory.is_dir() else []

@@ -33,7 +33,7 @@ def apply_state(models: dict[str, dict], ensembles: dict[str, dict], state: Rele
     if state is None:
         return models, ensembles
     models = copy.deepcopy(models)
-    for name in VERSIONED_MODELS:
+    for name in (*VERSIONED_MODELS, "template_bank"):
         models[name]["version_policy"] = {"specific": {"versions": state.loaded_versions(name)}}
     pinned = {name: _pinned(config, state.serving_versions(), name) for name, config in ensembles.items()}
     for release in state.kept():

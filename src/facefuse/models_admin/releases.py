@@ -57,13 +57,16 @@ class ReleaseState:
     previous: int | None = None
     candidate: int | None = None
     canary_percent: float = 0.0
+    # The detector/landmarks versions that analysed the templates' own artifacts, which
+    # template_bank version 1 serves (facefuse.models_admin.template_analysis).
+    base_analysis: dict[str, int] = field(default_factory=dict)
 
     def kept(self) -> list[int]:
         """Releases whose ensembles and versions stay loaded: serving, rollback target, candidate."""
         return sorted({r for r in (self.serving, self.previous, self.candidate) if r is not None})
 
     def loaded_versions(self, model: str) -> list[int]:
-        return sorted({self.releases[r].versions[model] for r in self.kept()})
+        return sorted({self.releases[r].versions.get(model, 1) for r in self.kept()})
 
     def serving_versions(self) -> dict[str, int]:
         return dict(self.releases[self.serving].versions)
@@ -75,14 +78,14 @@ class ReleaseState:
         return {
             "releases": {str(n): asdict(r) for n, r in sorted(self.releases.items())},
             "serving": self.serving, "previous": self.previous, "candidate": self.candidate,
-            "canary_percent": self.canary_percent,
+            "canary_percent": self.canary_percent, "base_analysis": self.base_analysis,
         }
 
     @classmethod
     def from_json(cls, data: dict) -> "ReleaseState":
         releases = {int(n): Release(**r) for n, r in data["releases"].items()}
         state = cls(releases, int(data["serving"]), data.get("previous"), data.get("candidate"),
-                    float(data.get("canary_percent", 0.0)))
+                    float(data.get("canary_percent", 0.0)), dict(data.get("base_analysis", {})))
         for name in ("serving", "previous", "candidate"):
             number = getattr(state, name)
             if number is not None and number not in releases:
@@ -119,7 +122,9 @@ def first_state(newest: dict[str, int]) -> ReleaseState:
     missing = [m for m in VERSIONED_MODELS if m not in newest]
     if missing:
         raise ValueError(f"models {missing} have no built version; run `facefuse models build`")
-    return ReleaseState({1: Release(dict(newest), actor(), now(), {"passed": True, "note": "as built"})}, serving=1)
+    versions = {**newest, "template_bank": 1}
+    return ReleaseState({1: Release(versions, actor(), now(), {"passed": True, "note": "as built"})}, serving=1,
+                        base_analysis={m: newest[m] for m in ("face_detector", "face_landmarks")})
 
 
 def audit(repository: Path, action: str, **details) -> dict:

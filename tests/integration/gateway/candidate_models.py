@@ -49,3 +49,14 @@ def template_returning_fuse(built: Path, out: Path) -> Path:
     graph.node.append(helper.make_node("Identity", ["template_faces"], [OUTPUT]))
     onnx.save(model, str(out))
     return out
+
+
+def shifted_landmarks(built: Path, out: Path, shift_px: float = 4.0) -> Path:
+    """The real mesh model with every point moved shift_px to the right."""
+    model = onnx.load(str(built))
+    graph = model.graph
+    _rename_output(graph, "face_meshes", "face_meshes_base")
+    graph.initializer.append(numpy_helper.from_array(np.array([shift_px, 0.0, 0.0], np.float32), "mesh_shift"))
+    graph.node.append(helper.make_node("Add", ["face_meshes_base", "mesh_shift"], ["face_meshes"]))
+    onnx.save(model, str(out))
+    return out

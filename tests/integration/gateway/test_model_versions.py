@@ -16,7 +16,7 @@ import time
 import grpc
 import numpy as np
 import pytest
-from candidate_models import brighter_fuse, template_returning_fuse
+from candidate_models import brighter_fuse, shifted_landmarks, template_returning_fuse
 from facefuse_client.v1 import facefuse_pb2 as pb
 from facefuse_client.v1 import facefuse_pb2_grpc as pb_grpc
 from gateway_helpers import TEMPLATE, running_gateway, target
@@ -215,3 +215,46 @@ def test_a_restarted_server_serves_the_promoted_release_not_the_newest_version(s
         region = face_region(release_1, served)
         assert distance(poster, release_1, region) < 2.0
         assert distance(poster, served, region) > 6.0
+
+
+def test_a_landmark_model_off_by_pixels_fails_its_gate_and_never_serves_a_call(stack, versioned, credentials, tmp_path):
+    triton, gateway, admin = stack
+    repository = versioned.model_repository_dir
+    serving = load_state(repository).serving_versions()
+    shifted = shifted_landmarks(repository / "face_landmarks" / str(serving["face_landmarks"]) / "model.onnx",
+                                tmp_path / "shifted.onnx")
+    with Callers(gateway, credentials.full_key, samples.astronaut()) as callers:
+        with pytest.raises(GateFailed, match=r"face mesh: points [4-9]\.\d+ px from the serving mesh"):
+            admin.publish("face_landmarks", source=shifted)
+        time.sleep(1)
+    assert not callers.errors, callers.errors[:3]
+    assert callers.results and set(callers.releases()) == {load_state(repository).serving}
+    state = load_state(repository)
+    assert state.candidate is None
+    assert versions.versions(repository, "face_landmarks") == [serving["face_landmarks"]]
+    assert not (repository / "template_bank" / "2").exists()
+
+
+def test_a_landmarks_swap_serves_templates_analysed_by_the_candidate(stack, versioned, credentials, template_store, tmp_path):
+    triton, gateway, admin = stack
+    repository = versioned.model_repository_dir
+    serving = load_state(repository).serving_versions()
+    copy = shutil.copyfile(repository / "face_landmarks" / str(serving["face_landmarks"]) / "model.onnx",
+                           tmp_path / "same-landmarks.onnx")
+    release, gate = admin.publish("face_landmarks", source=copy)
+    state = load_state(repository)
+    pinned = state.releases[release].versions
+    assert pinned["face_landmarks"] != serving["face_landmarks"] and pinned["template_bank"] != 1
+    key = f"d{pinned['face_detector']}-l{pinned['face_landmarks']}"
+    for template_id in template_store.ids():  # every template analysed for the candidate before it took a call
+        assert template_store.analysis_path(template_id, template_store.latest_version(template_id), key).is_file()
+    assert gate["templates"][TEMPLATE]["mesh_shift_px"] < 0.01  # the same network: the same meshes
+    with Callers(gateway, credentials.full_key, samples.astronaut()) as callers:
+        admin.canary(release, 100)
+        callers.wait_for(release, 3)
+        admin.rollback()  # discards the candidate
+        callers.wait_for(state.serving, callers.releases().count(state.serving) + 3)
+    assert not callers.errors, callers.errors[:3]
+    state = load_state(repository)
+    assert state.candidate is None and release not in state.releases
+    assert not (repository / "template_bank" / str(pinned["template_bank"])).exists()
