@@ -94,3 +94,22 @@ def test_the_router_follows_a_changed_state_and_keeps_the_last_good_one(tmp_path
     clock[0] += 1
     assert router.choose() == 2
     assert json.loads(json.dumps(state.to_json()))["serving"] == 2
+
+
+def test_metrics_are_told_apart_per_version_and_per_release_ensemble():
+    from facefuse.models_admin.commands import release_metrics
+
+    text = """# TYPE nv_inference_request_success counter
+nv_inference_request_success{model="fuse",version="1"} 90
+nv_inference_request_success{model="fuse",version="2"} 10
+nv_inference_request_success{model="face_fusion_r2",version="1"} 10
+nv_inference_request_success{model="decode",version="1"} 100
+# TYPE nv_inference_request_failure counter
+nv_inference_request_failure{model="fuse",reason="BACKEND",version="2"} 3
+# TYPE nv_inference_request_duration_us counter
+nv_inference_request_duration_us{model="fuse",version="2"} 400000
+"""
+    figures = release_metrics(text)
+    assert figures[("fuse", "2")] == {"ok": 10.0, "failed": 3.0, "mean_ms": 40.0}
+    assert figures[("fuse", "1")]["ok"] == 90.0 and ("face_fusion_r2", "1") in figures
+    assert ("decode", "1") not in figures

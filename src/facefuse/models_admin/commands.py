@@ -49,6 +49,8 @@ TRITON_OPTION = typer.Option(None, "--triton", help="Triton gRPC host:port (defa
 
 
 def register(models_app: typer.Typer) -> None:
+    register_metrics(models_app)
+
     @models_app.command("list")
     def models_list() -> None:
         """Versions of each network, where they came from, and which release serves."""
@@ -140,3 +142,43 @@ def register(models_app: typer.Typer) -> None:
 
         for entry in read_audit(get_settings().model_repository_dir)[-last:]:
             typer.echo(json.dumps(entry, sort_keys=True))
+
+
+def release_metrics(text: str) -> dict[tuple[str, str], dict[str, float]]:
+    """(model, version) -> successes, failures, mean request ms, from Triton's Prometheus text,
+    for the networks' versions and the releases' ensembles."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from facefuse.models_admin.versions import VERSIONED_MODELS
+
+    wanted = {"nv_inference_request_success": "ok", "nv_inference_request_failure": "failed",
+              "nv_inference_request_duration_us": "duration_us"}
+    figures: dict[tuple[str, str], dict[str, float]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            key = wanted.get(sample.name.removesuffix("_total"))
+            model = sample.labels.get("model", "")
+            if key is None or not (model in VERSIONED_MODELS or "_r" in model):
+                continue
+            entry = figures.setdefault((model, sample.labels.get("version", "")), {"ok": 0.0, "failed": 0.0, "duration_us": 0.0})
+            entry[key] += float(sample.value)
+    for entry in figures.values():
+        entry["mean_ms"] = round(entry.pop("duration_us") / 1000 / entry["ok"], 1) if entry["ok"] else None
+    return figures
+
+
+def register_metrics(models_app: typer.Typer) -> None:
+    @models_app.command("metrics")
+    def models_metrics(
+        metrics_url: Optional[str] = typer.Option(None, help="Triton's metrics URL (default: the local serve's)."),
+    ) -> None:
+        """Calls, failures and mean latency per network version and per release ensemble, to compare a canary."""
+        import urllib.request
+
+        s = get_settings()
+        url = metrics_url or f"http://{s.triton_host}:{s.triton_metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            figures = release_metrics(reply.read().decode())
+        for (model, version), f in sorted(figures.items()):
+            typer.echo(f"{model:<18} v{version:<3} ok {int(f['ok']):>7}  failed {int(f['failed']):>5}  "
+                       f"mean {f['mean_ms'] if f['mean_ms'] is not None else '-'} ms")
