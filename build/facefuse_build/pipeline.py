@@ -59,6 +59,7 @@ class NetworkRecipe:
     weight_sha256: Callable[[], str]
     tools: tuple[str, ...]
     build: Callable[[Path, Profile, Path], None]  # (staging dir, profile, repository)
+    serving: bool = True  # False: a measurement model, built beside the repository, never served
 
 
 def _file_hash(path: Path) -> str:
@@ -139,6 +140,27 @@ def _build_fuse(staging: Path, profile: Profile, repository: Path) -> None:
                    feeds, checks.FUSE_TOLERANCE, staging / CHECK_RECORD)
 
 
+def _build_embedding(staging: Path, profile: Profile, repository: Path) -> None:
+    import onnx
+
+    from facefuse_build.embedding import embedding_onnx, mobilefacenet_tflite
+
+    path = staging / "model.onnx"
+    tflite = mobilefacenet_tflite()
+    onnx.save(embedding_onnx(tflite), path)
+    checks.compare("face_embedding", checks.onnxrt_runner(path), checks.TfliteEmbeddingReferenceRunner(tflite),
+                   checks.embedding_inputs(_built_detector(repository), profile.detector_input_px),
+                   checks.EMBEDDING_TOLERANCE, staging / CHECK_RECORD)
+
+
+def _embedding_sha256() -> str:
+    import hashlib
+
+    from facefuse_build.embedding import mobilefacenet_tflite
+
+    return hashlib.sha256(mobilefacenet_tflite()).hexdigest()
+
+
 COMMON = (_HERE / "checks.py", _HERE / "export.py", _FACEFUSE / "contract.py")
 RECIPES = (
     NetworkRecipe("face_detector", (_HERE / "detector.py", _HERE / "sources.py", *COMMON),
@@ -148,6 +170,10 @@ RECIPES = (
     # fuse reads the mesh model's left/right point pairing, so it follows the mesh weights.
     NetworkRecipe("fuse", (_HERE / "fuse_program.py", _HERE / "landmarks.py", *COMMON),
                   FACE_MESH.sha256, ("torch", "onnx", "onnxruntime", "polygraphy", "scipy"), _build_fuse),
+    # The eval's identity measure (facefuse.eval.embedding); the detector's keypoints align its check inputs.
+    NetworkRecipe("face_embedding", (_HERE / "embedding.py", _FACEFUSE / "eval" / "embedding.py", *COMMON),
+                  _embedding_sha256, ("onnx", "onnxruntime", "tflite2onnx", "tflite-runtime", "polygraphy"),
+                  _build_embedding, serving=False),
 )
 
 
@@ -189,6 +215,13 @@ def _plan_feeds(name: str, staging: Path) -> list[tuple[str, dict]]:
 
 
 # ---- orchestration ---------------------------------------------------------------
+def _eval_models_dir(settings: Settings) -> Path:
+    """Measurement models live outside Triton's repository (it loads every model there)."""
+    from facefuse.eval.embedding import embedding_model_path
+
+    return embedding_model_path(settings).parents[2]
+
+
 def _recorded_fingerprint(version_dir: Path) -> str | None:
     try:
         return json.loads((version_dir / BUILD_RECORD).read_text())["fingerprint"]
@@ -216,25 +249,27 @@ def build_repository(profile: Profile, settings: Settings, force: bool = False, 
     timing_cache = repository / ".timing.cache"
 
     for recipe in RECIPES:
-        built = model_versions.versions(repository, recipe.name)
-        version_dir = repository / recipe.name / str(built[-1] if built else VERSION)
+        root = repository if recipe.serving else _eval_models_dir(settings)
+        built = model_versions.versions(root, recipe.name) if recipe.serving else []
+        version_dir = root / recipe.name / str(built[-1] if built else VERSION)
         digest = fingerprint(recipe, profile)
         have_plan = (version_dir / "model.plan").is_file()
         if not force and _recorded_fingerprint(version_dir) == digest and (have_plan or not want_plans):
             report.unchanged.append(recipe.name)
             log(f"  {recipe.name}/{version_dir.name}: unchanged")
             continue
-        # Never over the serving version: a changed network is the next version.
-        version_dir = repository / recipe.name / str(model_versions.next_version(repository, recipe.name))
+        if recipe.serving:  # never over the serving version: a changed network is the next version
+            version_dir = root / recipe.name / str(model_versions.next_version(root, recipe.name))
         print_name = f"{recipe.name}/{version_dir.name}"
         log(f"  {print_name}: building")
-        (repository / recipe.name).mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=repository / recipe.name))
+        (root / recipe.name).mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root / recipe.name))
         try:
             recipe.build(staging, profile, repository)
-            if want_plans:
+            if recipe.serving and want_plans:
                 _build_plan(staging, specs[recipe.name], timing_cache, report)
-            (staging / "model.py").write_text(RUNNER_ADAPTER)
+            if recipe.serving:
+                (staging / "model.py").write_text(RUNNER_ADAPTER)
             (staging / BUILD_RECORD).write_text(json.dumps({"fingerprint": digest, "profile": profile.name}, indent=2) + "\n")
             model_versions.write_provenance(
                 staging, "build", version=int(version_dir.name), source_weights_sha256=recipe.weight_sha256(),
@@ -245,7 +280,7 @@ def build_repository(profile: Profile, settings: Settings, force: bool = False, 
         report.built.append(recipe.name)
 
     state = load_state(repository)
-    for recipe in RECIPES:
+    for recipe in (r for r in RECIPES if r.serving):
         model_versions.prune(repository, recipe.name, set(state.loaded_versions(recipe.name)) if state else set())
 
     planned = frozenset(n for n in specs if _newest(repository, n).with_name("model.plan").is_file()) if profile.name == "gpu" else frozenset()

