@@ -87,7 +87,9 @@ def register(models_app: typer.Typer) -> None:
         model: str = typer.Argument(..., help="face_detector, face_landmarks or fuse."),
         source: Optional[Path] = typer.Option(None, "--from", help="An ONNX file with the model's tensor contract."),
         version: Optional[int] = typer.Option(None, help="Publish a version `facefuse models build` made instead."),
-        max_pixel_diff: float = typer.Option(25.0, help="Gate: mean |candidate - serving| in the fused region."),
+        max_pixel_diff: Optional[float] = typer.Option(None, help="Gate (off by default): mean |candidate - serving| in the fused region."),
+        max_identity_drop: float = typer.Option(0.05, help="Gate: identity with the user (eval quality), below serving."),
+        max_sharpness_drop: float = typer.Option(0.2, help="Gate: relative sharpness loss against serving."),
         min_change_ratio: float = typer.Option(0.6, help="Gate: candidate's change of the template / serving's."),
         max_mesh_shift_px: float = typer.Option(1.0, help="Gate: mean mesh shift against the serving version."),
         max_latency_increase: float = typer.Option(0.5, help="Gate: candidate median latency <= serving * (1 + this)."),
@@ -99,7 +101,8 @@ def register(models_app: typer.Typer) -> None:
         if (source is None) == (version is None):
             _fail("pass exactly one of --from PATH.onnx or --version N")
         margins = GateMargins(max_mesh_shift_px=max_mesh_shift_px, min_change_ratio=min_change_ratio,
-                              max_pixel_diff=max_pixel_diff, max_latency_increase=max_latency_increase)
+                              max_pixel_diff=max_pixel_diff, max_latency_increase=max_latency_increase,
+                              max_identity_drop=max_identity_drop, max_sharpness_drop=max_sharpness_drop)
         admin = _admin(triton, margins)
         release, gate = _run(lambda: admin.publish(model, source, version))
         golden = gate["golden"]

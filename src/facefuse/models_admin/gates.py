@@ -8,16 +8,15 @@
    same ensembles callers get): real photos into real templates.
    - face found: the candidate's user side finds a face wherever the serving one does,
      with the same box (IoU) and mesh (mean shift in crop pixels);
-   - the poster: its face is still found; it changed the template as much as the
-     serving version's does (`change_ratio`, so a fuse returning the template
-     unchanged fails); it stays within a mean pixel difference of the serving poster
-     inside the fused region;
+   - the poster: it changed the template as much as the serving version's does
+     (`change_ratio`, so a fuse returning the template unchanged fails); the scores of
+     `facefuse eval quality` (facefuse.eval.quality.Scorer: identity with the user by
+     MobileFaceNet, sharpness, ghosting, seams, the face found again) no worse than the
+     serving poster's by more than set margins; optionally a mean pixel difference
+     from the serving poster in the fused region;
    - latency: the candidate's median call is no slower than the serving one's by more
      than a margin.
    Margins are settings of the gate (`GateMargins`); the report holds every figure.
-
-The identity score of the quality issue's `facefuse eval quality` is not part of the
-gate yet (that eval lives on another branch); the pixel figures stand in for it.
 """
 
 from __future__ import annotations
@@ -50,7 +49,12 @@ class GateMargins:
     max_mesh_shift_px: float = 1.0  # mean |mesh point shift| against the serving version
     min_box_iou: float = 0.9
     min_change_ratio: float = 0.6  # candidate's change of the template / serving version's
-    max_pixel_diff: float = 25.0  # mean |candidate - serving| per channel in the fused region
+    max_pixel_diff: float | None = None  # mean |candidate - serving| per channel in the fused region
+    # `facefuse eval quality` scores, candidate against serving, per golden case:
+    max_identity_drop: float = 0.05  # cosine similarity of the poster's face to the user's
+    max_sharpness_drop: float = 0.2  # relative, of the inner face's detail energy
+    max_ghosting_increase: float = 0.05  # keypoint error, inter-ocular units
+    max_seams_increase: float = 0.5  # relative, of the paste border's edge energy
     max_latency_increase: float = 0.5  # candidate median <= serving median * (1 + this)
     rounds: int = 2  # golden calls per case and release (the first also warms the candidate)
 
@@ -144,9 +148,33 @@ def _fuse(admin, release: int, photo: bytes, template_id: str) -> tuple[np.ndarr
     return samples.rgb(poster_bytes(result)), elapsed
 
 
+def _score_problems(serving: dict, candidate: dict, margins: GateMargins) -> list[str]:
+    """Where the candidate's eval scores are worse than the serving poster's beyond a margin."""
+    problems = []
+    if serving.get("poster_face_found") and not candidate.get("poster_face_found"):
+        return ["the face is no longer found on the poster"]
+    s, c = serving.get("identity_user"), candidate.get("identity_user")
+    if s is not None and c is not None and c < s - margins.max_identity_drop:
+        problems.append(f"identity with the user {c:.3f} against the serving {s:.3f} (at most -{margins.max_identity_drop} allowed)")
+    s, c = serving.get("sharpness"), candidate.get("sharpness")
+    if s and c is not None and c < s * (1 - margins.max_sharpness_drop):
+        problems.append(f"sharpness {c:.3f} against the serving {s:.3f} (at most -{margins.max_sharpness_drop:.0%})")
+    s, c = serving.get("ghosting"), candidate.get("ghosting")
+    if s is not None and c is not None and c > s + margins.max_ghosting_increase:
+        problems.append(f"ghosting {c:.3f} against the serving {s:.3f} (at most +{margins.max_ghosting_increase})")
+    s, c = serving.get("seams"), candidate.get("seams")
+    if s and c is not None and c > s * (1 + margins.max_seams_increase):
+        problems.append(f"seams {c:.3f} against the serving {s:.3f} (at most +{margins.max_seams_increase:.0%})")
+    return problems
+
+
 def golden_gate(admin, serving: int, candidate: int, store: TemplateStore, margins: GateMargins = GateMargins()) -> dict:
     """Run the golden set through both releases; raise GateFailed naming each failed check."""
     templates = [t for t in GOLDEN_TEMPLATES if t in set(store.ids())]
+    from facefuse.eval.quality import TEMPLATE_PERSON, Scorer
+
+    scorer = Scorer()  # the eval's measuring models, in this process (FileNotFoundError: not built)
+    template_faces = {t: scorer.measure(store.load(t).image) for t in templates}
     report: dict = {"check": "golden", "serving_release": serving, "candidate_release": candidate,
                     "margins": asdict(margins), "photos": {}, "posters": {}, "failures": []}
     fail = report["failures"].append
@@ -154,6 +182,7 @@ def golden_gate(admin, serving: int, candidate: int, store: TemplateStore, margi
     for name, photo in golden_photos().items():
         want, got = _analyze(admin, serving, photo), _analyze(admin, candidate, photo)
         entry: dict = {"serving_face": want is not None, "candidate_face": got is not None}
+        user_face = scorer.measure(samples.rgb(photo))
         report["photos"][name] = entry
         if want is None:
             continue
@@ -186,15 +215,19 @@ def golden_gate(admin, serving: int, candidate: int, store: TemplateStore, margi
             candidate_change = float(np.abs(candidate_poster - template)[region].mean())
             figures["change_ratio"] = round(candidate_change / max(serving_change, 1e-6), 3)
             figures["pixel_diff"] = round(float(np.abs(candidate_poster - serving_poster)[region].mean()), 2)
-            figures["face_found"] = _analyze(admin, serving, samples.jpeg(posters["candidate"])) is not None
+            if template_faces[template_id] is not None:
+                same_person = TEMPLATE_PERSON.get(template_id) == name  # identity cannot tell the two apart
+                user = None if same_person else user_face
+                figures["serving"] = scorer.score(user, template_faces[template_id], posters["serving"])
+                figures["candidate"] = scorer.score(user, template_faces[template_id], posters["candidate"])
+                for problem in _score_problems(figures["serving"], figures["candidate"], margins):
+                    fail(f"quality: {key} {problem}")
             if figures["change_ratio"] < margins.min_change_ratio:
                 fail(f"fusion: {key} changes the template {figures['change_ratio']:.2f}x as much as the serving "
                      f"version (at least {margins.min_change_ratio} needed)")
-            if figures["pixel_diff"] > margins.max_pixel_diff:
+            if margins.max_pixel_diff is not None and figures["pixel_diff"] > margins.max_pixel_diff:
                 fail(f"poster: {key} differs from the serving poster by {figures['pixel_diff']:.1f} levels on average "
                      f"in the fused region (at most {margins.max_pixel_diff})")
-            if not figures["face_found"]:
-                fail(f"poster: no face is found in the candidate's poster {key}")
     if latency["serving"] and latency["candidate"]:
         serving_ms = statistics.median(latency["serving"]) * 1000
         candidate_ms = statistics.median(latency["candidate"]) * 1000

@@ -27,7 +27,7 @@ from facefuse.models_admin import versions
 from facefuse.models_admin.errors import AdminCredentialError, GateFailed
 from facefuse.models_admin.gates import GateMargins
 from facefuse.models_admin.lifecycle import ModelAdmin
-from facefuse.models_admin.releases import load_state, read_audit, release_ensemble
+from facefuse.models_admin.releases import load_state, read_audit, release_ensemble, serving_model_path
 from facefuse.models_admin.triton_admin import TritonAdmin
 from facefuse.server.triton import embedded_triton
 from facefuse.triton_client import POSTER_OUTPUT, FuseOptions, fusion_inputs, poster_bytes
@@ -136,7 +136,8 @@ def test_publish_refuses_callers_without_the_admin_key(stack, versioned, tmp_pat
 def test_a_fuse_returning_the_template_fails_its_gate_and_never_serves_a_call(stack, versioned, credentials, tmp_path):
     triton, gateway, admin = stack
     repository = versioned.model_repository_dir
-    broken = template_returning_fuse(repository / "fuse" / "1" / "model.onnx", tmp_path / "broken.onnx")
+    broken = template_returning_fuse(serving_model_path(repository, "fuse"), tmp_path / "broken.onnx")
+    fuse_versions = versions.versions(repository, "fuse")
     with Callers(gateway, credentials.full_key, samples.astronaut()) as callers:
         time.sleep(1)
         with pytest.raises(GateFailed, match=r"fusion: .* changes the template 0\.\d+x") as failed:
@@ -146,7 +147,7 @@ def test_a_fuse_returning_the_template_fails_its_gate_and_never_serves_a_call(st
     assert callers.results and set(callers.releases()) <= {None, 1}, "a call was routed to the failed candidate"
     state = load_state(repository)
     assert state.serving == 1 and state.candidate is None and sorted(state.releases) == [1]
-    assert versions.versions(repository, "fuse") == [1]  # the failed version is gone
+    assert versions.versions(repository, "fuse") == fuse_versions  # the failed version is gone
     assert failed.value.report["passed"] is False
     assert read_audit(repository)[-1]["action"] == "gate-failed"
 
@@ -155,7 +156,7 @@ def test_publish_canary_promote_rollback_under_live_traffic_fails_no_call(stack,
     triton, gateway, admin = stack
     repository = versioned.model_repository_dir
     photo = samples.astronaut()
-    candidate = brighter_fuse(repository / "fuse" / "1" / "model.onnx", tmp_path / "brighter.onnx")
+    candidate = brighter_fuse(serving_model_path(repository, "fuse"), tmp_path / "brighter.onnx")
     with Callers(gateway, credentials.full_key, photo) as callers:
         time.sleep(1)
         release, gate = admin.publish("fuse", source=candidate)
@@ -203,7 +204,8 @@ def test_a_restarted_server_serves_the_promoted_release_not_the_newest_version(s
     served = reference_poster(triton, state.serving, photo)
     admin.rollback()  # release 1 serves; the newest fuse version stays on disk, loaded for roll-forward
     state = load_state(versioned.model_repository_dir)
-    assert state.serving == 1 and max(versions.versions(versioned.model_repository_dir, "fuse")) > 1
+    assert state.serving == 1
+    assert max(versions.versions(versioned.model_repository_dir, "fuse")) > state.serving_versions()["fuse"]
     with embedded_triton(versioned, admin_key=ADMIN_KEY) as restarted:
         plain = TritonAdmin(restarted.grpc_url, None)
         try:
@@ -232,7 +234,7 @@ def test_a_landmark_model_off_by_pixels_fails_its_gate_and_never_serves_a_call(s
     state = load_state(repository)
     assert state.candidate is None
     assert versions.versions(repository, "face_landmarks") == [serving["face_landmarks"]]
-    assert not (repository / "template_bank" / "2").exists()
+    assert [p.name for p in (repository / "template_bank").iterdir() if p.name.isdigit()] == ["1"]
 
 
 def test_a_landmarks_swap_serves_templates_analysed_by_the_candidate(stack, versioned, credentials, template_store, tmp_path):
