@@ -205,11 +205,13 @@ class ModelAdmin:
         del state.releases[release]
         save_state(self.repository, state)
         time.sleep(ROUTING_GRACE_S)
-        self._retire_unkept(state, dropped_versions=dropped.versions, remove_versions=remove_version)
+        self._retire_unkept(state, dropped_versions=dropped.versions, remove_versions=remove_version, older_too=False)
 
     def _retire_unkept(self, state: ReleaseState, dropped_versions: dict[str, int] | None = None,
-                       remove_versions: bool = True) -> None:
-        """Unload and delete release ensembles and versions no kept release uses."""
+                       remove_versions: bool = True, older_too: bool = True) -> None:
+        """Unload and delete release ensembles and versions no kept release uses: the
+        dropped release's, and (older_too, after a promote) every version older than the
+        newest loaded one that no kept release uses."""
         kept = {release_ensemble(n, r) for r in state.kept() for n in ENSEMBLE_NAMES}
         stale = [d for d in release_ensemble_dirs(self.settings.ensembles_dir) if d.name not in kept]
         for directory in stale:
@@ -220,7 +222,8 @@ class ModelAdmin:
             if model == "template_bank":  # version 1 is the committed stage; later ones come and go
                 unused = [v for v in _version_dirs(self.repository / model) if v not in loaded and v != 1]
             else:
-                unused = [v for v in versions.versions(self.repository, model) if v not in loaded and v < max(loaded)]
+                unused = [v for v in versions.versions(self.repository, model)
+                          if older_too and v not in loaded and v < max(loaded)]
             dropped = (dropped_versions or {}).get(model, 1)
             if dropped_versions and dropped not in loaded and dropped not in unused and dropped != 1:
                 unused.append(dropped)
