@@ -171,7 +171,7 @@ def serve(
                 else "FACEFUSE_TRITON_ADMIN_KEY"
             typer.echo(f"Triton {', '.join(RESTRICTED_APIS)} APIs need the admin key ({where}; "
                        f"gRPC header {GRPC_ADMIN_KEY_HEADER})")
-            typer.echo(f"Gateway ready on {gateway.listening()} (facefuse.v1); local API key in {dev_key_path(gateway.settings)}")
+            typer.echo(f"Gateway ready on {gateway.listening()}, service facefuse.v1; local API key in {dev_key_path(gateway.settings)}")
             typer.echo("Ctrl-C stops both")
             triton.watch()
     except (TritonStartError, TritonGaveUp) as exc:
@@ -313,6 +313,33 @@ def bench_swap(
     typer.echo((out_dir / "swap-bench.md").read_text())
     if any(result[p].get("failures") for p in ("before", "during_swap", "after")):
         fail("some calls failed; see the table")
+
+
+@bench_app.command("fuzz")
+def bench_fuzz(
+    decode_count: int = typer.Option(10_000, help="Generated inputs for the decode stage (in this process)."),
+    gateway_count: int = typer.Option(2_000, help="Generated requests and raw bodies sent to a real gateway (0: skip)."),
+    concurrency: int = typer.Option(8, help="Concurrent gateway calls."),
+    out_dir: Path = typer.Option(Path("var/bench"), help="Where fuzz.json/.md go."),
+) -> None:
+    """Hostile and mutated photos and requests: every outcome counted by reason (INTERNAL is a finding)."""
+    from facefuse.bench.fuzz import run_fuzz_bench
+
+    run_fuzz_bench(decode_count, gateway_count, concurrency, out_dir, echo=typer.echo)
+
+
+@bench_app.command("shedding")
+def bench_shedding(
+    concurrency: int = typer.Option(8, help="Closed-loop callers that measure the sustainable rate."),
+    overload: float = typer.Option(2.0, help="Offered load as a multiple of the sustainable rate (open loop)."),
+    duration_s: float = typer.Option(30.0, help="Length of each phase."),
+    timeout_s: float = typer.Option(1.0, help="Each call's deadline."),
+    out_dir: Path = typer.Option(Path("var/bench"), help="Where shedding.json/.md go."),
+) -> None:
+    """Goodput and rejection latency at a multiple of the sustainable rate."""
+    from facefuse.bench.shedding import run_shedding_bench
+
+    run_shedding_bench(concurrency, overload, duration_s, timeout_s, out_dir, echo=typer.echo)
 
 
 @loadtest_app.command("run")

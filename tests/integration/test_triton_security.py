@@ -15,6 +15,7 @@ import ipaddress
 import json
 import os
 import signal
+import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -23,7 +24,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from facefuse.server.triton import SHM_PREFIX_ROOT, embedded_triton, group_members, shm_regions
+from facefuse.server.triton import SHM_DIR, SHM_PREFIX_ROOT, embedded_triton, group_members, shm_regions
 
 RESTRICTED_GRPC = {
     "model-repository": lambda c, h: c.get_model_repository_index(headers=h),
@@ -111,21 +112,38 @@ def test_a_model_load_with_a_file_override_is_refused_and_its_code_never_runs(tr
 
 
 def test_shared_memory_regions_are_private_and_gone_after_kill_9(settings, built_repository, template_store):
+    # What a server killed before this change would have left, and a region of a server
+    # whose starter still runs (pid 1): the start removes the first only.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    leftover = SHM_DIR / f"{SHM_PREFIX_ROOT}{dead.pid}_deadbeef_region"
+    alive = SHM_DIR / f"{SHM_PREFIX_ROOT}1_c0ffee00_region"
+    leftover.write_bytes(b"a photo")
+    alive.write_bytes(b"a photo")
     ours_before = shm_regions(SHM_PREFIX_ROOT)
-    with embedded_triton(settings) as server:
-        regions = server.regions()
-        assert len(regions) >= 5  # one per Python-backend stub
-        for region in regions:
-            assert region.stat().st_mode & 0o077 == 0, region  # no group or other access
-        if server.private_shm:  # its own /dev/shm: nothing of it in the machine's
-            assert not shm_regions(server.shm_prefix)
-        stubs = [pid for pid in group_members(server.process.pid) if pid != server.process.pid]
-        assert stubs
-        os.kill(server.process.pid, signal.SIGKILL)  # tritonserver only: its stubs are orphaned
-        server.process.wait()
-    # Leaving the block stops (reaps) the dead server: stubs killed, regions removed.
+    try:
+        with embedded_triton(settings) as server:
+            assert not leftover.exists() and alive.exists()
+            _kill_9_and_check(server)
+    finally:
+        alive.unlink()
+    assert shm_regions(SHM_PREFIX_ROOT) == [r for r in ours_before if r.exists()]
+
+
+def _kill_9_and_check(server) -> None:
+    """kill -9 of tritonserver alone, then the stop every crash gets: nothing remains."""
+    regions = server.regions()
+    assert len(regions) >= 5  # one per Python-backend stub
+    for region in regions:
+        assert region.stat().st_mode & 0o077 == 0, region  # no group or other access
+    if server.private_shm:  # its own /dev/shm: nothing of it in the machine's
+        assert not shm_regions(server.shm_prefix)
+    stubs = [pid for pid in group_members(server.process.pid) if pid != server.process.pid]
+    assert stubs
+    os.kill(server.process.pid, signal.SIGKILL)  # tritonserver only: its stubs are orphaned
+    server.process.wait()
+    server.stop()  # what every stop does after a crash: stubs killed, regions removed
     assert not group_members(server.process.pid)
     assert not any(Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split(")")[1][:3]
-                   for pid in stubs)
+               for pid in stubs)
     assert not shm_regions(server.shm_prefix)
-    assert shm_regions(SHM_PREFIX_ROOT) == [r for r in ours_before if r.exists()]

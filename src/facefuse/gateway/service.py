@@ -15,7 +15,8 @@ from facefuse_client.v1 import facefuse_pb2_grpc as pb_grpc
 from facefuse import contract
 from facefuse.errors import FacefuseError, ImageError, OptionError, Reason, TemplateError
 from facefuse.gateway.auth import SCOPE_FUSE, SCOPE_TEMPLATES, Authenticator, Principal
-from facefuse.gateway.errors import DeadlineExceeded, GatewayError, status_for
+from facefuse.gateway.errors import DeadlineExceeded, GatewayError, Overloaded, status_for
+from facefuse.gateway.latency import LatencyWindow
 from facefuse.gateway.quotas import Quotas
 from facefuse.gateway.routing import CURRENT_RELEASE, RELEASE_HEADER, ReleaseRouter
 from facefuse.gateway.settings import GatewaySettings
@@ -33,8 +34,6 @@ TEMPLATE_INFO_TTL_S = 1.0
 FORMAT_NAMES = {pb.IMAGE_FORMAT_UNSPECIFIED: "jpeg", pb.JPEG: "jpeg", pb.PNG: "png", pb.WEBP: "webp"}
 # Echoed back and logged: short, and no characters that could forge a log line.
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-# The fastest of this many recent answers per model is the floor a deadline must clear.
-LATENCY_WINDOW = 32
 
 
 def check_request_id(request_id: str) -> str:
@@ -98,7 +97,7 @@ class FaceFusionService(pb_grpc.FaceFusionServicer):
         self.store = TemplateStore(settings.template_dir)
         self._face_counts: dict[str, tuple[int, float]] = {}
         self.router = ReleaseRouter(settings.releases_file)
-        self._latencies_s: dict[str, list[float]] = {}  # recent successful Triton calls per model
+        self._latencies: dict[str, LatencyWindow] = {}  # recent Triton calls per model
 
     # ---- plumbing ------------------------------------------------------------------
     def _deadline(self, context) -> float:
@@ -157,22 +156,35 @@ class FaceFusionService(pb_grpc.FaceFusionServicer):
         self._face_counts[template_id] = (count, now)
         return count
 
-    def _check_deadline(self, models: tuple[str, ...], deadline: float) -> None:
+    def _latency(self, model: str) -> LatencyWindow:
+        window = self._latencies.get(model)
+        if window is None:
+            window = self._latencies[model] = LatencyWindow()
+        return window
+
+    def _check_deadline(self, models: tuple[str, ...], deadline: float, calls: int = 1) -> None:
         """Refuse, before any stage runs, a call whose deadline is shorter than the
-        fastest recent answer of the models it needs in sequence: it cannot be met."""
-        floor = sum(min(self._latencies_s[m]) for m in models if self._latencies_s.get(m))
+        fastest recent answer of the models it needs in sequence (it cannot be met:
+        DEADLINE_EXCEEDED), or than the wait the calls already admitted imply at the
+        replicas' busy throughput (it would most likely be missed: OVERLOADED)."""
         remaining = deadline - time.monotonic()
+        floor = sum(self._latency(m).floor() for m in models)
         if remaining < floor:
             raise DeadlineExceeded(
                 f"the deadline leaves {remaining * 1000:.0f} ms; the fastest recent answer took {floor * 1000:.0f} ms"
+            )
+        wait = self.triton.expected_wait_s(calls)
+        if remaining < max(wait, floor):
+            raise Overloaded(
+                f"calls admitted now wait about {wait * 1000:.0f} ms and the deadline leaves {remaining * 1000:.0f} ms; "
+                "try again shortly or with a longer deadline",
+                retry_after_s=self.settings.overloaded_retry_after_s,
             )
 
     async def _infer(self, model: str, inputs, outputs, deadline: float):
         started = time.monotonic()
         result = await self.triton.infer(self.router.model(model, CURRENT_RELEASE.get()), inputs, outputs, deadline)
-        recent = self._latencies_s.setdefault(model, [])
-        recent.append(time.monotonic() - started)
-        del recent[:-LATENCY_WINDOW]
+        self._latency(model).add(time.monotonic() - started)  # answers only: the floor is a service time
         return result
 
     async def _analyze(self, photo: bytes, deadline: float) -> tuple[np.ndarray, np.ndarray]:
@@ -208,7 +220,7 @@ class FaceFusionService(pb_grpc.FaceFusionServicer):
                         f"template_face_index {request.template_face_index} does not exist",
                         Reason.TEMPLATE_FACE_NOT_FOUND,
                     )
-                self._check_deadline(("face_fusion",), deadline)
+                self._check_deadline(("face_fusion",), deadline, calls=1)
                 inputs = fusion_inputs(request.photo, request.template_id, request.template_face_index, options)
                 with self.triton.reserve(1):
                     image = poster_bytes(await self._infer("face_fusion", inputs, POSTER_OUTPUT, deadline))
@@ -232,7 +244,7 @@ class FaceFusionService(pb_grpc.FaceFusionServicer):
                 )
         for number, mapping in enumerate(mappings):
             check_photo(mapping.photo, self.settings.max_image_bytes, f"photo {number}")
-        self._check_deadline(("face_analyze", "face_fuse"), deadline)
+        self._check_deadline(("face_analyze", "face_fuse"), deadline, calls=len(mappings) + 1)
         with self.triton.reserve(len(mappings) + 1):  # every analysis and the fuse, before any of them
             analysed = await gather_or_cancel(*[self._analyze(m.photo, deadline) for m in mappings])
             faces = np.concatenate([f for f, _ in analysed])
@@ -251,7 +263,7 @@ class FaceFusionService(pb_grpc.FaceFusionServicer):
             for template_id in templates:
                 self._template_faces(template_id)
             check_photo(request.photo, self.settings.max_image_bytes)
-            self._check_deadline(("face_analyze", "face_fuse"), deadline)
+            self._check_deadline(("face_analyze", "face_fuse"), deadline, calls=1 + len(templates))
             with self.triton.reserve(1 + len(templates)):  # the analysis and every template, before any work
                 user_inputs = user_face_inputs(*await self._analyze(request.photo, deadline))
                 images = await gather_or_cancel(

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections import deque
 from dataclasses import dataclass
 
 import tritonclient.grpc.aio as aioclient
@@ -71,6 +72,10 @@ class Replica:
         return now < self.cooling_until
 
 
+# Throughput for the admission estimate: answers over this window. A short window
+# follows a burst: admitting up to rate x deadline lets the rate grow each window.
+THROUGHPUT_WINDOW_S = 3.0
+MIN_CALLS_TO_JUDGE = 3
 # Triton while it (re)starts or after a model was unloaded: come back shortly.
 UNAVAILABLE_RETRY_AFTER_S = 1.0
 _NOT_LOADED = ("unknown model", "is not ready", "has no available versions", "is not found")
@@ -106,6 +111,25 @@ class TritonPool:
         self.hedges_sent = 0
         self.hedges_won = 0
         self.reserved = 0  # Triton calls promised to admitted gateway calls
+        self._completed: deque[float] = deque()  # when recent Triton calls were answered
+
+    def _count_completion(self) -> None:
+        self._completed.append(time.monotonic())
+
+    def throughput_per_s(self) -> float | None:
+        """Triton calls answered per second over the last few seconds (None until a few
+        were): under overload what the replicas can do; under light load what they
+        were asked, which Little's law turns into the latency callers see anyway."""
+        now = time.monotonic()
+        while self._completed and self._completed[0] < now - THROUGHPUT_WINDOW_S:
+            self._completed.popleft()
+        return len(self._completed) / THROUGHPUT_WINDOW_S if len(self._completed) >= MIN_CALLS_TO_JUDGE else None
+
+    def expected_wait_s(self, calls: int) -> float:
+        """Little's law: the Triton calls already admitted plus these, at the recent
+        answer rate (0 while that rate is unknown)."""
+        rate = self.throughput_per_s()
+        return (self.reserved + calls) / rate if rate else 0.0
 
     def capacity(self) -> int:
         """Triton calls that may be outstanding at once: the cap of each live replica."""
@@ -170,8 +194,11 @@ class TritonPool:
             # expires instead of running stages for an answer nobody waits for.
             result = await replica.client.infer(model, inputs, outputs=outputs, client_timeout=remaining,
                                                 timeout=max(1, int(remaining * 1e6)))
+            self._count_completion()
         except InferenceServerException as exc:
             error = error_from_triton(exc)
+            if error.reason not in (Reason.DEADLINE_EXCEEDED, Reason.UNAVAILABLE):
+                self._count_completion()  # a stage's answer (a bad photo): work the replica did
             if error.reason is Reason.UNAVAILABLE:
                 replica.cooling_until = time.monotonic() + self.cooldown_s
             raise error from None

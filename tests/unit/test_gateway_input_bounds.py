@@ -121,3 +121,32 @@ def test_the_gateway_binds_loopback_unless_told_and_refuses_half_a_tls_setting(t
     assert server_credentials(GatewaySettings()) is None
     with pytest.raises(ValueError, match="both"):
         server_credentials(GatewaySettings(tls_cert_file=tmp_path / "cert.pem"))
+
+
+def test_the_latency_window_floors_at_the_fastest_and_forgets_old_samples():
+    from facefuse.gateway.latency import LatencyWindow
+
+    now = [0.0]
+    window = LatencyWindow(size=8, horizon_s=10, clock=lambda: now[0])
+    assert window.floor() == 0  # nothing known: admit
+    for latency in (0.2, 0.3, 2.0, 2.5, 3.0):
+        window.add(latency)
+    assert window.floor() == 0.2
+    now[0] = 11.0
+    assert window.floor() == 0
+
+
+def test_the_expected_wait_is_the_admitted_calls_at_the_recent_throughput():
+    async def run():
+        pool = TritonPool(["a:1"], hedge_delay_s=1.0, max_inflight_per_replica=64)
+        try:
+            assert pool.expected_wait_s(1) == 0.0  # never busy yet: admit
+            for _ in range(12):
+                pool._count_completion()
+            with pool.reserve(19):
+                return pool.expected_wait_s(1)
+        finally:
+            await pool.close()
+
+    # 12 answered in the last 3 s: 4 per second; (19 + 1) calls wait 5 s
+    assert asyncio.run(run()) == pytest.approx(5.0)
