@@ -11,12 +11,12 @@ Without a state file (nothing ever published) calls go to the plain ensembles.
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
 import random
+import time
 from pathlib import Path
 from typing import Callable
-
-import time
 
 from facefuse.models_admin.releases import ReleaseState, release_ensemble
 
@@ -50,8 +50,6 @@ class ReleaseRouter:
         stamp = (stat.st_mtime_ns, stat.st_ino)  # written by rename: a new inode each time
         if stamp != self._stamp:
             try:
-                import json
-
                 self._state = ReleaseState.from_json(json.loads(self.state_file.read_text()))
                 self._stamp = stamp
             except (OSError, ValueError, KeyError, TypeError) as exc:

@@ -175,18 +175,19 @@ class ModelAdmin:
         self.log(f"release {release} ({model} {version}): loading into Triton")
         self._write_configs(state)
         save_state(self.repository, state)  # candidate at 0%: loaded, gated, but routed nowhere
-        self.admin.load(model)
-        if chosen.get("template_bank", 1) != serving.get("template_bank", 1):
-            self.admin.load("template_bank")
-        self._load_release(release)
-        self.log(f"release {release}: golden-set gate against release {state.serving}")
         try:
-            golden = gates.golden_gate(self.admin, state.serving, release, TemplateStore(self.settings.templates_path),
-                                       self.margins)
-        except GateFailed as failed:
+            self.admin.load(model)
+            if chosen.get("template_bank", 1) != serving.get("template_bank", 1):
+                self.admin.load("template_bank")
+            self._load_release(release)
+            self.log(f"release {release}: golden-set gate against release {state.serving}")
+            golden = gates.golden_gate(self.admin, state.serving, release,
+                                       TemplateStore(self.settings.templates_path), self.margins)
+        except Exception as exc:  # a failed gate, or a load Triton refused: the candidate goes
             self._discard(state, release, remove_version=imported)
+            failure = exc.report if isinstance(exc, GateFailed) else {"error": f"{type(exc).__name__}: {exc}"}
             audit(self.repository, "gate-failed", model=model, version=version, release=release,
-                  gate={"numerics": numerics, "templates": templates, "golden": failed.report})
+                  gate={"numerics": numerics, "templates": templates, "golden": failure})
             raise
         state.releases[release].gate = {"passed": True, "numerics": numerics, "templates": templates, "golden": golden}
         save_state(self.repository, state)
