@@ -44,9 +44,11 @@ def versioned(tmp_path_factory, settings, built_repository, template_store):
     """A copy of the built repository (its own release state), its Triton and gateway."""
     root = tmp_path_factory.mktemp("versions")
     repository, ensembles = root / "model_repository", root / "ensembles"
-    shutil.copytree(settings.model_repository_dir, repository,
+    # Fresh mtimes (shutil.copy): an age-based /tmp cleaner must not take files mid-test.
+    shutil.copytree(settings.model_repository_dir, repository, copy_function=shutil.copy,
                     ignore=shutil.ignore_patterns(".staging-*", ".releases.json", ".audit.jsonl"))
-    shutil.copytree(settings.ensembles_dir, ensembles, ignore=shutil.ignore_patterns("*_r[0-9]*"))
+    shutil.copytree(settings.ensembles_dir, ensembles, copy_function=shutil.copy,
+                    ignore=shutil.ignore_patterns("*_r[0-9]*"))
     local = settings.model_copy(update={"model_repository_dir": repository, "ensembles_dir": ensembles})
     return local
 
