@@ -24,7 +24,8 @@ def pytest_configure(config):
     user_templates = get_settings().templates_path
     templates = _TEST_ROOT / "templates"
     if user_templates.is_dir():
-        shutil.copytree(user_templates, templates, ignore=shutil.ignore_patterns(".staging-*"))
+        shutil.copytree(user_templates, templates, ignore=shutil.ignore_patterns(".staging-*"),
+                        copy_function=shutil.copy)  # fresh mtimes: an age-based /tmp cleaner must not take them
     os.environ["FACEFUSE_TEMPLATE_DIR"] = str(templates)
     os.environ["FACEFUSE_GATEWAY_KEYS_FILE"] = str(_TEST_ROOT / "gateway" / "keys.json")
     get_settings.cache_clear()

@@ -3,8 +3,11 @@
 Each network is rebuilt only when its fingerprint changes: a hash over the weight file
 it comes from, the builder modules it depends on, its build parameters and the
 versions of the tools that produce it. A model is built into a hidden staging
-directory and renamed into `model_repository/<model>/1/` only after its numerical
-check passed, so Triton never finds half a model.
+directory and renamed into `model_repository/<model>/<N>/` only after its numerical
+check passed, so Triton never finds half a model. A changed network becomes a new
+version N+1 beside the ones there (never overwriting the serving one), with a
+provenance record (`version.json`); where releases are managed
+(`facefuse models publish`), it serves only once published and promoted.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from typing import Callable
 import numpy as np
 
 from facefuse import contract
+from facefuse.models_admin import versions as model_versions
+from facefuse.models_admin.pinning import apply_state
+from facefuse.models_admin.releases import load_state
 from facefuse.settings import Settings
 from facefuse_build import checks, configs, tensorrt
 from facefuse_build.configs import Profile
@@ -88,8 +94,14 @@ def _build_detector(staging: Path, profile: Profile, repository: Path) -> None:
                    checks.detector_inputs(profile.detector_input_px), checks.DETECTOR_TOLERANCE, staging / CHECK_RECORD)
 
 
+def _newest(repository: Path, model: str) -> Path:
+    """The newest built version of a network (what the next network's check runs on)."""
+    found = model_versions.versions(repository, model)
+    return repository / model / str(found[-1] if found else VERSION) / "model.onnx"
+
+
 def _built_detector(repository: Path) -> Path:
-    return repository / "face_detector" / VERSION / "model.onnx"
+    return _newest(repository, "face_detector")
 
 
 def _build_landmarks(staging: Path, profile: Profile, repository: Path) -> None:
@@ -109,7 +121,7 @@ def _build_fuse(staging: Path, profile: Profile, repository: Path) -> None:
     from facefuse_build.fuse_program import OUTPUT_NAMES, FuseProgram, fuse_onnx, mirror_index_from_meshes
 
     path = staging / "model.onnx"
-    mesh_session = ort.InferenceSession(str(repository / "face_landmarks" / VERSION / "model.onnx"))
+    mesh_session = ort.InferenceSession(str(_newest(repository, "face_landmarks")))
 
     def meshes_of(crops):
         return mesh_session.run(None, {"faces": crops[None]})[0][0]
@@ -198,7 +210,7 @@ def _plan_feeds(name: str, staging: Path) -> list[tuple[str, dict]]:
         return checks.landmarks_inputs(faces)
     import onnxruntime as ort
 
-    mesh_session = ort.InferenceSession(str(repository / "face_landmarks" / VERSION / "model.onnx"))
+    mesh_session = ort.InferenceSession(str(_newest(repository, "face_landmarks")))
     return checks.fuse_inputs([(n, c, mesh_session.run(None, {"faces": c[None]})[0][0]) for n, c in faces])
 
 
@@ -238,14 +250,17 @@ def build_repository(profile: Profile, settings: Settings, force: bool = False, 
 
     for recipe in RECIPES:
         root = repository if recipe.serving else _eval_models_dir(settings)
-        version_dir = root / recipe.name / VERSION
-        print_name = f"{recipe.name}/{VERSION}"
+        built = model_versions.versions(root, recipe.name) if recipe.serving else []
+        version_dir = root / recipe.name / str(built[-1] if built else VERSION)
         digest = fingerprint(recipe, profile)
         have_plan = (version_dir / "model.plan").is_file()
         if not force and _recorded_fingerprint(version_dir) == digest and (have_plan or not want_plans):
             report.unchanged.append(recipe.name)
-            log(f"  {print_name}: unchanged")
+            log(f"  {recipe.name}/{version_dir.name}: unchanged")
             continue
+        if recipe.serving:  # never over the serving version: a changed network is the next version
+            version_dir = root / recipe.name / str(model_versions.next_version(root, recipe.name))
+        print_name = f"{recipe.name}/{version_dir.name}"
         log(f"  {print_name}: building")
         (root / recipe.name).mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root / recipe.name))
@@ -256,13 +271,21 @@ def build_repository(profile: Profile, settings: Settings, force: bool = False, 
             if recipe.serving:
                 (staging / "model.py").write_text(RUNNER_ADAPTER)
             (staging / BUILD_RECORD).write_text(json.dumps({"fingerprint": digest, "profile": profile.name}, indent=2) + "\n")
+            model_versions.write_provenance(
+                staging, "build", version=int(version_dir.name), source_weights_sha256=recipe.weight_sha256(),
+                builder_fingerprint=digest, profile=profile.name, check_report=CHECK_RECORD)
             _publish(staging, version_dir)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         report.built.append(recipe.name)
 
-    planned = frozenset(n for n in specs if (repository / n / VERSION / "model.plan").is_file()) if profile.name == "gpu" else frozenset()
-    models, ensembles = configs.repository_configs(profile, settings, planned)
+    state = load_state(repository)
+    for recipe in (r for r in RECIPES if r.serving):
+        model_versions.prune(repository, recipe.name, set(state.loaded_versions(recipe.name)) if state else set())
+
+    planned = frozenset(n for n in specs if _newest(repository, n).with_name("model.plan").is_file()) if profile.name == "gpu" else frozenset()
+    # Where releases are managed, configs load the kept releases' versions and pin ensembles.
+    models, ensembles = apply_state(*configs.repository_configs(profile, settings, planned), state)
     for name, config in models.items():
         if configs.write_if_changed(repository / name / "config.pbtxt", configs.pbtxt(config)):
             report.configs_written.append(name)

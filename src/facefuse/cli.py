@@ -11,6 +11,7 @@ from typing import Optional
 import typer
 
 from facefuse import contract
+from facefuse.models_admin.commands import register as register_model_version_commands
 from facefuse.settings import get_settings
 
 app = typer.Typer(help="Face-fusion serving on NVIDIA Triton.", no_args_is_help=True, pretty_exceptions_enable=False)
@@ -73,6 +74,10 @@ def models_build(
     )
 
 
+# Versions, gates, canary, promote, rollback: facefuse.models_admin.commands.
+register_model_version_commands(models_app)
+
+
 # ---- templates -------------------------------------------------------------------
 def _store():
     from facefuse.templates import TemplateStore
@@ -84,10 +89,16 @@ def _register(template_id: str, data: bytes, face: Optional[int], source: str) -
     from facefuse.errors import FacefuseError
     from facefuse.local_pipeline import LocalPipeline
 
+    from facefuse.models_admin.errors import ModelAdminError
+    from facefuse.models_admin.template_analysis import analyse_for_kept_releases, base_model_paths
+
     try:
-        artifact = LocalPipeline().analyze_template(template_id, data, face, source)
+        # Analysed by the models template_bank 1 serves with; then for every kept model
+        # release that has its own detector/landmarks versions (facefuse.models_admin).
+        artifact = LocalPipeline(model_paths=base_model_paths(get_settings())).analyze_template(template_id, data, face, source)
         version = _store().add(artifact)
-    except (FacefuseError, FileNotFoundError) as exc:
+        analyse_for_kept_releases(get_settings(), template_id, version)
+    except (FacefuseError, FileNotFoundError, ModelAdminError) as exc:
         fail(str(exc))
     h, w = artifact.image.shape[:2]
     typer.echo(f"{template_id}: version {version}, {artifact.face_count} face(s), {w}x{h} px")
@@ -288,6 +299,21 @@ def bench_gateway(
     from facefuse.bench.gateway import run_gateway_bench
 
     run_gateway_bench(paired_calls, concurrency, calls, out_dir, echo=typer.echo)
+
+
+@bench_app.command("swap")
+def bench_swap(
+    users: int = typer.Option(8, help="Locust users held steady through the run."),
+    candidate: Optional[Path] = typer.Option(None, help="fuse ONNX to publish (default: a copy of the serving one)."),
+    out_dir: Path = typer.Option(Path("var/bench/swap"), help="Where swap-bench.json/.md go."),
+) -> None:
+    """Publish, canary, promote and roll back a fuse version under Locust load (on a copy of the repository)."""
+    from facefuse.bench.swap import SwapPlan, run_swap_bench
+
+    result = run_swap_bench(get_settings(), out_dir, SwapPlan(users=users), candidate, echo=typer.echo)
+    typer.echo((out_dir / "swap-bench.md").read_text())
+    if any(result[p].get("failures") for p in ("before", "during_swap", "after")):
+        fail("some calls failed; see the table")
 
 
 @bench_app.command("fuzz")

@@ -17,6 +17,7 @@ from facefuse.contract import (
     DEFAULT_FUSE_DEGREE, DEFAULT_OUTPUT_QUALITY, DEFAULT_PROFILE_DEGREE, DETECTOR_INPUT_PX, MAX_FACES,
 )
 from facefuse.errors import FaceError
+from facefuse.models_admin.releases import serving_model_path
 from facefuse.onnxrt import onnx_session
 from facefuse.settings import Settings, get_settings
 from facefuse.stages.align import AlignedFaces, AlignParams, align_faces, align_main_face, detect
@@ -35,18 +36,23 @@ class AnalyzedFaces:
 
 
 class LocalPipeline:
-    def __init__(self, settings: Settings | None = None, threads: int = 1, profile: str = "cpu"):
+    def __init__(self, settings: Settings | None = None, threads: int = 1, profile: str = "cpu",
+                 model_paths: dict | None = None):
+        """model_paths: ONNX file per network (default: the serving versions, so templates
+        analysed here match what Triton serves)."""
         self.settings = settings or get_settings()
         repository = self.settings.model_repository_dir
         self.detector_px = DETECTOR_INPUT_PX[profile]
-        missing = [m for m in ("face_detector", "face_landmarks", "fuse") if not (repository / m / "1" / "model.onnx").is_file()]
+        paths = {m: serving_model_path(repository, m) for m in ("face_detector", "face_landmarks", "fuse")}
+        paths.update(model_paths or {})
+        missing = [m for m, path in paths.items() if not path.is_file()]
         if missing:
             raise FileNotFoundError(
                 f"models {missing} are not built in {repository}; run `facefuse models build`"
             )
-        self.detector = onnx_session(repository / "face_detector" / "1" / "model.onnx", threads)
-        self.landmarks = onnx_session(repository / "face_landmarks" / "1" / "model.onnx", threads)
-        self.fuser = onnx_session(repository / "fuse" / "1" / "model.onnx", threads)
+        self.detector = onnx_session(paths["face_detector"], threads)
+        self.landmarks = onnx_session(paths["face_landmarks"], threads)
+        self.fuser = onnx_session(paths["fuse"], threads)
         s = self.settings
         self.decode_params = DecodeParams(self.detector_px, s.max_image_side_px, s.decode_target_side_px, s.max_image_bytes)
         self.align_params = AlignParams(

@@ -10,7 +10,9 @@ directory renamed into place, so a reader never sees half an artifact.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -28,6 +30,8 @@ INFO_NAME = "info.json"
 KEEP_VERSIONS = 3
 # Left by `remove`: the id's last version number, so that a later `add` continues after it.
 LAST_VERSION_NAME = ".last-version"
+# Beside the artifact: the same faces analysed by other model versions (facefuse.models_admin).
+ANALYSIS_PREFIX = "analysis-"
 
 
 @dataclass(frozen=True)
@@ -101,20 +105,43 @@ class TemplateStore:
             return []
         return sorted(p.name for p in self.root.iterdir() if TEMPLATE_ID_PATTERN.match(p.name) and self.versions(p.name))
 
-    def load(self, template_id: str, version: int | None = None, with_image: bool = True) -> TemplateArtifact:
+    def load(self, template_id: str, version: int | None = None, with_image: bool = True,
+             analysis: str | None = None) -> TemplateArtifact:
         """with_image=False leaves `image` empty (0x0x3) and skips reading it: for callers
-        that need only the faces, as a poster can be many megapixels."""
+        that need only the faces, as a poster can be many megapixels. analysis: the faces
+        as another detector/landmarks release analysed them (see `add_analysis`)."""
         version = version or self.latest_version(template_id)
         path = self._dir(template_id) / str(version) / ARTIFACT_NAME
         if not path.is_file():
             raise TemplateError(f"template {template_id!r} has no version {version}")
-        with np.load(path, allow_pickle=False) as data:
+        faces_path = self.analysis_path(template_id, version, analysis) if analysis else path
+        if not faces_path.is_file():
+            raise TemplateError(f"template {template_id!r} version {version} is not analysed for models {analysis}")
+        with np.load(path, allow_pickle=False) as data, np.load(faces_path, allow_pickle=False) as faces:
             meta = json.loads(str(data["meta"]))
             return TemplateArtifact(
                 template_id=template_id, version=version,
-                image=data["image"] if with_image else np.empty((0, 0, 3), np.uint8), faces=data["faces"],
-                meshes=data["meshes"], affines=data["affines"], boxes=data["boxes"], source=meta.get("source", ""),
+                image=data["image"] if with_image else np.empty((0, 0, 3), np.uint8), faces=faces["faces"],
+                meshes=faces["meshes"], affines=faces["affines"], boxes=faces["boxes"], source=meta.get("source", ""),
             )
+
+    def analysis_path(self, template_id: str, version: int, analysis: str) -> Path:
+        return self._dir(template_id) / str(version) / f"{ANALYSIS_PREFIX}{analysis}.npz"
+
+    def add_analysis(self, template_id: str, version: int, analysis: str, artifact: TemplateArtifact) -> Path:
+        """The faces of a stored version as other detector/landmarks versions see them, kept
+        beside the artifact: a template is only ever fused with meshes of one release."""
+        path = self.analysis_path(template_id, version, analysis)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".staging-", suffix=".npz")
+        os.close(fd)
+        try:
+            np.savez(tmp, faces=artifact.faces, meshes=artifact.meshes, affines=artifact.affines, boxes=artifact.boxes)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return path
 
     def info(self, template_id: str) -> dict:
         """template_id, version, face_count, width, height, source of the serving version."""

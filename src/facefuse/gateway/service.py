@@ -19,6 +19,7 @@ from facefuse.gateway.errors import DeadlineExceeded, GatewayError, Overloaded, 
 from facefuse.gateway.latency import LatencyWindow
 from facefuse.gateway.observability import note_call
 from facefuse.gateway.quotas import Quotas
+from facefuse.gateway.routing import CURRENT_RELEASE, RELEASE_HEADER, ReleaseRouter
 from facefuse.gateway.settings import GatewaySettings
 from facefuse.gateway.triton import TritonPool
 from facefuse.templates import TemplateStore, check_template_id
@@ -96,6 +97,7 @@ class FaceFusionService(pb_grpc.FaceFusionServicer):
         self.quotas = Quotas()
         self.store = TemplateStore(settings.template_dir)
         self._face_counts: dict[str, tuple[int, float]] = {}
+        self.router = ReleaseRouter(settings.releases_file)
         self._latencies: dict[str, LatencyWindow] = {}  # recent Triton calls per model
 
     # ---- plumbing ------------------------------------------------------------------
@@ -121,7 +123,11 @@ class FaceFusionService(pb_grpc.FaceFusionServicer):
             request_id = check_request_id(raw_request_id)
             note_call(request_id=request_id)
             with self.quotas.admit(principal):
+                release = self.router.choose()
+                CURRENT_RELEASE.set(release)  # every Triton call of this request goes to one release
                 result = await work(principal, request_id)
+            if release is not None:
+                context.set_trailing_metadata(((RELEASE_HEADER, str(release)),))
             log.info("%s ok tenant=%s request=%s %.1f ms", method, principal.tenant, request_id,
                      (time.perf_counter() - started) * 1000)
             return result
@@ -180,7 +186,7 @@ class FaceFusionService(pb_grpc.FaceFusionServicer):
 
     async def _infer(self, model: str, inputs, outputs, deadline: float):
         started = time.monotonic()
-        result = await self.triton.infer(model, inputs, outputs, deadline)
+        result = await self.triton.infer(self.router.model(model, CURRENT_RELEASE.get()), inputs, outputs, deadline)
         self._latency(model).add(time.monotonic() - started)  # answers only: the floor is a service time
         return result
 

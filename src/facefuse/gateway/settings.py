@@ -48,6 +48,9 @@ class GatewaySettings(BaseSettings):
     max_image_bytes: int = Field(default_factory=lambda: get_settings().max_image_bytes)
     max_templates_per_call: int = 10
     template_dir: Path = Field(default_factory=lambda: get_settings().templates_path)
+    # Model release state (`facefuse models canary|promote|rollback`): which release
+    # serves and the candidate's canary share. None or no file: the plain ensembles.
+    releases_file: Path | None = Field(default_factory=lambda: get_settings().model_repository_dir / ".releases.json")
 
     # Auth: API keys (stored as sha256 hashes) and/or JWTs.
     keys_file: Path | None = Field(default_factory=lambda: get_settings().var_dir / "gateway" / "keys.json")

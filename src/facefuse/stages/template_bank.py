@@ -17,9 +17,11 @@ from facefuse.templates import TemplateArtifact, TemplateStore
 
 
 class TemplateBank:
-    def __init__(self, store: TemplateStore, cache_size: int = 64, with_image: bool = True):
-        """with_image=False: the template_bank stage, which never sends the image on."""
+    def __init__(self, store: TemplateStore, cache_size: int = 64, with_image: bool = True, analysis: str | None = None):
+        """with_image=False: the template_bank stage, which never sends the image on.
+        analysis: serve the faces as that model release analysed them (a template_bank version's)."""
         self.store = store
+        self.analysis = analysis
         self.cache_size = cache_size
         self.with_image = with_image
         self._cache: OrderedDict[tuple[str, int], TemplateArtifact] = OrderedDict()
@@ -34,7 +36,7 @@ class TemplateBank:
             if artifact is not None:
                 self._cache.move_to_end(key)
                 return artifact
-        artifact = self.store.load(*key, with_image=self.with_image)
+        artifact = self.store.load(*key, with_image=self.with_image, analysis=self.analysis)
         with self._lock:
             self._cache[key] = artifact
             while len(self._cache) > self.cache_size:

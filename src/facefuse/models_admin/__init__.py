@@ -1,0 +1,1 @@
+"""Model versions for ML engineers: publish, gate, canary, promote, roll back (issue 11)."""

@@ -1,0 +1,62 @@
+"""Changed `fuse` programs for the version tests, made from the built one with the onnx API.
+
+- `brighter_fuse`: the real program with the fused face 12 levels brighter: a change
+  that passes the gates and that any poster shows.
+- `template_returning_fuse`: returns the template face unchanged (a broken model that
+  runs fine and keeps the tensor contract): the golden-set gate must stop it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OUTPUT = "fused_faces"
+
+
+def _rename_output(graph: onnx.GraphProto, old: str, new: str) -> None:
+    for node in graph.node:
+        node.output[:] = [new if o == old else o for o in node.output]
+        node.input[:] = [new if i == old else i for i in node.input]
+
+
+def brighter_fuse(built: Path, out: Path, levels: float = 12.0) -> Path:
+    model = onnx.load(str(built))
+    graph = model.graph
+    _rename_output(graph, OUTPUT, "fused_faces_base")
+    graph.initializer.extend([
+        numpy_helper.from_array(np.array(levels, np.float32), "brighten_levels"),
+        numpy_helper.from_array(np.array(0.0, np.float32), "brighten_low"),
+        numpy_helper.from_array(np.array(255.0, np.float32), "brighten_high"),
+    ])
+    graph.node.extend([
+        helper.make_node("Cast", ["fused_faces_base"], ["brighten_float"], to=TensorProto.FLOAT),
+        helper.make_node("Add", ["brighten_float", "brighten_levels"], ["brighten_sum"]),
+        helper.make_node("Clip", ["brighten_sum", "brighten_low", "brighten_high"], ["brighten_clipped"]),
+        helper.make_node("Cast", ["brighten_clipped"], [OUTPUT], to=TensorProto.UINT8),
+    ])
+    onnx.save(model, str(out))
+    return out
+
+
+def template_returning_fuse(built: Path, out: Path) -> Path:
+    model = onnx.load(str(built))
+    graph = model.graph
+    _rename_output(graph, OUTPUT, "fused_faces_unused")
+    graph.node.append(helper.make_node("Identity", ["template_faces"], [OUTPUT]))
+    onnx.save(model, str(out))
+    return out
+
+
+def shifted_landmarks(built: Path, out: Path, shift_px: float = 4.0) -> Path:
+    """The real mesh model with every point moved shift_px to the right."""
+    model = onnx.load(str(built))
+    graph = model.graph
+    _rename_output(graph, "face_meshes", "face_meshes_base")
+    graph.initializer.append(numpy_helper.from_array(np.array([shift_px, 0.0, 0.0], np.float32), "mesh_shift"))
+    graph.node.append(helper.make_node("Add", ["face_meshes_base", "mesh_shift"], ["face_meshes"]))
+    onnx.save(model, str(out))
+    return out
