@@ -366,6 +366,20 @@ def bench_photo(
     run_photo_bench(levels, requests, out_dir, rounds=rounds, echo=typer.echo)
 
 
+@bench_app.command("video")
+def bench_video(
+    template: str = typer.Option("talking-head", help="Video template id."),
+    rounds: int = typer.Option(2, help="Runs of each path (alternating Triton and baseline)."),
+    out_dir: Path = typer.Option(Path("out/bench"), help="Where video-bench.json and .md go."),
+) -> None:
+    """Fused-video frames/s and seconds per 15 s clip: Triton vs the in-process baseline."""
+    from facefuse.bench.video import run_video_bench
+
+    stop_on_sigterm()
+    run_video_bench(template, out_dir, rounds, echo=typer.echo)
+    typer.echo(f"wrote {out_dir / 'video-bench.json'} and {out_dir / 'video-bench.md'}")
+
+
 @bench_app.command("gateway")
 def bench_gateway(
     paired_calls: int = typer.Option(100, help="Fuse calls alternated direct / through the gateway."),

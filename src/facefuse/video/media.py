@@ -50,6 +50,16 @@ def probe(path: Path) -> VideoInfo:
     return VideoInfo(width, height, fps, count, count / fps if fps else 0.0, has_audio)
 
 
+def probe_bytes(data: bytes) -> VideoInfo:
+    """probe() for a video held in memory (a downloaded result)."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".mp4") as handle:
+        handle.write(data)
+        handle.flush()
+        return probe(Path(handle.name))
+
+
 def read_frames(path: Path, max_frames: int | None = None) -> Iterator[np.ndarray]:
     """RGB frames (H, W, 3) uint8, in display order."""
     with av.open(str(path)) as container:

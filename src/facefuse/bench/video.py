@@ -1,0 +1,198 @@
+"""`facefuse bench video`: fused-video frames/s on Triton vs a hand-rolled baseline.
+
+In one run, on one machine, the same video template and photo:
+- Triton: the job worker's path (face_analyze once, then every usable frame as its own
+  request to Triton's `fuse`, `frames_in_flight` at a time, so the dynamic batcher and
+  the model's instances share them; crop, paste, label and H.264 encoding here);
+- baseline: the same fuse_video with the fuse ONNX run in-process, one ONNX Runtime
+  session per core (one thread each, as Triton's instances get) and as many frames at
+  once, no server.
+Runs alternate (Triton, baseline, baseline, Triton, ...) so both see the same minutes
+of this shared machine. Figures go to JSON and Markdown; nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from facefuse import samples
+from facefuse.gateway.triton import TritonPool
+from facefuse.gateway.video_worker import TritonFrameFuser
+from facefuse.settings import get_settings
+from facefuse.triton_client import ANALYZE_OUTPUTS, analyze_inputs
+from facefuse.video import media
+from facefuse.video.fusion import StageTimes, VideoOptions, fuse_video
+from facefuse.video.settings import VideoSettings, get_video_settings
+from facefuse.video.templates import VideoTemplateStore
+
+CLIP_SECONDS = 15.0
+
+
+@dataclass
+class VideoRun:
+    path: str  # triton or baseline
+    frames: int
+    seconds: float
+    frames_per_s: float
+    stage_s: dict
+
+
+@dataclass
+class VideoBenchReport:
+    machine: dict
+    template: dict
+    runs: list[VideoRun] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+
+
+class LocalFrameFuser:
+    """The baseline's fuse_frame: the fuse ONNX in-process, one session per core."""
+
+    def __init__(self, user_faces, user_meshes, options: VideoOptions, sessions: list):
+        self.user_faces, self.user_meshes, self.options = user_faces, user_meshes, options
+        self.free = list(sessions)
+        self.lock = threading.Lock()
+        self.slots = asyncio.Semaphore(len(sessions))
+
+    def _run(self, template_face, template_mesh):
+        with self.lock:
+            session = self.free.pop()
+        try:
+            faces, masks = session.run(None, {
+                "user_faces": self.user_faces[None], "user_meshes": self.user_meshes[None],
+                "template_faces": template_face[None, None], "template_meshes": template_mesh[None, None],
+                "fuse_degree": np.array([[self.options.fuse_degree]], np.float32),
+                "profile_degree": np.array([[self.options.profile_degree]], np.float32),
+            })
+        finally:
+            with self.lock:
+                self.free.append(session)
+        return faces[0, 0], masks[0, 0]
+
+    async def __call__(self, template_face, template_mesh):
+        async with self.slots:
+            return await asyncio.to_thread(self._run, template_face, template_mesh)
+
+
+def _run_record(path: str, frames: int, seconds: float, times: StageTimes) -> VideoRun:
+    return VideoRun(path, frames, round(seconds, 3), round(frames / seconds, 2),
+                    {k: round(v, 3) for k, v in times.seconds.items()})
+
+
+async def _triton_run(url: str, template, photo: bytes, options: VideoOptions, settings: VideoSettings, out: Path):
+    pool = TritonPool([url], hedge_delay_s=3600.0, max_inflight_per_replica=1024)
+    try:
+        started = time.perf_counter()
+        times = StageTimes()
+        analysed = await pool.infer("face_analyze", analyze_inputs(photo), ANALYZE_OUTPUTS, time.monotonic() + 60)
+        times.add("face_analyze", started)
+        fuser = TritonFrameFuser(pool, analysed.as_numpy("user_faces")[0], analysed.as_numpy("user_meshes")[0],
+                                 options, settings, [0])
+        frames = await fuse_video(template, fuser, out, options, settings.max_video_kbps, times=times)
+        return _run_record("triton", frames, time.perf_counter() - started, times)
+    finally:
+        await pool.close()
+
+
+async def _baseline_run(pipeline, sessions, template, photo: bytes, options: VideoOptions, settings, out: Path):
+    started = time.perf_counter()
+    times = StageTimes()
+    user = await asyncio.to_thread(pipeline.analyze_user, photo)
+    times.add("face_analyze", started)
+    fuser = LocalFrameFuser(user.faces, user.meshes, options, sessions)
+    frames = await fuse_video(template, fuser, out, options, settings.max_video_kbps, times=times)
+    return _run_record("baseline", frames, time.perf_counter() - started, times)
+
+
+def run_video_bench(template_id: str, out_dir: Path, rounds: int = 2, echo=print) -> VideoBenchReport:
+    from facefuse.local_pipeline import LocalPipeline
+    from facefuse.onnxrt import onnx_session
+    from facefuse.server.triton import embedded_triton
+
+    settings = get_settings()
+    video_settings = get_video_settings()
+    template = VideoTemplateStore(video_settings.template_dir).load(template_id)
+    photo = samples.astronaut()
+    options = VideoOptions()
+    cores = os.cpu_count() or 1
+    report = VideoBenchReport(
+        machine={"cpu_count": cores, "processor": platform.processor() or platform.machine(),
+                 "python": platform.python_version()},
+        template={k: template.info[k] for k in ("template_id", "version", "width", "height", "fps", "frame_count",
+                                                "usable_frames", "duration_s")},
+    )
+    pipeline = LocalPipeline(settings)
+    sessions = [onnx_session(settings.model_repository_dir / "fuse" / "1" / "model.onnx", 1) for _ in range(cores)]
+    with embedded_triton(settings) as triton, tempfile.TemporaryDirectory(prefix="facefuse-bench-") as scratch:
+        out = Path(scratch) / "fused.mp4"
+        asyncio.run(_triton_run(triton.grpc_url, template, photo, options, video_settings, out))  # warm-up
+        order = []
+        for number in range(rounds):
+            order += ["triton", "baseline"] if number % 2 == 0 else ["baseline", "triton"]
+        for path in order:
+            if path == "triton":
+                run = asyncio.run(_triton_run(triton.grpc_url, template, photo, options, video_settings, out))
+            else:
+                run = asyncio.run(_baseline_run(pipeline, sessions, template, photo, options, video_settings, out))
+            report.runs.append(run)
+            echo(f"{run.path:8s} {run.frames} frames in {run.seconds:6.2f} s = {run.frames_per_s:6.2f} frames/s  "
+                 f"stages {json.dumps(run.stage_s)}")
+        size = out.stat().st_size
+    report.summary = summarize(report.runs, template.info, size)
+    echo(f"summary: {json.dumps(report.summary)}")
+    write_report(report, out_dir)
+    return report
+
+
+def summarize(runs: list[VideoRun], info: dict, last_output_bytes: int) -> dict:
+    def total(path: str) -> tuple[int, float]:
+        chosen = [r for r in runs if r.path == path]
+        return sum(r.frames for r in chosen), sum(r.seconds for r in chosen)
+
+    summary = {}
+    for path in ("triton", "baseline"):
+        frames, seconds = total(path)
+        fps = frames / seconds if seconds else 0.0
+        summary[f"{path}_frames_per_s"] = round(fps, 2)
+        # A 15 s clip at the template's frame rate, every frame fused.
+        summary[f"{path}_s_per_15s_clip"] = round(CLIP_SECONDS * info["fps"] / fps, 1) if fps else None
+        stages: dict[str, float] = {}
+        for run in (r for r in runs if r.path == path):
+            for stage, value in run.stage_s.items():
+                stages[stage] = stages.get(stage, 0.0) + value
+        summary[f"{path}_stage_ms_per_frame"] = {k: round(1000 * v / frames, 2) for k, v in stages.items()} if frames else {}
+    if summary["baseline_frames_per_s"]:
+        summary["triton_vs_baseline_frames_per_s"] = round(
+            summary["triton_frames_per_s"] / summary["baseline_frames_per_s"], 3)
+    summary["output_bytes"] = last_output_bytes
+    summary["output_kbit_per_s"] = round(8 * last_output_bytes / 1000 / info["duration_s"], 1)
+    return summary
+
+
+def write_report(report: VideoBenchReport, out_dir: Path) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out_dir / "video-bench.json", out_dir / "video-bench.md"
+    json_path.write_text(json.dumps(asdict(report), indent=2) + "\n")
+    s = report.summary
+    lines = [
+        "# facefuse video benchmark", "",
+        f"Machine: {json.dumps(report.machine)}", f"Template: {json.dumps(report.template)}", "",
+        "| path | frames/s | s per 15 s clip | ms per frame by stage (wall, overlapping) |", "|---|---|---|---|",
+        *[f"| {p} | {s[f'{p}_frames_per_s']} | {s[f'{p}_s_per_15s_clip']} | {json.dumps(s[f'{p}_stage_ms_per_frame'])} |"
+          for p in ("triton", "baseline")],
+        "", f"Triton vs baseline (frames/s): {s.get('triton_vs_baseline_frames_per_s')}",
+        f"Output: {s['output_bytes']} bytes, {s['output_kbit_per_s']} kbit/s", "",
+        "Runs: " + ", ".join(f"{r.path} {r.frames_per_s}" for r in report.runs),
+    ]
+    md_path.write_text("\n".join(lines) + "\n")
+    return json_path, md_path
