@@ -250,6 +250,48 @@ def gateway_run(
         loop.close()
 
 
+@gateway_app.command("video-worker")
+def gateway_video_worker(
+    triton_url: list[str] = typer.Option(None, help="Triton replica host:port; repeat for several (default FACEFUSE_GATEWAY_TRITON_URLS)."),
+) -> None:
+    """Run a video-job worker alone, on the job store of this machine (FACEFUSE_VIDEO_JOBS_DIR);
+    pair with gateways started with FACEFUSE_VIDEO_WORKER_IN_GATEWAY=false."""
+    import logging
+
+    from facefuse.gateway.server import new_event_loop
+    from facefuse.gateway.settings import GatewaySettings
+    from facefuse.gateway.video_service import open_job_store
+    from facefuse.gateway.triton import TritonPool
+    from facefuse.gateway.video_worker import VideoWorker
+    from facefuse.video.settings import get_video_settings
+    from facefuse.video.templates import VideoTemplateStore
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = GatewaySettings(**({"triton_urls": triton_url} if triton_url else {}))
+    video_settings = get_video_settings()
+
+    async def main() -> None:
+        triton = TritonPool(settings.triton_urls, settings.hedge_delay_ms / 1000, settings.max_inflight_per_replica)
+        store = open_job_store(video_settings)
+        worker = VideoWorker(store, triton, VideoTemplateStore(video_settings.template_dir), video_settings)
+        typer.echo(f"video worker {worker.name} on {video_settings.jobs_dir}, Triton {', '.join(settings.triton_urls)}",
+                   err=True)
+        try:
+            await worker.run()
+        finally:
+            store.close()
+            await triton.close()
+
+    loop = new_event_loop()
+    stop_on_sigterm()
+    try:
+        loop.run_until_complete(main())
+    except KeyboardInterrupt:
+        typer.echo("stopped", err=True)
+    finally:
+        loop.close()
+
+
 @gateway_app.command("add-key")
 def gateway_add_key(
     key_id: str = typer.Option(..., "--id", help="A name for the key (shown in logs)."),
@@ -370,7 +412,7 @@ def bench_photo(
 def bench_video(
     template: str = typer.Option("talking-head", help="Video template id."),
     rounds: int = typer.Option(2, help="Runs of each path (alternating Triton and baseline)."),
-    out_dir: Path = typer.Option(Path("out/bench"), help="Where video-bench.json and .md go."),
+    out_dir: Path = typer.Option(Path("var/bench"), help="Where video-bench.json and .md go."),
 ) -> None:
     """Fused-video frames/s and seconds per 15 s clip: Triton vs the in-process baseline."""
     from facefuse.bench.video import run_video_bench

@@ -29,7 +29,7 @@ from facefuse import samples
 from facefuse.gateway.triton import TritonPool
 from facefuse.gateway.video_worker import TritonFrameFuser
 from facefuse.settings import get_settings
-from facefuse.triton_client import ANALYZE_OUTPUTS, analyze_inputs
+from facefuse.triton_client import ANALYZE_OUTPUTS, analyze_inputs, instance_counts
 from facefuse.video import media
 from facefuse.video.fusion import StageTimes, VideoOptions, fuse_video
 from facefuse.video.settings import VideoSettings, get_video_settings
@@ -52,7 +52,45 @@ class VideoBenchReport:
     machine: dict
     template: dict
     runs: list[VideoRun] = field(default_factory=list)
+    # Triton's own statistics for `fuse` over the Triton runs: requests, executions
+    # (mean batch), compute per frame, queue per request.
+    triton_fuse: dict = field(default_factory=dict)
     summary: dict = field(default_factory=dict)
+
+
+def _fuse_statistics(url: str) -> dict:
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(url)
+    try:
+        (model,) = client.get_inference_statistics("fuse", as_json=True)["model_stats"]
+        instances = instance_counts(client, ("fuse",))["fuse"]
+    finally:
+        client.close()
+    s = model["inference_stats"]
+    return {
+        "instances": instances,
+        "requests": int(s.get("success", {}).get("count", 0)),
+        "executions": int(model.get("execution_count", 0)),
+        "queue_ns": int(s.get("queue", {}).get("ns", 0)),
+        "compute_ns": sum(int(s.get(k, {}).get("ns", 0)) for k in ("compute_input", "compute_infer", "compute_output")),
+    }
+
+
+def fuse_figures(before: dict, after: dict) -> dict:
+    requests = after["requests"] - before["requests"]
+    executions = after["executions"] - before["executions"]
+    compute_ms = (after["compute_ns"] - before["compute_ns"]) / 1e6
+    queue_ms = (after["queue_ns"] - before["queue_ns"]) / 1e6
+    per_frame = compute_ms / requests if requests else 0.0
+    return {
+        "instances": after["instances"], "frames": requests, "executions": executions,
+        "mean_batch": round(requests / executions, 2) if executions else 0.0,
+        "compute_ms_per_frame": round(per_frame, 2),
+        "queue_ms_per_frame": round(queue_ms / requests, 2) if requests else 0.0,
+        # Every instance busy with fuse compute and nothing else: the per-frame bound.
+        "bound_frames_per_s": round(after["instances"] * 1000 / per_frame, 2) if per_frame else 0.0,
+    }
 
 
 class LocalFrameFuser:
@@ -139,19 +177,36 @@ def run_video_bench(template_id: str, out_dir: Path, rounds: int = 2, echo=print
         order = []
         for number in range(rounds):
             order += ["triton", "baseline"] if number % 2 == 0 else ["baseline", "triton"]
+        fuse_totals = None
         for path in order:
             if path == "triton":
+                before = _fuse_statistics(triton.grpc_url)
                 run = asyncio.run(_triton_run(triton.grpc_url, template, photo, options, video_settings, out))
+                after = _fuse_statistics(triton.grpc_url)
+                fuse_totals = _add(fuse_totals, before, after)
             else:
                 run = asyncio.run(_baseline_run(pipeline, sessions, template, photo, options, video_settings, out))
             report.runs.append(run)
             echo(f"{run.path:8s} {run.frames} frames in {run.seconds:6.2f} s = {run.frames_per_s:6.2f} frames/s  "
                  f"stages {json.dumps(run.stage_s)}")
         size = out.stat().st_size
+    report.triton_fuse = fuse_figures({k: 0 for k in fuse_totals}, fuse_totals)
     report.summary = summarize(report.runs, template.info, size)
+    bound = report.triton_fuse["bound_frames_per_s"]
+    if bound:
+        report.summary["fuse_bound_s_per_15s_clip"] = round(CLIP_SECONDS * template.info["fps"] / bound, 1)
+        report.summary["triton_vs_fuse_bound"] = round(report.summary["triton_frames_per_s"] / bound, 3)
     echo(f"summary: {json.dumps(report.summary)}")
     write_report(report, out_dir)
     return report
+
+
+def _add(totals: dict | None, before: dict, after: dict) -> dict:
+    """Statistics' growth over one run added to totals (instances carried as they are)."""
+    totals = dict(totals or {k: 0 for k in after})
+    for key, value in after.items():
+        totals[key] = value if key == "instances" else totals[key] + value - before[key]
+    return totals
 
 
 def summarize(runs: list[VideoRun], info: dict, last_output_bytes: int) -> dict:
@@ -191,6 +246,9 @@ def write_report(report: VideoBenchReport, out_dir: Path) -> tuple[Path, Path]:
         *[f"| {p} | {s[f'{p}_frames_per_s']} | {s[f'{p}_s_per_15s_clip']} | {json.dumps(s[f'{p}_stage_ms_per_frame'])} |"
           for p in ("triton", "baseline")],
         "", f"Triton vs baseline (frames/s): {s.get('triton_vs_baseline_frames_per_s')}",
+        f"Triton's fuse (statistics API): {json.dumps(report.triton_fuse)}",
+        f"Per-frame bound: {s.get('fuse_bound_s_per_15s_clip')} s per 15 s clip; Triton reached "
+        f"{s.get('triton_vs_fuse_bound')} of it",
         f"Output: {s['output_bytes']} bytes, {s['output_kbit_per_s']} kbit/s", "",
         "Runs: " + ", ".join(f"{r.path} {r.frames_per_s}" for r in report.runs),
     ]

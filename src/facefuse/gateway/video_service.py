@@ -113,14 +113,17 @@ class VideoJobsService(pb_grpc.VideoJobsServicer):
         return await self.photos._guard(context, SCOPE_TEMPLATES, "ListVideoTemplates", "-", work)
 
 
+def open_job_store(settings: VideoSettings) -> JobStore:
+    key = load_key(settings.result_key_b64.get_secret_value() if settings.result_key_b64 else None, settings.jobs_dir)
+    return JobStore(settings.jobs_dir, key, settings.result_ttl_s, settings.lease_s)
+
+
 @contextlib.asynccontextmanager
 async def video_jobs(server, photos: FaceFusionService, triton: TritonPool, settings: VideoSettings | None = None):
     """Adds VideoJobs to a gRPC server (before it starts) and runs a worker beside it
     when settings.worker_in_gateway; yields the service (its worker as `.worker`)."""
     settings = settings or get_video_settings()
-    store = JobStore(settings.jobs_dir, load_key(
-        settings.result_key_b64.get_secret_value() if settings.result_key_b64 else None, settings.jobs_dir,
-    ), settings.result_ttl_s, settings.lease_s)
+    store = open_job_store(settings)
     templates = VideoTemplateStore(settings.template_dir)
     service = VideoJobsService(photos, store, templates, settings)
     pb_grpc.add_VideoJobsServicer_to_server(service, server)

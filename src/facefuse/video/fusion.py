@@ -80,45 +80,69 @@ async def fuse_video(
     progress: Callable[[int, int], Awaitable[None]] | None = None, times: StageTimes | None = None,
 ) -> int:
     """Write the fused video to out_path; returns its frame count. progress(done, total)
-    is awaited after every chunk (the job worker records it and checks cancellation)."""
+    is awaited after every chunk (the job worker records it and checks cancellation).
+
+    Pipelined by chunk: while one chunk's frames are being fused (in Triton), the
+    previous chunk is pasted and encoded here, so neither side waits for the other."""
     options.validated()
     times = times or StageTimes()
     total = template.frame_count
     reader = media.read_frames(template.clip, max_frames=total)
     writer = media.VideoWriter(out_path, template.info["fps"], max_video_kbps, audio_from=template.clip)
-    done = 0
+    read = written = 0
+    pending: tuple[list[np.ndarray], int, asyncio.Future] | None = None
     try:
-        while done < total:
+        while True:
             started = time.perf_counter()
             frames = await asyncio.to_thread(lambda: [f for _, f in zip(range(CHUNK_FRAMES), reader)])
-            if not frames:
-                break
             times.add("decode", started)
-            started = time.perf_counter()
-            crops = await asyncio.to_thread(_crops, template, frames, done)
-            times.add("crop", started)
-            started = time.perf_counter()
-            fused = await asyncio.gather(*[
-                fuse_frame(crop, template.meshes[done + i]) if crop is not None else _none()
-                for i, crop in enumerate(crops)
-            ])
-            times.add("fuse", started)
-            started = time.perf_counter()
-            out = await asyncio.to_thread(_composite, template, frames, fused, done, options.add_label)
-            times.add("postprocess", started)
-            started = time.perf_counter()
-            await asyncio.to_thread(writer.write_all, out)
-            times.add("encode", started)
-            done += len(frames)
-            if progress is not None:
-                await progress(done, total)
+            fusing = None
+            if frames:
+                started = time.perf_counter()
+                crops = await asyncio.to_thread(_crops, template, frames, read)
+                times.add("crop", started)
+                fusing = asyncio.ensure_future(_fuse_chunk(fuse_frame, template, crops, read, times))
+            if pending is not None:
+                written = await _finish_chunk(template, writer, *pending, options.add_label, times)
+                if progress is not None:
+                    await progress(written, total)
+            if fusing is None:
+                break
+            pending = (frames, read, fusing)
+            read += len(frames)
         started = time.perf_counter()
         await asyncio.to_thread(writer.close)
         times.add("encode", started)
     finally:
+        if pending is not None and not pending[2].done():
+            pending[2].cancel()
+            await asyncio.gather(pending[2], return_exceptions=True)
         writer.abort()
         reader.close()
-    return done
+    return written
+
+
+async def _fuse_chunk(fuse_frame: FuseFrame, template: VideoTemplate, crops, first: int, times: StageTimes):
+    started = time.perf_counter()
+    fused = await asyncio.gather(*[
+        fuse_frame(crop, template.meshes[first + i]) if crop is not None else _none()
+        for i, crop in enumerate(crops)
+    ])
+    times.add("fuse", started)
+    return fused
+
+
+async def _finish_chunk(template, writer, frames, first: int, fusing: asyncio.Future, add_label: bool,
+                        times: StageTimes) -> int:
+    """Paste, label and encode one fused chunk; returns the frames written so far."""
+    fused = await fusing
+    started = time.perf_counter()
+    out = await asyncio.to_thread(_composite, template, frames, fused, first, add_label)
+    times.add("postprocess", started)
+    started = time.perf_counter()
+    await asyncio.to_thread(writer.write_all, out)
+    times.add("encode", started)
+    return first + len(frames)
 
 
 async def _none():

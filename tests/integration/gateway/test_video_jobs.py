@@ -140,6 +140,23 @@ def test_a_video_job_changes_the_face_in_every_usable_frame_and_nothing_outside_
         assert difference[outside].mean() < 2.5, f"frame {number} changed outside the face"
 
 
+def test_the_fused_face_neither_flickers_nor_jitters_more_than_the_template_face(fused, video_root):
+    """Frame-to-frame change around the face: the fused video's is the template's own
+    motion, not more (a face that jumps or changes colour between frames adds to it)."""
+    _, path = fused
+    template = VideoTemplateStore(video_root / "templates").load(TEMPLATE)
+    boxes = np.array([_face_box(a, (10**4, 10**4)) for a in template.affines[template.usable]])
+    x0, y0 = boxes[:, :2].min(axis=0)
+    x1, y1 = boxes[:, 2:].max(axis=0)
+    originals = np.array(list(media.read_frames(template.clip)), np.float32)[:, y0:y1, x0:x1]
+    results = np.array(list(media.read_frames(path)), np.float32)[:, y0:y1, x0:x1]
+    template_change = np.abs(np.diff(originals, axis=0)).mean()
+    fused_change = np.abs(np.diff(results, axis=0)).mean()
+    assert fused_change < 1.25 * template_change + 0.5
+    brightness = results.mean(axis=(1, 2, 3))
+    assert np.abs(np.diff(brightness)).max() < 4.0  # no frame flashes brighter or darker
+
+
 def test_only_the_submitting_tenant_can_see_or_read_a_job(fused, video_gateway, credentials):
     job, _ = fused
     with FacefuseClient(target(video_gateway), api_key=credentials.one_at_a_time_key) as other:
