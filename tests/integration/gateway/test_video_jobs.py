@@ -6,14 +6,21 @@ tone added as its sound track, so that keeping the audio is checked too.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fractions
+import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
-from facefuse_client import FacefuseClient, TemplateNotFoundError
+from facefuse_client import AsyncFacefuseClient, FacefuseClient, TemplateNotFoundError
 from facefuse_client.errors import JobNotFoundError
 from gateway_helpers import gateway_settings, target
 
@@ -196,3 +203,85 @@ def test_an_accepted_job_survives_a_gateway_restart_and_a_cancelled_one_stays_ca
             assert job.state == "done"
             assert media.probe_bytes(client.videos.download(kept.job_id)).frame_count == job.frame_count
             assert client.videos.get(dropped.job_id).state == "cancelled"
+
+
+def test_the_async_client_and_the_cli_fetch_the_same_kind_of_video(video_gateway, credentials, astronaut, tmp_path):
+    async def with_async_client() -> bytes:
+        async with AsyncFacefuseClient(target(video_gateway), api_key=credentials.full_key) as client:
+            seen = []
+            data = await client.videos.fuse_video(astronaut, TEMPLATE, poll_s=0.2, on_progress=seen.append,
+                                                  add_label=False)
+            assert seen[-1].state == "done" and seen[-1].progress == 1.0
+            return data
+
+    info = media.probe_bytes(asyncio.run(with_async_client()))
+    photo, output = tmp_path / "astronaut.jpg", tmp_path / "fused.mp4"
+    photo.write_bytes(astronaut)
+    cli = subprocess.run(
+        [str(Path(sys.executable).parent / "facefuse"), "video", str(photo), "--template", TEMPLATE, "-o", str(output),
+         "--target", target(video_gateway), "--api-key", credentials.full_key],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert "done" in cli.stderr and "100.0%" in cli.stderr  # the progress bar
+    assert media.probe(output).frame_count == info.frame_count
+
+
+def _clip_with_a_gap(source, target_path, no_face: np.ndarray) -> None:
+    """12 frames of the talking head, 6 without any face, 12 of the talking head."""
+    frames = list(media.read_frames(source, max_frames=24))
+    height, width = frames[0].shape[:2]
+    blank = cv2.resize(no_face, (width, height))
+    media.write_video(target_path, frames[:12] + [blank] * 6 + frames[12:], fps=24.0, max_video_kbps=8000)
+
+
+def test_frames_without_a_face_are_marked_at_registration_and_come_out_untouched(
+        settings, video_root, video_gateway, credentials, astronaut, coffee, tmp_path):
+    from facefuse.samples import rgb
+
+    clip = tmp_path / "gap.mp4"
+    _clip_with_a_gap(samples.sample_clip(), clip, rgb(coffee))
+    store = VideoTemplateStore(video_root / "templates")
+    register_video(LocalPipeline(settings), store, "with-gap", clip, settings=_video_settings(video_root, "jobs"))
+    template = store.load("with-gap")
+    assert template.usable.tolist() == [True] * 12 + [False] * 6 + [True] * 12  # and found again after the gap
+    with FacefuseClient(target(video_gateway), api_key=credentials.full_key) as client:
+        data = client.videos.fuse_video(astronaut, "with-gap", poll_s=0.2, add_label=False)
+    result = tmp_path / "fused.mp4"
+    result.write_bytes(data)
+    originals, results = list(media.read_frames(template.clip)), list(media.read_frames(result))
+    for number in range(12, 18):
+        assert np.abs(originals[number].astype(int) - results[number].astype(int)).mean() < 2.0
+    for number in (11, 18):
+        assert np.abs(originals[number].astype(int) - results[number].astype(int)).mean() > 0.5
+
+
+def test_a_job_whose_worker_process_is_killed_is_finished_by_another_worker(
+        credentials, triton, video_root, astronaut, tmp_path):
+    env = dict(os.environ, FACEFUSE_VIDEO_TEMPLATE_DIR=str(video_root / "templates"),
+               FACEFUSE_VIDEO_JOBS_DIR=str(video_root / "crash"), FACEFUSE_VIDEO_LEASE_S="3",
+               FACEFUSE_VIDEO_POLL_S="0.05", FACEFUSE_GATEWAY_TRITON_URLS=json.dumps([triton.grpc_url]))
+    worker = subprocess.Popen([str(Path(sys.executable).parent / "facefuse"), "gateway", "video-worker"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        with _gateway(credentials, triton, video_root, "crash", worker_in_gateway=False) as gateway:
+            with FacefuseClient(target(gateway), api_key=credentials.full_key) as client:
+                job = client.videos.submit(astronaut, TEMPLATE)
+                deadline = time.monotonic() + 120
+                while client.videos.get(job.job_id).frames_done == 0:
+                    assert worker.poll() is None, worker.stderr.read()
+                    assert time.monotonic() < deadline, "the worker process never reported progress"
+                    time.sleep(0.05)
+                worker.kill()
+                worker.wait()
+                assert client.videos.get(job.job_id).state == "running"  # until its lease runs out
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    with _gateway(credentials, triton, video_root, "crash", lease_s=3.0) as gateway:
+        with FacefuseClient(target(gateway), api_key=credentials.full_key) as client:
+            done = client.videos.wait(job.job_id, poll_s=0.2, timeout_s=300)
+            assert done.state == "done"
+            assert media.probe_bytes(client.videos.download(job.job_id)).frame_count == done.frame_count
+    assert len(list((video_root / "crash" / "results").iterdir())) == 1
