@@ -74,27 +74,30 @@ class VideoJobsService(pb_grpc.VideoJobsServicer):
             except OSError:
                 raise TemplateError(f"video template {request.template_id!r} is not registered") from None
             check_photo(request.photo, self.photos.settings.max_image_bytes)
-            job = self.store.submit(principal.tenant, request.template_id, json.dumps(dataclasses.asdict(options)),
-                                    request.photo, int(info["frame_count"]), self.settings.max_queued_jobs_per_tenant)
+            # SQLite commits with an fsync: off the event loop, which photo calls share.
+            job = await asyncio.to_thread(
+                self.store.submit, principal.tenant, request.template_id, json.dumps(dataclasses.asdict(options)),
+                request.photo, int(info["frame_count"]), self.settings.max_queued_jobs_per_tenant,
+            )
             return job_message(job)
 
         return await self.photos._guard(context, SCOPE_FUSE, "SubmitVideoJob", "-", work)
 
     async def GetVideoJob(self, request: pb.GetVideoJobRequest, context) -> pb.VideoJob:
         async def work(principal: Principal) -> pb.VideoJob:
-            return job_message(self.store.get(request.job_id, principal.tenant))
+            return job_message(await asyncio.to_thread(self.store.get, request.job_id, principal.tenant))
 
         return await self.photos._guard(context, SCOPE_FUSE, "GetVideoJob", request.job_id, work)
 
     async def CancelVideoJob(self, request: pb.CancelVideoJobRequest, context) -> pb.VideoJob:
         async def work(principal: Principal) -> pb.VideoJob:
-            return job_message(self.store.cancel(request.job_id, principal.tenant))
+            return job_message(await asyncio.to_thread(self.store.cancel, request.job_id, principal.tenant))
 
         return await self.photos._guard(context, SCOPE_FUSE, "CancelVideoJob", request.job_id, work)
 
     async def ReadVideoResult(self, request: pb.ReadVideoResultRequest, context):
         async def work(principal: Principal) -> bytes:
-            return self.store.result(request.job_id, principal.tenant)
+            return await asyncio.to_thread(self.store.result, request.job_id, principal.tenant)
 
         video = await self.photos._guard(context, SCOPE_FUSE, "ReadVideoResult", request.job_id, work)
         for start in range(0, len(video), RESULT_CHUNK_BYTES):

@@ -109,13 +109,13 @@ class VideoWorker:
             while True:
                 claimed = None
                 if len(running) < self.settings.worker_concurrency:
-                    claimed = self.store.claim(self.name)
+                    claimed = await asyncio.to_thread(self.store.claim, self.name)
                 if claimed is None:
                     if running:
                         await asyncio.wait(running, timeout=self.settings.poll_s, return_when=asyncio.FIRST_COMPLETED)
                     else:
                         await asyncio.sleep(self.settings.poll_s)
-                    self.store.expire()
+                    await asyncio.to_thread(self.store.expire)
                     continue
                 task = asyncio.ensure_future(self.run_job(claimed))
                 running.add(task)
@@ -143,15 +143,15 @@ class VideoWorker:
                                          self._video_in_flight)
 
                 async def progress(done: int, total: int) -> None:
-                    if not self.store.report(job.job_id, self.name, attempt, done, total):
+                    if not await asyncio.to_thread(self.store.report, job.job_id, self.name, attempt, done, total):
                         raise JobStopped()
 
                 times = StageTimes()
                 frames = await fuse_video(template, fuser, out_path, options, self.settings.max_video_kbps,
                                           progress=progress, times=times)
                 self.last_times = times
-                published = self.store.finish(job.job_id, self.name, attempt, out_path.read_bytes(), frames,
-                                              time.perf_counter() - started)
+                published = await asyncio.to_thread(self.store.finish, job.job_id, self.name, attempt,
+                                                    out_path.read_bytes(), frames, time.perf_counter() - started)
                 log.info("video job %s %s: %d frames in %.1f s", job.job_id, "done" if published else "superseded",
                          frames, time.perf_counter() - started)
             except JobStopped:

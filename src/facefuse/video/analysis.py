@@ -26,14 +26,13 @@ MIN_FACE_PRESENCE = 0.5
 LANDMARK_BATCH = 16
 
 
-def _keypoints_per_frame(pipeline: LocalPipeline, frames: list[np.ndarray], face_index: int | None):
+def _keypoints_per_frame(pipeline: LocalPipeline, frames, count: int, face_index: int | None):
     """(N, 5, 2) keypoints of the tracked face and (N,) bool where it was found and usable."""
-    count = len(frames)
     keypoints = np.zeros((count, 5, 2), np.float32)
     found = np.zeros(count, bool)
     params = pipeline.align_params
     previous = None
-    for number, frame in enumerate(frames):
+    for number, frame in zip(range(count), frames):
         square, scale = letterbox(frame, pipeline.detector_px)
         box_deltas, face_probs, keypoint_deltas = pipeline.detector.run(None, {"detector_image": square[None]})
         detections = detect(box_deltas[0], face_probs[0], keypoint_deltas[0], scale, params)
@@ -59,6 +58,14 @@ def _keypoints_per_frame(pipeline: LocalPipeline, frames: list[np.ndarray], face
     return keypoints, found
 
 
+def _mesh_batch(pipeline: LocalPipeline, batch, meshes: np.ndarray, usable: np.ndarray) -> None:
+    numbers = np.array([n for n, _ in batch])
+    crops = np.stack([c for _, c in batch])
+    batch_meshes, presence = pipeline.landmarks.run(None, {"faces": crops[None]})
+    meshes[numbers] = batch_meshes[0]
+    usable[numbers[presence.reshape(-1) < MIN_FACE_PRESENCE]] = False
+
+
 def analyze_clip(pipeline: LocalPipeline, clip, face_index: int | None, settings: VideoSettings):
     """(affines, meshes, usable, info) for every frame of the clip."""
     info = media.probe(clip)
@@ -69,26 +76,30 @@ def analyze_clip(pipeline: LocalPipeline, clip, face_index: int | None, settings
         )
     if max(info.width, info.height) > settings.max_template_side_px:
         raise OptionError(f"the clip is {info.width}x{info.height}; at most {settings.max_template_side_px} px a side")
-    frames = list(media.read_frames(clip))
-    keypoints, usable = _keypoints_per_frame(pipeline, frames, face_index)
+    # Two passes over the decoded clip (tracking, then crops of the steadied track), so
+    # that a long HD clip is never held in memory whole.
+    count = info.frame_count
+    keypoints, usable = _keypoints_per_frame(pipeline, media.read_frames(clip), count, face_index)
     if not usable.any():
         raise FaceError("no frame of the clip holds a usable face (none found, too small, cut off or turned away)")
     keypoints = tracking.smooth_over_time(keypoints, usable)
-    affines = np.zeros((len(frames), 2, 3), np.float32)
-    meshes = np.zeros((len(frames), MESH_POINTS, 3), np.float32)
-    indices = np.flatnonzero(usable)
-    for number in indices:
+    affines = np.zeros((count, 2, 3), np.float32)
+    meshes = np.zeros((count, MESH_POINTS, 3), np.float32)
+    for number in np.flatnonzero(usable):
         affines[number] = crop_affine(keypoints[number], FACE_CROP_PX)
-    for start in range(0, len(indices), LANDMARK_BATCH):
-        chunk = indices[start:start + LANDMARK_BATCH]
-        crops = np.stack([warp_to_crop(frames[n], affines[n], FACE_CROP_PX) for n in chunk])
-        chunk_meshes, presence = pipeline.landmarks.run(None, {"faces": crops[None]})
-        meshes[chunk] = chunk_meshes[0]
-        usable[chunk[presence.reshape(-1) < MIN_FACE_PRESENCE]] = False
+    batch: list[tuple[int, np.ndarray]] = []
+    for number, frame in zip(range(count), media.read_frames(clip)):
+        if usable[number]:
+            batch.append((number, warp_to_crop(frame, affines[number], FACE_CROP_PX)))
+        if batch and (len(batch) == LANDMARK_BATCH or number == count - 1):
+            _mesh_batch(pipeline, batch, meshes, usable)
+            batch = []
+    if batch:
+        _mesh_batch(pipeline, batch, meshes, usable)
     meshes = tracking.smooth_over_time(meshes, usable)
     summary = {
-        "width": info.width, "height": info.height, "fps": info.fps, "frame_count": len(frames),
-        "duration_s": round(len(frames) / info.fps, 3), "usable_frames": int(usable.sum()), "has_audio": info.has_audio,
+        "width": info.width, "height": info.height, "fps": info.fps, "frame_count": count,
+        "duration_s": round(count / info.fps, 3), "usable_frames": int(usable.sum()), "has_audio": info.has_audio,
     }
     return affines, meshes, usable, summary
 
