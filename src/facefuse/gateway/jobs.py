@@ -84,6 +84,20 @@ class ClaimedJob:
     attempt: int
 
 
+def new_job_id() -> str:
+    return "vj_" + secrets.token_urlsafe(JOB_ID_BYTES)
+
+
+def seal(aead: AESGCM, data: bytes, job_id: str) -> bytes:
+    """AES-GCM with a fresh nonce; the job id is authenticated with the data."""
+    nonce = secrets.token_bytes(NONCE_BYTES)
+    return nonce + aead.encrypt(nonce, data, job_id.encode())
+
+
+def unseal(aead: AESGCM, sealed: bytes, job_id: str) -> bytes:
+    return aead.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], job_id.encode())
+
+
 def load_key(key_b64: str | None, jobs_dir: Path) -> bytes:
     """The AES-256 key: from settings, else generated once into jobs_dir (mode 0600)."""
     if key_b64:
@@ -153,11 +167,10 @@ class JobStore:
 
     # ---- encryption ------------------------------------------------------------------
     def _seal(self, data: bytes, job_id: str) -> bytes:
-        nonce = secrets.token_bytes(NONCE_BYTES)
-        return nonce + self.aead.encrypt(nonce, data, job_id.encode())
+        return seal(self.aead, data, job_id)
 
     def _open(self, sealed: bytes, job_id: str) -> bytes:
-        return self.aead.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], job_id.encode())
+        return unseal(self.aead, sealed, job_id)
 
     # ---- callers' side ---------------------------------------------------------------
     def _execute(self, sql: str, args=()) -> sqlite3.Cursor:
@@ -166,7 +179,7 @@ class JobStore:
 
     def submit(self, tenant: str, template_id: str, options_json: str, photo: bytes, frame_count: int,
                max_queued_per_tenant: int) -> Job:
-        job_id = "vj_" + secrets.token_urlsafe(JOB_ID_BYTES)
+        job_id = new_job_id()
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:

@@ -117,7 +117,15 @@ class VideoJobsService(pb_grpc.VideoJobsServicer):
 
 
 def open_job_store(settings: VideoSettings) -> JobStore:
+    """Redis Streams where settings.redis_url is set (many machines), else embedded SQLite."""
+    if settings.redis_url and not settings.result_key_b64:
+        raise ValueError("FACEFUSE_VIDEO_REDIS_URL needs FACEFUSE_VIDEO_RESULT_KEY_B64: every machine must hold "
+                         "the same key to read the photos and results it shares")
     key = load_key(settings.result_key_b64.get_secret_value() if settings.result_key_b64 else None, settings.jobs_dir)
+    if settings.redis_url:
+        from facefuse.gateway.jobs_redis import RedisJobStore
+
+        return RedisJobStore(settings.redis_url, key, settings.result_ttl_s, settings.lease_s)
     return JobStore(settings.jobs_dir, key, settings.result_ttl_s, settings.lease_s)
 
 

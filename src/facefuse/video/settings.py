@@ -24,6 +24,9 @@ class VideoSettings(BaseSettings):
 
     # Jobs.
     jobs_dir: Path = Field(default_factory=lambda: get_settings().var_dir / "video_jobs")
+    # A Redis server (redis://host:port/db) holding the queue and the jobs, shared by
+    # gateways and workers on many machines; None: the embedded SQLite store in jobs_dir.
+    redis_url: str | None = None
     # AES-256-GCM key for photos and results at rest, base64 (32 bytes). None: a key
     # generated once into <jobs_dir>/result.key (mode 0600).
     result_key_b64: SecretStr | None = None

@@ -7,6 +7,7 @@ tone added as its sound track, so that keeping the audio is checked too.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import fractions
 import json
@@ -23,6 +24,7 @@ import pytest
 from facefuse_client import AsyncFacefuseClient, FacefuseClient, TemplateNotFoundError
 from facefuse_client.errors import JobNotFoundError
 from gateway_helpers import gateway_settings, target
+from redis_server import redis_server
 
 from facefuse.contract import FACE_CROP_PX
 from facefuse.gateway.server import GatewayThread
@@ -285,3 +287,20 @@ def test_a_job_whose_worker_process_is_killed_is_finished_by_another_worker(
             assert done.state == "done"
             assert media.probe_bytes(client.videos.download(job.job_id)).frame_count == done.frame_count
     assert len(list((video_root / "crash" / "results").iterdir())) == 1
+
+
+def test_gateways_sharing_a_redis_queue_serve_one_anothers_jobs(credentials, triton, video_root, astronaut, tmp_path):
+    """Two gateways (think: two machines) on one Redis: a job submitted to the first
+    is run by whichever worker takes it and can be polled and read through the second."""
+    shared = dict(redis_url=None, result_key_b64=base64.b64encode(os.urandom(32)).decode())
+    with redis_server(tmp_path / "redis") as (url, _):
+        shared["redis_url"] = url
+        with _gateway(credentials, triton, video_root, "redis-a", worker_in_gateway=False, **shared) as first, \
+                _gateway(credentials, triton, video_root, "redis-b", **shared) as second:
+            with FacefuseClient(target(first), api_key=credentials.full_key) as one, \
+                    FacefuseClient(target(second), api_key=credentials.full_key) as other:
+                job = one.videos.submit(astronaut, TEMPLATE)
+                done = other.videos.wait(job.job_id, poll_s=0.2, timeout_s=300)
+                assert done.state == "done"
+                assert one.videos.get(job.job_id).state == "done"
+                assert media.probe_bytes(one.videos.download(job.job_id)).frame_count == done.frame_count
