@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Awaitable, Callable
@@ -87,14 +88,19 @@ async def fuse_video(
     options.validated()
     times = times or StageTimes()
     total = template.frame_count
+    loop = asyncio.get_running_loop()
+    # Decoding and encoding run on one thread of their own, in order: when the job is
+    # cancelled mid-write, the files are closed after that write, never beneath it.
+    io = ThreadPoolExecutor(1, thread_name_prefix="facefuse-video-io")
     reader = media.read_frames(template.clip, max_frames=total)
-    writer = media.VideoWriter(out_path, template.info["fps"], max_video_kbps, audio_from=template.clip)
+    writer = await loop.run_in_executor(
+        io, lambda: media.VideoWriter(out_path, template.info["fps"], max_video_kbps, audio_from=template.clip))
     read = written = 0
     pending: tuple[list[np.ndarray], int, asyncio.Future] | None = None
     try:
         while True:
             started = time.perf_counter()
-            frames = await asyncio.to_thread(lambda: [f for _, f in zip(range(CHUNK_FRAMES), reader)])
+            frames = await loop.run_in_executor(io, lambda: [f for _, f in zip(range(CHUNK_FRAMES), reader)])
             times.add("decode", started)
             fusing = None
             if frames:
@@ -103,7 +109,7 @@ async def fuse_video(
                 times.add("crop", started)
                 fusing = asyncio.ensure_future(_fuse_chunk(fuse_frame, template, crops, read, times))
             if pending is not None:
-                written = await _finish_chunk(template, writer, *pending, options.add_label, times)
+                written = await _finish_chunk(template, writer, io, *pending, options.add_label, times)
                 if progress is not None:
                     await progress(written, total)
             if fusing is None:
@@ -111,14 +117,15 @@ async def fuse_video(
             pending = (frames, read, fusing)
             read += len(frames)
         started = time.perf_counter()
-        await asyncio.to_thread(writer.close)
+        await loop.run_in_executor(io, writer.close)
         times.add("encode", started)
     finally:
         if pending is not None and not pending[2].done():
             pending[2].cancel()
             await asyncio.gather(pending[2], return_exceptions=True)
-        writer.abort()
-        reader.close()
+        io.submit(writer.abort)
+        io.submit(reader.close)
+        io.shutdown(wait=False)
     return written
 
 
@@ -132,7 +139,7 @@ async def _fuse_chunk(fuse_frame: FuseFrame, template: VideoTemplate, crops, fir
     return fused
 
 
-async def _finish_chunk(template, writer, frames, first: int, fusing: asyncio.Future, add_label: bool,
+async def _finish_chunk(template, writer, io, frames, first: int, fusing: asyncio.Future, add_label: bool,
                         times: StageTimes) -> int:
     """Paste, label and encode one fused chunk; returns the frames written so far."""
     fused = await fusing
@@ -140,7 +147,7 @@ async def _finish_chunk(template, writer, frames, first: int, fusing: asyncio.Fu
     out = await asyncio.to_thread(_composite, template, frames, fused, first, add_label)
     times.add("postprocess", started)
     started = time.perf_counter()
-    await asyncio.to_thread(writer.write_all, out)
+    await asyncio.get_running_loop().run_in_executor(io, writer.write_all, out)
     times.add("encode", started)
     return first + len(frames)
 
