@@ -492,6 +492,36 @@ def capacity(
     typer.echo(render(result))
 
 
+@app.command("capacity-videos")
+def capacity_videos(
+    selfies: int = typer.Option(..., help="Selfies (users) in the campaign window."),
+    window_s: float = typer.Option(..., help="Over how many seconds they arrive."),
+    posters_per_selfie: float = typer.Option(5.0, help="Posters each selfie gets."),
+    videos_per_selfie: float = typer.Option(1.0, help="Videos each selfie gets."),
+    video_seconds: float = typer.Option(15.0, help="Length of each video."),
+    p99_ms: float = typer.Option(2000.0, help="p99 target of the poster calls, in milliseconds."),
+    from_report: Path = typer.Option(
+        Path("loadtest/reports/cpu-2core/capacity.json"), "--from", help="Load-test capacity JSON or `bench photo` JSON.",
+    ),
+    video_bench: Path = typer.Option(Path("var/bench/video-bench.json"), help="`facefuse bench video` JSON."),
+    target_utilization: float = typer.Option(0.75, help="Fraction of measured capacity to plan for."),
+) -> None:
+    """Replicas for N posters and M videos per selfie for P selfies in T seconds."""
+    from facefuse.capacity.planner import measurement_from_file
+    from facefuse.capacity.video_plan import campaign_plan, render, video_measurement_from_file
+
+    for path, how in ((from_report, "run a load test or `facefuse bench photo`"), (video_bench, "run `facefuse bench video`")):
+        if not path.is_file():
+            fail(f"{path} does not exist; {how}")
+    try:
+        result = campaign_plan(selfies, window_s, posters_per_selfie, videos_per_selfie,
+                               measurement_from_file(from_report, p99_ms), video_measurement_from_file(video_bench),
+                               video_seconds, target_utilization)
+    except ValueError as exc:
+        fail(str(exc))
+    typer.echo(render(result))
+
+
 def main() -> None:  # pragma: no cover - console entry
     sys.exit(app())
 

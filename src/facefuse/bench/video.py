@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from facefuse import samples
+from facefuse.bench.photo import _server_cpu_ms
 from facefuse.gateway.triton import TritonPool
 from facefuse.gateway.video_worker import TritonFrameFuser
 from facefuse.settings import get_settings
@@ -45,6 +46,9 @@ class VideoRun:
     seconds: float
     frames_per_s: float
     stage_s: dict
+    # CPU time per frame, by process (Triton: tritonserver, each model's stubs, and this
+    # client process; baseline: this process): robust to other load on a shared machine.
+    cpu_ms_per_frame: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -179,6 +183,7 @@ def run_video_bench(template_id: str, out_dir: Path, rounds: int = 2, echo=print
             order += ["triton", "baseline"] if number % 2 == 0 else ["baseline", "triton"]
         fuse_totals = None
         for path in order:
+            cpu_before = {**_server_cpu_ms(triton.process.pid), "client": time.process_time() * 1000}
             if path == "triton":
                 before = _fuse_statistics(triton.grpc_url)
                 run = asyncio.run(_triton_run(triton.grpc_url, template, photo, options, video_settings, out))
@@ -186,6 +191,12 @@ def run_video_bench(template_id: str, out_dir: Path, rounds: int = 2, echo=print
                 fuse_totals = _add(fuse_totals, before, after)
             else:
                 run = asyncio.run(_baseline_run(pipeline, sessions, template, photo, options, video_settings, out))
+            cpu_after = {**_server_cpu_ms(triton.process.pid), "client": time.process_time() * 1000}
+            spent = {k: (v - cpu_before.get(k, 0.0)) / run.frames for k, v in cpu_after.items()}
+            if path == "baseline":  # the idle server's own few ms are not the baseline's
+                spent = {"client": spent["client"]}
+            run.cpu_ms_per_frame = {k: round(v, 2) for k, v in spent.items() if v >= 0.05}
+            run.cpu_ms_per_frame["total"] = round(sum(spent.values()), 2)
             report.runs.append(run)
             echo(f"{run.path:8s} {run.frames} frames in {run.seconds:6.2f} s = {run.frames_per_s:6.2f} frames/s  "
                  f"stages {json.dumps(run.stage_s)}")
@@ -221,6 +232,10 @@ def summarize(runs: list[VideoRun], info: dict, last_output_bytes: int) -> dict:
         summary[f"{path}_frames_per_s"] = round(fps, 2)
         # A 15 s clip at the template's frame rate, every frame fused.
         summary[f"{path}_s_per_15s_clip"] = round(CLIP_SECONDS * info["fps"] / fps, 1) if fps else None
+        chosen = [r for r in runs if r.path == path and r.cpu_ms_per_frame]
+        if chosen:
+            summary[f"{path}_cpu_ms_per_frame"] = round(
+                sum(r.cpu_ms_per_frame["total"] * r.frames for r in chosen) / sum(r.frames for r in chosen), 2)
         stages: dict[str, float] = {}
         for run in (r for r in runs if r.path == path):
             for stage, value in run.stage_s.items():
@@ -229,6 +244,9 @@ def summarize(runs: list[VideoRun], info: dict, last_output_bytes: int) -> dict:
     if summary["baseline_frames_per_s"]:
         summary["triton_vs_baseline_frames_per_s"] = round(
             summary["triton_frames_per_s"] / summary["baseline_frames_per_s"], 3)
+    if summary.get("triton_cpu_ms_per_frame"):
+        summary["baseline_vs_triton_cpu_per_frame"] = round(
+            summary["baseline_cpu_ms_per_frame"] / summary["triton_cpu_ms_per_frame"], 3)
     summary["output_bytes"] = last_output_bytes
     summary["output_kbit_per_s"] = round(8 * last_output_bytes / 1000 / info["duration_s"], 1)
     return summary
@@ -246,11 +264,14 @@ def write_report(report: VideoBenchReport, out_dir: Path) -> tuple[Path, Path]:
         *[f"| {p} | {s[f'{p}_frames_per_s']} | {s[f'{p}_s_per_15s_clip']} | {json.dumps(s[f'{p}_stage_ms_per_frame'])} |"
           for p in ("triton", "baseline")],
         "", f"Triton vs baseline (frames/s): {s.get('triton_vs_baseline_frames_per_s')}",
+        f"CPU ms per frame: Triton {s.get('triton_cpu_ms_per_frame')} (all processes), baseline "
+        f"{s.get('baseline_cpu_ms_per_frame')}; baseline/Triton {s.get('baseline_vs_triton_cpu_per_frame')}",
         f"Triton's fuse (statistics API): {json.dumps(report.triton_fuse)}",
         f"Per-frame bound: {s.get('fuse_bound_s_per_15s_clip')} s per 15 s clip; Triton reached "
         f"{s.get('triton_vs_fuse_bound')} of it",
         f"Output: {s['output_bytes']} bytes, {s['output_kbit_per_s']} kbit/s", "",
         "Runs: " + ", ".join(f"{r.path} {r.frames_per_s}" for r in report.runs),
+        "CPU ms per frame by process: " + "; ".join(f"{r.path} {json.dumps(r.cpu_ms_per_frame)}" for r in report.runs),
     ]
     md_path.write_text("\n".join(lines) + "\n")
     return json_path, md_path
