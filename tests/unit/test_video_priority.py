@@ -87,3 +87,20 @@ def test_photo_priority_gives_way_after_its_longest_wait_so_videos_are_not_starv
         return done_during_photo
 
     assert asyncio.run(scenario()) == 4
+
+
+def test_a_frame_shed_by_an_overloaded_gateway_waits_and_is_sent_again():
+    from facefuse.gateway.errors import Overloaded
+
+    class SheddingOnce(RecordingPool):
+        shed = False
+
+        async def infer(self, model, inputs, outputs, deadline):
+            if not self.shed:
+                self.shed = True
+                raise Overloaded("every replica is full", retry_after_s=0.01)
+            return await super().infer(model, inputs, outputs, deadline)
+
+    pool = SheddingOnce()
+    face, mask = asyncio.run(_fuser(pool)(CROP, MESH))
+    assert pool.shed and face.shape == (384, 384, 3) and mask.shape == (384, 384)

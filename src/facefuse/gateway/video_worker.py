@@ -27,6 +27,7 @@ import numpy as np
 from tritonclient.grpc import InferInput, InferRequestedOutput
 
 from facefuse.errors import FacefuseError, Reason
+from facefuse.gateway.errors import Overloaded
 from facefuse.gateway.jobs import ClaimedJob, JobStore
 from facefuse.gateway.triton import TritonPool
 from facefuse.triton_client import ANALYZE_OUTPUTS, analyze_inputs
@@ -86,11 +87,21 @@ class TritonFrameFuser:
         async with self.slots:
             await self._give_way_to_photos()
             inputs = fuse_frame_inputs(self.user_faces, self.user_meshes, template_face, template_mesh, self.options)
-            self.video_in_flight[0] += 1
-            try:
-                result = await self.triton.infer("fuse", inputs, FUSE_OUTPUTS, time.monotonic() + FRAME_TIMEOUT_S)
-            finally:
-                self.video_in_flight[0] -= 1
+            deadline = time.monotonic() + FRAME_TIMEOUT_S
+            while True:
+                self.video_in_flight[0] += 1
+                try:
+                    result = await self.triton.infer("fuse", inputs, FUSE_OUTPUTS, deadline)
+                    break
+                except Overloaded as shed:
+                    # Photo traffic fills the replicas: a background frame waits its turn
+                    # rather than failing the whole job (the frame's deadline still holds).
+                    wait_s = shed.retry_after_s or 1.0
+                    if time.monotonic() + wait_s > deadline:
+                        raise
+                finally:
+                    self.video_in_flight[0] -= 1
+                await asyncio.sleep(wait_s)
         return result.as_numpy("fused_faces")[0, 0], result.as_numpy("fused_masks")[0, 0]
 
 
