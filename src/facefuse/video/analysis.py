@@ -10,6 +10,9 @@ unusable: the fused video shows them as they are.
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
 
 from facefuse.contract import FACE_CROP_PX, MAX_FACES, MESH_POINTS
@@ -19,7 +22,9 @@ from facefuse.stages.align import detect
 from facefuse.vision.alignment import crop_affine, warp_to_crop
 from facefuse.vision.detection import check_face, faces_left_to_right, letterbox
 from facefuse.video import media, tracking
-from facefuse.video.settings import VideoSettings
+from facefuse.templates import check_template_id
+from facefuse.video.settings import VideoSettings, get_video_settings
+from facefuse.video.templates import VideoTemplateStore
 
 # Frames whose mesh network is less sure than this that a face is in the crop are unusable.
 MIN_FACE_PRESENCE = 0.5
@@ -104,16 +109,10 @@ def analyze_clip(pipeline: LocalPipeline, clip, face_index: int | None, settings
     return affines, meshes, usable, summary
 
 
-def register_video(pipeline: LocalPipeline, store, template_id: str, clip, face_index: int | None = None,
+def register_video(pipeline: LocalPipeline, store: VideoTemplateStore, template_id: str, clip, face_index: int | None = None,
                    max_seconds: float | None = None, source: str = "", settings: VideoSettings | None = None):
     """Analyse a clip (its first max_seconds, re-encoded, when given) and store it as
     the next version of template_id; returns (version, info)."""
-    import tempfile
-    from pathlib import Path
-
-    from facefuse.templates import check_template_id
-    from facefuse.video.settings import get_video_settings
-
     settings = settings or get_video_settings()
     check_template_id(template_id)
     clip = Path(clip)
