@@ -8,6 +8,7 @@ of the template is copied packet for packet (no re-encoding, no loss).
 from __future__ import annotations
 
 import fractions
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -52,8 +53,6 @@ def probe(path: Path) -> VideoInfo:
 
 def probe_bytes(data: bytes) -> VideoInfo:
     """probe() for a video held in memory (a downloaded result)."""
-    import tempfile
-
     with tempfile.NamedTemporaryFile(suffix=".mp4") as handle:
         handle.write(data)
         handle.flush()
