@@ -108,9 +108,16 @@ def load_key(key_b64: str | None, jobs_dir: Path) -> bytes:
     path = jobs_dir / KEY_FILE_NAME
     if not path.is_file():
         jobs_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        staging = jobs_dir / f".{KEY_FILE_NAME}.{secrets.token_hex(8)}"
+        fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(base64.b64encode(AESGCM.generate_key(bit_length=256)).decode() + "\n")
+        try:
+            os.link(staging, path)  # whole or not at all; of two gateways starting at once, one key wins
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(staging)
     return base64.b64decode(path.read_text().strip())
 
 
