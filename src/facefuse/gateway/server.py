@@ -53,7 +53,8 @@ async def gateway_server(settings: GatewaySettings, port: int | None = None, vid
     service.video = await videos.__aenter__()
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    reflection.enable_server_reflection((SERVICE_NAME, VIDEO_SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+    reflection.enable_server_reflection((SERVICE_NAME, VIDEO_SERVICE_NAME,
+                                         health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                                          reflection.SERVICE_NAME), server)
     bound = server.add_insecure_port(f"{settings.host}:{settings.port if port is None else port}")
     await server.start()
