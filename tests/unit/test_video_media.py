@@ -81,3 +81,15 @@ def test_the_bit_rate_cap_keeps_noisy_video_small(tmp_path):
     media.write_video(path, noise, fps=25.0, max_video_kbps=400)
     # 2 s at 400 kbit/s is 100 kB; pure noise at quality settings alone would be megabytes.
     assert path.stat().st_size < 200_000
+
+
+def test_a_720p_clip_at_the_default_cap_keeps_to_the_cap_plus_one_second_of_buffer(tmp_path):
+    """The worst case for the encoder (fresh noise in every frame), 2 s of 720p at 25 fps:
+    at most (2 s + 1 s of buffer) at the cap, which for 15 s is 4 MB (under 5 MB with audio)."""
+    rng = np.random.default_rng(1)
+    frames = (rng.integers(0, 255, (720, 1280, 3), dtype=np.uint8) for _ in range(50))
+    path = tmp_path / "noise-720p.mp4"
+    media.write_video(path, frames, fps=25.0)
+    assert media.probe(path).frame_count == 50
+    assert path.stat().st_size <= (2 + 1) * media.DEFAULT_MAX_VIDEO_KBPS * 1000 / 8
+    assert (15 + 1) * media.DEFAULT_MAX_VIDEO_KBPS * 1000 / 8 + 15 * 128_000 / 8 < 5_000_000

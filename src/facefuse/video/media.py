@@ -18,8 +18,10 @@ import numpy as np
 
 from facefuse.errors import OptionError
 
-# 15 s at this rate plus AAC audio (about 128 kbit/s) is under 5 MB.
-DEFAULT_MAX_VIDEO_KBPS = 2400
+# The encoder may spend at most its buffer (one second at the cap) beyond the cap, so a
+# 15 s clip is at most 16 s x 2000 kbit/s = 4 MB of video, plus its copied audio (AAC,
+# about 0.25 MB at 128 kbit/s): under 5 MB.
+DEFAULT_MAX_VIDEO_KBPS = 2000
 # Quality-driven encoding (constant rate factor) under the cap: simple scenes stay small.
 DEFAULT_CRF = 23
 
@@ -84,7 +86,7 @@ class VideoWriter:
         self.video = self.output.add_stream("libx264", rate=self.rate)
         self.video.pix_fmt = "yuv420p"
         self.video.options = {
-            "crf": str(crf), "maxrate": f"{max_video_kbps}k", "bufsize": f"{2 * max_video_kbps}k",
+            "crf": str(crf), "maxrate": f"{max_video_kbps}k", "bufsize": f"{max_video_kbps}k",
             "preset": "veryfast",
         }
         # The audio stream must exist before the first packet is written.

@@ -19,8 +19,9 @@ class VideoSettings(BaseSettings):
     max_template_s: float = 30.0
     max_template_side_px: int = 1920
 
-    # Encoding: H.264 under this video bit rate (15 s at 2400 kbit/s + audio < 5 MB).
-    max_video_kbps: int = 2400
+    # Encoding: H.264 capped at this video bit rate, with a one-second buffer (15 s at
+    # 2000 kbit/s is at most 4 MB of video, plus the template's audio: under 5 MB).
+    max_video_kbps: int = 2000
 
     # Jobs.
     jobs_dir: Path = Field(default_factory=lambda: get_settings().var_dir / "video_jobs")
