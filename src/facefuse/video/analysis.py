@@ -116,12 +116,13 @@ def register_video(pipeline: LocalPipeline, store: VideoTemplateStore, template_
     settings = settings or get_video_settings()
     check_template_id(template_id)
     clip = Path(clip)
+    source = source or str(clip)
     with tempfile.TemporaryDirectory(prefix="facefuse-clip-") as scratch:
         if max_seconds is not None and media.probe(clip).duration_s > max_seconds:
             trimmed = Path(scratch) / "clip.mp4"
             media.trim(clip, trimmed, max_seconds)
             clip = trimmed
         affines, meshes, usable, info = analyze_clip(pipeline, clip, face_index, settings)
-        info["source"] = source or str(clip)
+        info["source"] = source
         version = store.add(template_id, clip, affines, meshes, usable, info)
     return version, {**info, "version": version}
