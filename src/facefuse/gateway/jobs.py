@@ -256,13 +256,16 @@ class JobStore:
     def claim(self, worker: str) -> ClaimedJob | None:
         """The oldest queued job, or a running one whose lease ran out (its worker died)."""
         now = time.time()
+        # Workers poll: look first with a plain read (WAL readers never wait), and take
+        # the write lock only when there is something to take.
+        candidate = "SELECT job_id FROM jobs WHERE state = 'queued' OR (state = 'running' AND lease_until_s < ?) " \
+                    "ORDER BY seq LIMIT 1"
+        if self._execute(candidate, (now,)).fetchone() is None:
+            return None
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                row = self._db.execute(
-                    "SELECT job_id FROM jobs WHERE state = 'queued' OR (state = 'running' AND lease_until_s < ?) "
-                    "ORDER BY seq LIMIT 1", (now,),
-                ).fetchone()
+                row = self._db.execute(candidate, (now,)).fetchone()
                 if row is None:
                     self._db.execute("COMMIT")
                     return None
