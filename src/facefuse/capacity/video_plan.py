@@ -85,11 +85,11 @@ def render(p: CampaignPlan) -> str:
     m, v = p.measurement, p.video_measurement
     return "\n".join([
         f"Campaign: {p.selfies} selfies in {p.window_s:g} s, each {p.posters_per_selfie:g} posters and "
-        f"{p.videos_per_selfie:g} videos of {p.video_seconds:g} s: {p.posters:g} posters and {p.video_frames:g} video frames.",
+        f"{p.videos_per_selfie:g} videos of {p.video_seconds:g} s: {p.posters:,.0f} posters and {p.video_frames:,.0f} video frames.",
         f"Measured: one replica on {m['device']} sustains {m['sustainable_posters_per_s']:g} posters/s "
         f"({m['source']}) and {v['frames_per_s']:g} fused frames/s ({v['source']}).",
-        f"Busy replica-seconds at {p.target_utilization:.0%} utilization: posters {p.poster_replica_s:g}, "
-        f"videos {p.video_replica_s:g} (videos are {p.video_share:.0%} of the work).",
+        f"Busy replica-seconds at {p.target_utilization:.0%} utilization: posters {p.poster_replica_s:,.0f}, "
+        f"videos {p.video_replica_s:,.0f} (videos are {p.video_share:.1%} of the work).",
         f"Triton replicas: {p.replicas}",
         f"One video job on one replica takes about {p.video_job_s_on_one_replica:g} s.",
         "Assumptions: posters and frames share each replica's compute and add up; photos keep priority, so "
