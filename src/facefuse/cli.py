@@ -35,6 +35,10 @@ def stop_on_sigterm() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
+    # A parent that ignores SIGINT passes that on (a background job, or a test runner
+    # while some thread of it is inside system()), and Python then leaves it ignored:
+    # take SIGINT back, so that Ctrl-C or `kill -INT` always stops the servers.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def fail(message: str, code: int = 2) -> None:
