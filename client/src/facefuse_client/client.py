@@ -15,6 +15,7 @@ from typing import Iterable, Sequence
 import grpc
 
 from facefuse_client.errors import error_from_rpc
+from facefuse_client.video import AsyncVideoJobs, VideoJobs
 from facefuse_client.v1 import facefuse_pb2 as pb
 from facefuse_client.v1 import facefuse_pb2_grpc as pb_grpc
 
@@ -107,6 +108,8 @@ class FacefuseClient:
         self._stub = pb_grpc.FaceFusionStub(self._channel)
         self._metadata = credentials_metadata(api_key, token)
         self.timeout_s = timeout_s
+        # Fused videos as jobs: submit, get, wait, download, fuse_video.
+        self.videos = VideoJobs(self._channel, self._metadata, timeout_s)
 
     def _call(self, method, request, timeout_s):
         try:
@@ -159,6 +162,7 @@ class AsyncFacefuseClient:
         self._stub = pb_grpc.FaceFusionStub(self._channel)
         self._metadata = credentials_metadata(api_key, token)
         self.timeout_s = timeout_s
+        self.videos = AsyncVideoJobs(self._channel, self._metadata, timeout_s)
 
     async def _call(self, method, request, timeout_s):
         try:

@@ -35,6 +35,10 @@ class AuthError(FacefuseError):
     """UNAUTHENTICATED (no or bad credentials) or PERMISSION_DENIED (missing scope)."""
 
 
+class JobNotFoundError(FacefuseError):
+    """No such video job for this caller (unknown id, or another tenant's)."""
+
+
 class RetryableError(FacefuseError):
     """Try again later: RATE_LIMITED, OVERLOADED, UNAVAILABLE, DEADLINE_EXCEEDED."""
 
@@ -49,6 +53,7 @@ _CLASSES = {
     "IMAGE_PIXELS_EXCEEDED": InvalidPhotoError,
     "TEMPLATE_NOT_FOUND": TemplateNotFoundError,
     "TEMPLATE_FACE_NOT_FOUND": TemplateNotFoundError,
+    "JOB_NOT_FOUND": JobNotFoundError,
     "INVALID_ARGUMENT": InvalidRequestError,
     "UNAUTHENTICATED": AuthError,
     "PERMISSION_DENIED": AuthError,

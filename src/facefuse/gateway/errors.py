@@ -35,6 +35,7 @@ STATUS_OF_REASON = {
     Reason.DEADLINE_EXCEEDED: grpc.StatusCode.DEADLINE_EXCEEDED,
     Reason.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     Reason.INTERNAL: grpc.StatusCode.INTERNAL,
+    Reason.JOB_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
 }
 
 

@@ -25,6 +25,8 @@ from facefuse.gateway.observability import Observability
 from facefuse.gateway.service import FaceFusionService
 from facefuse.gateway.settings import GatewaySettings
 from facefuse.gateway.triton import TritonPool
+from facefuse.gateway.video_service import video_jobs
+from facefuse.video.settings import VideoSettings
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
     """uvloop where installed (less event-loop overhead per call), else asyncio's."""
@@ -36,6 +38,7 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 
 SERVICE_NAME = facefuse_pb2.DESCRIPTOR.services_by_name["FaceFusion"].full_name
+VIDEO_SERVICE_NAME = facefuse_pb2.DESCRIPTOR.services_by_name["VideoJobs"].full_name
 
 
 class _Malformed:
@@ -81,8 +84,9 @@ def add_service(service: FaceFusionService, server) -> None:
 
 
 @contextlib.asynccontextmanager
-async def gateway_server(settings: GatewaySettings, port: int | None = None):
-    """Yields (server, bound port, service, observability); stops gracefully on exit."""
+async def gateway_server(settings: GatewaySettings, port: int | None = None, video_settings: VideoSettings | None = None):
+    """Yields (server, bound port, service, observability); stops gracefully on exit. The
+    video jobs service is `service.video`."""
     triton = TritonPool(settings.triton_urls, settings.hedge_delay_ms / 1000, settings.max_inflight_per_replica,
                         settings.overloaded_retry_after_s, cooldown_s=settings.replica_cooldown_s)
     observability = Observability(settings, triton)
@@ -92,9 +96,12 @@ async def gateway_server(settings: GatewaySettings, port: int | None = None):
     ])
     service = FaceFusionService(settings, triton)
     add_service(service, server)
+    videos = video_jobs(server, service, triton, video_settings)
+    service.video = await videos.__aenter__()
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    reflection.enable_server_reflection((SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+    reflection.enable_server_reflection((SERVICE_NAME, VIDEO_SERVICE_NAME,
+                                         health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                                          reflection.SERVICE_NAME), server)
     address = f"{settings.host}:{settings.port if port is None else port}"
     credentials = server_credentials(settings)
@@ -111,6 +118,7 @@ async def gateway_server(settings: GatewaySettings, port: int | None = None):
         follower.cancel()
         await _set_health(health, False)
         await server.stop(grace=5)
+        await videos.__aexit__(None, None, None)
         await triton.close()
         observability.close()
 
@@ -147,8 +155,8 @@ async def _follow_triton(triton: TritonPool, health: health_aio.HealthServicer, 
 class GatewayThread:
     """The gateway on a background event loop: `with GatewayThread(settings, port=0) as g: g.port`."""
 
-    def __init__(self, settings: GatewaySettings, port: int | None = None):
-        self.settings, self.requested_port = settings, port
+    def __init__(self, settings: GatewaySettings, port: int | None = None, video_settings: VideoSettings | None = None):
+        self.settings, self.requested_port, self.video_settings = settings, port, video_settings
         self.port: int | None = None
         self.service: FaceFusionService | None = None
         self.metrics_port: int | None = None
@@ -165,7 +173,8 @@ class GatewayThread:
     async def _main(self) -> None:
         self._stop = asyncio.Event()
         try:
-            async with gateway_server(self.settings, self.requested_port) as (_, port, service, observability):
+            async with gateway_server(self.settings, self.requested_port, self.video_settings) as (
+                    _, port, service, observability):
                 self.port, self.service, self.metrics_port = port, service, observability.metrics_port
                 self._ready.set()
                 await self._stop.wait()

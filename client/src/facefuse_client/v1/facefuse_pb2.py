@@ -24,15 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!facefuse_client/v1/facefuse.proto\x12\x0b\x66\x61\x63\x65\x66use.v1\"\xee\x01\n\x0b\x46useOptions\x12\x18\n\x0b\x66use_degree\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12\x1b\n\x0eprofile_degree\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x16\n\tadd_label\x18\x03 \x01(\x08H\x02\x88\x01\x01\x12/\n\routput_format\x18\x04 \x01(\x0e\x32\x18.facefuse.v1.ImageFormat\x12\x1b\n\x0eoutput_quality\x18\x05 \x01(\x05H\x03\x88\x01\x01\x42\x0e\n\x0c_fuse_degreeB\x11\n\x0f_profile_degreeB\x0c\n\n_add_labelB\x11\n\x0f_output_quality\"9\n\x0b\x46\x61\x63\x65Mapping\x12\r\n\x05photo\x18\x01 \x01(\x0c\x12\x1b\n\x13template_face_index\x18\x02 \x01(\x05\"\xb6\x01\n\x0b\x46useRequest\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\x12\r\n\x05photo\x18\x02 \x01(\x0c\x12\x1b\n\x13template_face_index\x18\x03 \x01(\x05\x12\'\n\x05\x66\x61\x63\x65s\x18\x04 \x03(\x0b\x32\x18.facefuse.v1.FaceMapping\x12)\n\x07options\x18\x05 \x01(\x0b\x32\x18.facefuse.v1.FuseOptions\x12\x12\n\nrequest_id\x18\x06 \x01(\t\"V\n\x06Poster\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\x12\r\n\x05image\x18\x02 \x01(\x0c\x12(\n\x06\x66ormat\x18\x03 \x01(\x0e\x32\x18.facefuse.v1.ImageFormat\"G\n\x0c\x46useResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12#\n\x06poster\x18\x02 \x01(\x0b\x32\x13.facefuse.v1.Poster\"u\n\x0f\x46useManyRequest\x12\r\n\x05photo\x18\x01 \x01(\x0c\x12\x14\n\x0ctemplate_ids\x18\x02 \x03(\t\x12)\n\x07options\x18\x03 \x01(\x0b\x32\x18.facefuse.v1.FuseOptions\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"L\n\x10\x46useManyResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12$\n\x07posters\x18\x02 \x03(\x0b\x32\x13.facefuse.v1.Poster\"\x16\n\x14ListTemplatesRequest\"g\n\x0cTemplateInfo\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x12\n\nface_count\x18\x03 \x01(\x05\x12\r\n\x05width\x18\x04 \x01(\x05\x12\x0e\n\x06height\x18\x05 \x01(\x05\"E\n\x15ListTemplatesResponse\x12,\n\ttemplates\x18\x01 \x03(\x0b\x32\x19.facefuse.v1.TemplateInfo*H\n\x0bImageFormat\x12\x1c\n\x18IMAGE_FORMAT_UNSPECIFIED\x10\x00\x12\x08\n\x04JPEG\x10\x01\x12\x07\n\x03PNG\x10\x02\x12\x08\n\x04WEBP\x10\x03\x32\xea\x01\n\nFaceFusion\x12;\n\x04\x46use\x12\x18.facefuse.v1.FuseRequest\x1a\x19.facefuse.v1.FuseResponse\x12G\n\x08\x46useMany\x12\x1c.facefuse.v1.FuseManyRequest\x1a\x1d.facefuse.v1.FuseManyResponse\x12V\n\rListTemplates\x12!.facefuse.v1.ListTemplatesRequest\x1a\".facefuse.v1.ListTemplatesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!facefuse_client/v1/facefuse.proto\x12\x0b\x66\x61\x63\x65\x66use.v1\"\xee\x01\n\x0b\x46useOptions\x12\x18\n\x0b\x66use_degree\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12\x1b\n\x0eprofile_degree\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x16\n\tadd_label\x18\x03 \x01(\x08H\x02\x88\x01\x01\x12/\n\routput_format\x18\x04 \x01(\x0e\x32\x18.facefuse.v1.ImageFormat\x12\x1b\n\x0eoutput_quality\x18\x05 \x01(\x05H\x03\x88\x01\x01\x42\x0e\n\x0c_fuse_degreeB\x11\n\x0f_profile_degreeB\x0c\n\n_add_labelB\x11\n\x0f_output_quality\"9\n\x0b\x46\x61\x63\x65Mapping\x12\r\n\x05photo\x18\x01 \x01(\x0c\x12\x1b\n\x13template_face_index\x18\x02 \x01(\x05\"\xb6\x01\n\x0b\x46useRequest\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\x12\r\n\x05photo\x18\x02 \x01(\x0c\x12\x1b\n\x13template_face_index\x18\x03 \x01(\x05\x12\'\n\x05\x66\x61\x63\x65s\x18\x04 \x03(\x0b\x32\x18.facefuse.v1.FaceMapping\x12)\n\x07options\x18\x05 \x01(\x0b\x32\x18.facefuse.v1.FuseOptions\x12\x12\n\nrequest_id\x18\x06 \x01(\t\"V\n\x06Poster\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\x12\r\n\x05image\x18\x02 \x01(\x0c\x12(\n\x06\x66ormat\x18\x03 \x01(\x0e\x32\x18.facefuse.v1.ImageFormat\"G\n\x0c\x46useResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12#\n\x06poster\x18\x02 \x01(\x0b\x32\x13.facefuse.v1.Poster\"u\n\x0f\x46useManyRequest\x12\r\n\x05photo\x18\x01 \x01(\x0c\x12\x14\n\x0ctemplate_ids\x18\x02 \x03(\t\x12)\n\x07options\x18\x03 \x01(\x0b\x32\x18.facefuse.v1.FuseOptions\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"L\n\x10\x46useManyResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12$\n\x07posters\x18\x02 \x03(\x0b\x32\x13.facefuse.v1.Poster\"\x16\n\x14ListTemplatesRequest\"g\n\x0cTemplateInfo\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x12\n\nface_count\x18\x03 \x01(\x05\x12\r\n\x05width\x18\x04 \x01(\x05\x12\x0e\n\x06height\x18\x05 \x01(\x05\"E\n\x15ListTemplatesResponse\x12,\n\ttemplates\x18\x01 \x03(\x0b\x32\x19.facefuse.v1.TemplateInfo\"\x8e\x01\n\x0cVideoOptions\x12\x18\n\x0b\x66use_degree\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12\x1b\n\x0eprofile_degree\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x16\n\tadd_label\x18\x03 \x01(\x08H\x02\x88\x01\x01\x42\x0e\n\x0c_fuse_degreeB\x11\n\x0f_profile_degreeB\x0c\n\n_add_label\"g\n\x15SubmitVideoJobRequest\x12\r\n\x05photo\x18\x01 \x01(\x0c\x12\x13\n\x0btemplate_id\x18\x02 \x01(\t\x12*\n\x07options\x18\x03 \x01(\x0b\x32\x19.facefuse.v1.VideoOptions\"\xdc\x02\n\x08VideoJob\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12)\n\x05state\x18\x02 \x01(\x0e\x32\x1a.facefuse.v1.VideoJobState\x12\x13\n\x0btemplate_id\x18\x03 \x01(\t\x12\x1b\n\x0equeue_position\x18\x04 \x01(\x05H\x00\x88\x01\x01\x12\x10\n\x08progress\x18\x05 \x01(\x02\x12\x13\n\x0b\x66rames_done\x18\x06 \x01(\x05\x12\x13\n\x0b\x66rame_count\x18\x07 \x01(\x05\x12\x12\n\x05\x65ta_s\x18\x08 \x01(\x02H\x01\x88\x01\x01\x12\x16\n\x0e\x66\x61ilure_reason\x18\t \x01(\t\x12\x16\n\x0e\x66\x61ilure_detail\x18\n \x01(\t\x12\x16\n\x0e\x63reated_unix_s\x18\x0b \x01(\x01\x12\x1b\n\x0e\x65xpires_unix_s\x18\x0c \x01(\x01H\x02\x88\x01\x01\x42\x11\n\x0f_queue_positionB\x08\n\x06_eta_sB\x11\n\x0f_expires_unix_s\"$\n\x12GetVideoJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\'\n\x15\x43\x61ncelVideoJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"(\n\x16ReadVideoResultRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x1a\n\nVideoChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\x1b\n\x19ListVideoTemplatesRequest\"\x8e\x01\n\x11VideoTemplateInfo\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\x12\x0b\n\x03\x66ps\x18\x05 \x01(\x02\x12\x13\n\x0b\x66rame_count\x18\x06 \x01(\x05\x12\x12\n\nduration_s\x18\x07 \x01(\x02\"O\n\x1aListVideoTemplatesResponse\x12\x31\n\ttemplates\x18\x01 \x03(\x0b\x32\x1e.facefuse.v1.VideoTemplateInfo*H\n\x0bImageFormat\x12\x1c\n\x18IMAGE_FORMAT_UNSPECIFIED\x10\x00\x12\x08\n\x04JPEG\x10\x01\x12\x07\n\x03PNG\x10\x02\x12\x08\n\x04WEBP\x10\x03*\xb7\x01\n\rVideoJobState\x12\x1f\n\x1bVIDEO_JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10VIDEO_JOB_QUEUED\x10\x01\x12\x15\n\x11VIDEO_JOB_RUNNING\x10\x02\x12\x12\n\x0eVIDEO_JOB_DONE\x10\x03\x12\x14\n\x10VIDEO_JOB_FAILED\x10\x04\x12\x17\n\x13VIDEO_JOB_CANCELLED\x10\x05\x12\x15\n\x11VIDEO_JOB_EXPIRED\x10\x06\x32\xea\x01\n\nFaceFusion\x12;\n\x04\x46use\x12\x18.facefuse.v1.FuseRequest\x1a\x19.facefuse.v1.FuseResponse\x12G\n\x08\x46useMany\x12\x1c.facefuse.v1.FuseManyRequest\x1a\x1d.facefuse.v1.FuseManyResponse\x12V\n\rListTemplates\x12!.facefuse.v1.ListTemplatesRequest\x1a\".facefuse.v1.ListTemplatesResponse2\xa6\x03\n\tVideoJobs\x12K\n\x0eSubmitVideoJob\x12\".facefuse.v1.SubmitVideoJobRequest\x1a\x15.facefuse.v1.VideoJob\x12\x45\n\x0bGetVideoJob\x12\x1f.facefuse.v1.GetVideoJobRequest\x1a\x15.facefuse.v1.VideoJob\x12K\n\x0e\x43\x61ncelVideoJob\x12\".facefuse.v1.CancelVideoJobRequest\x1a\x15.facefuse.v1.VideoJob\x12Q\n\x0fReadVideoResult\x12#.facefuse.v1.ReadVideoResultRequest\x1a\x17.facefuse.v1.VideoChunk0\x01\x12\x65\n\x12ListVideoTemplates\x12&.facefuse.v1.ListVideoTemplatesRequest\x1a\'.facefuse.v1.ListVideoTemplatesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'facefuse_client.v1.facefuse_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_IMAGEFORMAT']._serialized_start=1093
-  _globals['_IMAGEFORMAT']._serialized_end=1165
+  _globals['_IMAGEFORMAT']._serialized_start=2098
+  _globals['_IMAGEFORMAT']._serialized_end=2170
+  _globals['_VIDEOJOBSTATE']._serialized_start=2173
+  _globals['_VIDEOJOBSTATE']._serialized_end=2356
   _globals['_FUSEOPTIONS']._serialized_start=51
   _globals['_FUSEOPTIONS']._serialized_end=289
   _globals['_FACEMAPPING']._serialized_start=291
@@ -53,6 +55,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TEMPLATEINFO']._serialized_end=1020
   _globals['_LISTTEMPLATESRESPONSE']._serialized_start=1022
   _globals['_LISTTEMPLATESRESPONSE']._serialized_end=1091
-  _globals['_FACEFUSION']._serialized_start=1168
-  _globals['_FACEFUSION']._serialized_end=1402
+  _globals['_VIDEOOPTIONS']._serialized_start=1094
+  _globals['_VIDEOOPTIONS']._serialized_end=1236
+  _globals['_SUBMITVIDEOJOBREQUEST']._serialized_start=1238
+  _globals['_SUBMITVIDEOJOBREQUEST']._serialized_end=1341
+  _globals['_VIDEOJOB']._serialized_start=1344
+  _globals['_VIDEOJOB']._serialized_end=1692
+  _globals['_GETVIDEOJOBREQUEST']._serialized_start=1694
+  _globals['_GETVIDEOJOBREQUEST']._serialized_end=1730
+  _globals['_CANCELVIDEOJOBREQUEST']._serialized_start=1732
+  _globals['_CANCELVIDEOJOBREQUEST']._serialized_end=1771
+  _globals['_READVIDEORESULTREQUEST']._serialized_start=1773
+  _globals['_READVIDEORESULTREQUEST']._serialized_end=1813
+  _globals['_VIDEOCHUNK']._serialized_start=1815
+  _globals['_VIDEOCHUNK']._serialized_end=1841
+  _globals['_LISTVIDEOTEMPLATESREQUEST']._serialized_start=1843
+  _globals['_LISTVIDEOTEMPLATESREQUEST']._serialized_end=1870
+  _globals['_VIDEOTEMPLATEINFO']._serialized_start=1873
+  _globals['_VIDEOTEMPLATEINFO']._serialized_end=2015
+  _globals['_LISTVIDEOTEMPLATESRESPONSE']._serialized_start=2017
+  _globals['_LISTVIDEOTEMPLATESRESPONSE']._serialized_end=2096
+  _globals['_FACEFUSION']._serialized_start=2359
+  _globals['_FACEFUSION']._serialized_end=2593
+  _globals['_VIDEOJOBS']._serialized_start=2596
+  _globals['_VIDEOJOBS']._serialized_end=3018
 # @@protoc_insertion_point(module_scope)

@@ -13,10 +13,27 @@ class ImageFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JPEG: _ClassVar[ImageFormat]
     PNG: _ClassVar[ImageFormat]
     WEBP: _ClassVar[ImageFormat]
+
+class VideoJobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    VIDEO_JOB_STATE_UNSPECIFIED: _ClassVar[VideoJobState]
+    VIDEO_JOB_QUEUED: _ClassVar[VideoJobState]
+    VIDEO_JOB_RUNNING: _ClassVar[VideoJobState]
+    VIDEO_JOB_DONE: _ClassVar[VideoJobState]
+    VIDEO_JOB_FAILED: _ClassVar[VideoJobState]
+    VIDEO_JOB_CANCELLED: _ClassVar[VideoJobState]
+    VIDEO_JOB_EXPIRED: _ClassVar[VideoJobState]
 IMAGE_FORMAT_UNSPECIFIED: ImageFormat
 JPEG: ImageFormat
 PNG: ImageFormat
 WEBP: ImageFormat
+VIDEO_JOB_STATE_UNSPECIFIED: VideoJobState
+VIDEO_JOB_QUEUED: VideoJobState
+VIDEO_JOB_RUNNING: VideoJobState
+VIDEO_JOB_DONE: VideoJobState
+VIDEO_JOB_FAILED: VideoJobState
+VIDEO_JOB_CANCELLED: VideoJobState
+VIDEO_JOB_EXPIRED: VideoJobState
 
 class FuseOptions(_message.Message):
     __slots__ = ("fuse_degree", "profile_degree", "add_label", "output_format", "output_quality")
@@ -117,3 +134,103 @@ class ListTemplatesResponse(_message.Message):
     TEMPLATES_FIELD_NUMBER: _ClassVar[int]
     templates: _containers.RepeatedCompositeFieldContainer[TemplateInfo]
     def __init__(self, templates: _Optional[_Iterable[_Union[TemplateInfo, _Mapping]]] = ...) -> None: ...
+
+class VideoOptions(_message.Message):
+    __slots__ = ("fuse_degree", "profile_degree", "add_label")
+    FUSE_DEGREE_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_DEGREE_FIELD_NUMBER: _ClassVar[int]
+    ADD_LABEL_FIELD_NUMBER: _ClassVar[int]
+    fuse_degree: float
+    profile_degree: float
+    add_label: bool
+    def __init__(self, fuse_degree: _Optional[float] = ..., profile_degree: _Optional[float] = ..., add_label: _Optional[bool] = ...) -> None: ...
+
+class SubmitVideoJobRequest(_message.Message):
+    __slots__ = ("photo", "template_id", "options")
+    PHOTO_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_ID_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    photo: bytes
+    template_id: str
+    options: VideoOptions
+    def __init__(self, photo: _Optional[bytes] = ..., template_id: _Optional[str] = ..., options: _Optional[_Union[VideoOptions, _Mapping]] = ...) -> None: ...
+
+class VideoJob(_message.Message):
+    __slots__ = ("job_id", "state", "template_id", "queue_position", "progress", "frames_done", "frame_count", "eta_s", "failure_reason", "failure_detail", "created_unix_s", "expires_unix_s")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_ID_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_POSITION_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_DONE_FIELD_NUMBER: _ClassVar[int]
+    FRAME_COUNT_FIELD_NUMBER: _ClassVar[int]
+    ETA_S_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_REASON_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_DETAIL_FIELD_NUMBER: _ClassVar[int]
+    CREATED_UNIX_S_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_UNIX_S_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    state: VideoJobState
+    template_id: str
+    queue_position: int
+    progress: float
+    frames_done: int
+    frame_count: int
+    eta_s: float
+    failure_reason: str
+    failure_detail: str
+    created_unix_s: float
+    expires_unix_s: float
+    def __init__(self, job_id: _Optional[str] = ..., state: _Optional[_Union[VideoJobState, str]] = ..., template_id: _Optional[str] = ..., queue_position: _Optional[int] = ..., progress: _Optional[float] = ..., frames_done: _Optional[int] = ..., frame_count: _Optional[int] = ..., eta_s: _Optional[float] = ..., failure_reason: _Optional[str] = ..., failure_detail: _Optional[str] = ..., created_unix_s: _Optional[float] = ..., expires_unix_s: _Optional[float] = ...) -> None: ...
+
+class GetVideoJobRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class CancelVideoJobRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class ReadVideoResultRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class VideoChunk(_message.Message):
+    __slots__ = ("data",)
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    def __init__(self, data: _Optional[bytes] = ...) -> None: ...
+
+class ListVideoTemplatesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class VideoTemplateInfo(_message.Message):
+    __slots__ = ("template_id", "version", "width", "height", "fps", "frame_count", "duration_s")
+    TEMPLATE_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    FPS_FIELD_NUMBER: _ClassVar[int]
+    FRAME_COUNT_FIELD_NUMBER: _ClassVar[int]
+    DURATION_S_FIELD_NUMBER: _ClassVar[int]
+    template_id: str
+    version: int
+    width: int
+    height: int
+    fps: float
+    frame_count: int
+    duration_s: float
+    def __init__(self, template_id: _Optional[str] = ..., version: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., fps: _Optional[float] = ..., frame_count: _Optional[int] = ..., duration_s: _Optional[float] = ...) -> None: ...
+
+class ListVideoTemplatesResponse(_message.Message):
+    __slots__ = ("templates",)
+    TEMPLATES_FIELD_NUMBER: _ClassVar[int]
+    templates: _containers.RepeatedCompositeFieldContainer[VideoTemplateInfo]
+    def __init__(self, templates: _Optional[_Iterable[_Union[VideoTemplateInfo, _Mapping]]] = ...) -> None: ...

@@ -184,3 +184,265 @@ class FaceFusion:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class VideoJobsStub:
+    """---- Fused videos, as asynchronous jobs ---------------------------------------------
+
+    SubmitVideoJob answers at once with a random job id; GetVideoJob reports state, queue
+    position, progress and an ETA; ReadVideoResult streams the finished MP4 (H.264,
+    yuv420p, faststart). Jobs are visible to the tenant that submitted them only; results
+    expire (24 h by default) and are deleted.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.SubmitVideoJob = channel.unary_unary(
+                '/facefuse.v1.VideoJobs/SubmitVideoJob',
+                request_serializer=facefuse__client_dot_v1_dot_facefuse__pb2.SubmitVideoJobRequest.SerializeToString,
+                response_deserializer=facefuse__client_dot_v1_dot_facefuse__pb2.VideoJob.FromString,
+                _registered_method=True)
+        self.GetVideoJob = channel.unary_unary(
+                '/facefuse.v1.VideoJobs/GetVideoJob',
+                request_serializer=facefuse__client_dot_v1_dot_facefuse__pb2.GetVideoJobRequest.SerializeToString,
+                response_deserializer=facefuse__client_dot_v1_dot_facefuse__pb2.VideoJob.FromString,
+                _registered_method=True)
+        self.CancelVideoJob = channel.unary_unary(
+                '/facefuse.v1.VideoJobs/CancelVideoJob',
+                request_serializer=facefuse__client_dot_v1_dot_facefuse__pb2.CancelVideoJobRequest.SerializeToString,
+                response_deserializer=facefuse__client_dot_v1_dot_facefuse__pb2.VideoJob.FromString,
+                _registered_method=True)
+        self.ReadVideoResult = channel.unary_stream(
+                '/facefuse.v1.VideoJobs/ReadVideoResult',
+                request_serializer=facefuse__client_dot_v1_dot_facefuse__pb2.ReadVideoResultRequest.SerializeToString,
+                response_deserializer=facefuse__client_dot_v1_dot_facefuse__pb2.VideoChunk.FromString,
+                _registered_method=True)
+        self.ListVideoTemplates = channel.unary_unary(
+                '/facefuse.v1.VideoJobs/ListVideoTemplates',
+                request_serializer=facefuse__client_dot_v1_dot_facefuse__pb2.ListVideoTemplatesRequest.SerializeToString,
+                response_deserializer=facefuse__client_dot_v1_dot_facefuse__pb2.ListVideoTemplatesResponse.FromString,
+                _registered_method=True)
+
+
+class VideoJobsServicer:
+    """---- Fused videos, as asynchronous jobs ---------------------------------------------
+
+    SubmitVideoJob answers at once with a random job id; GetVideoJob reports state, queue
+    position, progress and an ETA; ReadVideoResult streams the finished MP4 (H.264,
+    yuv420p, faststart). Jobs are visible to the tenant that submitted them only; results
+    expire (24 h by default) and are deleted.
+    """
+
+    def SubmitVideoJob(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetVideoJob(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelVideoJob(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReadVideoResult(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListVideoTemplates(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_VideoJobsServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'SubmitVideoJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitVideoJob,
+                    request_deserializer=facefuse__client_dot_v1_dot_facefuse__pb2.SubmitVideoJobRequest.FromString,
+                    response_serializer=facefuse__client_dot_v1_dot_facefuse__pb2.VideoJob.SerializeToString,
+            ),
+            'GetVideoJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetVideoJob,
+                    request_deserializer=facefuse__client_dot_v1_dot_facefuse__pb2.GetVideoJobRequest.FromString,
+                    response_serializer=facefuse__client_dot_v1_dot_facefuse__pb2.VideoJob.SerializeToString,
+            ),
+            'CancelVideoJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelVideoJob,
+                    request_deserializer=facefuse__client_dot_v1_dot_facefuse__pb2.CancelVideoJobRequest.FromString,
+                    response_serializer=facefuse__client_dot_v1_dot_facefuse__pb2.VideoJob.SerializeToString,
+            ),
+            'ReadVideoResult': grpc.unary_stream_rpc_method_handler(
+                    servicer.ReadVideoResult,
+                    request_deserializer=facefuse__client_dot_v1_dot_facefuse__pb2.ReadVideoResultRequest.FromString,
+                    response_serializer=facefuse__client_dot_v1_dot_facefuse__pb2.VideoChunk.SerializeToString,
+            ),
+            'ListVideoTemplates': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListVideoTemplates,
+                    request_deserializer=facefuse__client_dot_v1_dot_facefuse__pb2.ListVideoTemplatesRequest.FromString,
+                    response_serializer=facefuse__client_dot_v1_dot_facefuse__pb2.ListVideoTemplatesResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'facefuse.v1.VideoJobs', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('facefuse.v1.VideoJobs', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class VideoJobs:
+    """---- Fused videos, as asynchronous jobs ---------------------------------------------
+
+    SubmitVideoJob answers at once with a random job id; GetVideoJob reports state, queue
+    position, progress and an ETA; ReadVideoResult streams the finished MP4 (H.264,
+    yuv420p, faststart). Jobs are visible to the tenant that submitted them only; results
+    expire (24 h by default) and are deleted.
+    """
+
+    @staticmethod
+    def SubmitVideoJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/facefuse.v1.VideoJobs/SubmitVideoJob',
+            facefuse__client_dot_v1_dot_facefuse__pb2.SubmitVideoJobRequest.SerializeToString,
+            facefuse__client_dot_v1_dot_facefuse__pb2.VideoJob.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetVideoJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/facefuse.v1.VideoJobs/GetVideoJob',
+            facefuse__client_dot_v1_dot_facefuse__pb2.GetVideoJobRequest.SerializeToString,
+            facefuse__client_dot_v1_dot_facefuse__pb2.VideoJob.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelVideoJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/facefuse.v1.VideoJobs/CancelVideoJob',
+            facefuse__client_dot_v1_dot_facefuse__pb2.CancelVideoJobRequest.SerializeToString,
+            facefuse__client_dot_v1_dot_facefuse__pb2.VideoJob.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadVideoResult(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/facefuse.v1.VideoJobs/ReadVideoResult',
+            facefuse__client_dot_v1_dot_facefuse__pb2.ReadVideoResultRequest.SerializeToString,
+            facefuse__client_dot_v1_dot_facefuse__pb2.VideoChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListVideoTemplates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/facefuse.v1.VideoJobs/ListVideoTemplates',
+            facefuse__client_dot_v1_dot_facefuse__pb2.ListVideoTemplatesRequest.SerializeToString,
+            facefuse__client_dot_v1_dot_facefuse__pb2.ListVideoTemplatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -1,0 +1,179 @@
+"""The video worker: takes jobs from the store and runs them on Triton.
+
+Per job: the photo goes through `face_analyze` once (the photo's own refusals, e.g.
+NO_FACE_DETECTED, fail the job with that reason); each usable template frame goes to
+Triton's `fuse` model as its own request, several in flight, so Triton's dynamic
+batcher forms batches across frames (and across jobs); the frames are pasted, labelled
+and encoded here (see facefuse.video.fusion).
+
+Photos come first: a job keeps at most `frames_in_flight` fuse calls in Triton's
+queues, and before sending more it waits (up to `photo_priority_max_wait_s`) while
+photo calls are in flight, so a poster request queues behind a few video frames at
+most, never behind a whole video.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from tritonclient.grpc import InferInput, InferRequestedOutput
+
+from facefuse.errors import FacefuseError, Reason
+from facefuse.gateway.errors import Overloaded
+from facefuse.gateway.jobs import ClaimedJob, JobStore
+from facefuse.gateway.triton import TritonPool
+from facefuse.triton_client import ANALYZE_OUTPUTS, analyze_inputs
+from facefuse.video.fusion import StageTimes, VideoOptions, fuse_video
+from facefuse.video.settings import VideoSettings
+from facefuse.video.templates import VideoTemplateStore
+
+log = logging.getLogger("facefuse.video")
+
+FUSE_OUTPUTS = [InferRequestedOutput("fused_faces"), InferRequestedOutput("fused_masks")]
+# One frame's fuse call: generous, as it may queue behind photo traffic.
+FRAME_TIMEOUT_S = 60.0
+ANALYZE_TIMEOUT_S = 30.0
+
+
+class JobStopped(Exception):
+    """The job was cancelled or taken over: stop without publishing anything."""
+
+
+def _tensor(name: str, dtype: str, value: np.ndarray) -> InferInput:
+    tensor = InferInput(name, list(value.shape), dtype)
+    tensor.set_data_from_numpy(value)
+    return tensor
+
+
+def fuse_frame_inputs(user_faces, user_meshes, template_face, template_mesh, options: VideoOptions) -> list[InferInput]:
+    """One frame for Triton's `fuse`: batch 1, one face."""
+    return [
+        _tensor("user_faces", "UINT8", np.ascontiguousarray(user_faces[None], np.uint8)),
+        _tensor("user_meshes", "FP32", np.ascontiguousarray(user_meshes[None], np.float32)),
+        _tensor("template_faces", "UINT8", np.ascontiguousarray(template_face[None, None], np.uint8)),
+        _tensor("template_meshes", "FP32", np.ascontiguousarray(template_mesh[None, None], np.float32)),
+        _tensor("fuse_degree", "FP32", np.array([[options.fuse_degree]], np.float32)),
+        _tensor("profile_degree", "FP32", np.array([[options.profile_degree]], np.float32)),
+    ]
+
+
+class TritonFrameFuser:
+    """fuse_frame for fusion.fuse_video, on Triton, with photo calls given way."""
+
+    def __init__(self, triton: TritonPool, user_faces, user_meshes, options: VideoOptions, settings: VideoSettings,
+                 in_flight: list[int]):
+        self.triton, self.options, self.settings = triton, options, settings
+        self.user_faces, self.user_meshes = user_faces, user_meshes
+        self.slots = asyncio.Semaphore(settings.frames_in_flight)
+        self.video_in_flight = in_flight  # shared by the worker's jobs: [count]
+
+    def photo_calls_in_flight(self) -> int:
+        return sum(r.in_flight for r in self.triton.replicas) - self.video_in_flight[0]
+
+    async def _give_way_to_photos(self) -> None:
+        until = time.monotonic() + self.settings.photo_priority_max_wait_s
+        while self.photo_calls_in_flight() > 0 and time.monotonic() < until:
+            await asyncio.sleep(0.01)
+
+    async def __call__(self, template_face: np.ndarray, template_mesh: np.ndarray):
+        async with self.slots:
+            await self._give_way_to_photos()
+            inputs = fuse_frame_inputs(self.user_faces, self.user_meshes, template_face, template_mesh, self.options)
+            deadline = time.monotonic() + FRAME_TIMEOUT_S
+            while True:
+                self.video_in_flight[0] += 1
+                try:
+                    result = await self.triton.infer("fuse", inputs, FUSE_OUTPUTS, deadline)
+                    break
+                except Overloaded as shed:
+                    # Photo traffic fills the replicas: a background frame waits its turn
+                    # rather than failing the whole job (the frame's deadline still holds).
+                    wait_s = shed.retry_after_s or 1.0
+                    if time.monotonic() + wait_s > deadline:
+                        raise
+                finally:
+                    self.video_in_flight[0] -= 1
+                await asyncio.sleep(wait_s)
+        return result.as_numpy("fused_faces")[0, 0], result.as_numpy("fused_masks")[0, 0]
+
+
+class VideoWorker:
+    def __init__(self, store: JobStore, triton: TritonPool, templates: VideoTemplateStore, settings: VideoSettings,
+                 name: str | None = None):
+        self.store, self.triton, self.templates, self.settings = store, triton, templates, settings
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self._video_in_flight = [0]
+        self.last_times: StageTimes | None = None
+
+    async def run(self) -> None:
+        """Take and run jobs until cancelled, `worker_concurrency` at a time."""
+        running: set[asyncio.Task] = set()
+        try:
+            while True:
+                claimed = None
+                if len(running) < self.settings.worker_concurrency:
+                    claimed = await asyncio.to_thread(self.store.claim, self.name)
+                if claimed is None:
+                    if running:
+                        await asyncio.wait(running, timeout=self.settings.poll_s, return_when=asyncio.FIRST_COMPLETED)
+                    else:
+                        await asyncio.sleep(self.settings.poll_s)
+                    await asyncio.to_thread(self.store.expire)
+                    continue
+                task = asyncio.ensure_future(self.run_job(claimed))
+                running.add(task)
+                task.add_done_callback(running.discard)
+        finally:
+            for task in running:
+                task.cancel()
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
+
+    async def run_job(self, claimed: ClaimedJob) -> None:
+        job, attempt = claimed.job, claimed.attempt
+        log.info("video job %s attempt %d started by %s", job.job_id, attempt, self.name)
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="facefuse-video-") as scratch:
+            out_path = Path(scratch) / "fused.mp4"
+            try:
+                options = VideoOptions(**json.loads(job.options)).validated()
+                template = self.templates.load(job.template_id)
+                analysed = await self.triton.infer("face_analyze", analyze_inputs(claimed.photo), ANALYZE_OUTPUTS,
+                                                   time.monotonic() + ANALYZE_TIMEOUT_S)
+                del claimed  # the photo is not needed past this point
+                fuser = TritonFrameFuser(self.triton, analysed.as_numpy("user_faces")[0],
+                                         analysed.as_numpy("user_meshes")[0], options, self.settings,
+                                         self._video_in_flight)
+
+                async def progress(done: int, total: int) -> None:
+                    if not await asyncio.to_thread(self.store.report, job.job_id, self.name, attempt, done, total):
+                        raise JobStopped()
+
+                times = StageTimes()
+                frames = await fuse_video(template, fuser, out_path, options, self.settings.max_video_kbps,
+                                          progress=progress, times=times)
+                self.last_times = times
+                published = await asyncio.to_thread(self.store.finish, job.job_id, self.name, attempt,
+                                                    out_path.read_bytes(), frames, time.perf_counter() - started)
+                log.info("video job %s %s: %d frames in %.1f s", job.job_id, "done" if published else "superseded",
+                         frames, time.perf_counter() - started)
+            except JobStopped:
+                log.info("video job %s stopped (cancelled or taken over)", job.job_id)
+            except FacefuseError as error:
+                log.info("video job %s failed: %s", job.job_id, error.reason.value)
+                self.store.fail(job.job_id, self.name, attempt, error.reason.value, error.detail)
+            except asyncio.CancelledError:
+                # Shutting down: the job goes back to the queue for the next worker.
+                self.store.release(job.job_id, self.name, attempt)
+                raise
+            except Exception:  # noqa: BLE001 - the job fails with INTERNAL; the log has the trace
+                log.exception("video job %s failed", job.job_id)
+                self.store.fail(job.job_id, self.name, attempt, Reason.INTERNAL.value, "internal error")

@@ -1,0 +1,117 @@
+"""Video templates: a clip analysed once, frame by frame, stored for serving.
+
+Layout: <root>/<template id>/<version>/{clip.mp4, track.npz, info.json}, versions
+numbered like photo templates (src/facefuse/templates.py) and with the same rules: the
+newest serves, the previous few are kept, a number is never reused, and a version
+appears whole (staged in a hidden directory, then renamed). track.npz holds per frame
+the template face's affine (frame -> crop) and mesh, and whether the frame is fused at
+all; the crops are cut from the decoded frames at fusion time (one warp each), which
+keeps an artifact a few hundred kB besides the clip.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from facefuse.errors import TemplateError
+from facefuse.templates import KEEP_VERSIONS, LAST_VERSION_NAME, TEMPLATE_ID_PATTERN, check_template_id
+
+CLIP_NAME = "clip.mp4"
+TRACK_NAME = "track.npz"
+INFO_NAME = "info.json"
+
+
+@dataclass(frozen=True)
+class VideoTemplate:
+    template_id: str
+    version: int
+    clip: Path  # H.264 MP4, the frames fused into
+    affines: np.ndarray  # (N, 2, 3) float32, frame -> face crop, smoothed over time
+    meshes: np.ndarray  # (N, 468, 3) float32, crop pixels
+    usable: np.ndarray  # (N,) bool: False where the face is lost or turned (frame left as is)
+    info: dict  # width, height, fps, frame_count, duration_s, usable_frames, has_audio, source
+
+    @property
+    def frame_count(self) -> int:
+        return int(self.usable.shape[0])
+
+
+class VideoTemplateStore:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def _dir(self, template_id: str) -> Path:
+        return self.root / check_template_id(template_id)
+
+    def versions(self, template_id: str) -> list[int]:
+        directory = self._dir(template_id)
+        if not directory.is_dir():
+            return []
+        return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit() and (p / TRACK_NAME).is_file())
+
+    def latest_version(self, template_id: str) -> int:
+        versions = self.versions(template_id)
+        if not versions:
+            raise TemplateError(
+                f"video template {template_id!r} is not registered; list them with `facefuse templates list`"
+            )
+        return versions[-1]
+
+    def ids(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if TEMPLATE_ID_PATTERN.match(p.name) and self.versions(p.name))
+
+    def info(self, template_id: str) -> dict:
+        version = self.latest_version(template_id)
+        return json.loads((self._dir(template_id) / str(version) / INFO_NAME).read_text())
+
+    def load(self, template_id: str, version: int | None = None) -> VideoTemplate:
+        """The given version or the newest: looked up per call, so a template added while
+        the server runs serves on its next job (the photo templates' hot reload)."""
+        version = version or self.latest_version(template_id)
+        directory = self._dir(template_id) / str(version)
+        if not (directory / TRACK_NAME).is_file():
+            raise TemplateError(f"video template {template_id!r} has no version {version}")
+        with np.load(directory / TRACK_NAME, allow_pickle=False) as track:
+            affines, meshes, usable = track["affines"], track["meshes"], track["usable"]
+        info = json.loads((directory / INFO_NAME).read_text())
+        return VideoTemplate(template_id, version, directory / CLIP_NAME, affines, meshes, usable, info)
+
+    def add(self, template_id: str, clip: Path, affines: np.ndarray, meshes: np.ndarray, usable: np.ndarray,
+            info: dict) -> int:
+        """Store clip (copied) and its track as the next version; returns that version."""
+        directory = self._dir(template_id)
+        directory.mkdir(parents=True, exist_ok=True)
+        marker = directory / LAST_VERSION_NAME
+        removed = int(marker.read_text()) if marker.is_file() else 0
+        version = max(removed, *self.versions(template_id), 0) + 1
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=directory))
+        try:
+            shutil.copyfile(clip, staging / CLIP_NAME)
+            np.savez(staging / TRACK_NAME, affines=affines.astype(np.float32), meshes=meshes.astype(np.float32),
+                     usable=usable.astype(bool))
+            info = {**info, "template_id": template_id, "version": version}
+            (staging / INFO_NAME).write_text(json.dumps(info, indent=2) + "\n")
+            staging.rename(directory / str(version))
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        for old in self.versions(template_id)[:-KEEP_VERSIONS]:
+            shutil.rmtree(directory / str(old), ignore_errors=True)
+        return version
+
+    def remove(self, template_id: str) -> None:
+        versions = self.versions(template_id)
+        if not versions:
+            raise TemplateError(f"video template {template_id!r} is not registered")
+        directory = self._dir(template_id)
+        (directory / LAST_VERSION_NAME).write_text(f"{versions[-1]}\n")
+        for version in versions:
+            shutil.rmtree(directory / str(version))
