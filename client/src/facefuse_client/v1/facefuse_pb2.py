@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!facefuse_client/v1/facefuse.proto\x12\x0b\x66\x61\x63\x65\x66use.v1\"\xee\x01\n\x0b\x46useOptions\x12\x18\n\x0b\x66use_degree\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12\x1b\n\x0eprofile_degree\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x16\n\tadd_label\x18\x03 \x01(\x08H\x02\x88\x01\x01\x12/\n\routput_format\x18\x04 \x01(\x0e\x32\x18.facefuse.v1.ImageFormat\x12\x1b\n\x0eoutput_quality\x18\x05 \x01(\x05H\x03\x88\x01\x01\x42\x0e\n\x0c_fuse_degreeB\x11\n\x0f_profile_degreeB\x0c\n\n_add_labelB\x11\n\x0f_output_quality\"9\n\x0b\x46\x61\x63\x65Mapping\x12\r\n\x05photo\x18\x01 \x01(\x0c\x12\x1b\n\x13template_face_index\x18\x02 \x01(\x05\"\xb6\x01\n\x0b\x46useRequest\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\x12\r\n\x05photo\x18\x02 \x01(\x0c\x12\x1b\n\x13template_face_index\x18\x03 \x01(\x05\x12\'\n\x05\x66\x61\x63\x65s\x18\x04 \x03(\x0b\x32\x18.facefuse.v1.FaceMapping\x12)\n\x07options\x18\x05 \x01(\x0b\x32\x18.facefuse.v1.FuseOptions\x12\x12\n\nrequest_id\x18\x06 \x01(\t\"V\n\x06Poster\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\x12\r\n\x05image\x18\x02 \x01(\x0c\x12(\n\x06\x66ormat\x18\x03 \x01(\x0e\x32\x18.facefuse.v1.ImageFormat\"G\n\x0c\x46useResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12#\n\x06poster\x18\x02 \x01(\x0b\x32\x13.facefuse.v1.Poster\"u\n\x0f\x46useManyRequest\x12\r\n\x05photo\x18\x01 \x01(\x0c\x12\x14\n\x0ctemplate_ids\x18\x02 \x03(\t\x12)\n\x07options\x18\x03 \x01(\x0b\x32\x18.facefuse.v1.FuseOptions\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"L\n\x10\x46useManyResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12$\n\x07posters\x18\x02 \x03(\x0b\x32\x13.facefuse.v1.Poster\"\x16\n\x14ListTemplatesRequest\"g\n\x0cTemplateInfo\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x12\n\nface_count\x18\x03 \x01(\x05\x12\r\n\x05width\x18\x04 \x01(\x05\x12\x0e\n\x06height\x18\x05 \x01(\x05\"E\n\x15ListTemplatesResponse\x12,\n\ttemplates\x18\x01 \x03(\x0b\x32\x19.facefuse.v1.TemplateInfo*H\n\x0bImageFormat\x12\x1c\n\x18IMAGE_FORMAT_UNSPECIFIED\x10\x00\x12\x08\n\x04JPEG\x10\x01\x12\x07\n\x03PNG\x10\x02\x12\x08\n\x04WEBP\x10\x03\x32\xea\x01\n\nFaceFusion\x12;\n\x04\x46use\x12\x18.facefuse.v1.FuseRequest\x1a\x19.facefuse.v1.FuseResponse\x12G\n\x08\x46useMany\x12\x1c.facefuse.v1.FuseManyRequest\x1a\x1d.facefuse.v1.FuseManyResponse\x12V\n\rListTemplates\x12!.facefuse.v1.ListTemplatesRequest\x1a\".facefuse.v1.ListTemplatesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!facefuse_client/v1/facefuse.proto\x12\x0b\x66\x61\x63\x65\x66use.v1\"\xee\x01\n\x0b\x46useOptions\x12\x18\n\x0b\x66use_degree\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12\x1b\n\x0eprofile_degree\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x16\n\tadd_label\x18\x03 \x01(\x08H\x02\x88\x01\x01\x12/\n\routput_format\x18\x04 \x01(\x0e\x32\x18.facefuse.v1.ImageFormat\x12\x1b\n\x0eoutput_quality\x18\x05 \x01(\x05H\x03\x88\x01\x01\x42\x0e\n\x0c_fuse_degreeB\x11\n\x0f_profile_degreeB\x0c\n\n_add_labelB\x11\n\x0f_output_quality\"9\n\x0b\x46\x61\x63\x65Mapping\x12\r\n\x05photo\x18\x01 \x01(\x0c\x12\x1b\n\x13template_face_index\x18\x02 \x01(\x05\"\xb6\x01\n\x0b\x46useRequest\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\x12\r\n\x05photo\x18\x02 \x01(\x0c\x12\x1b\n\x13template_face_index\x18\x03 \x01(\x05\x12\'\n\x05\x66\x61\x63\x65s\x18\x04 \x03(\x0b\x32\x18.facefuse.v1.FaceMapping\x12)\n\x07options\x18\x05 \x01(\x0b\x32\x18.facefuse.v1.FuseOptions\x12\x12\n\nrequest_id\x18\x06 \x01(\t\"y\n\x06Poster\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\x12\r\n\x05image\x18\x02 \x01(\x0c\x12(\n\x06\x66ormat\x18\x03 \x01(\x0e\x32\x18.facefuse.v1.ImageFormat\x12\x0f\n\x07quality\x18\x04 \x01(\x02\x12\x10\n\x08warnings\x18\x05 \x03(\t\"G\n\x0c\x46useResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12#\n\x06poster\x18\x02 \x01(\x0b\x32\x13.facefuse.v1.Poster\"u\n\x0f\x46useManyRequest\x12\r\n\x05photo\x18\x01 \x01(\x0c\x12\x14\n\x0ctemplate_ids\x18\x02 \x03(\t\x12)\n\x07options\x18\x03 \x01(\x0b\x32\x18.facefuse.v1.FuseOptions\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"L\n\x10\x46useManyResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12$\n\x07posters\x18\x02 \x03(\x0b\x32\x13.facefuse.v1.Poster\"\x16\n\x14ListTemplatesRequest\"g\n\x0cTemplateInfo\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x12\n\nface_count\x18\x03 \x01(\x05\x12\r\n\x05width\x18\x04 \x01(\x05\x12\x0e\n\x06height\x18\x05 \x01(\x05\"E\n\x15ListTemplatesResponse\x12,\n\ttemplates\x18\x01 \x03(\x0b\x32\x19.facefuse.v1.TemplateInfo*H\n\x0bImageFormat\x12\x1c\n\x18IMAGE_FORMAT_UNSPECIFIED\x10\x00\x12\x08\n\x04JPEG\x10\x01\x12\x07\n\x03PNG\x10\x02\x12\x08\n\x04WEBP\x10\x03\x32\xea\x01\n\nFaceFusion\x12;\n\x04\x46use\x12\x18.facefuse.v1.FuseRequest\x1a\x19.facefuse.v1.FuseResponse\x12G\n\x08\x46useMany\x12\x1c.facefuse.v1.FuseManyRequest\x1a\x1d.facefuse.v1.FuseManyResponse\x12V\n\rListTemplates\x12!.facefuse.v1.ListTemplatesRequest\x1a\".facefuse.v1.ListTemplatesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'facefuse_client.v1.facefuse_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_IMAGEFORMAT']._serialized_start=1093
-  _globals['_IMAGEFORMAT']._serialized_end=1165
+  _globals['_IMAGEFORMAT']._serialized_start=1128
+  _globals['_IMAGEFORMAT']._serialized_end=1200
   _globals['_FUSEOPTIONS']._serialized_start=51
   _globals['_FUSEOPTIONS']._serialized_end=289
   _globals['_FACEMAPPING']._serialized_start=291
@@ -40,19 +40,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FUSEREQUEST']._serialized_start=351
   _globals['_FUSEREQUEST']._serialized_end=533
   _globals['_POSTER']._serialized_start=535
-  _globals['_POSTER']._serialized_end=621
-  _globals['_FUSERESPONSE']._serialized_start=623
-  _globals['_FUSERESPONSE']._serialized_end=694
-  _globals['_FUSEMANYREQUEST']._serialized_start=696
-  _globals['_FUSEMANYREQUEST']._serialized_end=813
-  _globals['_FUSEMANYRESPONSE']._serialized_start=815
-  _globals['_FUSEMANYRESPONSE']._serialized_end=891
-  _globals['_LISTTEMPLATESREQUEST']._serialized_start=893
-  _globals['_LISTTEMPLATESREQUEST']._serialized_end=915
-  _globals['_TEMPLATEINFO']._serialized_start=917
-  _globals['_TEMPLATEINFO']._serialized_end=1020
-  _globals['_LISTTEMPLATESRESPONSE']._serialized_start=1022
-  _globals['_LISTTEMPLATESRESPONSE']._serialized_end=1091
-  _globals['_FACEFUSION']._serialized_start=1168
-  _globals['_FACEFUSION']._serialized_end=1402
+  _globals['_POSTER']._serialized_end=656
+  _globals['_FUSERESPONSE']._serialized_start=658
+  _globals['_FUSERESPONSE']._serialized_end=729
+  _globals['_FUSEMANYREQUEST']._serialized_start=731
+  _globals['_FUSEMANYREQUEST']._serialized_end=848
+  _globals['_FUSEMANYRESPONSE']._serialized_start=850
+  _globals['_FUSEMANYRESPONSE']._serialized_end=926
+  _globals['_LISTTEMPLATESREQUEST']._serialized_start=928
+  _globals['_LISTTEMPLATESREQUEST']._serialized_end=950
+  _globals['_TEMPLATEINFO']._serialized_start=952
+  _globals['_TEMPLATEINFO']._serialized_end=1055
+  _globals['_LISTTEMPLATESRESPONSE']._serialized_start=1057
+  _globals['_LISTTEMPLATESRESPONSE']._serialized_end=1126
+  _globals['_FACEFUSION']._serialized_start=1203
+  _globals['_FACEFUSION']._serialized_end=1437
 # @@protoc_insertion_point(module_scope)
