@@ -3,7 +3,8 @@
 References run the original artifact in its own runtime:
 - face_detector: the package's RetinaFace ONNX graph in ONNX Runtime, preprocessing in numpy;
 - face_landmarks: the package's face_landmark.tflite in the TFLite interpreter;
-- fuse: the PyTorch module the ONNX was exported from.
+- fuse: the PyTorch module the ONNX was exported from;
+- face_embedding (eval only): the package's MobileFaceNet.tflite in the TFLite interpreter.
 Inputs are real photos from installed packages (facefuse.samples), letterboxed or
 aligned exactly as the serving stages do it. The result, tolerances included, is
 written beside the model as model.check.json; a failure names the worst output
@@ -51,6 +52,9 @@ LANDMARKS_TOLERANCE = Tolerance(atol=0.05, rtol=1e-3)
 # CPUs' vector units), flipping a few pixels by a level; 3 of 255 leaves room for that
 # while any real disagreement (a wrong warp, mask or colour) is far larger.
 FUSE_TOLERANCE = Tolerance(atol=3.0, rtol=0.0)
+# Embedding: the same float32 graph in another runtime plus a folded uint8 prelude; the
+# outputs are about 8 at most, so 1e-3 is far below anything that moves a cosine.
+EMBEDDING_TOLERANCE = Tolerance(atol=1e-3, rtol=1e-3)
 # FP16 TensorRT engines are kept only if they stay within these against ONNX Runtime.
 FP16_TOLERANCES = {
     "face_detector": Tolerance(atol=2e-2, rtol=2e-2),
@@ -142,6 +146,41 @@ class TfliteFaceMeshReferenceRunner(BaseRunner):
         del self.interpreter
 
 
+class TfliteEmbeddingReferenceRunner(BaseRunner):
+    """MobileFaceNet.tflite in the TFLite interpreter, fed as the Android code feeds it."""
+
+    def __init__(self, tflite_bytes: bytes):
+        super().__init__(prefix="mobilefacenet-tflite")
+        self.tflite_bytes = tflite_bytes
+
+    def activate_impl(self):
+        from tflite_runtime.interpreter import Interpreter
+
+        self.interpreter = Interpreter(model_content=self.tflite_bytes, num_threads=1)
+        self.interpreter.allocate_tensors()
+        self.input_index = self.interpreter.get_input_details()[0]["index"]
+        self.output_index = self.interpreter.get_output_details()[0]["index"]
+
+    def get_input_metadata_impl(self):
+        from facefuse.eval.embedding import EMBEDDING_BATCH, EMBEDDING_PX, INPUT_NAME
+
+        return TensorMetadata().add(INPUT_NAME, np.uint8, (EMBEDDING_BATCH, EMBEDDING_PX, EMBEDDING_PX, 3))
+
+    def infer_impl(self, feed_dict):
+        from facefuse.eval.embedding import INPUT_NAME, OUTPUT_NAME
+
+        start = time.perf_counter()
+        faces = (feed_dict[INPUT_NAME].astype(np.float32) - 127.5) / 128.0
+        self.interpreter.set_tensor(self.input_index, faces)
+        self.interpreter.invoke()
+        embeddings = self.interpreter.get_tensor(self.output_index).copy()
+        self.inference_time = time.perf_counter() - start
+        return OrderedDict([(OUTPUT_NAME, embeddings)])
+
+    def deactivate_impl(self):
+        del self.interpreter
+
+
 # ---- inputs ----------------------------------------------------------------------
 def detector_inputs(input_px: int) -> list[tuple[str, dict]]:
     params = DecodeParams(input_px)
@@ -164,6 +203,26 @@ def aligned_faces(detector_path: Path, input_px: int) -> list[tuple[str, np.ndar
     if not result:
         raise NumericsCheckError("the built detector found no face in any sample photo; the detector build is broken")
     return result
+
+
+def embedding_inputs(detector_path: Path, input_px: int) -> list[tuple[str, dict]]:
+    """Pairs of real faces (every sample face) aligned to ArcFace's 112x112 template."""
+    import onnxruntime as ort
+
+    from facefuse.eval.embedding import INPUT_NAME, align_112
+
+    session = ort.InferenceSession(str(detector_path), providers=["CPUExecutionProvider"])
+    decode_params, align_params = DecodeParams(input_px), AlignParams(input_px)
+    faces = []
+    for name, data in sample_photos().items():
+        decoded = decode(data, decode_params)
+        raw = [x[0] for x in session.run(None, {"detector_image": decoded.detector_image[None]})]
+        for index, detection in enumerate(detect(*raw, decoded.letterbox_scale, align_params)[:6]):
+            faces.append((f"{name}[{index}]", align_112(decoded.image, detection.keypoints)))
+    if len(faces) < 2:
+        raise NumericsCheckError("the built detector found fewer than two sample faces; the detector build is broken")
+    faces += faces[:1] * (len(faces) % 2)
+    return [(f"{a[0]}+{b[0]}", {INPUT_NAME: np.stack([a[1], b[1]])}) for a, b in zip(faces[::2], faces[1::2])]
 
 
 def landmarks_inputs(faces: list[tuple[str, np.ndarray]]) -> list[tuple[str, dict]]:

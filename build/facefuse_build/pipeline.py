@@ -53,6 +53,7 @@ class NetworkRecipe:
     weight_sha256: Callable[[], str]
     tools: tuple[str, ...]
     build: Callable[[Path, Profile, Path], None]  # (staging dir, profile, repository)
+    serving: bool = True  # False: a measurement model, built beside the repository, never served
 
 
 def _file_hash(path: Path) -> str:
@@ -131,6 +132,27 @@ def _build_fuse(staging: Path, profile: Profile, repository: Path) -> None:
                    feeds, checks.FUSE_TOLERANCE, staging / CHECK_RECORD)
 
 
+def _build_embedding(staging: Path, profile: Profile, repository: Path) -> None:
+    import onnx
+
+    from facefuse_build.embedding import embedding_onnx, mobilefacenet_tflite
+
+    path = staging / "model.onnx"
+    tflite = mobilefacenet_tflite()
+    onnx.save(embedding_onnx(tflite), path)
+    checks.compare("face_embedding", checks.onnxrt_runner(path), checks.TfliteEmbeddingReferenceRunner(tflite),
+                   checks.embedding_inputs(_built_detector(repository), profile.detector_input_px),
+                   checks.EMBEDDING_TOLERANCE, staging / CHECK_RECORD)
+
+
+def _embedding_sha256() -> str:
+    import hashlib
+
+    from facefuse_build.embedding import mobilefacenet_tflite
+
+    return hashlib.sha256(mobilefacenet_tflite()).hexdigest()
+
+
 COMMON = (_HERE / "checks.py", _HERE / "export.py", _FACEFUSE / "contract.py")
 RECIPES = (
     NetworkRecipe("face_detector", (_HERE / "detector.py", _HERE / "sources.py", *COMMON),
@@ -140,6 +162,10 @@ RECIPES = (
     # fuse's triangulation is made on the mesh model's output, so it follows the mesh weights.
     NetworkRecipe("fuse", (_HERE / "fuse_program.py", _HERE / "landmarks.py", *COMMON),
                   FACE_MESH.sha256, ("torch", "onnx", "onnxruntime", "polygraphy", "scipy"), _build_fuse),
+    # The eval's identity measure (facefuse.eval.embedding); the detector's keypoints align its check inputs.
+    NetworkRecipe("face_embedding", (_HERE / "embedding.py", _FACEFUSE / "eval" / "embedding.py", *COMMON),
+                  _embedding_sha256, ("onnx", "onnxruntime", "tflite2onnx", "tflite-runtime", "polygraphy"),
+                  _build_embedding, serving=False),
 )
 
 
@@ -181,6 +207,13 @@ def _plan_feeds(name: str, staging: Path) -> list[tuple[str, dict]]:
 
 
 # ---- orchestration ---------------------------------------------------------------
+def _eval_models_dir(settings: Settings) -> Path:
+    """Measurement models live outside Triton's repository (it loads every model there)."""
+    from facefuse.eval.embedding import embedding_model_path
+
+    return embedding_model_path(settings).parents[2]
+
+
 def _recorded_fingerprint(version_dir: Path) -> str | None:
     try:
         return json.loads((version_dir / BUILD_RECORD).read_text())["fingerprint"]
@@ -208,7 +241,8 @@ def build_repository(profile: Profile, settings: Settings, force: bool = False, 
     timing_cache = repository / ".timing.cache"
 
     for recipe in RECIPES:
-        version_dir = repository / recipe.name / VERSION
+        root = repository if recipe.serving else _eval_models_dir(settings)
+        version_dir = root / recipe.name / VERSION
         print_name = f"{recipe.name}/{VERSION}"
         digest = fingerprint(recipe, profile)
         have_plan = (version_dir / "model.plan").is_file()
@@ -217,13 +251,14 @@ def build_repository(profile: Profile, settings: Settings, force: bool = False, 
             log(f"  {print_name}: unchanged")
             continue
         log(f"  {print_name}: building")
-        (repository / recipe.name).mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=repository / recipe.name))
+        (root / recipe.name).mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root / recipe.name))
         try:
             recipe.build(staging, profile, repository)
-            if want_plans:
+            if recipe.serving and want_plans:
                 _build_plan(staging, specs[recipe.name], timing_cache, report)
-            (staging / "model.py").write_text(RUNNER_ADAPTER)
+            if recipe.serving:
+                (staging / "model.py").write_text(RUNNER_ADAPTER)
             (staging / BUILD_RECORD).write_text(json.dumps({"fingerprint": digest, "profile": profile.name}, indent=2) + "\n")
             _publish(staging, version_dir)
         finally:

@@ -314,6 +314,9 @@ def loadtest_run(
 
 
 # ---- quality evaluation ----------------------------------------------------------
+_EVAL_TEMPLATES = ("hopper-portrait", "painted-hopper", "astronaut-poster", "comic-astronaut")
+
+
 @eval_app.command("devset")
 def eval_devset(
     sheet: Path = typer.Option(Path("out/devset.png"), help="Where the sheet of every case goes."),
@@ -332,6 +335,46 @@ def eval_devset(
     counts = Counter(case.kind for case in cases)
     typer.echo(f"{len(cases)} cases ({', '.join(f'{k} {counts[k]}' for k in devset.KINDS)}); "
                f"manifest {devset.devset_dir() / devset.MANIFEST}; sheet {sheet}")
+
+
+@eval_app.command("quality")
+def eval_quality(
+    out_dir: Path = typer.Option(Path("var/eval/quality"), help="Where quality.json, summary.md and contact-sheet.png go."),
+    kinds: str = typer.Option(None, help="Comma-separated kinds to run (default all)."),
+    cases: str = typer.Option(None, help="Comma-separated case names to run (default all)."),
+    per_kind: int = typer.Option(0, help="At most this many cases of each kind (0: all)."),
+    templates: str = typer.Option(",".join(_EVAL_TEMPLATES), help="Comma-separated template ids."),
+    degrees: str = typer.Option("100/100,80/50", help="Comma-separated fuse/profile degree settings."),
+    target: str = typer.Option(None, help="Gateway host:port of a running stack (default: start one here)."),
+    api_key: str = typer.Option(None, envvar="FACEFUSE_API_KEY", help="With --target: the API key (default: the local dev key)."),
+) -> None:
+    """Fuse the development set into the sample templates through the stack; score and lay out the posters."""
+    from facefuse.eval import devset
+    from facefuse.eval.quality import EvalPlan, run_quality_eval
+
+    try:
+        settings = tuple(tuple(float(x) for x in d.split("/")) for d in degrees.split(",") if d.strip())
+        if any(len(d) != 2 for d in settings):
+            raise ValueError
+    except ValueError:
+        fail(f"--degrees {degrees!r} is not a list of fuse/profile pairs such as 100/100,80/50")
+    selected = devset.load(tuple(kinds.split(",")) if kinds else None, tuple(cases.split(",")) if cases else None,
+                           echo=typer.echo)
+    if per_kind:
+        selected = [c for c in selected if [x.name for x in selected if x.kind == c.kind].index(c.name) < per_kind]
+    if not selected:
+        fail("no case matches --kinds/--cases; `facefuse eval devset` lists them")
+    if target and not api_key:
+        from facefuse.gateway.dev_key import dev_key_path
+        from facefuse.gateway.settings import GatewaySettings
+
+        key_path = dev_key_path(GatewaySettings())
+        api_key = key_path.read_text().strip() if key_path.is_file() else None
+    plan = EvalPlan(selected, tuple(t for t in templates.split(",") if t), settings)
+    result = run_quality_eval(plan, out_dir, target, api_key, command=" ".join(["facefuse", *sys.argv[1:]]), echo=typer.echo)
+    typer.echo((out_dir / "summary.md").read_text())
+    typer.echo(f"{len(result['posters'])} posters in {result['seconds']:.0f} s; wrote {out_dir / 'quality.json'}, "
+               f"{out_dir / 'summary.md'}, {out_dir / 'contact-sheet.png'}")
 
 
 @app.command()

