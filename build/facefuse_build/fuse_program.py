@@ -393,12 +393,14 @@ class FuseProgram(torch.nn.Module):
         dark = ((SKIN_DARK_FROM - darkness) / (SKIN_DARK_FROM - SKIN_DARK_TO)).clamp(0, 1)
         return 1 - (1 - feature) * torch.maximum(off_colour, dark)
 
-    def match_colour(self, user: torch.Tensor, template: torch.Tensor, region: torch.Tensor, lighting_region: torch.Tensor) -> torch.Tensor:
+    def match_colour(self, user: torch.Tensor, template: torch.Tensor, region: torch.Tensor,
+                     lighting_region: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """User face (RGB 0..1) recoloured to the template's skin statistics and lighting.
 
         Statistics come from `region` (visible skin, grid size). The YCbCr transfer is
-        linear: at full size it is one 3x3 matrix per face plus an offset and a
-        low-frequency field that replaces the user's light and colour by the template's.
+        linear: at full size it is one 3x3 matrix per face plus an offset, and a
+        low-frequency field (returned at 1/DETAIL_SCALE size, for mix_appearance to add
+        with its own low-pass) that replaces the user's light and colour by the template's.
         """
         user_small = self.convert(F.avg_pool2d(user, GRID_STRIDE), self.rgb_to_ycc)
         template_small = self.convert(F.avg_pool2d(template, GRID_STRIDE), self.rgb_to_ycc)
@@ -407,18 +409,21 @@ class FuseProgram(torch.nn.Module):
         ratio = (template_std / user_std).clamp(1.0 / self.max_spread_ratio, self.max_spread_ratio)
         matched_small = (user_small - user_mean) * ratio + template_mean
         shading = self.masked_blur(template_small, lighting_region) - self.masked_blur(matched_small, lighting_region)
-        shading = F.interpolate(self.convert(shading, self.ycc_to_rgb), size=user.shape[-2:], mode="bilinear", align_corners=False)
+        size = user.shape[-1] // DETAIL_SCALE
+        shading = F.interpolate(self.convert(shading, self.ycc_to_rgb), size=(size, size), mode="bilinear", align_corners=False)
         # RGB -> YCbCr -> scale about the user's mean, move to the template's -> RGB.
         transfer = torch.matmul(self.ycc_to_rgb, ratio.view(-1, 3, 1) * self.rgb_to_ycc)
         offset = torch.matmul(self.ycc_to_rgb, (template_mean - ratio * user_mean).view(-1, 3, 1))
-        return torch.einsum("nij,njhw->nihw", transfer, user) + offset.view(-1, 3, 1, 1) + shading
+        return torch.einsum("nij,njhw->nihw", transfer, user) + offset.view(-1, 3, 1, 1), shading
 
-    def mix_appearance(self, user: torch.Tensor, template: torch.Tensor, region: torch.Tensor, amount: torch.Tensor) -> torch.Tensor:
+    def mix_appearance(self, user: torch.Tensor, shading: torch.Tensor, template: torch.Tensor, region: torch.Tensor,
+                       amount: torch.Tensor) -> torch.Tensor:
         """base(template) + amount * (base(user) - base(template)) plus the same for the
         detail (x - base(x)) on the steeper curve, with the user's detail scaled to the
         template's energy. base() is linear, so the mix is done with one upsampled
-        low-pass: (1 - d) t + d s u + base((a - d s) u + (d - a) t)."""
-        user_low, template_low = F.avg_pool2d(user, DETAIL_SCALE), F.avg_pool2d(template, DETAIL_SCALE)
+        low-pass: (1 - d) t + d s u + base((a - d s) u + (d - a) t). The user's face is
+        u + shading, the shading smooth (given at 1/DETAIL_SCALE size): it joins the low-pass."""
+        user_low, template_low = F.avg_pool2d(user, DETAIL_SCALE) + shading, F.avg_pool2d(template, DETAIL_SCALE)
         # Detail energy: the variance inside each 8x8 block, over the region.
         weight = F.avg_pool2d(region, DETAIL_SCALE // GRID_STRIDE)
         weight = weight / weight.sum((2, 3), keepdim=True).clamp_min(1e-3)
@@ -430,7 +435,7 @@ class FuseProgram(torch.nn.Module):
         detail_amount = ((amount - DETAIL_MIX_START) / DETAIL_MIX_WIDTH).clamp(0, 1)
         detail_amount = detail_amount * detail_amount * (3 - 2 * detail_amount)  # smoothstep
         user_detail_weight = detail_amount * gain
-        low = (amount - user_detail_weight) * user_low + (detail_amount - amount) * template_low
+        low = (amount - user_detail_weight) * user_low + (detail_amount - amount) * template_low + user_detail_weight * shading
         low = F.interpolate(low, size=user.shape[-2:], mode="bilinear", align_corners=False)
         return (1 - detail_amount) * template + user_detail_weight * user + low
 
@@ -444,9 +449,8 @@ class FuseProgram(torch.nn.Module):
     def add_grain(self, face: torch.Tensor, template: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
         """Fixed noise on the luma where the face lacks the template's fine detail.
         White noise keeps 8/9 of its variance in the fine band (x less its 3x3 mean)."""
-        luma = self.rgb_to_ycc[0].view(1, 3, 1, 1)
-        deficit = self.fine_energy((template * luma).sum(1, keepdim=True), region) - self.fine_energy(
-            (face * luma).sum(1, keepdim=True), region)
+        # Green stands in for luma (0.59 of it), without a full-size channel sum.
+        deficit = self.fine_energy(template[:, 1:2], region) - self.fine_energy(face[:, 1:2], region)
         sigma = torch.sqrt(deficit.clamp_min(0) * (9.0 / 8.0)).clamp(max=MAX_GRAIN)
         return face + sigma * self.grain
 
@@ -520,8 +524,8 @@ class FuseProgram(torch.nn.Module):
         usable = self.smooth(face_mask * visible_grid * self.skin_weight(user_small, skin, feature_grid))
 
         # 4-5. colour-matched user face mixed with the template face
-        matched = self.match_colour(user_warped, template_warped, skin, inner)
-        face = self.add_grain(self.mix_appearance(matched, template_warped, skin, appearance), template_warped, skin)
+        matched, shading = self.match_colour(user_warped, template_warped, skin, inner)
+        face = self.add_grain(self.mix_appearance(matched, shading, template_warped, skin, appearance), template_warped, skin)
 
         # 6. feathered blend into the warped template; alpha covers all that changed
         weight = F.interpolate(usable, size=(size, size), mode="bilinear", align_corners=False)

@@ -11,6 +11,7 @@ import contextlib
 import time
 from dataclasses import dataclass, replace
 
+import cv2
 import numpy as np
 
 from facefuse.contract import (
@@ -143,7 +144,7 @@ class LocalPipeline:
             if not 0 <= face_index < len(usable):
                 raise FaceError(f"template image has faces 0..{len(usable) - 1} (left to right); --face {face_index} is out of range")
             usable = [usable[face_index]]
-        aligned = align_faces(decoded.image, usable)
+        aligned = align_faces(decoded.image, usable, cv2.INTER_CUBIC)
         return TemplateArtifact(
             template_id=template_id, version=0, image=decoded.image, faces=aligned.faces,
             meshes=self.run_landmarks(aligned), affines=aligned.affines, boxes=aligned.boxes, source=source,

@@ -131,15 +131,17 @@ def measure(crop: np.ndarray, mesh: np.ndarray, affine: np.ndarray) -> FaceMeasu
     ridge = _mask(shape, discs=[(xy[i], 0.07 * eye_distance) for i in NOSE_RIDGE])
     covered = {"eyes": float(np.mean(eyes)), "nose": float(not_skin[ridge].mean())}
 
-    inner = _mask(shape, polygons=[np.concatenate([right_eye, left_eye, xy[list(OUTER_LIPS)]])]) | skin_mask
     brightness = float(ycc[..., 0][skin_mask].mean())
-    # Detail at the full crop's scale, relative to the face's contrast: a photo with a
-    # small or blurred face gives a crop without fine detail.
-    grey = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    # Detail at the full crop's scale, relative to the face's contrast, over the box
+    # from the eyes to the mouth: a photo with a small or blurred face gives a crop
+    # without fine detail.
+    box = np.concatenate([right_eye, left_eye, xy[list(OUTER_LIPS)]]) * MEASURE_SCALE
+    (x0, y0), (x1, y1) = np.clip(box.min(0), 0, None).astype(int), np.ceil(box.max(0)).astype(int) + 1
+    grey = cv2.cvtColor(np.ascontiguousarray(crop[y0:y1, x0:x1]), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    if grey.size < 16:
+        grey = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY).astype(np.float32)
     detail = cv2.Laplacian(grey, cv2.CV_32F)
-    full_inner = cv2.resize(inner.astype(np.uint8), (crop.shape[1], crop.shape[0]), interpolation=cv2.INTER_NEAREST).astype(bool)
-    contrast = float(grey[full_inner].std()) + 1.0
-    sharpness = float(np.sqrt((detail[full_inner] ** 2).mean())) / contrast
+    sharpness = float(np.sqrt((detail ** 2).mean())) / (float(grey.std()) + 1.0)
     scale = float(np.sqrt(abs(np.linalg.det(np.asarray(affine, np.float64)[:, :2]))))
     return FaceMeasures(yaw, pitch, covered, brightness, sharpness, eye_distance * MEASURE_SCALE / max(scale, 1e-6))
 
