@@ -210,12 +210,11 @@ def _video_frames(path: str, frames: tuple[int, ...]) -> dict[int, np.ndarray]:
 
 
 def _frames_wanted(path: str) -> tuple[int, ...]:
-    frames = {s.origin.frame for s in SPECS if s.origin.path == path and s.origin.frame is not None}
-    frames |= {NEIGHBOUR_ORIGIN.frame} if NEIGHBOUR_ORIGIN.path == path and NEIGHBOUR_ORIGIN.frame is not None else set()
-    return tuple(sorted(frames))
+    """Every frame the set uses from one video: decoded in one pass."""
+    return tuple(sorted({s.origin.frame for s in SPECS if s.origin.path == path and s.origin.frame is not None}))
 
 
-def original_rgb(origin: Origin, faces) -> np.ndarray:
+def original_rgb(origin: Origin, faces: "FaceFinder") -> np.ndarray:
     if origin == ASTRONAUT:
         from skimage import data
 
@@ -316,11 +315,11 @@ CASTS = {"blue": (0.45, 0.7, 1.25), "orange": (1.25, 0.75, 0.35)}
 
 
 def _roll(rgb: np.ndarray, det, degrees: float) -> np.ndarray:
+    """The whole photo turned about the face's centre (counter-clockwise for positive degrees)."""
     centre = tuple(float(v) for v in (det.box[:2] + det.box[2:]) / 2)
     matrix = cv2.getRotationMatrix2D(centre, degrees, 1.0)
-    rotated = cv2.warpAffine(rgb, matrix, (rgb.shape[1], rgb.shape[0]), flags=cv2.INTER_LINEAR,
-                             borderMode=cv2.BORDER_REFLECT_101)
-    return rotated
+    return cv2.warpAffine(rgb, matrix, (rgb.shape[1], rgb.shape[0]), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REFLECT_101)
 
 
 def _sunglasses(rgb: np.ndarray, det) -> np.ndarray:

@@ -242,13 +242,11 @@ def _summary_of(records: list[dict]) -> dict:
     refused = [r for r in records if r["refused"]]
     fused = [r for r in records if not r["refused"]]
     with_identity = [r for r in fused if r.get("identity_user") is not None]
-    reasons: dict[str, int] = {}
-    for r in refused:
-        reasons[r["refused"]] = reasons.get(r["refused"], 0) + 1
+    reasons = _counts(r["refused"] for r in refused)
     return {
         "posters": len(records),
         "refused": len(refused),
-        "refused_by_reason": dict(sorted(reasons.items())),
+        "refused_by_reason": reasons,
         "poster_face_lost": sum(1 for r in fused if not r.get("poster_face_found")),
         # A lost face counts as not closer to the user.
         "identity_user_closer_share": metrics.share(
@@ -260,7 +258,17 @@ def _summary_of(records: list[dict]) -> dict:
         "sharpness_vs_user": metrics.summary([r.get("sharpness_vs_user") for r in fused]),
         "ghosting": metrics.summary([r.get("ghosting") for r in fused]),
         "seams": metrics.summary([r.get("seams") for r in fused]),
+        # What the server says about its own posters, where it says it.
+        "quality": metrics.summary([r.get("quality") for r in fused]),
+        "warnings": _counts(w for r in fused for w in r.get("warnings") or ()),
     }
+
+
+def _counts(values) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def _fmt(value, digits: int = 2) -> str:

