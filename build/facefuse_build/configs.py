@@ -87,6 +87,7 @@ FACE_PRESENCE = TensorSpec("face_presence", "FP32", (-1,))
 TEMPLATE_VERSION = TensorSpec("template_version", "INT64", (1,))
 FUSED_FACES = TensorSpec("fused_faces", "UINT8", (-1, c.FACE_CROP_PX, c.FACE_CROP_PX, 3))
 FUSED_MASKS = TensorSpec("fused_masks", "UINT8", (-1, c.FACE_CROP_PX, c.FACE_CROP_PX))
+CHECKED_MESHES = TensorSpec("checked_meshes", "FP32", (-1, c.MESH_POINTS, 3))
 
 
 def _renamed(spec: TensorSpec, name: str) -> TensorSpec:
@@ -125,6 +126,18 @@ def model_specs(profile: Profile, settings: Settings) -> list[ModelSpec]:
         ModelSpec(
             "face_landmarks", (c.FACES,), (c.FACE_MESHES, FACE_PRESENCE), network=True,
             max_batch_size=16, max_queue_delay_us=1000,
+        ),
+        ModelSpec(
+            # The mesh passes through, so `fuse` only runs once the face is accepted.
+            "face_quality", (c.FACES, c.FACE_MESHES, c.FACE_AFFINES), (CHECKED_MESHES, c.FACE_QUALITY, c.FACE_WARNINGS),
+            network=False, max_batch_size=16, max_queue_delay_us=PYTHON_STAGE_QUEUE_DELAY_US,
+            parameters={
+                "max_yaw_deg": str(s.max_yaw_deg),
+                "max_pitch_deg": str(s.max_pitch_deg),
+                "max_eyes_covered": str(s.max_eyes_covered),
+                "min_face_brightness": str(s.min_face_brightness),
+                "min_face_sharpness": str(s.min_face_sharpness),
+            },
         ),
         ModelSpec(
             # user_meshes is not read: it orders template_bank after the user side (see
@@ -188,7 +201,11 @@ USER_SIDE = (
         "align", _identity("image", "box_deltas", "face_probs", "keypoint_deltas", "letterbox_scale"),
         {"faces": "user_faces", "face_affines": "user_affines", "face_boxes": "user_boxes"},
     ),
-    Step("face_landmarks", {"faces": "user_faces"}, {"face_meshes": "user_meshes", "face_presence": "user_presence"}),
+    Step("face_landmarks", {"faces": "user_faces"}, {"face_meshes": "unchecked_meshes", "face_presence": "user_presence"}),
+    Step(
+        "face_quality", {"faces": "user_faces", "face_meshes": "unchecked_meshes", "face_affines": "user_affines"},
+        {"checked_meshes": "user_meshes", "face_quality": "user_quality", "face_warnings": "user_warnings"},
+    ),
 )
 # template_bank takes user_meshes only to wait for the user side: with both branches in
 # flight at once, a request failing on one branch (a photo without a face, a cancelled
@@ -215,17 +232,18 @@ TEMPLATE_SIDE = (
 FUSE_OPTIONS = (c.FACE_INDICES, c.FUSE_DEGREE, c.PROFILE_DEGREE, c.ADD_LABEL, c.OUTPUT_FORMAT, c.OUTPUT_QUALITY)
 USER_FACES = _renamed(c.FACES, "user_faces")
 USER_MESHES = _renamed(c.FACE_MESHES, "user_meshes")
+USER_VERDICT = (_renamed(c.FACE_QUALITY, "user_quality"), _renamed(c.FACE_WARNINGS, "user_warnings"))
 
 ENSEMBLES = (
     EnsembleSpec(
         "face_analyze", (c.IMAGE_BYTES,),
-        (USER_FACES, USER_MESHES, _renamed(c.FACE_BOXES, "user_boxes")), USER_SIDE,
+        (USER_FACES, USER_MESHES, _renamed(c.FACE_BOXES, "user_boxes"), *USER_VERDICT), USER_SIDE,
     ),
     EnsembleSpec(
         "face_fuse", (USER_FACES, USER_MESHES, c.TEMPLATE_ID, *FUSE_OPTIONS), (c.POSTER,), TEMPLATE_SIDE,
     ),
     EnsembleSpec(
-        "face_fusion", (c.IMAGE_BYTES, c.TEMPLATE_ID, *FUSE_OPTIONS), (c.POSTER,), USER_SIDE + TEMPLATE_SIDE,
+        "face_fusion", (c.IMAGE_BYTES, c.TEMPLATE_ID, *FUSE_OPTIONS), (c.POSTER, *USER_VERDICT), USER_SIDE + TEMPLATE_SIDE,
     ),
 )
 ENSEMBLE_MAX_BATCH_SIZE = 8

@@ -18,6 +18,7 @@ def onnx_from_module(
     output_names: tuple[str, ...],
     dynamic_axes: dict[str, dict[int, str]],
     path: Path,
+    opset: int = OPSET,
 ) -> onnx.ModelProto:
     """Export with named inputs/outputs and dynamic axes, then check the graph.
 
@@ -33,7 +34,7 @@ def onnx_from_module(
             input_names=list(input_names),
             output_names=list(output_names),
             dynamic_axes=dynamic_axes,
-            opset_version=OPSET,
+            opset_version=opset,
             dynamo=False,
             do_constant_folding=True,
         )

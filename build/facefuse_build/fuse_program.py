@@ -2,27 +2,30 @@
 
 No learned face-swap weights ship in any package, so fusion is geometry and colour
 done with tensors. For each (user face, template face) pair, both aligned into the same
-canonical crop by `align` and each with its 468-point mesh:
+canonical crop by `align` and each with its 468-point mesh (x, y in crop pixels, z in
+the same scale, smaller z nearer the camera):
 
-1. shape: the target geometry is the template mesh moved toward the user's mesh (after
-   a similarity fit removes pose/scale) by `profile_degree`;
-2. warp: both faces are resampled onto the target geometry through dense backward maps
-   interpolated from the mesh correspondences (normalised Gaussian kernels on a coarse
-   grid, upsampled), so at any degree the two faces line up and never ghost. A user
-   face turned sideways shows one cheek foreshortened or hidden: that half of the
-   target is filled from the mirrored photo (the mesh's own left/right point pairing,
-   `mirror_index`), blended in smoothly with the amount of turn, and the shape is
-   taken from the symmetrised mesh;
-3. colour: the user's face takes the template face's colour statistics (YCbCr mean and
-   spread over the inner face) and its low-frequency lighting;
-4. appearance: template and colour-matched user face are mixed by `fuse_degree`, the
-   smooth base linearly and the fine detail (eyes, brows, lines, glasses) on a steeper
-   curve, so a mid-to-high degree never shows two sets of features at half strength;
-   the user's detail is softened to the template's sharpness where the template is
-   softer (film stills, paintings);
-5. blend: a soft mask from the mesh's face oval (forehead kept below the hairline)
-   merges the face into the warped template with a Laplacian pyramid (multi-band), so
-   low frequencies blend wide and edges stay sharp.
+1. shape: the user's 3D mesh is rotated and scaled into the template face's pose
+   (a least-squares rotation, so a turned user face is turned back, never projected
+   flat); the target geometry is the template mesh moved toward it by `profile_degree`;
+2. warp: an exact piecewise-affine warp over the mesh's triangulation (plus a ring of
+   triangles around the face oval that fades the warp out), rasterised with a depth
+   test on a 4x coarser grid and interpolated (a piecewise-affine map is continuous, so
+   that is exact inside every triangle up to a sub-pixel error at the edges). Every
+   pixel of the target comes from one place in each face: nothing is smoothed, mirrored
+   or averaged, so features never double or smear;
+3. what of the user may be used: the face oval (forehead kept below the hairline), only
+   where the user's own mesh faces the camera (parts hidden by a head turn are taken
+   from the template instead), and only skin-coloured pixels outside the eyes, brows
+   and mouth (hair strands, hands and objects over cheeks and forehead stay out);
+4. colour: the user's face takes the template face's colour statistics (YCbCr mean and
+   spread over the visible skin) and the template's low-frequency light and colour (so a
+   coloured cast on the user's photo goes and the template's lighting comes);
+5. appearance: template and colour-matched user face are mixed by `fuse_degree`, the
+   smooth base linearly and the fine detail on a steeper curve (never two sets of
+   features at half strength), the user's detail sharpened toward the template's
+   detail energy (never softened) and grain matched to the template's;
+6. blend: a feathered alpha of (3) over the warped template.
 
 Outputs are the fused crop and an alpha mask covering everything the program changed;
 outside the alpha the poster is the template, bit for bit.
@@ -32,8 +35,10 @@ A learned swapper with the same inputs and outputs can replace this as a new ver
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import onnx
 import torch
 import torch.nn.functional as F
@@ -43,6 +48,8 @@ from facefuse_build.export import batch_and_faces_axes, onnx_from_module
 
 INPUT_NAMES = ("user_faces", "user_meshes", "template_faces", "template_meshes", "fuse_degree", "profile_degree")
 OUTPUT_NAMES = ("fused_faces", "fused_masks")
+# ScatterElements with a max reduction (the depth test) needs opset 18.
+FUSE_OPSET = 18
 
 # MediaPipe face-mesh face oval, clockwise from the top of the forehead (index 10).
 FACE_OVAL = (
@@ -53,61 +60,145 @@ FACE_OVAL = (
 # the template stay the template's.
 FOREHEAD = frozenset({10, 338, 297, 332, 284, 54, 103, 67, 109})
 NOSE_TIP = 4
-# Cheek extremes of the face oval (image left, image right): with the nose tip they
-# measure how far the head is turned.
-CHEEK_LEFT, CHEEK_RIGHT = 234, 454
-# Turn (nose offset from the cheeks' midpoint, as a fraction of face width) at which
-# the mirrored half starts to replace the hidden one, and the span over which it does.
-TURN_START, TURN_SPAN = 0.10, 0.12
-# Masks, colour statistics and lighting are smooth: they are computed on a 4x smaller
-# grid and upsampled, which keeps the program cheap enough for CPU serving.
-MASK_DOWNSCALE = 4
+# Eyes, eyebrows and lips (MediaPipe indices): features, never tested for skin colour.
+FEATURE_POINTS = frozenset({
+    33, 7, 163, 144, 145, 153, 154, 155, 133, 246, 161, 160, 159, 158, 157, 173,
+    263, 249, 390, 373, 374, 380, 381, 382, 362, 466, 388, 387, 386, 385, 384, 398,
+    46, 53, 52, 65, 55, 70, 63, 105, 66, 107, 276, 283, 282, 295, 285, 300, 293, 334, 296, 336,
+    61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185,
+    78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 415, 310, 311, 312, 13, 82, 81, 80, 191,
+})
+# The warp fades out over a ring of triangles between the face oval and the oval scaled
+# by this much about its centre: outside that ring the template is not moved.
+RING_SCALE = 1.3
+# The warp is rasterised on a grid this many times coarser than the crop (it is also
+# the resolution of masks, colour statistics and lighting: they are smooth).
+GRID_STRIDE = 4
+# Rasterisation windows: a triangle is tested against the grid cells of a KxK window
+# from its bounding box's corner; K covers this many times its canonical size.
+WINDOW_MARGIN = 2.0
+WINDOW_SIZES = (6, 10, 16, 24, 36)
+# Depth-test key: priority * TRIANGLE_SLOTS + triangle index, exact in float32.
+TRIANGLE_SLOTS = 2048
+DEPTH_LEVELS = 4000
+# Visibility: the user's texture for a triangle is used where it faces the camera at
+# least this fraction as much as it does in the target (foreshortening by a head turn).
+VISIBLE_FROM, VISIBLE_TO = 0.35, 0.65
+# Skin test (in YCbCr, 0..1): chroma distance from the user's skin in spreads, and luma
+# below this fraction of the skin's (hair, dark objects, sunglasses).
+SKIN_CHROMA_FROM, SKIN_CHROMA_TO = 3.0, 5.0
+SKIN_CHROMA_MIN_SPREAD = 0.015
+SKIN_DARK_FROM, SKIN_DARK_TO = 0.55, 0.40
 # Appearance: fine detail is what is lost by an 8x low-pass; it switches from the
 # template's to the user's between fuse degrees 25 and 65.
 DETAIL_SCALE = 8
 DETAIL_MIX_START, DETAIL_MIX_WIDTH = 0.25, 0.40
-MIN_DETAIL_GAIN = 0.5
+# The user's detail is sharpened toward the template's detail energy, by at most this
+# much; never softened: a template face smaller than the crop is enlarged into it and
+# looks soft there, though it is sharp in the poster (softening to it blurred the
+# fused face: sharpness 0.11 of the template's on the astronaut poster, 0.32 without).
+MIN_DETAIL_GAIN, MAX_DETAIL_GAIN = 1.0, 2.0
+# Grain: where the user's face has less fine detail than the template's face (a small or
+# soft photo), fixed noise makes up the template's fine-detail energy, as compositors
+# match film grain; at most this standard deviation (of 1).
+MAX_GRAIN = 0.035
+GRAIN_SEED = 9
 # The mask's signed distance is smoother still: an 8x smaller grid.
 DISTANCE_DOWNSCALE = 8
+ROTATION_ITERATIONS = 18
+
+
+@dataclass(frozen=True)
+class MeshTopology:
+    """The triangulation the warp runs over, made once from a frontal canonical mesh.
+
+    Vertices are the 468 mesh points followed by one ring point per face-oval point.
+    """
+
+    triangles: np.ndarray  # (T, 3) int64, counter-clockwise in image coordinates
+    ring: np.ndarray  # (T,) bool: has a ring vertex (outside the face)
+    feature: np.ndarray  # (T,) bool: touches an eye, brow or lip point
+    groups: tuple[tuple[np.ndarray, int], ...]  # (triangle indices, window cells)
+
+
+def ring_points(mesh_xy: np.ndarray | torch.Tensor, scale: float = RING_SCALE):
+    oval = mesh_xy[..., list(FACE_OVAL), :]
+    centre = oval.mean(-2, keepdims=True) if isinstance(oval, np.ndarray) else oval.mean(-2, keepdim=True)
+    return centre + (oval - centre) * scale
+
+
+def mesh_topology(canonical_xy: np.ndarray, crop_px: int = FACE_CROP_PX) -> MeshTopology:
+    """Delaunay triangulation of a frontal mesh and its ring, grouped by size for rasterising."""
+    from scipy.spatial import Delaunay
+
+    points = np.concatenate([canonical_xy[:, :2], ring_points(canonical_xy[:, :2])]).astype(np.float64)
+    triangles = Delaunay(points).simplices.astype(np.int64)
+    corners = points[triangles]
+    signed = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    triangles = np.where((signed < 0)[:, None], triangles[:, [0, 2, 1]], triangles)
+    triangles = triangles[np.abs(signed) > 1e-6]
+    if len(triangles) >= TRIANGLE_SLOTS:
+        raise ValueError(f"{len(triangles)} triangles; the depth key holds at most {TRIANGLE_SLOTS}")
+    ring = (triangles >= MESH_POINTS).any(1)
+    feature = np.isin(triangles, list(FEATURE_POINTS)).any(1)
+    extent = (points[triangles].max(1) - points[triangles].min(1)).max(1)
+    need = np.ceil(extent * WINDOW_MARGIN / GRID_STRIDE).astype(int) + 1
+    groups, taken = [], np.zeros(len(triangles), bool)
+    for size in WINDOW_SIZES:
+        members = np.nonzero(~taken & (need <= size))[0]
+        if len(members):
+            groups.append((members, size))
+            taken[members] = True
+    if not taken.all():
+        groups.append((np.nonzero(~taken)[0], int(need[~taken].max())))
+    return MeshTopology(triangles, ring, feature, tuple(groups))
 
 
 class FuseProgram(torch.nn.Module):
     def __init__(
         self,
+        topology: MeshTopology,
         crop_px: int = FACE_CROP_PX,
-        field_grid: int = 32,
-        kernel_sigma: float = 0.045,
-        background_weight: float = 0.4,
         oval_shrink: float = 0.93,
         forehead_shrink: float = 0.80,
         feather: float = 0.04,
-        pyramid_levels: int = 5,
         lighting_blur: int = 48,
         max_spread_ratio: float = 1.6,
-        mirror_index: list[int] | None = None,
+        detail_compensation: float = 1.0,
     ):
         super().__init__()
-        # Left/right partner of every mesh point (identity: no pose completion).
-        mirror = torch.tensor(mirror_index if mirror_index is not None else range(MESH_POINTS), dtype=torch.long)
-        self.register_buffer("mirror_index", mirror, persistent=False)
         self.crop_px = crop_px
-        self.field_grid = field_grid
-        self.sigma_px = kernel_sigma * crop_px
-        self.background_weight = background_weight
+        self.grid = crop_px // GRID_STRIDE
         self.feather_px = feather * crop_px
-        self.pyramid_levels = pyramid_levels
         self.lighting_blur = lighting_blur
         self.max_spread_ratio = max_spread_ratio
+        self.detail_compensation = detail_compensation
+        self.register_buffer("triangles", torch.from_numpy(topology.triangles), persistent=False)
+        self.register_buffer("ring_triangle", torch.from_numpy(topology.ring).float(), persistent=False)
+        self.register_buffer("feature_triangle", torch.from_numpy(topology.feature).float(), persistent=False)
+        self.groups = []
+        for index, (members, size) in enumerate(topology.groups):
+            self.register_buffer(f"group_{index}", torch.from_numpy(members.astype(np.int64)), persistent=False)
+            oy, ox = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+            self.register_buffer(f"window_{index}", torch.stack([ox, oy], -1).view(1, 1, -1, 2).float(), persistent=False)
+            self.groups.append(index)
+        vertex_inside = torch.cat([torch.ones(MESH_POINTS), torch.zeros(len(FACE_OVAL))])
+        self.register_buffer("vertex_inside", vertex_inside.view(1, -1, 1), persistent=False)
         shrink = [forehead_shrink if i in FOREHEAD else oval_shrink for i in FACE_OVAL]
         self.register_buffer("oval_index", torch.tensor(FACE_OVAL, dtype=torch.long), persistent=False)
         self.register_buffer("oval_shrink", torch.tensor(shrink).view(1, -1, 1), persistent=False)
-        coarse = torch.linspace(0, crop_px - 1, field_grid)
-        gy, gx = torch.meshgrid(coarse, coarse, indexing="ij")
-        self.register_buffer("coarse_points", torch.stack([gx, gy], -1).view(1, -1, 2), persistent=False)
         cells = crop_px // DISTANCE_DOWNSCALE
         centres = (torch.arange(cells, dtype=torch.float32) + 0.5) * DISTANCE_DOWNSCALE - 0.5
         my, mx = torch.meshgrid(centres, centres, indexing="ij")
         self.register_buffer("mask_points", torch.stack([mx, my], -1).view(1, -1, 2), persistent=False)
+        # Grid points sit at the centres of GRID_STRIDE-pixel cells, where bilinear
+        # upsampling (align_corners=False) reproduces them exactly.
+        centres = (torch.arange(self.grid, dtype=torch.float32) + 0.5) * GRID_STRIDE - 0.5
+        gy, gx = torch.meshgrid(centres, centres, indexing="ij")
+        self.register_buffer("grid_points", torch.stack([gx, gy], -1).view(1, -1, 2), persistent=False)
+        grain = torch.randn(1, 1, crop_px, crop_px, generator=torch.Generator().manual_seed(GRAIN_SEED))
+        self.register_buffer("grain", grain, persistent=False)
+        self.register_buffer("no_triangle", torch.full((1, self.grid * self.grid), -1.0), persistent=False)
         full = torch.arange(crop_px, dtype=torch.float32)
         iy, ix = torch.meshgrid(full, full, indexing="ij")
         self.register_buffer("identity_grid", torch.stack([ix, iy]).view(1, 2, crop_px, crop_px), persistent=False)
@@ -121,7 +212,7 @@ class FuseProgram(torch.nn.Module):
     # ---- geometry -------------------------------------------------------------
     @staticmethod
     def similarity_fit(src: torch.Tensor, dst: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Least-squares similarity src -> dst per face: (rotation-scale 2x2, src mean, dst mean)."""
+        """Least-squares 2D similarity src -> dst per face: (rotation-scale 2x2, src mean, dst mean)."""
         src_mean = src.mean(1, keepdim=True)
         dst_mean = dst.mean(1, keepdim=True)
         s, d = src - src_mean, dst - dst_mean
@@ -136,27 +227,87 @@ class FuseProgram(torch.nn.Module):
         rot, src_mean, dst_mean = fit
         return torch.matmul(points - src_mean, rot.transpose(1, 2)) + dst_mean
 
-    def backward_map(self, target: torch.Tensor, source: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
-        """Source pixel positions (N, 2, F, F) that move `source` points onto `target` ones.
+    @staticmethod
+    def pose_onto(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+        """src meshes (N, P, 3) rotated, scaled and moved onto dst by least squares (3D).
 
-        Displacements known at the mesh points are spread with normalised Gaussian
-        weights on a coarse grid; far from the mesh they fade to `background` (a
-        displacement field at the coarse points).
+        The rotation is the polar factor of the cross-covariance, by Newton-Schulz
+        iteration (matrix products only: ONNX has no SVD).
         """
-        n = target.shape[0]
-        points = self.coarse_points.expand(n, -1, -1)
-        dist2 = (
-            (points * points).sum(-1, keepdim=True)
-            + (target * target).sum(-1).unsqueeze(1)
-            - 2 * torch.matmul(points, target.transpose(1, 2))
-        )
-        weights = torch.exp(dist2 * (-0.5 / self.sigma_px**2))
-        displacement = torch.matmul(weights, source - target)
-        total = weights.sum(-1, keepdim=True) + self.background_weight
-        displacement = displacement + self.background_weight * background
-        field = (displacement / total).view(n, self.field_grid, self.field_grid, 2).permute(0, 3, 1, 2)
-        field = F.interpolate(field, size=(self.crop_px, self.crop_px), mode="bilinear", align_corners=True)
-        return self.identity_grid + field
+        src_mean, dst_mean = src.mean(1, keepdim=True), dst.mean(1, keepdim=True)
+        s, d = src - src_mean, dst - dst_mean
+        cov = torch.matmul(d.transpose(1, 2), s)  # (N, 3, 3): sum d s^T
+        x = cov / torch.sqrt((cov * cov).sum((1, 2), keepdim=True)).clamp_min(1e-6)
+        for _ in range(ROTATION_ITERATIONS):
+            x = 1.5 * x - 0.5 * torch.matmul(torch.matmul(x, x.transpose(1, 2)), x)
+        rotated = torch.matmul(s, x.transpose(1, 2))
+        scale = (rotated * d).sum((1, 2), keepdim=True) / (s * s).sum((1, 2), keepdim=True).clamp_min(1e-6)
+        return rotated * scale + dst_mean
+
+    def corners(self, vertices: torch.Tensor) -> torch.Tensor:
+        """(N, V, C) vertex values -> (N, T, 3, C) at each triangle's corners."""
+        n, c = vertices.shape[0], vertices.shape[-1]
+        flat = self.triangles.reshape(-1)
+        return vertices.index_select(1, flat).reshape(n, -1, 3, c)
+
+    @staticmethod
+    def barycentric(points: torch.Tensor, tri: torch.Tensor) -> torch.Tensor:
+        """points (..., 2) in triangles (..., 3, 2) -> weights (..., 3)."""
+        a, b, c = tri[..., 0, :], tri[..., 1, :], tri[..., 2, :]
+        v0, v1, d = b - a, c - a, points - a
+        den = v0[..., 0] * v1[..., 1] - v1[..., 0] * v0[..., 1]
+        den = torch.where(den.abs() < 1e-6, torch.full_like(den, 1e-6), den)
+        l1 = (d[..., 0] * v1[..., 1] - v1[..., 0] * d[..., 1]) / den
+        l2 = (v0[..., 0] * d[..., 1] - d[..., 0] * v0[..., 1]) / den
+        return torch.stack([1 - l1 - l2, l1, l2], -1)
+
+    def rasterize(self, tri_xy: torch.Tensor, priority: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Which triangle covers each grid point: (N, G*G) index, (N, G*G) covered 0/1.
+
+        Each triangle tests the grid points of a window from its bounding box's corner;
+        where triangles overlap (a fold behind the nose) the nearest wins: a scatter-max
+        of priority * TRIANGLE_SLOTS + index.
+        """
+        n, g = tri_xy.shape[0], self.grid
+        keys, cells = [], []
+        for index in self.groups:
+            members = getattr(self, f"group_{index}")
+            window = getattr(self, f"window_{index}")
+            tri = tri_xy.index_select(1, members)  # (N, Tg, 3, 2)
+            first = torch.ceil((tri.amin(2) - (GRID_STRIDE - 1) * 0.5) / GRID_STRIDE).unsqueeze(2)  # (N, Tg, 1, 2)
+            cell = first + window  # (N, Tg, K*K, 2)
+            point = cell * GRID_STRIDE + (GRID_STRIDE - 1) * 0.5
+            weights = self.barycentric(point, tri.unsqueeze(2))
+            inside = (weights.amin(-1) >= -1e-4) & (cell.amin(-1) >= 0) & (cell.amax(-1) <= g - 1)
+            key = priority.index_select(1, members).unsqueeze(2) * TRIANGLE_SLOTS + members.view(1, -1, 1).float()
+            keys.append(torch.where(inside, key.expand_as(inside), torch.full_like(weights[..., 0], -1.0)).reshape(n, -1))
+            clamped = cell.clamp(0, g - 1)
+            cells.append((clamped[..., 1] * g + clamped[..., 0]).reshape(n, -1).long())
+        winner = torch.zeros_like(tri_xy[:, :1, 0, 0]) + self.no_triangle  # (N, G*G) of -1
+        winner = winner.scatter_reduce(1, torch.cat(cells, 1), torch.cat(keys, 1), reduce="amax", include_self=True)
+        covered = (winner >= 0).float()
+        winner = winner.clamp_min(0)
+        triangle = (winner - torch.floor(winner * (1.0 / TRIANGLE_SLOTS)) * TRIANGLE_SLOTS).long()
+        return triangle, covered
+
+    def interpolate(self, triangle: torch.Tensor, target_xy: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """Vertex values (N, V, C) at the grid points, through their covering triangle."""
+        n, points, c = triangle.shape[0], triangle.shape[1], values.shape[-1]
+        vertex = self.triangles.index_select(0, triangle.reshape(-1)).reshape(n, points * 3, 1)
+        both = torch.cat([target_xy, values], -1)
+        at = torch.gather(both, 1, vertex.expand(-1, -1, 2 + c)).reshape(n, points, 3, 2 + c)
+        weights = self.barycentric(self.grid_points.expand(n, -1, -1), at[..., :2])
+        return (weights.unsqueeze(-1) * at[..., 2:]).sum(2)
+
+    def facing(self, mesh: torch.Tensor) -> torch.Tensor:
+        """Per triangle, how squarely it faces the camera (N, T): the 2D signed area
+        over the 3D area of the mesh triangle (0 edge-on, negative turned away)."""
+        tri = self.corners(mesh)
+        u, v = tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0]
+        nx = u[..., 1] * v[..., 2] - u[..., 2] * v[..., 1]
+        ny = u[..., 2] * v[..., 0] - u[..., 0] * v[..., 2]
+        nz = u[..., 0] * v[..., 1] - u[..., 1] * v[..., 0]
+        return nz / torch.sqrt(nx * nx + ny * ny + nz * nz + 1e-6)
 
     def sample(self, image: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Bilinear lookup of image (N, 3, F, F) at positions (N, 2, F, F), edges clamped.
@@ -179,17 +330,6 @@ class FuseProgram(torch.nn.Module):
         top = top_left + (top_right - top_left) * fx
         bottom = bottom_left + (bottom_right - bottom_left) * fx
         return (top + (bottom - top) * fy).reshape(n, 3, size, size)
-
-    def turn(self, mesh_xy: torch.Tensor) -> torch.Tensor:
-        """Signed head turn per face: nose tip offset from the cheeks' midpoint / face width."""
-        left, right, nose = mesh_xy[:, CHEEK_LEFT, 0], mesh_xy[:, CHEEK_RIGHT, 0], mesh_xy[:, NOSE_TIP, 0]
-        return (nose - 0.5 * (left + right)) / (right - left).abs().clamp_min(1.0)
-
-    def mirrored(self, mesh_xy: torch.Tensor) -> torch.Tensor:
-        """The mesh of the face flipped left-right: positions mirrored, points relabelled
-        by the mirror pairing (point i of the flipped face is where its partner was)."""
-        partner = mesh_xy.index_select(1, self.mirror_index)
-        return torch.stack([(self.crop_px - 1) - partner[..., 0], partner[..., 1]], -1)
 
     # ---- masks ----------------------------------------------------------------
     def polygon_distance(self, polygon: torch.Tensor) -> torch.Tensor:
@@ -218,84 +358,104 @@ class FuseProgram(torch.nn.Module):
         center = mesh_xy[:, NOSE_TIP : NOSE_TIP + 1]
         return center + (oval - center) * self.oval_shrink
 
+    @staticmethod
+    def smooth(x: torch.Tensor) -> torch.Tensor:
+        """A small blur at grid resolution, edges not darkened."""
+        x = F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
+        return F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
+
     # ---- colour ---------------------------------------------------------------
     @staticmethod
     def convert(colours: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
         return torch.einsum("ij,njhw->nihw", matrix, colours)
 
+    @staticmethod
+    def weighted_stats(x: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        weight = weight / weight.sum((2, 3), keepdim=True).clamp_min(1e-3)
+        mean = (x * weight).sum((2, 3), keepdim=True)
+        std = torch.sqrt((((x - mean) ** 2) * weight).sum((2, 3), keepdim=True) + 1e-6)
+        return mean, std
+
     def masked_blur(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Low-pass of x inside mask only (normalised convolution), so the background
-        does not bleed into the face's lighting estimate. x and mask are at 1/4 size;
-        the result is at 1/(4 * lighting_blur / 4) size, for the caller to upsample."""
-        k = self.lighting_blur // MASK_DOWNSCALE
+        does not bleed into the face's lighting estimate. x and mask are at grid size;
+        the result is at 1/(lighting_blur) size, for the caller to upsample."""
+        k = self.lighting_blur // GRID_STRIDE
         num = F.avg_pool2d(F.avg_pool2d(x * mask, k), 3, stride=1, padding=1, count_include_pad=False)
         den = F.avg_pool2d(F.avg_pool2d(mask, k), 3, stride=1, padding=1, count_include_pad=False)
         return num / den.clamp_min(1e-3)
 
-    def match_colour(self, user: torch.Tensor, template: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+    def skin_weight(self, user_small: torch.Tensor, skin: torch.Tensor, feature: torch.Tensor) -> torch.Tensor:
+        """1 where the user's pixel (YCbCr, grid size) may be used: skin-coloured and not
+        dark, or inside an eye, brow or lip triangle (features are never tested)."""
+        mean, std = self.weighted_stats(user_small, skin)
+        spread = std[:, 1:3].clamp_min(SKIN_CHROMA_MIN_SPREAD)
+        chroma = torch.sqrt((((user_small[:, 1:3] - mean[:, 1:3]) / spread) ** 2).sum(1, keepdim=True))
+        off_colour = ((chroma - SKIN_CHROMA_FROM) / (SKIN_CHROMA_TO - SKIN_CHROMA_FROM)).clamp(0, 1)
+        darkness = user_small[:, 0:1] / mean[:, 0:1].clamp_min(1e-3)
+        dark = ((SKIN_DARK_FROM - darkness) / (SKIN_DARK_FROM - SKIN_DARK_TO)).clamp(0, 1)
+        return 1 - (1 - feature) * torch.maximum(off_colour, dark)
+
+    def match_colour(self, user: torch.Tensor, template: torch.Tensor, region: torch.Tensor,
+                     lighting_region: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """User face (RGB 0..1) recoloured to the template's skin statistics and lighting.
 
-        Statistics come from the inner face region at 1/4 size (region is at that size).
-        The YCbCr transfer is linear, so at full size it is one 3x3 matrix per face plus
-        an offset and the luma shading field.
+        Statistics come from `region` (visible skin, grid size). The YCbCr transfer is
+        linear: at full size it is one 3x3 matrix per face plus an offset, and a
+        low-frequency field (returned at 1/DETAIL_SCALE size, for mix_appearance to add
+        with its own low-pass) that replaces the user's light and colour by the template's.
         """
-        user_small = self.convert(F.avg_pool2d(user, MASK_DOWNSCALE), self.rgb_to_ycc)
-        template_small = self.convert(F.avg_pool2d(template, MASK_DOWNSCALE), self.rgb_to_ycc)
-        weight = region / region.sum((2, 3), keepdim=True).clamp_min(1.0)
-        user_mean = (user_small * weight).sum((2, 3), keepdim=True)
-        template_mean = (template_small * weight).sum((2, 3), keepdim=True)
-        user_std = torch.sqrt((((user_small - user_mean) ** 2) * weight).sum((2, 3), keepdim=True) + 1e-6)
-        template_std = torch.sqrt((((template_small - template_mean) ** 2) * weight).sum((2, 3), keepdim=True) + 1e-6)
+        user_small = self.convert(F.avg_pool2d(user, GRID_STRIDE), self.rgb_to_ycc)
+        template_small = self.convert(F.avg_pool2d(template, GRID_STRIDE), self.rgb_to_ycc)
+        user_mean, user_std = self.weighted_stats(user_small, region)
+        template_mean, template_std = self.weighted_stats(template_small, region)
         ratio = (template_std / user_std).clamp(1.0 / self.max_spread_ratio, self.max_spread_ratio)
-        # Lighting: the template's low-frequency luma replaces the user's.
-        matched_luma_small = (user_small[:, 0:1] - user_mean[:, 0:1]) * ratio[:, 0:1] + template_mean[:, 0:1]
-        shading = self.masked_blur(template_small[:, 0:1], region) - self.masked_blur(matched_luma_small, region)
-        shading = F.interpolate(shading, size=user.shape[-2:], mode="bilinear", align_corners=False)
+        matched_small = (user_small - user_mean) * ratio + template_mean
+        shading = self.masked_blur(template_small, lighting_region) - self.masked_blur(matched_small, lighting_region)
+        size = user.shape[-1] // DETAIL_SCALE
+        shading = F.interpolate(self.convert(shading, self.ycc_to_rgb), size=(size, size), mode="bilinear", align_corners=False)
         # RGB -> YCbCr -> scale about the user's mean, move to the template's -> RGB.
         transfer = torch.matmul(self.ycc_to_rgb, ratio.view(-1, 3, 1) * self.rgb_to_ycc)
         offset = torch.matmul(self.ycc_to_rgb, (template_mean - ratio * user_mean).view(-1, 3, 1))
-        luma_to_rgb = self.ycc_to_rgb[:, 0].view(1, 3, 1, 1)
-        return torch.einsum("nij,njhw->nihw", transfer, user) + offset.view(-1, 3, 1, 1) + shading * luma_to_rgb
+        return torch.einsum("nij,njhw->nihw", transfer, user) + offset.view(-1, 3, 1, 1), shading
 
-    def mix_appearance(self, user: torch.Tensor, template: torch.Tensor, region: torch.Tensor, amount: torch.Tensor) -> torch.Tensor:
+    def mix_appearance(self, user: torch.Tensor, shading: torch.Tensor, template: torch.Tensor, region: torch.Tensor,
+                       amount: torch.Tensor) -> torch.Tensor:
         """base(template) + amount * (base(user) - base(template)) plus the same for the
-        detail (x - base(x)) on the steeper curve, with the user's detail softened to the
-        template's. base() is linear, so the mix is done with one upsampled low-pass:
-        (1 - d) t + d s u + base((a - d s) u + (d - a) t)."""
-        user_low, template_low = F.avg_pool2d(user, DETAIL_SCALE), F.avg_pool2d(template, DETAIL_SCALE)
-        # Detail energy: the variance inside each 8x8 block, over the inner face.
-        weight = F.avg_pool2d(region, DETAIL_SCALE // MASK_DOWNSCALE)
-        weight = weight / weight.sum((2, 3), keepdim=True).clamp_min(1.0)
+        detail (x - base(x)) on the steeper curve, with the user's detail scaled to the
+        template's energy. base() is linear, so the mix is done with one upsampled
+        low-pass: (1 - d) t + d s u + base((a - d s) u + (d - a) t). The user's face is
+        u + shading, the shading smooth (given at 1/DETAIL_SCALE size): it joins the low-pass."""
+        user_low, template_low = F.avg_pool2d(user, DETAIL_SCALE) + shading, F.avg_pool2d(template, DETAIL_SCALE)
+        # Detail energy: the variance inside each 8x8 block, over the region.
+        weight = F.avg_pool2d(region, DETAIL_SCALE // GRID_STRIDE)
+        weight = weight / weight.sum((2, 3), keepdim=True).clamp_min(1e-3)
         user_var = (F.avg_pool2d(user * user, DETAIL_SCALE) - user_low**2).sum(1, keepdim=True)
         template_var = (F.avg_pool2d(template * template, DETAIL_SCALE) - template_low**2).sum(1, keepdim=True)
         user_energy = torch.sqrt((user_var.clamp_min(0) * weight).sum((2, 3), keepdim=True) + 1e-8)
         template_energy = torch.sqrt((template_var.clamp_min(0) * weight).sum((2, 3), keepdim=True) + 1e-8)
-        sharpness = (template_energy / user_energy).clamp(MIN_DETAIL_GAIN, 1.0)
+        gain = (self.detail_compensation * template_energy / user_energy).clamp(MIN_DETAIL_GAIN, MAX_DETAIL_GAIN)
         detail_amount = ((amount - DETAIL_MIX_START) / DETAIL_MIX_WIDTH).clamp(0, 1)
         detail_amount = detail_amount * detail_amount * (3 - 2 * detail_amount)  # smoothstep
-        user_detail_weight = detail_amount * sharpness
-        low = (amount - user_detail_weight) * user_low + (detail_amount - amount) * template_low
+        user_detail_weight = detail_amount * gain
+        low = (amount - user_detail_weight) * user_low + (detail_amount - amount) * template_low + user_detail_weight * shading
         low = F.interpolate(low, size=user.shape[-2:], mode="bilinear", align_corners=False)
         return (1 - detail_amount) * template + user_detail_weight * user + low
 
-    # ---- blending -------------------------------------------------------------
-    def pyramid_blend(self, front: torch.Tensor, back: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Laplacian-pyramid blend of front over back; the three share one pyramid pass."""
-        gaussian = [torch.cat([front, back, mask], 1)]
-        for _ in range(self.pyramid_levels - 1):
-            gaussian.append(F.avg_pool2d(gaussian[-1], 2))
+    def fine_energy(self, luma: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+        """Mean square of the finest detail (luma less its 3x3 mean) over region (grid size)."""
+        fine = luma - F.avg_pool2d(luma, 3, stride=1, padding=1, count_include_pad=False)
+        energy = F.avg_pool2d(fine * fine, GRID_STRIDE)
+        weight = region / region.sum((2, 3), keepdim=True).clamp_min(1e-3)
+        return (energy * weight).sum((2, 3), keepdim=True)
 
-        def up(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-            return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
-
-        coarsest = gaussian[-1]
-        blended = coarsest[:, 6:7] * coarsest[:, 0:3] + (1 - coarsest[:, 6:7]) * coarsest[:, 3:6]
-        for level in range(self.pyramid_levels - 2, -1, -1):
-            here = gaussian[level]
-            detail = here[:, 0:6] - up(gaussian[level + 1][:, 0:6], here)
-            m = here[:, 6:7]
-            blended = up(blended, here) + m * detail[:, 0:3] + (1 - m) * detail[:, 3:6]
-        return blended
+    def add_grain(self, face: torch.Tensor, template: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+        """Fixed noise on the luma where the face lacks the template's fine detail.
+        White noise keeps 8/9 of its variance in the fine band (x less its 3x3 mean)."""
+        # Green stands in for luma (0.59 of it), without a full-size channel sum.
+        deficit = self.fine_energy(template[:, 1:2], region) - self.fine_energy(face[:, 1:2], region)
+        sigma = torch.sqrt(deficit.clamp_min(0) * (9.0 / 8.0)).clamp(max=MAX_GRAIN)
+        return face + sigma * self.grain
 
     # ---- program --------------------------------------------------------------
     def forward(
@@ -308,59 +468,76 @@ class FuseProgram(torch.nn.Module):
         profile_degree: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         batch, count = user_faces.shape[0], user_faces.shape[1]
-        size = self.crop_px
+        size, g = self.crop_px, self.grid
         user = user_faces.reshape(-1, size, size, 3).permute(0, 3, 1, 2).float() * (1.0 / 255.0)
         template = template_faces.reshape(-1, size, size, 3).permute(0, 3, 1, 2).float() * (1.0 / 255.0)
-        user_xy = user_meshes.reshape(-1, MESH_POINTS, 3)[..., :2]
-        template_xy = template_meshes.reshape(-1, MESH_POINTS, 3)[..., :2]
+        user_mesh = user_meshes.reshape(-1, MESH_POINTS, 3)
+        template_mesh = template_meshes.reshape(-1, MESH_POINTS, 3)
+        user_xy, template_xy = user_mesh[..., :2], template_mesh[..., :2]
+        n = user_mesh.shape[0]
         appearance = (fuse_degree.reshape(batch, 1) * 0.01).clamp(0, 1).expand(batch, count).reshape(-1, 1, 1, 1)
         shape = (profile_degree.reshape(batch, 1) * 0.01).clamp(0, 1).expand(batch, count).reshape(-1, 1, 1)
 
-        # 1. target geometry (from the symmetrised user mesh as the head turns away)
-        turn = self.turn(user_xy)
-        completion = ((turn.abs() - TURN_START) / TURN_SPAN).clamp(0, 1).view(-1, 1, 1)
-        mirror_xy = self.mirrored(user_xy)
-        user_on_template = self.apply_similarity(user_xy, self.similarity_fit(user_xy, template_xy))
-        mirror_on_template = self.apply_similarity(mirror_xy, self.similarity_fit(mirror_xy, template_xy))
-        user_shape = user_on_template + 0.5 * completion * (mirror_on_template - user_on_template)
-        target_xy = template_xy + shape * (user_shape - template_xy)
+        # 1. target geometry: the user's 3D shape in the template's pose, by profile_degree
+        target = template_mesh + shape * (self.pose_onto(user_mesh, template_mesh) - template_mesh)
+        target_xy = target[..., :2]
 
-        # 2. both faces onto the target geometry: the user's face, its mirror image and the
-        # template's, as three backward maps computed in one batch
-        n = target_xy.shape[0]
-        coarse = self.coarse_points.expand(n, -1, -1)
-        user_background = self.apply_similarity(coarse, self.similarity_fit(target_xy, user_xy)) - coarse
-        mirror_background = self.apply_similarity(coarse, self.similarity_fit(target_xy, mirror_xy)) - coarse
-        maps = self.backward_map(
-            target_xy.repeat(3, 1, 1), torch.cat([user_xy, mirror_xy, template_xy]),
-            torch.cat([user_background, mirror_background, torch.zeros_like(coarse)]),
-        )
-        user_map, mirror_map, template_map = maps[:n], maps[n : 2 * n], maps[2 * n :]
-        # The hidden half is the one the nose turns toward: it samples the user's face at
-        # the mirrored positions of the visible half (a flip of the mirror map's x).
-        mirror_in_user = torch.cat([(size - 1) - mirror_map[:, 0:1], mirror_map[:, 1:2]], 1)
-        midline = target_xy[:, NOSE_TIP, 0].view(-1, 1, 1, 1)
-        toward = torch.sign(turn).view(-1, 1, 1, 1)
-        hidden_side = torch.sigmoid((self.identity_grid[:, 0:1] - midline) * toward / (0.03 * size))
-        user_map = user_map + completion.view(-1, 1, 1, 1) * hidden_side * (mirror_in_user - user_map)
-        user_warped = self.sample(user, user_map)
-        template_warped = self.sample(template, template_map)
+        # 2. triangles of the target on the grid; every map is barycentric in them
+        ring = ring_points(template_xy)
+        ring_3d = torch.cat([ring, torch.zeros_like(ring[..., :1])], -1)
+        target_vertices = torch.cat([target_xy, ring], 1)
+        target_3d, user_3d = torch.cat([target, ring_3d], 1), torch.cat([user_mesh, ring_3d], 1)
+        to_user = self.similarity_fit(target_xy, user_xy)
+        depth = self.corners(target_3d[..., 2:3]).mean((2, 3))  # (N, T)
+        low, high = depth.amin(1, keepdim=True), depth.amax(1, keepdim=True)
+        nearness = torch.floor((high - depth) / (high - low).clamp_min(1e-3) * DEPTH_LEVELS) + 1
+        priority = nearness * (1 - self.ring_triangle)
+        triangle, covered = self.rasterize(self.corners(target_vertices), priority)
+        values = torch.cat([
+            torch.cat([user_xy, self.apply_similarity(ring, to_user)], 1),
+            torch.cat([template_xy, ring], 1),
+            self.vertex_inside.expand(n, -1, -1),
+        ], -1)
+        at_grid = self.interpolate(triangle, target_vertices, values) * covered.unsqueeze(-1)
+        grid_xy = self.grid_points.expand(n, -1, -1)
+        uncovered = (1 - covered).unsqueeze(-1)
+        user_grid = at_grid[..., 0:2] + uncovered * self.apply_similarity(grid_xy, to_user)
+        template_grid = at_grid[..., 2:4] + uncovered * grid_xy
+        # Displacements are upsampled (not positions): bilinear upsampling holds the
+        # outermost grid values to the crop's edge, which is exact for a displacement of 0.
+        shifts = torch.cat([user_grid - grid_xy, template_grid - grid_xy, at_grid[..., 4:5]], -1)
+        maps = shifts.permute(0, 2, 1).reshape(n, 5, g, g)
+        full = F.interpolate(maps[:, 0:4], size=(size, size), mode="bilinear", align_corners=False)
+        user_warped = self.sample(user, full[:, 0:2] + self.identity_grid)
+        template_warped = self.sample(template, full[:, 2:4] + self.identity_grid)
 
-        # 3-4. colour-matched user face mixed with the template face
+        # 3. where the user's face may be used: visible, skin or feature, inside the oval
+        visible_ratio = self.facing(user_3d) / self.facing(target_3d).clamp_min(0.2)
+        visible = ((visible_ratio - VISIBLE_FROM) / (VISIBLE_TO - VISIBLE_FROM)).clamp(0, 1) * (1 - self.ring_triangle)
+        per_triangle = torch.stack([visible, self.feature_triangle.expand(n, -1)], 1)  # (N, 2, T)
+        at_triangle = torch.gather(per_triangle, 2, triangle.unsqueeze(1).expand(-1, 2, -1)) * covered.unsqueeze(1)
+        at_triangle = at_triangle.reshape(n, 2, g, g)
+        visible_grid, feature_grid = self.smooth(at_triangle[:, 0:1]), at_triangle[:, 1:2]
         coarse_distance = self.polygon_distance(self.face_polygon(target_xy))
-        distance = F.interpolate(coarse_distance, size=(size, size), mode="bilinear", align_corners=False)
+        distance = F.interpolate(coarse_distance, size=(g, g), mode="bilinear", align_corners=False)
         face_mask = torch.clamp(0.5 + distance / (2 * self.feather_px), 0, 1)
-        inner = torch.clamp((F.avg_pool2d(distance, MASK_DOWNSCALE) - self.feather_px) / self.feather_px, 0, 1)
-        matched = self.match_colour(user_warped, template_warped, inner)
-        face = self.mix_appearance(matched, template_warped, inner, appearance)
+        inner = torch.clamp((distance - self.feather_px) / self.feather_px, 0, 1)
+        skin = inner * visible_grid * (1 - feature_grid)
+        user_small = self.convert(F.avg_pool2d(user_warped, GRID_STRIDE), self.rgb_to_ycc)
+        usable = self.smooth(face_mask * visible_grid * self.skin_weight(user_small, skin, feature_grid))
 
-        # 5. multi-band blend into the warped template; alpha covers all that changed
-        fused = self.pyramid_blend(face, template_warped, face_mask)
-        reach = 0.12 * size
-        alpha = torch.clamp((distance + reach) / (0.5 * reach), 0, 1) * self.border_window
+        # 4-5. colour-matched user face mixed with the template face
+        matched, shading = self.match_colour(user_warped, template_warped, skin, inner)
+        face = self.add_grain(self.mix_appearance(matched, shading, template_warped, skin, appearance), template_warped, skin)
+
+        # 6. feathered blend into the warped template; alpha covers all that changed
+        weight = F.interpolate(usable, size=(size, size), mode="bilinear", align_corners=False)
+        fused = template_warped + weight * (face - template_warped)
+        alpha = F.interpolate((2 * maps[:, 4:5]).clamp(0, 1), size=(size, size), mode="bilinear", align_corners=False)
+        alpha = alpha * self.border_window
 
         fused_u8 = (fused.clamp(0, 1) * 255.0 + 0.5).floor().to(torch.uint8)
-        alpha_u8 = (alpha * 255.0 + 0.5).floor().to(torch.uint8)
+        alpha_u8 = (alpha.clamp(0, 1) * 255.0 + 0.5).floor().to(torch.uint8)
         fused_u8 = fused_u8.permute(0, 2, 3, 1).reshape(batch, count, size, size, 3)
         alpha_u8 = alpha_u8.reshape(batch, count, size, size)
         return fused_u8, alpha_u8
@@ -373,7 +550,6 @@ def mirror_index_from_meshes(meshes: list, flipped_meshes: list, crop_px: int = 
     point i where its mirror partner lies in the original mesh. An optimal assignment
     over several faces turns that into a permutation.
     """
-    import numpy as np
     from scipy.optimize import linear_sum_assignment
 
     cost = np.zeros((MESH_POINTS, MESH_POINTS))
@@ -385,6 +561,14 @@ def mirror_index_from_meshes(meshes: list, flipped_meshes: list, crop_px: int = 
     return [int(i) for i in index]
 
 
+def canonical_mesh(meshes: list[np.ndarray], mirror_index: list[int], crop_px: int = FACE_CROP_PX) -> np.ndarray:
+    """A symmetric frontal mesh (468, 3): the mean of frontal meshes and their mirror images."""
+    mean = np.mean([m[:, :3] for m in meshes], axis=0)
+    mirrored = mean[mirror_index].copy()
+    mirrored[:, 0] = (crop_px - 1) - mirrored[:, 0]
+    return ((mean + mirrored) / 2).astype(np.float32)
+
+
 def fuse_onnx(module: FuseProgram, path: Path) -> onnx.ModelProto:
     size = module.crop_px
     faces = torch.zeros(2, 1, size, size, 3, dtype=torch.uint8)
@@ -393,5 +577,27 @@ def fuse_onnx(module: FuseProgram, path: Path) -> onnx.ModelProto:
     example = (faces, meshes, faces, meshes, degree, degree)
     axes = batch_and_faces_axes(("user_faces", "user_meshes", "template_faces", "template_meshes", *OUTPUT_NAMES))
     axes.update({"fuse_degree": {0: "batch"}, "profile_degree": {0: "batch"}})
-    return onnx_from_module(module, example, INPUT_NAMES, OUTPUT_NAMES, axes, path)
+    model = onnx_from_module(module, example, INPUT_NAMES, OUTPUT_NAMES, axes, path, opset=FUSE_OPSET)
+    _inline_scalar_branches(model.graph)
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    return model
 
+
+def _inline_scalar_branches(graph: onnx.GraphProto) -> None:
+    """The exporter wraps the scatter-max in `If (input is 0-d)` nodes whose branch
+    outputs carry a wrong rank (ONNX Runtime warns on every run). The tensors here are
+    never 0-d: keep the else branches' nodes in place of the Ifs."""
+    nodes = []
+    for node in graph.node:
+        if node.op_type != "If":
+            nodes.append(node)
+            continue
+        branch = next(a.g for a in node.attribute if a.name == "else_branch")
+        nodes.extend(branch.node)
+        nodes.extend(
+            onnx.helper.make_node("Identity", [inner.name], [outer], name=f"{node.name}/{outer}")
+            for inner, outer in zip(branch.output, node.output)
+        )
+    del graph.node[:]
+    graph.node.extend(nodes)

@@ -118,7 +118,9 @@ def _build_landmarks(staging: Path, profile: Profile, repository: Path) -> None:
 def _build_fuse(staging: Path, profile: Profile, repository: Path) -> None:
     import onnxruntime as ort
 
-    from facefuse_build.fuse_program import OUTPUT_NAMES, FuseProgram, fuse_onnx, mirror_index_from_meshes
+    from facefuse_build.fuse_program import (
+        OUTPUT_NAMES, FuseProgram, canonical_mesh, fuse_onnx, mesh_topology, mirror_index_from_meshes,
+    )
 
     path = staging / "model.onnx"
     mesh_session = ort.InferenceSession(str(_newest(repository, "face_landmarks")))
@@ -128,12 +130,14 @@ def _build_fuse(staging: Path, profile: Profile, repository: Path) -> None:
 
     faces = checks.aligned_faces(_built_detector(repository), profile.detector_input_px)
     faces_and_meshes = [(name, crops, meshes_of(crops)) for name, crops in faces]
-    # The single-face portraits are frontal: they define the mesh's left/right pairing.
+    # The single-face portraits are frontal: their meshes, made symmetric with the mesh's
+    # own left/right pairing, give the canonical face the warp's triangulation is made on.
     frontal = [(crops[:1], meshes[0]) for name, crops, meshes in faces_and_meshes if name in checks.FRONTAL_SAMPLES]
+    frontal_meshes = [mesh for _, mesh in frontal]
     mirror = mirror_index_from_meshes(
-        [mesh for _, mesh in frontal], [meshes_of(np.ascontiguousarray(c[:, :, ::-1]))[0] for c, _ in frontal]
+        frontal_meshes, [meshes_of(np.ascontiguousarray(c[:, :, ::-1]))[0] for c, _ in frontal]
     )
-    module = FuseProgram(mirror_index=mirror).eval()
+    module = FuseProgram(mesh_topology(canonical_mesh(frontal_meshes, mirror))).eval()
     fuse_onnx(module, path)
     feeds = checks.fuse_inputs(faces_and_meshes)
     checks.compare("fuse", checks.onnxrt_runner(path), checks.TorchModuleRunner(module, feeds[0][1], OUTPUT_NAMES),
@@ -167,7 +171,7 @@ RECIPES = (
                   RETINAFACE.sha256, ("onnx", "onnxruntime", "polygraphy"), _build_detector),
     NetworkRecipe("face_landmarks", (_HERE / "landmarks.py", _HERE / "sources.py", *COMMON),
                   FACE_MESH.sha256, ("torch", "onnx", "tflite2onnx", "tflite-runtime", "polygraphy"), _build_landmarks),
-    # fuse reads the mesh model's left/right point pairing, so it follows the mesh weights.
+    # fuse's triangulation is made on the mesh model's output, so it follows the mesh weights.
     NetworkRecipe("fuse", (_HERE / "fuse_program.py", _HERE / "landmarks.py", *COMMON),
                   FACE_MESH.sha256, ("torch", "onnx", "onnxruntime", "polygraphy", "scipy"), _build_fuse),
     # The eval's identity measure (facefuse.eval.embedding); the detector's keypoints align its check inputs.

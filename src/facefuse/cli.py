@@ -350,7 +350,7 @@ def fuse(
 ) -> None:
     """Fuse photo(s) into a template through a running gateway (`facefuse serve`)."""
     from facefuse_client import FacefuseClient, FacefuseError
-    from facefuse_client.cli import fuse_files
+    from facefuse_client.cli import describe, fuse_files
 
     from facefuse.gateway.dev_key import dev_key_path
     from facefuse.gateway.settings import GatewaySettings
@@ -360,11 +360,11 @@ def fuse(
     key = api_key or (key_path.read_text().strip() if key_path.is_file() else None)
     with FacefuseClient(target or f"127.0.0.1:{gateway_settings.port}", api_key=key) as client:
         try:
-            fuse_files(client, photos, template, output, face, fuse_degree=fuse_degree,
-                       profile_degree=profile_degree, add_label=label)
+            poster = fuse_files(client, photos, template, output, face, fuse_degree=fuse_degree,
+                                profile_degree=profile_degree, add_label=label)
         except (FacefuseError, ValueError) as exc:
             fail(str(exc))
-    typer.echo(f"wrote {output}")
+    typer.echo(describe(poster, output))
 
 
 @app.command()

@@ -52,9 +52,12 @@ ADD_LABEL = TensorSpec("add_label", "BOOL", (1,))
 OUTPUT_FORMAT = TensorSpec("output_format", "STRING", (1,))
 OUTPUT_QUALITY = TensorSpec("output_quality", "INT32", (1,))
 POSTER = TensorSpec("poster", "STRING", (1,))
+# The user's face verdict: a score in 0..1 and warnings joined by commas ("" for none).
+FACE_QUALITY = TensorSpec("face_quality", "FP32", (1,))
+FACE_WARNINGS = TensorSpec("face_warnings", "STRING", (1,))
 
 # The Triton models of one fusion, in pipeline order.
-STAGES = ("decode", "face_detector", "align", "face_landmarks", "template_bank", "fuse", "postprocess")
+STAGES = ("decode", "face_detector", "align", "face_landmarks", "face_quality", "template_bank", "fuse", "postprocess")
 
 # Request option ranges and defaults, shared by stages, gateway and CLI.
 DEGREE_RANGE = (0.0, 100.0)

@@ -11,6 +11,7 @@ import contextlib
 import time
 from dataclasses import dataclass, replace
 
+import cv2
 import numpy as np
 
 from facefuse.contract import (
@@ -22,9 +23,11 @@ from facefuse.onnxrt import onnx_session
 from facefuse.settings import Settings, get_settings
 from facefuse.stages.align import AlignedFaces, AlignParams, align_faces, align_main_face, detect
 from facefuse.stages.decode import DecodedImage, DecodeParams, decode
+from facefuse.stages.face_quality import check_faces
 from facefuse.stages.postprocess import postprocess
 from facefuse.templates import TemplateArtifact, check_template_id
 from facefuse.vision.detection import check_face, faces_left_to_right
+from facefuse.vision.face_quality import Assessment, QualityLimits
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ class AnalyzedFaces:
     meshes: np.ndarray  # (K, 468, 3) float32
     affines: np.ndarray  # (K, 2, 3) float32
     boxes: np.ndarray  # (K, 5) float32
+    verdict: Assessment | None = None  # the user side's quality score and warnings
 
 
 class LocalPipeline:
@@ -57,6 +61,10 @@ class LocalPipeline:
         self.decode_params = DecodeParams(self.detector_px, s.max_image_side_px, s.decode_target_side_px, s.max_image_bytes)
         self.align_params = AlignParams(
             self.detector_px, s.detector_score_threshold, s.detector_nms_iou, s.min_face_px, s.max_face_outside_fraction
+        )
+        self.quality_limits = QualityLimits(
+            max_yaw_deg=s.max_yaw_deg, max_pitch_deg=s.max_pitch_deg, max_eyes_covered=s.max_eyes_covered,
+            min_brightness=s.min_face_brightness, min_sharpness=s.min_face_sharpness,
         )
         # When a dict: CPU seconds spent in each stage, named like the Triton models
         # (the benchmark compares the two per stage).
@@ -101,12 +109,15 @@ class LocalPipeline:
 
     # -- the ensembles' work ---------------------------------------------------------
     def analyze_user(self, data: bytes) -> AnalyzedFaces:
-        """face_analyze: the photo's main face, gated, aligned and meshed."""
+        """face_analyze: the photo's main face, gated, aligned, meshed and judged."""
         decoded = self.decode(data)
         raw = self.run_detector(decoded)
         with self._stage("align"):
             aligned = align_main_face(decoded.image, *raw, decoded.letterbox_scale, self.align_params)
-        return AnalyzedFaces(aligned.faces, self.run_landmarks(aligned), aligned.affines, aligned.boxes)
+        meshes = self.run_landmarks(aligned)
+        with self._stage("face_quality"):
+            verdict = check_faces(aligned.faces, meshes, aligned.affines, self.quality_limits)
+        return AnalyzedFaces(aligned.faces, meshes, aligned.affines, aligned.boxes, verdict)
 
     def fuse(
         self, user: AnalyzedFaces, template: TemplateArtifact, face_indices=(0,),
@@ -139,7 +150,7 @@ class LocalPipeline:
             if not 0 <= face_index < len(usable):
                 raise FaceError(f"template image has faces 0..{len(usable) - 1} (left to right); --face {face_index} is out of range")
             usable = [usable[face_index]]
-        aligned = align_faces(decoded.image, usable)
+        aligned = align_faces(decoded.image, usable, cv2.INTER_CUBIC)
         return TemplateArtifact(
             template_id=template_id, version=0, image=decoded.image, faces=aligned.faces,
             meshes=self.run_landmarks(aligned), affines=aligned.affines, boxes=aligned.boxes, source=source,

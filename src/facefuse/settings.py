@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     detector_nms_iou: float = 0.4
     # A face whose box lies more than this fraction outside the image is refused.
     max_face_outside_fraction: float = 0.12
+    # Quality gates before fusion (facefuse.vision.face_quality; README "Quality gates").
+    max_yaw_deg: float = 35.0
+    max_pitch_deg: float = 30.0
+    max_eyes_covered: float = 0.7
+    min_face_brightness: float = 30.0
+    min_face_sharpness: float = 0.03
 
     # Embedded Triton. Bind addresses: loopback, so only the gateway on this machine
     # reaches it; triton_host is where the gateway connects.

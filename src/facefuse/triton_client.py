@@ -85,7 +85,9 @@ def fuse_inputs(user_faces: np.ndarray, user_meshes: np.ndarray, template_id: st
 
 
 POSTER_OUTPUT = [InferRequestedOutput("poster")]
-ANALYZE_OUTPUTS = [InferRequestedOutput(n) for n in ("user_faces", "user_meshes", "user_boxes")]
+# face_fusion: the poster and the verdict on the user's face.
+FUSION_OUTPUTS = [InferRequestedOutput(n) for n in ("poster", "user_quality", "user_warnings")]
+ANALYZE_OUTPUTS = [InferRequestedOutput(n) for n in ("user_faces", "user_meshes", "user_boxes", "user_quality", "user_warnings")]
 
 
 def instance_counts(client, models=c.STAGES) -> dict[str, int]:
@@ -99,3 +101,11 @@ def instance_counts(client, models=c.STAGES) -> dict[str, int]:
 
 def poster_bytes(result) -> bytes:
     return bytes(result.as_numpy("poster").reshape(-1)[0])
+
+
+def user_verdict(result) -> tuple[float, list[str]]:
+    """The quality score and warnings of the user's face, from face_analyze or face_fusion."""
+    quality = float(result.as_numpy("user_quality").reshape(-1)[0])
+    text = result.as_numpy("user_warnings").reshape(-1)[0]
+    text = text.decode() if isinstance(text, bytes) else str(text)
+    return quality, [w for w in text.split(",") if w]

@@ -89,8 +89,8 @@ def test_a_miswired_ensemble_is_caught():
 def test_an_unused_ensemble_tensor_is_caught():
     models, ensembles = configs.repository_configs(Profile("cpu"), SETTINGS)
     broken = copy.deepcopy(ensembles)
-    align = next(s for s in broken["face_analyze"]["ensemble_scheduling"]["step"] if s["model_name"] == "align")
-    align["output_map"]["face_affines"] = "user_affines"
+    landmarks = next(s for s in broken["face_analyze"]["ensemble_scheduling"]["step"] if s["model_name"] == "face_landmarks")
+    landmarks["output_map"]["face_presence"] = "user_presence"
     assert any("never used" in p for p in configs.check_ensembles(broken, models))
 
 

@@ -1,10 +1,12 @@
 """The fusion tensor program's maths, on synthetic faces (no model needed)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
-from facefuse_build.fuse_program import FACE_OVAL, NOSE_TIP, FuseProgram
+from facefuse_build.fuse_program import FACE_OVAL, NOSE_TIP, FuseProgram, mesh_topology
 
 SIZE = 384
 
@@ -50,7 +52,7 @@ def face_image(base_rgb, seed) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def program():
-    return FuseProgram().eval()
+    return FuseProgram(mesh_topology(synthetic_mesh())).eval()
 
 
 def run(program, user, user_mesh, template, template_mesh, fuse_degree, profile_degree):
@@ -124,19 +126,72 @@ def test_polygon_distance_is_positive_inside_and_negative_outside(program):
     assert abs(at(100, 200)) < 6
 
 
-def test_a_face_turned_sideways_borrows_its_hidden_half_from_the_mirror(program):
-    mirrored = FuseProgram(mirror_index=MIRROR).eval()
+def turned_mesh(mesh: np.ndarray, yaw_deg: float) -> np.ndarray:
+    """The synthetic face as a half-ellipsoid (depth from the oval), turned about the
+    vertical axis through its centre and projected: one half faces away."""
+    cx, cy, rx, ry = 192.0, 200.0, 105.0, 130.0
+    u, v = (mesh[:, 0] - cx) / rx, (mesh[:, 1] - cy) / ry
+    z = -np.sqrt(np.clip(1 - u * u - v * v, 0, 1)) * rx
+    a = np.radians(yaw_deg)
+    x = (mesh[:, 0] - cx) * np.cos(a) + z * np.sin(a)
+    depth = -(mesh[:, 0] - cx) * np.sin(a) + z * np.cos(a)
+    return np.stack([cx + x, mesh[:, 1], depth], -1).astype(np.float32)
+
+
+def test_a_strongly_turned_face_takes_its_hidden_side_from_the_template(program):
     mesh = synthetic_mesh()
-    turned = mesh.copy()
-    turned[NOSE_TIP, 0] -= 40  # nose far toward image-left: that half is foreshortened
-    # The visible (right) half carries texture, the hidden (left) half is flat.
-    user = face_image((150, 120, 100), 2)
-    user[:, :192] = (150, 120, 100)
-    template = np.full((SIZE, SIZE, 3), 120, np.uint8)
-    plain, _ = run(program, user, turned, template, mesh, 100.0, 0.0)
-    completed, _ = run(mirrored, user, turned, template, mesh, 100.0, 0.0)
-    left = (slice(180, 220), slice(120, 150))
-    assert completed[left].std() > 2 * plain[left].std()
+    frontal, turned = turned_mesh(mesh, 0.0), turned_mesh(mesh, 60.0)
+    user = face_image((150, 120, 100), 2)  # textured everywhere
+    template = np.full((SIZE, SIZE, 3), 120, np.uint8)  # flat
+    fused, _ = run(program, user, turned, template, frontal, 100.0, 0.0)
+    # Turned 60 degrees toward image-right: the face's image-left side faces away.
+    hidden, shown = (slice(180, 220), slice(110, 140)), (slice(180, 220), slice(244, 274))
+    assert fused[hidden].std() < 0.5 * fused[shown].std()
+
+
+def test_hair_over_a_cheek_is_not_carried_over():
+    # The synthetic mesh's feature points (eyes, brows, lips) are scattered at random:
+    # here none are features, as a real cheek has none.
+    topology = mesh_topology(synthetic_mesh())
+    program = FuseProgram(dataclasses.replace(topology, feature=np.zeros_like(topology.feature))).eval()
+    template, mesh = face_image((180, 140, 120), 1), synthetic_mesh()
+    user = face_image((200, 150, 130), 2)
+    user[150:260, 110:140] = (40, 30, 25)  # a dark strand down the left cheek
+    fused, _ = run(program, user, mesh, template, mesh, 100.0, 0.0)
+    strand = (slice(170, 240), slice(115, 135))
+    assert fused[strand].mean() > 100  # the template's skin, not the strand
+    cheek = (slice(170, 240), slice(250, 270))
+    assert abs(fused[strand].mean() - fused[cheek].mean()) < 25
+
+
+def test_the_warp_moves_a_feature_exactly_onto_the_target(program):
+    # One mesh point's neighbourhood marked in the user's face lands where that point is
+    # in the template (profile 100 keeps the user's shape, but both share it here).
+    mesh = synthetic_mesh()
+    shifted = mesh.copy()
+    shifted[:, 0] += 12.0  # the user's face sits 12 px further right in its crop
+    user = np.full((SIZE, SIZE, 3), 160, np.uint8)
+    lip = 13  # a feature point: never mistaken for a dark occluder
+    x, y = int(round(shifted[lip, 0])), int(round(shifted[lip, 1]))
+    user[y - 3 : y + 4, x - 3 : x + 4] = 20
+    template = np.full((SIZE, SIZE, 3), 160, np.uint8)
+    fused, _ = run(program, user, shifted, template, mesh, 100.0, 100.0)
+    dark = np.argwhere(fused[..., 0] < fused[..., 0].min() + 20)
+    centre = dark.mean(0)
+    assert abs(centre[1] - mesh[lip, 0]) < 1.5 and abs(centre[0] - mesh[lip, 1]) < 1.5
+
+
+def test_rasterized_triangles_cover_the_face_and_nothing_far_outside(program):
+    mesh = torch.from_numpy(synthetic_mesh()[None, :, :2])
+    from facefuse_build.fuse_program import ring_points
+
+    vertices = torch.cat([mesh, ring_points(mesh)], 1)
+    priority = torch.ones(1, program.triangles.shape[0])
+    _, covered = program.rasterize(program.corners(vertices), priority)
+    covered = covered.view(program.grid, program.grid)
+    cell = 384 // program.grid
+    assert covered[200 // cell, 192 // cell] == 1 and covered[140 // cell, 120 // cell] == 1
+    assert covered[2, 2] == 0 and covered[-2, -2] == 0
 
 
 def test_the_mirror_pairing_is_recovered_from_a_mesh_and_its_flipped_twin():

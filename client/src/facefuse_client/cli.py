@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from facefuse_client.client import DEFAULT_TIMEOUT_S, FacefuseClient
+from facefuse_client.client import DEFAULT_TIMEOUT_S, FacefuseClient, Poster
 from facefuse_client.errors import FacefuseError
 
 DEFAULT_TARGET = "127.0.0.1:50051"
@@ -21,7 +21,7 @@ def _client(args) -> FacefuseClient:
 
 
 def fuse_files(client: FacefuseClient, photos: list[Path], template: str, output: Path,
-               faces: list[int] | None = None, **options) -> None:
+               faces: list[int] | None = None, **options) -> Poster:
     """Photo files into a template, the poster written to `output` in the format its
     suffix names (.png, .webp, else JPEG). One photo takes `faces[0]` (default 0);
     several map onto `faces` (default 0, 1, ...). ValueError when the counts differ."""
@@ -35,17 +35,25 @@ def fuse_files(client: FacefuseClient, photos: list[Path], template: str, output
         poster = client.fuse_faces(template, [(p.read_bytes(), i) for p, i in zip(photos, faces)], **options)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_bytes(poster.image)
+    return poster
+
+
+def describe(poster: Poster, output) -> str:
+    """One line for the user: where the poster went, its quality score and warnings."""
+    warnings = f", warnings: {', '.join(poster.warnings)}" if poster.warnings else ""
+    return f"wrote {output} (quality {poster.quality:.2f}{warnings})"
 
 
 def cmd_fuse(args) -> int:
     with _client(args) as client:
         try:
-            fuse_files(client, [Path(p) for p in args.photos], args.template, Path(args.output), args.face,
-                       fuse_degree=args.fuse_degree, profile_degree=args.profile_degree, add_label=not args.no_label)
+            poster = fuse_files(client, [Path(p) for p in args.photos], args.template, Path(args.output), args.face,
+                                fuse_degree=args.fuse_degree, profile_degree=args.profile_degree,
+                                add_label=not args.no_label)
         except ValueError as error:
             print(error, file=sys.stderr)
             return 2
-    print(f"wrote {args.output}")
+    print(describe(poster, args.output))
     return 0
 
 

@@ -43,6 +43,9 @@ class Poster:
     template_id: str
     image: bytes
     format: str
+    # How well the photo suits fusion (0..1) and what lowered it (e.g. STRONG_HEAD_TURN).
+    quality: float = 1.0
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,7 @@ def fuse_options(fuse_degree=None, profile_degree=None, add_label=None, output_f
 
 def _poster(message: pb.Poster) -> Poster:
     fmt = {v: k for k, v in FORMATS.items()}.get(message.format, "jpeg")
-    return Poster(message.template_id, message.image, fmt)
+    return Poster(message.template_id, message.image, fmt, round(message.quality, 3), tuple(message.warnings))
 
 
 def _fuse_request(photo, template_id, face_index, faces, options, request_id) -> pb.FuseRequest:

@@ -32,13 +32,17 @@ def _jpeg_at(rgb: np.ndarray, long_side: int) -> bytes:
     return samples.jpeg(np.asarray(image), quality=90)
 
 
-def _selfies_from_group() -> list[tuple[str, np.ndarray]]:
+def _selfies_from_group() -> list[tuple[str, np.ndarray, str | None]]:
     """The group shot cut into one selfie per face (test-time photo, see facefuse.samples),
-    using the face boxes the detector found when `group-six` was registered."""
+    using the face boxes the detector found when `group-six` was registered; a face
+    turned past the pose limits (read from its registered mesh) must be refused."""
+    from facefuse.vision.face_quality import head_pose_degrees
+
     from facefuse.settings import get_settings
     from facefuse.templates import TemplateStore
 
-    store = TemplateStore(get_settings().templates_path)
+    settings = get_settings()
+    store = TemplateStore(settings.templates_path)
     if "group-six" not in store.ids():
         return []
     template = store.load("group-six")
@@ -49,14 +53,16 @@ def _selfies_from_group() -> list[tuple[str, np.ndarray]]:
         cx, cy = int(x0 + x1) // 2, int(y0 + y1) // 2
         top, left = max(cy - side // 2, 0), max(cx - side // 2, 0)
         crop = template.image[top:min(cy + side // 2, height), left:min(cx + side // 2, width)]
-        selfies.append((f"group-face-{index}", crop))
+        yaw, pitch = head_pose_degrees(template.meshes[index])
+        turned = abs(yaw) > settings.max_yaw_deg or abs(pitch) > settings.max_pitch_deg
+        selfies.append((f"group-face-{index}", crop, "FACE_POSE_UNSUPPORTED" if turned else None))
     return selfies
 
 
 def good_photos() -> list[Photo]:
     sources = [("astronaut", samples.rgb(samples.astronaut())), ("grace-hopper", samples.rgb(samples.grace_hopper()))]
     photos = [Photo(f"{name}-{size}", _jpeg_at(rgb, size)) for name, rgb in sources for size in SIZES_PX]
-    photos += [Photo(name, _jpeg_at(rgb, 512)) for name, rgb in _selfies_from_group()]
+    photos += [Photo(name, _jpeg_at(rgb, 512)) for name, rgb, reason in _selfies_from_group() if reason is None]
     return photos
 
 
@@ -66,4 +72,5 @@ def bad_photos() -> list[Photo]:
         Photo("coffee", samples.coffee(), "NO_FACE_DETECTED"),
         Photo("truncated", astronaut[: len(astronaut) // 3], "IMAGE_DECODE_FAILED"),
         Photo("tiny-face", _jpeg_at(samples.rgb(astronaut), 110), "FACE_TOO_SMALL"),
+        *[Photo(name, _jpeg_at(rgb, 512), reason) for name, rgb, reason in _selfies_from_group() if reason is not None],
     ]

@@ -24,8 +24,8 @@ from facefuse.gateway.settings import GatewaySettings
 from facefuse.gateway.triton import TritonPool
 from facefuse.templates import TemplateStore, check_template_id
 from facefuse.triton_client import (
-    ANALYZE_OUTPUTS, POSTER_OUTPUT, FuseOptions, analyze_inputs, fusion_inputs, option_inputs, poster_bytes,
-    user_face_inputs,
+    ANALYZE_OUTPUTS, FUSION_OUTPUTS, POSTER_OUTPUT, FuseOptions, analyze_inputs, fusion_inputs, option_inputs,
+    poster_bytes, user_face_inputs, user_verdict,
 )
 from facefuse.vision.codec import SUPPORTED_FORMATS, sniff_format
 
@@ -190,9 +190,10 @@ class FaceFusionService(pb_grpc.FaceFusionServicer):
         self._latency(model).add(time.monotonic() - started)  # answers only: the floor is a service time
         return result
 
-    async def _analyze(self, photo: bytes, deadline: float) -> tuple[np.ndarray, np.ndarray]:
+    async def _analyze(self, photo: bytes, deadline: float) -> tuple[np.ndarray, np.ndarray, tuple[float, list[str]]]:
+        """The photo's face, its mesh and the verdict on it (quality, warnings)."""
         result = await self._infer("face_analyze", analyze_inputs(photo), ANALYZE_OUTPUTS, deadline)
-        return result.as_numpy("user_faces")[0], result.as_numpy("user_meshes")[0]
+        return result.as_numpy("user_faces")[0], result.as_numpy("user_meshes")[0], user_verdict(result)
 
     async def _fuse_analyzed(self, user_inputs: list, template_id: str, indices, options: FuseOptions,
                              deadline: float) -> bytes:
@@ -202,9 +203,10 @@ class FaceFusionService(pb_grpc.FaceFusionServicer):
         return poster_bytes(result)
 
     @staticmethod
-    def _poster(template_id: str, image: bytes, options: FuseOptions) -> pb.Poster:
+    def _poster(template_id: str, image: bytes, options: FuseOptions, verdict: tuple[float, list[str]]) -> pb.Poster:
         fmt = {"jpeg": pb.JPEG, "png": pb.PNG, "webp": pb.WEBP}[options.output_format]
-        return pb.Poster(template_id=template_id, image=image, format=fmt)
+        quality, warnings = verdict
+        return pb.Poster(template_id=template_id, image=image, format=fmt, quality=quality, warnings=warnings)
 
     # ---- RPCs --------------------------------------------------------------------------
     async def Fuse(self, request: pb.FuseRequest, context) -> pb.FuseResponse:
@@ -214,7 +216,7 @@ class FaceFusionService(pb_grpc.FaceFusionServicer):
             options = options_from(request.options)
             face_count = self._template_faces(request.template_id)
             if request.faces:
-                image = await self._fuse_mapped(request, face_count, options, deadline)
+                image, verdict = await self._fuse_mapped(request, face_count, options, deadline)
             else:
                 check_photo(request.photo, self.settings.max_image_bytes)
                 if not 0 <= request.template_face_index < face_count:
@@ -226,13 +228,16 @@ class FaceFusionService(pb_grpc.FaceFusionServicer):
                 self._check_deadline(("face_fusion",), deadline, calls=1)
                 inputs = fusion_inputs(request.photo, request.template_id, request.template_face_index, options)
                 with self.triton.reserve(1):
-                    image = poster_bytes(await self._infer("face_fusion", inputs, POSTER_OUTPUT, deadline))
-            return pb.FuseResponse(request_id=request_id, poster=self._poster(request.template_id, image, options))
+                    result = await self._infer("face_fusion", inputs, FUSION_OUTPUTS, deadline)
+                image, verdict = poster_bytes(result), user_verdict(result)
+            return pb.FuseResponse(request_id=request_id, poster=self._poster(request.template_id, image, options, verdict))
 
         return await self._guard(context, SCOPE_FUSE, "Fuse", request.request_id, work)
 
-    async def _fuse_mapped(self, request: pb.FuseRequest, face_count: int, options: FuseOptions, deadline: float) -> bytes:
-        """Multi-face: each photo analysed once (concurrently), then one face_fuse with K faces."""
+    async def _fuse_mapped(self, request: pb.FuseRequest, face_count: int, options: FuseOptions,
+                           deadline: float) -> tuple[bytes, tuple[float, list[str]]]:
+        """Multi-face: each photo analysed once (concurrently), then one face_fuse with K faces.
+        The poster's quality is its weakest photo's; its warnings, all of theirs."""
         mappings = list(request.faces)
         if len(mappings) > contract.MAX_FACES:
             raise OptionError(f"{len(mappings)} face mappings; at most {contract.MAX_FACES} per poster")
@@ -250,10 +255,13 @@ class FaceFusionService(pb_grpc.FaceFusionServicer):
         self._check_deadline(("face_analyze", "face_fuse"), deadline, calls=len(mappings) + 1)
         with self.triton.reserve(len(mappings) + 1):  # every analysis and the fuse, before any of them
             analysed = await gather_or_cancel(*[self._analyze(m.photo, deadline) for m in mappings])
-            faces = np.concatenate([f for f, _ in analysed])
-            meshes = np.concatenate([m for _, m in analysed])
-            return await self._fuse_analyzed(user_face_inputs(faces, meshes), request.template_id, indices, options,
-                                             deadline)
+            faces = np.concatenate([f for f, _, _ in analysed])
+            meshes = np.concatenate([m for _, m, _ in analysed])
+            verdict = (min(q for _, _, (q, _) in analysed),
+                       list(dict.fromkeys(w for _, _, (_, ws) in analysed for w in ws)))
+            image = await self._fuse_analyzed(user_face_inputs(faces, meshes), request.template_id, indices, options,
+                                              deadline)
+        return image, verdict
 
     async def FuseMany(self, request: pb.FuseManyRequest, context) -> pb.FuseManyResponse:
         deadline = self._deadline(context)
@@ -268,12 +276,13 @@ class FaceFusionService(pb_grpc.FaceFusionServicer):
             check_photo(request.photo, self.settings.max_image_bytes)
             self._check_deadline(("face_analyze", "face_fuse"), deadline, calls=1 + len(templates))
             with self.triton.reserve(1 + len(templates)):  # the analysis and every template, before any work
-                user_inputs = user_face_inputs(*await self._analyze(request.photo, deadline))
+                faces, meshes, verdict = await self._analyze(request.photo, deadline)
+                user_inputs = user_face_inputs(faces, meshes)
                 images = await gather_or_cancel(
                     *[self._fuse_analyzed(user_inputs, t, [0], options, deadline) for t in templates]
                 )
             return pb.FuseManyResponse(
-                request_id=request_id, posters=[self._poster(t, i, options) for t, i in zip(templates, images)]
+                request_id=request_id, posters=[self._poster(t, i, options, verdict) for t, i in zip(templates, images)]
             )
 
         return await self._guard(context, SCOPE_FUSE, "FuseMany", request.request_id, work)

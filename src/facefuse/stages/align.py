@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+import cv2
+
 from facefuse.contract import FACE_CROP_PX
 from facefuse.vision.alignment import crop_affine, warp_to_crop
 from facefuse.vision.detection import Detection, check_face, choose_main_face, decode_detections
@@ -37,9 +39,10 @@ def detect(
     )
 
 
-def align_faces(image: np.ndarray, detections: list[Detection]) -> AlignedFaces:
+def align_faces(image: np.ndarray, detections: list[Detection], interpolation: int = cv2.INTER_LINEAR) -> AlignedFaces:
+    """interpolation: bilinear per request; templates (analysed once) bicubic."""
     affines = np.stack([crop_affine(d.keypoints, FACE_CROP_PX) for d in detections])
-    faces = np.stack([warp_to_crop(image, a, FACE_CROP_PX) for a in affines])
+    faces = np.stack([warp_to_crop(image, a, FACE_CROP_PX, interpolation) for a in affines])
     boxes = np.stack([np.append(d.box, d.score) for d in detections]).astype(np.float32)
     return AlignedFaces(faces, affines, boxes)
 

@@ -37,9 +37,12 @@ def paste_faces(
         to_crop = affine.astype(np.float64).copy()
         to_crop[:, 2] += to_crop[:, :2] @ np.array([x0, y0], np.float64)
         size = (x1 - x0, y1 - y0)
-        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-        face_roi = cv2.warpAffine(face, to_crop, size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
-        alpha = cv2.warpAffine(mask, to_crop, size, flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        # Bicubic for the face keeps its fine detail (see alignment.warp_to_crop); the
+        # smooth mask needs no more than bilinear.
+        face_roi = cv2.warpAffine(face, to_crop, size, flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
+                                  borderMode=cv2.BORDER_REPLICATE)
+        alpha = cv2.warpAffine(mask, to_crop, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                               borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         alpha = alpha.astype(np.float32)
         # One SIMD pass (face * a + template * (255 - a)) / 255, rounded: where the mask
         # is 0 the template's value comes back exactly.

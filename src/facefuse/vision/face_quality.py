@@ -1,0 +1,189 @@
+"""Is the user's face good enough to fuse? Measured on the aligned crop and its mesh.
+
+Three things make a poster that cannot be published, and each is refused with its own
+reason before `fuse` runs:
+- a head turned or nodded too far (yaw/pitch from the mesh's depth): the hidden side
+  must be invented and the shape comes out wrong (FACE_POSE_UNSUPPORTED);
+- something over the eyes (sunglasses, a hand, hair): the poster's eyes would be the
+  occluder's (FACE_OCCLUDED); the nose ridge is measured too, for a warning;
+- too dark or too blurred to give a sharp face (FACE_QUALITY_LOW).
+Milder forms of the same become warnings, and all of them a quality score in 0..1, so a
+calling service can ask for a better selfie. Thresholds and the figures behind them are
+in the README ("Quality gates").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from facefuse.errors import FaceError, Reason
+
+# MediaPipe face-mesh indices.
+RIGHT_EYE = (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246)  # image left
+LEFT_EYE = (362, 382, 381, 380, 374, 373, 390, 249, 263, 466, 388, 387, 386, 385, 384, 398)
+RIGHT_BROW = (70, 63, 105, 66, 107, 55, 65, 52, 53, 46)
+LEFT_BROW = (300, 293, 334, 296, 336, 285, 295, 282, 283, 276)
+OUTER_LIPS = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185)
+NOSE_RIDGE = (168, 6, 197, 195, 5, 4)
+CHEEKS_AND_FOREHEAD = (50, 280, 205, 425, 151, 108, 337)
+CHEEK_LEFT, CHEEK_RIGHT, FOREHEAD_TOP, CHIN = 234, 454, 10, 152
+# The forehead-to-chin line of a face looking into the camera leans this much in the
+# mesh's depth (median of the development set's frontal faces: +6.4).
+FRONTAL_PITCH_DEG = 6.0
+# Work on the crop at 1/3 size: colours and fractions need no more.
+MEASURE_SCALE = 3
+# Skin test: within this many robust spreads of the face's own skin colour (YCbCr).
+SKIN_SPREADS = 3.0
+MIN_CHROMA_SPREAD, MIN_LUMA_SPREAD = 4.0, 12.0
+
+WARNINGS = ("STRONG_HEAD_TURN", "FACE_PARTLY_OCCLUDED", "LOW_LIGHT", "BLURRED", "LOW_RESOLUTION")
+
+
+@dataclass(frozen=True)
+class QualityLimits:
+    """Refusal limits (the first three groups) and warning levels. Defaults chosen on the
+    development set; see the README for the figures."""
+
+    max_yaw_deg: float = 35.0
+    max_pitch_deg: float = 30.0
+    # Fraction of the skin around the two eyes that is not the face's skin (mean of
+    # both eyes): sunglasses, a hand or hair over the eyes.
+    max_eyes_covered: float = 0.7
+    min_brightness: float = 30.0  # mean luma of the face's skin, 0..255
+    min_sharpness: float = 0.03  # detail energy over contrast at the crop's scale
+    warn_turn_deg: float = 20.0
+    # Eyes' surroundings or nose ridge this much not skin: FACE_PARTLY_OCCLUDED.
+    warn_covered: float = 0.45
+    warn_brightness: float = 60.0
+    warn_sharpness: float = 0.06
+    warn_eye_distance_px: float = 30.0  # in the photo: faces of about 75 px and less
+
+
+@dataclass(frozen=True)
+class FaceMeasures:
+    yaw_deg: float
+    pitch_deg: float
+    covered: dict[str, float]  # region -> fraction that is not skin: eyes (mean of both), nose
+    brightness: float
+    sharpness: float
+    eye_distance_px: float  # in the user's photo
+
+
+@dataclass(frozen=True)
+class Assessment:
+    quality: float
+    warnings: tuple[str, ...]
+
+
+def head_pose_degrees(mesh: np.ndarray) -> tuple[float, float]:
+    """Yaw and pitch from the mesh's depth: the cheek-to-cheek line's angle out of the
+    image plane, and the forehead-to-chin line's (less the frontal lean). Roll is taken
+    out by the 5-point alignment of the crop the mesh comes from."""
+    m = np.asarray(mesh, np.float64)
+    left, right, top, chin = m[CHEEK_LEFT], m[CHEEK_RIGHT], m[FOREHEAD_TOP], m[CHIN]
+    yaw = np.degrees(np.arctan2(right[2] - left[2], right[0] - left[0]))
+    pitch = np.degrees(np.arctan2(chin[2] - top[2], chin[1] - top[1])) - FRONTAL_PITCH_DEG
+    return float(yaw), float(pitch)
+
+
+def _ycc(rgb: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb).astype(np.float32)  # Y, Cr, Cb
+
+
+def _mask(shape, polygons=(), discs=()) -> np.ndarray:
+    mask = np.zeros(shape, np.uint8)
+    for polygon in polygons:
+        cv2.fillPoly(mask, [np.round(polygon).astype(np.int32)], 1)
+    for centre, radius in discs:
+        cv2.circle(mask, (int(round(centre[0])), int(round(centre[1]))), max(1, int(round(radius))), 1, -1)
+    return mask.astype(bool)
+
+
+def measure(crop: np.ndarray, mesh: np.ndarray, affine: np.ndarray) -> FaceMeasures:
+    """crop: the aligned face (F, F, 3) uint8; mesh (468, 3) in crop pixels; affine:
+    photo -> crop (its scale gives the face's size in the photo)."""
+    yaw, pitch = head_pose_degrees(mesh)
+    small = cv2.resize(crop, (crop.shape[1] // MEASURE_SCALE, crop.shape[0] // MEASURE_SCALE), interpolation=cv2.INTER_AREA)
+    ycc = _ycc(small)
+    xy = np.asarray(mesh, np.float64)[:, :2] / MEASURE_SCALE
+    shape = small.shape[:2]
+    right_eye, left_eye = xy[list(RIGHT_EYE)], xy[list(LEFT_EYE)]
+    eye_distance = float(np.linalg.norm(right_eye.mean(0) - left_eye.mean(0)))
+
+    skin_mask = _mask(shape, discs=[(xy[i], 0.09 * eye_distance) for i in CHEEKS_AND_FOREHEAD])
+    skin = ycc[skin_mask]
+    centre = np.median(skin, axis=0)
+    spread = 1.4826 * np.median(np.abs(skin - centre), axis=0)
+    spread = np.maximum(spread, [MIN_LUMA_SPREAD, MIN_CHROMA_SPREAD, MIN_CHROMA_SPREAD])
+    distance = np.abs(ycc - centre) / spread
+    # Shadows are darker skin, not an occluder: luma only counts when it is far below.
+    luma_far = (centre[0] - ycc[..., 0]) / spread[0] > 2 * SKIN_SPREADS
+    not_skin = (np.max(distance[..., 1:], axis=-1) > SKIN_SPREADS) | luma_far
+
+    features = _mask(shape, polygons=[right_eye, left_eye, xy[list(RIGHT_BROW)], xy[list(LEFT_BROW)]])
+    eyes = []
+    for eye in (right_eye, left_eye):
+        around = _mask(shape, discs=[(eye.mean(0), 0.32 * eye_distance)]) & ~features
+        eyes.append(float(not_skin[around].mean()) if around.any() else 1.0)
+    ridge = _mask(shape, discs=[(xy[i], 0.07 * eye_distance) for i in NOSE_RIDGE])
+    covered = {"eyes": float(np.mean(eyes)), "nose": float(not_skin[ridge].mean())}
+
+    brightness = float(ycc[..., 0][skin_mask].mean())
+    # Detail at the full crop's scale, relative to the face's contrast, over the box
+    # from the eyes to the mouth: a photo with a small or blurred face gives a crop
+    # without fine detail.
+    box = np.concatenate([right_eye, left_eye, xy[list(OUTER_LIPS)]]) * MEASURE_SCALE
+    (x0, y0), (x1, y1) = np.clip(box.min(0), 0, None).astype(int), np.ceil(box.max(0)).astype(int) + 1
+    grey = cv2.cvtColor(np.ascontiguousarray(crop[y0:y1, x0:x1]), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    if grey.size < 16:
+        grey = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    detail = cv2.Laplacian(grey, cv2.CV_32F)
+    sharpness = float(np.sqrt((detail ** 2).mean())) / (float(grey.std()) + 1.0)
+    scale = float(np.sqrt(abs(np.linalg.det(np.asarray(affine, np.float64)[:, :2]))))
+    return FaceMeasures(yaw, pitch, covered, brightness, sharpness, eye_distance * MEASURE_SCALE / max(scale, 1e-6))
+
+
+def _ramp(value: float, good: float, bad: float) -> float:
+    """1 at `good`, 0 at `bad`, linear between (either direction)."""
+    return float(np.clip((value - bad) / (good - bad), 0.0, 1.0))
+
+
+def assess(measures: FaceMeasures, limits: QualityLimits) -> Assessment:
+    """Raises FaceError with FACE_POSE_UNSUPPORTED, FACE_OCCLUDED or FACE_QUALITY_LOW;
+    otherwise the quality score and warnings."""
+    m, lim = measures, limits
+    if abs(m.yaw_deg) > lim.max_yaw_deg or abs(m.pitch_deg) > lim.max_pitch_deg:
+        raise FaceError(
+            f"the head is turned {m.yaw_deg:+.0f} degrees and nodded {m.pitch_deg:+.0f} degrees; at most "
+            f"{lim.max_yaw_deg:g} and {lim.max_pitch_deg:g} can be fused: send a photo looking at the camera",
+            Reason.FACE_POSE_UNSUPPORTED,
+        )
+    if m.covered["eyes"] > lim.max_eyes_covered:
+        raise FaceError(
+            f"{m.covered['eyes']:.0%} of the skin around the eyes is covered (sunglasses, a hand, hair or an "
+            "object); send a photo with the eyes, nose and mouth visible",
+            Reason.FACE_OCCLUDED,
+        )
+    if m.brightness < lim.min_brightness or m.sharpness < lim.min_sharpness:
+        raise FaceError(
+            f"the face is too dark or too blurred to fuse (brightness {m.brightness:.0f} of 255, at least "
+            f"{lim.min_brightness:g}; sharpness {m.sharpness:.3f}, at least {lim.min_sharpness:g}); "
+            "send a sharper photo in better light",
+            Reason.FACE_QUALITY_LOW,
+        )
+    turn = max(abs(m.yaw_deg) / lim.max_yaw_deg, abs(m.pitch_deg) / lim.max_pitch_deg)
+    warn_turn = lim.warn_turn_deg / lim.max_yaw_deg
+    scores = {
+        "STRONG_HEAD_TURN": _ramp(turn, warn_turn, 1.0 + (1.0 - warn_turn)),
+        "FACE_PARTLY_OCCLUDED": _ramp(max(m.covered.values()), lim.warn_covered, 2 * lim.max_eyes_covered - lim.warn_covered),
+        "LOW_LIGHT": _ramp(m.brightness, lim.warn_brightness, 2 * lim.min_brightness - lim.warn_brightness),
+        "BLURRED": _ramp(m.sharpness, lim.warn_sharpness, 2 * lim.min_sharpness - lim.warn_sharpness),
+        "LOW_RESOLUTION": _ramp(m.eye_distance_px, lim.warn_eye_distance_px, lim.warn_eye_distance_px / 3),
+    }
+    warnings = tuple(name for name in WARNINGS if scores[name] < 1.0)
+    # Each factor halves the score at its refusal limit; the score is their product.
+    quality = float(np.prod([0.5 + 0.5 * s for s in scores.values()]))
+    return Assessment(round(quality, 3), warnings)

@@ -1,0 +1,55 @@
+"""Photos that cannot be fused well are refused with their reason; every poster carries
+the quality score and warnings of the user's photo. Real photos from the development
+set (facefuse.eval.devset), through the real gateway and Triton."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from facefuse_client import InvalidPhotoError
+from gateway_helpers import TEMPLATE
+from photo_bytes import encoded, rgb_of
+
+from facefuse.eval import devset
+
+REFUSED = {
+    # development-set case: the reason (the figures behind the limits are in the README)
+    "turned-breakingbad": "FACE_POSE_UNSUPPORTED",  # yaw -40 degrees
+    "occluded-sunglasses-terminator_crop": "FACE_OCCLUDED",
+}
+
+
+@pytest.fixture(scope="module")
+def cases():
+    return {case.name: case.data() for case in devset.load(names=(*REFUSED, "turned-franck-v1086"))}
+
+
+@pytest.mark.parametrize("case", list(REFUSED))
+def test_a_photo_that_would_fuse_badly_is_refused_with_its_reason(client, cases, case):
+    with pytest.raises(InvalidPhotoError) as error:
+        client.fuse(cases[case], TEMPLATE)
+    assert error.value.reason == REFUSED[case]
+
+
+def test_a_photo_too_dark_to_give_a_sharp_face_is_refused_as_quality_low(client, astronaut):
+    dark = encoded((rgb_of(astronaut).astype(np.float32) * 0.12).astype(np.uint8))
+    with pytest.raises(InvalidPhotoError) as error:
+        client.fuse(dark, TEMPLATE)
+    assert error.value.reason == "FACE_QUALITY_LOW"
+
+
+def test_a_clear_frontal_photo_gets_a_high_score_and_no_warnings(client, astronaut):
+    poster = client.fuse(astronaut, TEMPLATE)
+    assert poster.quality >= 0.9 and poster.warnings == ()
+
+
+def test_a_turned_head_is_fused_with_a_warning_and_a_lower_score(client, astronaut, cases):
+    turned = client.fuse(cases["turned-franck-v1086"], TEMPLATE)  # yaw +22 degrees
+    assert "STRONG_HEAD_TURN" in turned.warnings
+    assert turned.quality < client.fuse(astronaut, TEMPLATE).quality
+
+
+def test_every_poster_of_fuse_many_carries_the_photo_s_verdict(client, cases):
+    posters = client.fuse_many(cases["turned-franck-v1086"], [TEMPLATE, "astronaut-poster"])
+    assert len({(p.quality, p.warnings) for p in posters}) == 1
+    assert "STRONG_HEAD_TURN" in posters[0].warnings
