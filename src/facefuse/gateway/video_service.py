@@ -66,7 +66,7 @@ class VideoJobsService(pb_grpc.VideoJobsServicer):
         self.worker: VideoWorker | None = None
 
     async def SubmitVideoJob(self, request: pb.SubmitVideoJobRequest, context) -> pb.VideoJob:
-        async def work(principal: Principal) -> pb.VideoJob:
+        async def work(principal: Principal, _request_id: str) -> pb.VideoJob:
             options = video_options_from(request.options)
             check_template_id(request.template_id)
             try:
@@ -84,19 +84,19 @@ class VideoJobsService(pb_grpc.VideoJobsServicer):
         return await self.photos._guard(context, SCOPE_FUSE, "SubmitVideoJob", "-", work)
 
     async def GetVideoJob(self, request: pb.GetVideoJobRequest, context) -> pb.VideoJob:
-        async def work(principal: Principal) -> pb.VideoJob:
+        async def work(principal: Principal, _request_id: str) -> pb.VideoJob:
             return job_message(await asyncio.to_thread(self.store.get, request.job_id, principal.tenant))
 
         return await self.photos._guard(context, SCOPE_FUSE, "GetVideoJob", request.job_id, work)
 
     async def CancelVideoJob(self, request: pb.CancelVideoJobRequest, context) -> pb.VideoJob:
-        async def work(principal: Principal) -> pb.VideoJob:
+        async def work(principal: Principal, _request_id: str) -> pb.VideoJob:
             return job_message(await asyncio.to_thread(self.store.cancel, request.job_id, principal.tenant))
 
         return await self.photos._guard(context, SCOPE_FUSE, "CancelVideoJob", request.job_id, work)
 
     async def ReadVideoResult(self, request: pb.ReadVideoResultRequest, context):
-        async def work(principal: Principal) -> bytes:
+        async def work(principal: Principal, _request_id: str) -> bytes:
             return await asyncio.to_thread(self.store.result, request.job_id, principal.tenant)
 
         video = await self.photos._guard(context, SCOPE_FUSE, "ReadVideoResult", request.job_id, work)
@@ -104,7 +104,7 @@ class VideoJobsService(pb_grpc.VideoJobsServicer):
             yield pb.VideoChunk(data=video[start:start + RESULT_CHUNK_BYTES])
 
     async def ListVideoTemplates(self, request: pb.ListVideoTemplatesRequest, context) -> pb.ListVideoTemplatesResponse:
-        async def work(principal: Principal) -> pb.ListVideoTemplatesResponse:
+        async def work(principal: Principal, _request_id: str) -> pb.ListVideoTemplatesResponse:
             infos = [self.templates.info(t) for t in self.templates.ids()]
             return pb.ListVideoTemplatesResponse(templates=[
                 pb.VideoTemplateInfo(template_id=i["template_id"], version=i["version"], width=i["width"],
