@@ -24,7 +24,9 @@ $(STAMP): pyproject.toml client/pyproject.toml
 	# A six-face group photo for multi-face tests (read from the wheel, never committed).
 	$(BIN)/pip download -q --no-deps insightface==2.1 -d var/cache/wheels
 	# Debian's redis-server: the tests start one for the shared video-job queue.
-	command -v redis-server >/dev/null || apt-get install -y -q redis-server || sudo -n apt-get install -y -q redis-server \
+	# (A new machine has empty package lists: update them first.)
+	command -v redis-server >/dev/null || (apt-get update -q && apt-get install -y -q redis-server) \
+		|| (sudo -n apt-get update -q && sudo -n apt-get install -y -q redis-server) \
 		|| echo "WARNING: install Debian's redis-server for the shared video-queue tests"
 	touch $@
 
