@@ -79,7 +79,13 @@ def check_template_id(template_id: str) -> str:
     return template_id
 
 
-class TemplateStore:
+class VersionedDirs:
+    """<root>/<id>/<version>/ directories, each holding a `marker` file once complete;
+    shared by the photo and the video template stores."""
+
+    marker = ARTIFACT_NAME
+    noun = "template"
+
     def __init__(self, root: Path):
         self.root = Path(root)
 
@@ -90,13 +96,13 @@ class TemplateStore:
         directory = self._dir(template_id)
         if not directory.is_dir():
             return []
-        return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit() and (p / ARTIFACT_NAME).is_file())
+        return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit() and (p / self.marker).is_file())
 
     def latest_version(self, template_id: str) -> int:
         versions = self.versions(template_id)
         if not versions:
             raise TemplateError(
-                f"template {template_id!r} is not registered; list templates with `facefuse templates list`"
+                f"{self.noun} {template_id!r} is not registered; list them with `facefuse templates list`"
             )
         return versions[-1]
 
@@ -105,6 +111,8 @@ class TemplateStore:
             return []
         return sorted(p.name for p in self.root.iterdir() if TEMPLATE_ID_PATTERN.match(p.name) and self.versions(p.name))
 
+
+class TemplateStore(VersionedDirs):
     def load(self, template_id: str, version: int | None = None, with_image: bool = True,
              analysis: str | None = None) -> TemplateArtifact:
         """with_image=False leaves `image` empty (0x0x3) and skips reading it: for callers

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from facefuse.errors import TemplateError
-from facefuse.templates import KEEP_VERSIONS, LAST_VERSION_NAME, TEMPLATE_ID_PATTERN, check_template_id
+from facefuse.templates import KEEP_VERSIONS, LAST_VERSION_NAME, VersionedDirs
 
 CLIP_NAME = "clip.mp4"
 TRACK_NAME = "track.npz"
@@ -42,31 +42,9 @@ class VideoTemplate:
         return int(self.usable.shape[0])
 
 
-class VideoTemplateStore:
-    def __init__(self, root: Path):
-        self.root = Path(root)
-
-    def _dir(self, template_id: str) -> Path:
-        return self.root / check_template_id(template_id)
-
-    def versions(self, template_id: str) -> list[int]:
-        directory = self._dir(template_id)
-        if not directory.is_dir():
-            return []
-        return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit() and (p / TRACK_NAME).is_file())
-
-    def latest_version(self, template_id: str) -> int:
-        versions = self.versions(template_id)
-        if not versions:
-            raise TemplateError(
-                f"video template {template_id!r} is not registered; list them with `facefuse templates list`"
-            )
-        return versions[-1]
-
-    def ids(self) -> list[str]:
-        if not self.root.is_dir():
-            return []
-        return sorted(p.name for p in self.root.iterdir() if TEMPLATE_ID_PATTERN.match(p.name) and self.versions(p.name))
+class VideoTemplateStore(VersionedDirs):
+    marker = TRACK_NAME
+    noun = "video template"
 
     def info(self, template_id: str) -> dict:
         version = self.latest_version(template_id)
