@@ -3,11 +3,14 @@
 Tests never write into the user's var/: templates and gateway keys live in a temporary
 folder for the session (FACEFUSE_TEMPLATE_DIR, FACEFUSE_GATEWAY_KEYS_FILE, inherited by
 every server the tests start), seeded with a copy of the registered templates.
+Triton's gateway key is fixed for the session (FACEFUSE_TRITON_GATEWAY_KEY), so every
+Triton and gateway the tests start, in this process or another, share it.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
@@ -28,6 +31,7 @@ def pytest_configure(config):
                         copy_function=shutil.copy)  # fresh mtimes: an age-based /tmp cleaner must not take them
     os.environ["FACEFUSE_TEMPLATE_DIR"] = str(templates)
     os.environ["FACEFUSE_GATEWAY_KEYS_FILE"] = str(_TEST_ROOT / "gateway" / "keys.json")
+    os.environ["FACEFUSE_TRITON_GATEWAY_KEY"] = secrets.token_urlsafe(24)
     get_settings.cache_clear()
 
 

@@ -219,7 +219,13 @@ def serve(
     from facefuse import stack
     from facefuse.gateway.dev_key import dev_key_path
     from facefuse.server.supervisor import TritonGaveUp
-    from facefuse.server.triton import GRPC_ADMIN_KEY_HEADER, RESTRICTED_APIS, TritonStartError
+    from facefuse.server.triton import (
+        GATEWAY_APIS,
+        GRPC_ADMIN_KEY_HEADER,
+        GRPC_GATEWAY_KEY_HEADER,
+        RESTRICTED_APIS,
+        TritonStartError,
+    )
 
     s = get_settings()
     ports = (s.triton_grpc_port, s.triton_http_port, s.triton_metrics_port)
@@ -231,6 +237,10 @@ def serve(
                 else "FACEFUSE_TRITON_ADMIN_KEY"
             typer.echo(f"Triton {', '.join(RESTRICTED_APIS)} APIs need the admin key ({where}; "
                        f"gRPC header {GRPC_ADMIN_KEY_HEADER})")
+            where = "FACEFUSE_TRITON_GATEWAY_KEY" if s.triton_gateway_key else \
+                "generated for this run and given to the gateway; set FACEFUSE_TRITON_GATEWAY_KEY to choose one"
+            typer.echo(f"Triton {', '.join(GATEWAY_APIS)} APIs need the gateway key ({where}; "
+                       f"gRPC header {GRPC_GATEWAY_KEY_HEADER})")
             typer.echo(f"Gateway ready on {gateway.listening()}, service facefuse.v1; local API key in {dev_key_path(gateway.settings)}")
             typer.echo("Ctrl-C stops both")
             triton.watch()
@@ -292,7 +302,8 @@ def gateway_video_worker(
     video_settings = get_video_settings()
 
     async def main() -> None:
-        triton = TritonPool(settings.triton_urls, settings.hedge_delay_ms / 1000, settings.max_inflight_per_replica)
+        triton = TritonPool(settings.triton_urls, settings.hedge_delay_ms / 1000, settings.max_inflight_per_replica,
+                            gateway_key=settings.triton_key.get_secret_value() if settings.triton_key else None)
         store = open_job_store(video_settings)
         worker = VideoWorker(store, triton, VideoTemplateStore(video_settings.template_dir), video_settings)
         typer.echo(f"video worker {worker.name} on {video_settings.jobs_dir}, Triton {', '.join(settings.triton_urls)}",

@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     # Closes Triton's repository, logging, shared-memory and trace APIs to callers
     # without this key. None: a random key per start (those APIs are never open).
     triton_admin_key: SecretStr | None = None
+    # Closes Triton's inference, metadata, model-config and statistics APIs to callers
+    # without this key: only the gateway and facefuse's own tools (benchmarks, eval,
+    # model gates) hold it. None: a random key per start, handed to the gateway `serve`
+    # starts; a gateway or tool run apart from its Triton needs it set in both.
+    triton_gateway_key: SecretStr | None = None
     # `serve` restarts a tritonserver that died: waits from the first to the most
     # backoff between tries, and gives up after this many restarts within the window.
     triton_restart_backoff_s: float = 1.0

@@ -31,7 +31,7 @@ def in_process(settings: Settings | None = None, triton_ports: tuple[int, int, i
     supervisor = TritonSupervisor(settings, Endpoints.from_settings(settings, triton_ports), echo=echo)
     try:
         supervisor.start()
-        gateway_settings = GatewaySettings(triton_urls=[supervisor.grpc_url])
+        gateway_settings = GatewaySettings(triton_urls=[supervisor.grpc_url], triton_key=supervisor.gateway_key)
         key = ensure_dev_key(gateway_settings)
         with GatewayThread(gateway_settings, port=gateway_port) as gateway:
             yield supervisor, gateway, key
@@ -49,7 +49,7 @@ def gateway_process(settings: Settings | None = None):
 
     with embedded_triton(settings or get_settings()) as triton:
         key = ensure_dev_key(GatewaySettings())
-        process, port = start_gateway(triton.grpc_url, dict(os.environ))
+        process, port = start_gateway(triton.grpc_url, {**os.environ, "FACEFUSE_TRITON_GATEWAY_KEY": triton.gateway_key})
         try:
             yield triton, port, key
         finally:

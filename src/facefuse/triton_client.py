@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from tritonclient.grpc import InferInput, InferRequestedOutput
+from tritonclient._plugin import InferenceServerClientPlugin
+from tritonclient.grpc import InferenceServerClient, InferInput, InferRequestedOutput
 
 from facefuse import contract as c
 from facefuse.errors import OptionError
@@ -34,6 +35,31 @@ class FuseOptions:
         if not 1 <= self.output_quality <= 100:
             raise OptionError(f"output quality {self.output_quality} is out of range; use 1..100")
         return self
+
+
+class SendHeaders(InferenceServerClientPlugin):
+    """tritonclient plugin adding fixed headers (the gateway key) to every call."""
+
+    def __init__(self, headers: dict[str, str]):
+        self.headers = headers
+
+    def __call__(self, request) -> None:
+        # A new dict: the caller's own headers argument is not changed.
+        request.headers = {**self.headers, **request.headers}
+
+
+def with_gateway_key(client, gateway_key: str | None):
+    """The (sync or asyncio) tritonclient gRPC client, sending the gateway key with every
+    call (Triton refuses inference without it: server.triton.GATEWAY_APIS)."""
+    from facefuse.server.triton import gateway_grpc_headers
+
+    if gateway_key:
+        client.register_plugin(SendHeaders(gateway_grpc_headers(gateway_key)))
+    return client
+
+
+def keyed_client(url: str, gateway_key: str | None, **kwargs) -> InferenceServerClient:
+    return with_gateway_key(InferenceServerClient(url, **kwargs), gateway_key)
 
 
 def _tensor(name: str, dtype: str, value: np.ndarray) -> InferInput:

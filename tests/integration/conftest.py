@@ -7,7 +7,6 @@ the server starts; the server's log is printed when it fails to become ready.
 from __future__ import annotations
 
 import pytest
-import tritonclient.grpc as grpcclient
 
 from facefuse.server.triton import embedded_triton
 
@@ -47,6 +46,6 @@ def triton(settings, built_repository, template_store):
 
 @pytest.fixture(scope="session")
 def triton_client(triton):
-    client = grpcclient.InferenceServerClient(triton.grpc_url)
+    client = triton.client()  # sends the gateway key, as the gateway does
     yield client
     client.close()

@@ -11,7 +11,6 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from facefuse.errors import reason_from_message
@@ -32,7 +31,7 @@ def test_a_stop_after_1000_mixed_good_and_bad_requests_needs_no_sigkill(settings
         ("cancelled", astronaut, TEMPLATE, 0.05),  # the client gives up mid-ensemble
     ]
     with embedded_triton(settings) as server:
-        client = grpcclient.InferenceServerClient(server.grpc_url)
+        client = server.client()
 
         def call(i: int) -> str:
             # One good request in 20: the stop must not depend on what succeeded.

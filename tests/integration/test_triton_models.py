@@ -77,7 +77,7 @@ def test_the_repository_api_is_closed_without_the_admin_key(settings, built_repo
             client.get_model_repository_index()
         index = client.get_model_repository_index(headers={"triton-grpc-protocol-admin-key": "s3cret"})
         assert {m.name for m in index.models} >= set(MODELS)
-        assert client.is_model_ready("face_fusion")  # inference stays open
+        assert client.is_model_ready("face_fusion")  # health stays open
 
 
 def test_the_server_and_every_stub_run_with_the_malloc_tunables(triton):

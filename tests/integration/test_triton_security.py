@@ -24,7 +24,15 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from facefuse.server.triton import SHM_DIR, SHM_PREFIX_ROOT, embedded_triton, group_members, shm_regions
+from facefuse.server.triton import (
+    GRPC_GATEWAY_KEY_HEADER,
+    SHM_DIR,
+    SHM_PREFIX_ROOT,
+    embedded_triton,
+    group_members,
+    shm_regions,
+)
+from facefuse.triton_client import POSTER_OUTPUT, FuseOptions, fusion_inputs
 
 RESTRICTED_GRPC = {
     "model-repository": lambda c, h: c.get_model_repository_index(headers=h),
@@ -94,8 +102,72 @@ def test_each_restricted_http_api_refuses_a_caller_without_the_admin_key(triton,
     assert status(triton.admin_http_headers) == 200
 
 
-def test_inference_and_health_stay_open_for_the_gateway(triton_client):
-    assert triton_client.is_server_ready() and triton_client.is_model_ready("face_fusion")
+# What only the gateway (and facefuse's own tools) may call: they hold the gateway key.
+GATEWAY_GRPC = {
+    "metadata (server)": lambda c, h: c.get_server_metadata(headers=h),
+    "metadata (model)": lambda c, h: c.get_model_metadata("face_fusion", headers=h),
+    "model-config": lambda c, h: c.get_model_config("face_fusion", headers=h),
+    "statistics": lambda c, h: c.get_inference_statistics("face_fusion", headers=h),
+}
+GATEWAY_HTTP = {
+    "inference": ("POST", "/v2/models/face_fusion/infer"),
+    "metadata": ("GET", "/v2/models/face_fusion"),
+    "model-config": ("GET", "/v2/models/face_fusion/config"),
+    "statistics": ("GET", "/v2/models/face_fusion/stats"),
+}
+
+
+def test_a_direct_inference_call_without_the_gateway_key_is_refused(triton, astronaut):
+    inputs = fusion_inputs(astronaut, "hopper-portrait", 0, FuseOptions())
+    bare = grpcclient.InferenceServerClient(triton.grpc_url)  # a local user skipping the gateway
+    try:
+        for headers in (None, {GRPC_GATEWAY_KEY_HEADER: "a-guess"}, triton.admin_grpc_headers):
+            with pytest.raises(InferenceServerException, match="restricted"):
+                bare.infer("face_fusion", inputs, outputs=POSTER_OUTPUT, headers=headers)
+        # The admin key does not open inference: it is a different key.
+        with pytest.raises(InferenceServerException, match="restricted"):
+            bare.infer("face_fusion", inputs, outputs=POSTER_OUTPUT,
+                       headers={GRPC_GATEWAY_KEY_HEADER: triton.admin_key})
+        poster = bare.infer("face_fusion", inputs, outputs=POSTER_OUTPUT, headers=triton.gateway_grpc_headers)
+        assert poster.as_numpy("poster").size > 0
+        assert bare.is_server_ready() and bare.is_model_ready("face_fusion")  # health stays open for probes
+    finally:
+        bare.close()
+
+
+@pytest.mark.parametrize("api", list(GATEWAY_GRPC))
+def test_metadata_config_and_statistics_need_the_gateway_key_over_grpc(triton, api):
+    call = GATEWAY_GRPC[api]
+    bare = grpcclient.InferenceServerClient(triton.grpc_url)
+    try:
+        for headers in (None, {GRPC_GATEWAY_KEY_HEADER: "a-guess"}):
+            with pytest.raises(InferenceServerException, match="restricted"):
+                call(bare, headers)
+        assert call(bare, triton.gateway_grpc_headers)
+    finally:
+        bare.close()
+
+
+@pytest.mark.parametrize("api", list(GATEWAY_HTTP))
+def test_inference_metadata_config_and_statistics_need_the_gateway_key_over_http(triton, api):
+    method, path = GATEWAY_HTTP[api]
+
+    def status(headers: dict) -> int:
+        request = urllib.request.Request(f"{triton.http_url}{path}", method=method, headers=headers,
+                                         data=b"{}" if method == "POST" else None)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as reply:
+                return reply.status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    assert status({}) == 403
+    assert status({"gateway-key": "a-guess"}) == 403
+    assert status(triton.admin_http_headers) == 403
+    if method == "POST":  # opened: an empty inference body is then refused for itself, not for the key
+        assert status(triton.gateway_http_headers) not in (200, 403)
+    else:
+        assert status(triton.gateway_http_headers) == 200
 
 
 def test_a_model_load_with_a_file_override_is_refused_and_its_code_never_runs(triton, triton_client, tmp_path):

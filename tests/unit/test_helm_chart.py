@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from facefuse.gateway.observability import SERVICE_NAME
-from facefuse.server.triton import trace_flags
+from facefuse.server.triton import GATEWAY_APIS, trace_flags
 from facefuse.settings import project_root
 
 CHART = project_root() / "helm" / "facefuse"
@@ -159,6 +159,27 @@ def test_triton_gets_dev_shm_as_memory_and_explicit_model_control_with_the_admin
     assert not [o for o in objects if o["kind"] == "Secret"]
     assert env_of(one(objects, "Deployment", "-triton"))["TRITON_ADMIN_KEY"]["valueFrom"]["secretKeyRef"]["name"] \
         == "ops-triton-admin"
+
+
+def test_only_the_gateway_holds_the_key_that_opens_tritons_inference_api():
+    objects = render(DEFAULT)
+    triton, gateway = one(objects, "Deployment", "-triton"), one(objects, "Deployment", "-gateway")
+    secret = one(objects, "Secret", "-admin")
+    assert set(secret["data"]) == {"admin-key", "gateway-key"}
+    assert secret["data"]["admin-key"] != secret["data"]["gateway-key"]
+    groups = ",".join(GATEWAY_APIS)
+    args = container(triton)["args"]
+    assert f"--grpc-restricted-protocol={groups}:gateway-key=$(TRITON_GATEWAY_KEY)" in args
+    assert f"--http-restricted-api={groups}:gateway-key=$(TRITON_GATEWAY_KEY)" in args
+    same_entry = {"name": secret["metadata"]["name"], "key": "gateway-key"}
+    assert env_of(triton)["TRITON_GATEWAY_KEY"]["valueFrom"]["secretKeyRef"] == same_entry
+    assert env_of(gateway)["FACEFUSE_TRITON_GATEWAY_KEY"]["valueFrom"]["secretKeyRef"] == same_entry
+    # The gateway never gets the admin key (a compromised gateway cannot load models).
+    assert not [v for v in env_of(gateway).values() if "admin-key" in json.dumps(v)]
+    # An operator's Secret is read for both.
+    objects = render({"triton": {"adminKey": {"existingSecret": "ops-triton-keys"}}})
+    assert env_of(one(objects, "Deployment", "-gateway"))["FACEFUSE_TRITON_GATEWAY_KEY"]["valueFrom"]["secretKeyRef"] \
+        == {"name": "ops-triton-keys", "key": "gateway-key"}
 
 
 def test_triton_reads_the_model_repository_from_the_image_a_volume_or_object_storage():

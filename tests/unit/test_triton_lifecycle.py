@@ -28,10 +28,29 @@ def test_only_leftover_regions_of_dead_servers_are_removed_at_start(tmp_path, mo
     assert not leftover.exists() and live_other.exists() and own.exists() and not_ours.exists()
 
 
-def test_the_restriction_flags_close_every_admin_api_with_one_key():
-    flags = triton.restriction_flags("k3y")
-    groups = "model-repository,shared-memory,logging,trace"
-    assert flags == [f"--grpc-restricted-protocol={groups}:admin-key=k3y", f"--http-restricted-api={groups}:admin-key=k3y"]
+def test_the_admin_apis_take_the_admin_key_and_inference_the_gateway_key():
+    flags = triton.restriction_flags("adm1n", "g4te")
+    admin = "model-repository,shared-memory,logging,trace"
+    gateway = "inference,metadata,model-config,statistics"
+    assert flags == [f"--grpc-restricted-protocol={admin}:admin-key=adm1n", f"--http-restricted-api={admin}:admin-key=adm1n",
+                     f"--grpc-restricted-protocol={gateway}:gateway-key=g4te",
+                     f"--http-restricted-api={gateway}:gateway-key=g4te"]
+    # Health stays open for probes, and no group is in both (Triton refuses that).
+    assert "health" not in ",".join(flags)
+    assert not set(triton.RESTRICTED_APIS) & set(triton.GATEWAY_APIS)
+
+
+def test_the_gateway_key_plugin_adds_its_header_without_changing_the_callers_headers():
+    from tritonclient._request import Request
+
+    from facefuse.triton_client import SendHeaders
+
+    own = {"traceparent": "00-abc"}
+    request = Request(own)
+    SendHeaders(triton.gateway_grpc_headers("g4te"))(request)
+    assert request.headers == {"triton-grpc-protocol-gateway-key": "g4te", "traceparent": "00-abc"}
+    assert own == {"traceparent": "00-abc"}
+    assert triton.gateway_grpc_headers(None) == {}
 
 
 class _DeadServer:

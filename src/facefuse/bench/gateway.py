@@ -25,7 +25,7 @@ from facefuse_client import AsyncFacefuseClient
 
 from facefuse import samples
 from facefuse.settings import get_settings
-from facefuse.triton_client import POSTER_OUTPUT, FuseOptions, fusion_inputs
+from facefuse.triton_client import POSTER_OUTPUT, FuseOptions, fusion_inputs, with_gateway_key
 
 TEMPLATE = "hopper-portrait"
 THROUGHPUT_ROUNDS = 3
@@ -74,9 +74,9 @@ async def _throughput(call, concurrency: int, calls: int) -> float:
     return calls / (time.perf_counter() - start)
 
 
-async def _measure(triton_url: str, gateway_port: int, key: str, paired_calls: int, concurrency: int, calls: int) -> GatewayBench:
+async def _measure(triton, gateway_port: int, key: str, paired_calls: int, concurrency: int, calls: int) -> GatewayBench:
     photo = samples.astronaut()
-    direct = aioclient.InferenceServerClient(triton_url)
+    direct = with_gateway_key(aioclient.InferenceServerClient(triton.grpc_url), triton.gateway_key)
     gateway = AsyncFacefuseClient(f"127.0.0.1:{gateway_port}", api_key=key)
     try:
         await _paired(direct, gateway, photo, 5)  # warm both paths
@@ -109,7 +109,7 @@ def run_gateway_bench(paired_calls: int, concurrency: int, calls: int, out_dir: 
     from facefuse import stack
 
     with stack.gateway_process(get_settings()) as (triton, port, key):
-        result = asyncio.run(_measure(triton.grpc_url, port, key, paired_calls, concurrency, calls))
+        result = asyncio.run(_measure(triton, port, key, paired_calls, concurrency, calls))
     echo(f"latency added by the gateway: p50 {result.added_p50_ms} ms, p99 {result.added_p99_ms} ms "
          f"(direct p50 {result.direct_p50_ms} ms)")
     echo(f"throughput at concurrency {concurrency}: direct {result.direct_posters_per_s}, "

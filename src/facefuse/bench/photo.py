@@ -33,6 +33,7 @@ from facefuse.triton_client import (
     FuseOptions,
     fusion_inputs,
     instance_counts,
+    with_gateway_key,
 )
 
 TEMPLATE = "hopper-portrait"
@@ -83,8 +84,8 @@ def _result(concurrency: int, latencies: list[float], seconds: float) -> LoadRes
 
 
 # ---- Triton ------------------------------------------------------------------------
-async def _drive(url: str, photo: bytes, concurrency: int, requests: int) -> tuple[list[float], float]:
-    client = aioclient.InferenceServerClient(url)
+async def _drive(triton, photo: bytes, concurrency: int, requests: int) -> tuple[list[float], float]:
+    client = with_gateway_key(aioclient.InferenceServerClient(triton.grpc_url), triton.gateway_key)
     latencies: list[float] = []
     remaining = requests
 
@@ -274,17 +275,17 @@ def run_photo_bench(concurrencies: list[int], requests_per_level: int, out_dir: 
     baseline = BaselineWorkers(settings, cores)
     try:
         with embedded_triton(settings) as triton:
-            client = grpcclient.InferenceServerClient(triton.grpc_url)
+            client = triton.client()
             instances = instance_counts(client)
-            asyncio.run(_drive(triton.grpc_url, photo, top_concurrency, top_concurrency * 3))  # warm-up
+            asyncio.run(_drive(triton, photo, top_concurrency, top_concurrency * 3))  # warm-up
 
             def triton_block(concurrency: int) -> tuple[list[float], float]:
-                return asyncio.run(_drive(triton.grpc_url, photo, concurrency, requests_per_level))
+                return asyncio.run(_drive(triton, photo, concurrency, requests_per_level))
 
             def probe_block() -> None:
                 # A few posters one at a time: the stages' uncontended compute, sampled in
                 # every round so that the bound sees the same machine speed as the rounds.
-                asyncio.run(_drive(triton.grpc_url, photo, 1, PROBE_POSTERS))
+                asyncio.run(_drive(triton, photo, 1, PROBE_POSTERS))
 
             for concurrency in sorted(concurrencies):
                 if concurrency < top_concurrency:

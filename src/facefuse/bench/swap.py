@@ -82,10 +82,10 @@ def run_swap_bench(settings: Settings, out_dir: Path, plan: SwapPlan = SwapPlan(
     duration = 1800.0  # an upper bound: Locust is stopped once the after-phase is recorded
     events: list[tuple[str, float]] = []
     with embedded_triton(local, admin_key=admin_key) as triton:
-        env = dict(os.environ, FACEFUSE_GATEWAY_RELEASES_FILE=str(local.model_repository_dir / ".releases.json"))
+        env = dict(os.environ, FACEFUSE_TRITON_GATEWAY_KEY=triton.gateway_key, FACEFUSE_GATEWAY_RELEASES_FILE=str(local.model_repository_dir / ".releases.json"))
         key = ensure_dev_key(GatewaySettings())  # before the gateway starts: it reads its keys once
         gateway, port = start_gateway(triton.grpc_url, env)
-        admin = ModelAdmin(local, TritonAdmin(triton.grpc_url, admin_key), log=echo)
+        admin = ModelAdmin(local, TritonAdmin(triton.grpc_url, admin_key, triton.gateway_key), log=echo)
         try:
             csv_prefix = out_dir / "locust"
             command = locust_commands(LoadTestPlan("steady", plan.users, 10.0, duration), f"127.0.0.1:{port}", key,

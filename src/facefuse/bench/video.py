@@ -62,10 +62,8 @@ class VideoBenchReport:
     summary: dict = field(default_factory=dict)
 
 
-def _fuse_statistics(url: str) -> dict:
-    import tritonclient.grpc as grpcclient
-
-    client = grpcclient.InferenceServerClient(url)
+def _fuse_statistics(triton) -> dict:
+    client = triton.client()
     try:
         (model,) = client.get_inference_statistics("fuse", as_json=True)["model_stats"]
         instances = instance_counts(client, ("fuse",))["fuse"]
@@ -129,8 +127,9 @@ def _run_record(path: str, frames: int, seconds: float, times: StageTimes) -> Vi
                     {k: round(v, 3) for k, v in times.seconds.items()})
 
 
-async def _triton_run(url: str, template, photo: bytes, options: VideoOptions, settings: VideoSettings, out: Path):
-    pool = TritonPool([url], hedge_delay_s=3600.0, max_inflight_per_replica=1024)
+async def _triton_run(triton, template, photo: bytes, options: VideoOptions, settings: VideoSettings, out: Path):
+    pool = TritonPool([triton.grpc_url], hedge_delay_s=3600.0, max_inflight_per_replica=1024,
+                      gateway_key=triton.gateway_key)
     try:
         started = time.perf_counter()
         times = StageTimes()
@@ -175,7 +174,7 @@ def run_video_bench(template_id: str, out_dir: Path, rounds: int = 2, echo=print
     sessions = [onnx_session(settings.model_repository_dir / "fuse" / "1" / "model.onnx", 1) for _ in range(cores)]
     with embedded_triton(settings) as triton, tempfile.TemporaryDirectory(prefix="facefuse-bench-") as scratch:
         out = Path(scratch) / "fused.mp4"
-        asyncio.run(_triton_run(triton.grpc_url, template, photo, options, video_settings, out))  # warm-up
+        asyncio.run(_triton_run(triton, template, photo, options, video_settings, out))  # warm-up
         order = []
         for number in range(rounds):
             order += ["triton", "baseline"] if number % 2 == 0 else ["baseline", "triton"]
@@ -183,9 +182,9 @@ def run_video_bench(template_id: str, out_dir: Path, rounds: int = 2, echo=print
         for path in order:
             cpu_before = {**_server_cpu_ms(triton.process.pid), "client": time.process_time() * 1000}
             if path == "triton":
-                before = _fuse_statistics(triton.grpc_url)
-                run = asyncio.run(_triton_run(triton.grpc_url, template, photo, options, video_settings, out))
-                after = _fuse_statistics(triton.grpc_url)
+                before = _fuse_statistics(triton)
+                run = asyncio.run(_triton_run(triton, template, photo, options, video_settings, out))
+                after = _fuse_statistics(triton)
                 fuse_totals = _add(fuse_totals, before, after)
             else:
                 run = asyncio.run(_baseline_run(pipeline, sessions, template, photo, options, video_settings, out))

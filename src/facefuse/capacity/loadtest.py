@@ -16,13 +16,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import tritonclient.grpc as grpcclient
-
 from facefuse.capacity.mix import POSTERS_PER_REQUEST
 from facefuse.capacity.report import write_report
 from facefuse.capacity.triton_metrics import MetricsRecorder
-from facefuse.settings import project_root
-from facefuse.triton_client import instance_counts
+from facefuse.server.triton import configured_gateway_key
+from facefuse.settings import get_settings, project_root
+from facefuse.triton_client import instance_counts, keyed_client
 
 LOCUSTFILE = project_root() / "loadtest" / "locustfile.py"
 
@@ -77,7 +76,7 @@ def local_stack():
     from facefuse import stack
 
     with stack.gateway_process() as (triton, port, key):
-        yield f"127.0.0.1:{port}", triton.metrics_url, key, triton.grpc_url
+        yield f"127.0.0.1:{port}", triton.metrics_url, key, triton.grpc_url, triton.gateway_key
 
 
 def run_load_test(plan: LoadTestPlan, out_dir: Path, command: str, target: tuple | None = None,
@@ -90,9 +89,9 @@ def run_load_test(plan: LoadTestPlan, out_dir: Path, command: str, target: tuple
         raise RuntimeError("locust is not installed: pip install -e '.[loadtest]'")
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_prefix = out_dir / "locust"
-    stack = contextlib.nullcontext(target) if target else local_stack()
-    with stack as (host, metrics_url, api_key, triton_url):
-        client = grpcclient.InferenceServerClient(triton_url)
+    stack = contextlib.nullcontext((*target, configured_gateway_key(get_settings()))) if target else local_stack()
+    with stack as (host, metrics_url, api_key, triton_url, gateway_key):
+        client = keyed_client(triton_url, gateway_key)
         instances = instance_counts(client)
         client.close()
         commands = locust_commands(plan, host, api_key, csv_prefix)

@@ -14,13 +14,11 @@ import threading
 import grpc
 from facefuse_client.client import MAX_MESSAGE_BYTES
 from facefuse_client.v1 import facefuse_pb2
-from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
-from facefuse.errors import OptionError
-from facefuse.gateway.errors import status_for
+from facefuse.gateway.handlers import add_service
 from facefuse.gateway.observability import Observability
 from facefuse.gateway.service import FaceFusionService
 from facefuse.gateway.settings import GatewaySettings
@@ -41,61 +39,20 @@ SERVICE_NAME = facefuse_pb2.DESCRIPTOR.services_by_name["FaceFusion"].full_name
 VIDEO_SERVICE_NAME = facefuse_pb2.DESCRIPTOR.services_by_name["VideoJobs"].full_name
 
 
-class _Malformed:
-    """What a request deserializes to when its bytes are not the message they should be."""
-
-    def __init__(self, message_name: str):
-        self.message_name = message_name
-
-
-def _lenient(message_class):
-    def deserialize(data: bytes):
-        try:
-            return message_class.FromString(data)
-        except DecodeError:
-            return _Malformed(message_class.DESCRIPTOR.full_name)
-
-    return deserialize
-
-
-def _refusing_malformed(method):
-    async def handle(request, context):
-        if isinstance(request, _Malformed):
-            error = OptionError(f"the request body is not a valid {request.message_name} message")
-            await context.abort_with_status(status_for(error))
-        return await method(request, context)
-
-    return handle
-
-
-def add_service(service: FaceFusionService, server) -> None:
-    """Like the generated add_FaceFusionServicer_to_server, except that a request whose
-    bytes do not parse gets INVALID_ARGUMENT with its reason instead of a bare UNKNOWN."""
-    handlers = {}
-    for method in facefuse_pb2.DESCRIPTOR.services_by_name["FaceFusion"].methods:
-        request_class = getattr(facefuse_pb2, method.input_type.name)
-        response_class = getattr(facefuse_pb2, method.output_type.name)
-        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-            _refusing_malformed(getattr(service, method.name)),
-            request_deserializer=_lenient(request_class),
-            response_serializer=response_class.SerializeToString,
-        )
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
-
-
 @contextlib.asynccontextmanager
 async def gateway_server(settings: GatewaySettings, port: int | None = None, video_settings: VideoSettings | None = None):
     """Yields (server, bound port, service, observability); stops gracefully on exit. The
     video jobs service is `service.video`."""
     triton = TritonPool(settings.triton_urls, settings.hedge_delay_ms / 1000, settings.max_inflight_per_replica,
-                        settings.overloaded_retry_after_s, cooldown_s=settings.replica_cooldown_s)
+                        settings.overloaded_retry_after_s, cooldown_s=settings.replica_cooldown_s,
+                        gateway_key=settings.triton_key.get_secret_value() if settings.triton_key else None)
     observability = Observability(settings, triton)
     server = grpc.aio.server(interceptors=[observability.interceptor], options=[
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ])
     service = FaceFusionService(settings, triton)
-    add_service(service, server)
+    add_service(service, server, "FaceFusion")
     videos = video_jobs(server, service, triton, video_settings)
     service.video = await videos.__aenter__()
     health = health_aio.HealthServicer()

@@ -27,6 +27,9 @@ class GatewaySettings(BaseSettings):
     # dns:///name:port stands for every address the name resolves to (a Kubernetes
     # headless Service), resolved again every health_poll_s.
     triton_urls: list[str] = Field(default_factory=lambda: [f"{get_settings().triton_host}:{get_settings().triton_grpc_port}"])
+    # Sent to Triton with every call (its inference APIs refuse callers without it).
+    # Default FACEFUSE_TRITON_GATEWAY_KEY, which Triton is started with.
+    triton_key: SecretStr | None = Field(default_factory=lambda: get_settings().triton_gateway_key)
     # A call still unanswered after this long is also sent to another replica.
     hedge_delay_ms: float = 1500.0
     # Deadline for callers that send none, and the most any call may ask for.

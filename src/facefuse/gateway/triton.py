@@ -40,6 +40,7 @@ from tritonclient.utils import InferenceServerException
 from facefuse.errors import FacefuseError, Reason, reason_from_message
 from facefuse.gateway.errors import DeadlineExceeded, GatewayError, Overloaded, Unavailable
 from facefuse.gateway.observability import call_event, triton_headers
+from facefuse.triton_client import with_gateway_key
 
 TRITON_SERVICE_CONFIG = {
     "methodConfig": [
@@ -108,8 +109,8 @@ def error_from_triton(exc: InferenceServerException) -> FacefuseError:
 DNS_PREFIX = "dns:///"
 
 
-def _client(url: str) -> aioclient.InferenceServerClient:
-    return aioclient.InferenceServerClient(url, channel_args=CHANNEL_ARGS)
+def _client(url: str, gateway_key: str | None) -> aioclient.InferenceServerClient:
+    return with_gateway_key(aioclient.InferenceServerClient(url, channel_args=CHANNEL_ARGS), gateway_key)
 
 
 async def resolve(name: str, port: int) -> list[str]:
@@ -121,12 +122,14 @@ async def resolve(name: str, port: int) -> list[str]:
 
 class TritonPool:
     def __init__(self, urls: list[str], hedge_delay_s: float, max_inflight_per_replica: int,
-                 overloaded_retry_after_s: float = 1.0, cooldown_s: float = 5.0, resolver=resolve):
+                 overloaded_retry_after_s: float = 1.0, cooldown_s: float = 5.0, resolver=resolve,
+                 gateway_key: str | None = None):
         if not urls:
             raise ValueError("at least one Triton URL is needed")
         # (name, port) of each dns:/// URL; their replicas appear at the first refresh().
         self.services = [_name_and_port(u) for u in urls if u.startswith(DNS_PREFIX)]
-        self.replicas = [Replica(url, _client(url)) for url in urls if not url.startswith(DNS_PREFIX)]
+        self.gateway_key = gateway_key
+        self.replicas = [Replica(url, _client(url, gateway_key)) for url in urls if not url.startswith(DNS_PREFIX)]
         self._static = {r.url for r in self.replicas}
         self._retiring: list[Replica] = []
         self._resolver = resolver
@@ -198,7 +201,7 @@ class TritonPool:
         known = {r.url for r in self.replicas}
         self._retiring += [r for r in self.replicas if r.url not in wanted]
         self.replicas = [r for r in self.replicas if r.url in wanted]
-        self.replicas += [Replica(url, _client(url)) for url in sorted(set(resolved) - known)]
+        self.replicas += [Replica(url, _client(url, self.gateway_key)) for url in sorted(set(resolved) - known)]
         for replica in [r for r in self._retiring if r.in_flight == 0]:
             self._retiring.remove(replica)
             await replica.client.close()

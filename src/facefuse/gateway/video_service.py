@@ -17,6 +17,7 @@ from facefuse_client.v1 import facefuse_pb2_grpc as pb_grpc
 
 from facefuse.errors import TemplateError
 from facefuse.gateway.auth import SCOPE_FUSE, SCOPE_TEMPLATES, Principal
+from facefuse.gateway.handlers import add_service
 from facefuse.gateway.jobs import Job, JobState, JobStore, load_key
 from facefuse.gateway.service import FaceFusionService, check_photo
 from facefuse.gateway.triton import TritonPool
@@ -137,7 +138,7 @@ async def video_jobs(server, photos: FaceFusionService, triton: TritonPool, sett
     store = open_job_store(settings)
     templates = VideoTemplateStore(settings.template_dir)
     service = VideoJobsService(photos, store, templates, settings)
-    pb_grpc.add_VideoJobsServicer_to_server(service, server)
+    add_service(service, server, "VideoJobs")  # malformed bodies: INVALID_ARGUMENT, not UNKNOWN
     service.worker = VideoWorker(store, triton, templates, settings) if settings.worker_in_gateway else None
     task = asyncio.ensure_future(service.worker.run()) if service.worker else None
     try:

@@ -28,10 +28,12 @@ def _admin(triton: str | None, margins=None):
 
     s = get_settings()
     key = s.triton_admin_key.get_secret_value() if s.triton_admin_key else None
-    if not key:
-        _fail("FACEFUSE_TRITON_ADMIN_KEY is not set: loading and unloading models needs Triton's admin key "
-              "(start `facefuse serve` with the same variable set)")
-    return ModelAdmin(s, TritonAdmin(_triton_url(triton), key), log=typer.echo, margins=margins or GateMargins())
+    gateway_key = s.triton_gateway_key.get_secret_value() if s.triton_gateway_key else None
+    if not key or not gateway_key:
+        _fail("FACEFUSE_TRITON_ADMIN_KEY and FACEFUSE_TRITON_GATEWAY_KEY must both be set: loading models "
+              "needs Triton's admin key, and the gates' test calls its gateway key (start `facefuse serve` "
+              "with the same variables set)")
+    return ModelAdmin(s, TritonAdmin(_triton_url(triton), key, gateway_key), log=typer.echo, margins=margins or GateMargins())
 
 
 def _run(action):

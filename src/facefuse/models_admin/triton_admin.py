@@ -1,18 +1,19 @@
-"""Triton's repository API (load, unload) with the admin key, plus the calls the gates make."""
+"""Triton's repository API (load, unload) with the admin key, plus the calls the gates make
+(inference, with the gateway key)."""
 
 from __future__ import annotations
 
-import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from facefuse.models_admin.errors import AdminCredentialError, ModelAdminError
 from facefuse.server.triton import GRPC_ADMIN_KEY_HEADER
+from facefuse.triton_client import keyed_client
 
 
 class TritonAdmin:
-    def __init__(self, url: str, admin_key: str | None):
+    def __init__(self, url: str, admin_key: str | None, gateway_key: str | None):
         self.url = url
-        self.client = grpcclient.InferenceServerClient(url)
+        self.client = keyed_client(url, gateway_key)
         self.headers = {GRPC_ADMIN_KEY_HEADER: admin_key} if admin_key else None
 
     def close(self) -> None:

@@ -33,6 +33,7 @@ class TritonSupervisor:
         self._restarts: deque[float] = deque()
         self.server: TritonServer | None = None
         self._admin_key: str | None = None
+        self._gateway_key: str | None = None
         self.recoveries_s: list[float] = []  # death noticed -> ready again, per restart
 
     def __getattr__(self, name: str):
@@ -42,8 +43,9 @@ class TritonSupervisor:
         return getattr(server, name)
 
     def start(self) -> TritonServer:
-        self.server = start_triton(self.settings, self.endpoints, self._admin_key)
-        self._admin_key = self.server.admin_key  # restarts keep the key the operator was shown
+        self.server = start_triton(self.settings, self.endpoints, self._admin_key, gateway_key=self._gateway_key)
+        # Restarts keep the keys the operator was shown and the gateway holds.
+        self._admin_key, self._gateway_key = self.server.admin_key, self.server.gateway_key
         wait_until_ready(self.server, self.settings.triton_start_timeout_s)
         return self.server
 

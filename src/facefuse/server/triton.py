@@ -124,20 +124,40 @@ def has_private_shm(pid: int) -> bool:
 
 
 # ---- what only the gateway (and an operator) may reach ---------------------------------
-# Triton API groups (2.51: RESTRICTED_CATEGORY_NAMES in src/restricted_features.h) that
-# need the admin key. Inference, health, metadata, model-config and statistics stay
-# open on the loopback address for the gateway, benchmarks and tests.
+# Triton API groups (2.51: RESTRICTED_CATEGORY_NAMES in src/restricted_features.h). Each
+# group takes one key, and a flag per key may be given (a group in one flag only):
+# - the admin key opens what changes the server (load code, read its memory, its logs);
+# - the gateway key opens inference and what callers of it read (metadata, config,
+#   statistics), so a local user cannot skip the gateway's auth, quotas and option checks.
+# The gateway holds only the gateway key: a compromised gateway cannot load models.
+# Health stays open for probes.
 RESTRICTED_APIS = ("model-repository", "shared-memory", "logging", "trace")
+GATEWAY_APIS = ("inference", "metadata", "model-config", "statistics")
 ADMIN_KEY_HEADER = "admin-key"
+GATEWAY_KEY_HEADER = "gateway-key"
 # Triton prefixes the header of a restricted gRPC protocol (kRestrictedProtocolHeaderTemplate).
-GRPC_ADMIN_KEY_HEADER = f"triton-grpc-protocol-{ADMIN_KEY_HEADER}"
+GRPC_HEADER_PREFIX = "triton-grpc-protocol-"
+GRPC_ADMIN_KEY_HEADER = f"{GRPC_HEADER_PREFIX}{ADMIN_KEY_HEADER}"
+GRPC_GATEWAY_KEY_HEADER = f"{GRPC_HEADER_PREFIX}{GATEWAY_KEY_HEADER}"
 
 
-def restriction_flags(admin_key: str) -> list[str]:
-    """`<group>,<group>:<header>=<value>`; the same key closes both protocols."""
-    groups = ",".join(RESTRICTED_APIS)
-    return [f"--grpc-restricted-protocol={groups}:{ADMIN_KEY_HEADER}={admin_key}",
-            f"--http-restricted-api={groups}:{ADMIN_KEY_HEADER}={admin_key}"]
+def restriction_flags(admin_key: str, gateway_key: str) -> list[str]:
+    """`<group>,<group>:<header>=<value>` per key; each key closes both protocols."""
+    flags = []
+    for groups, header, key in ((RESTRICTED_APIS, ADMIN_KEY_HEADER, admin_key),
+                                (GATEWAY_APIS, GATEWAY_KEY_HEADER, gateway_key)):
+        flags += [f"--grpc-restricted-protocol={','.join(groups)}:{header}={key}",
+                  f"--http-restricted-api={','.join(groups)}:{header}={key}"]
+    return flags
+
+
+def gateway_grpc_headers(gateway_key: str | None) -> dict[str, str]:
+    """Headers a Triton caller sends so that its inference calls are let through."""
+    return {GRPC_GATEWAY_KEY_HEADER: gateway_key} if gateway_key else {}
+
+
+def configured_gateway_key(settings: Settings) -> str | None:
+    return settings.triton_gateway_key.get_secret_value() if settings.triton_gateway_key else None
 
 
 # ---- Python-backend shared memory ---------------------------------------------------
@@ -250,6 +270,7 @@ class TritonServer:
     log_path: Path
     admin_key: str
     shm_prefix: str
+    gateway_key: str = ""
     admin_key_generated: bool = False
     private_shm: bool = False  # its own /dev/shm in a mount namespace (see _prepare_child)
     killed: bool = field(default=False, init=False)  # a stop needed SIGKILL
@@ -286,6 +307,21 @@ class TritonServer:
     @property
     def admin_http_headers(self) -> dict[str, str]:
         return {ADMIN_KEY_HEADER: self.admin_key}
+
+    @property
+    def gateway_grpc_headers(self) -> dict[str, str]:
+        """Headers that open inference, metadata, model config and statistics (gRPC)."""
+        return gateway_grpc_headers(self.gateway_key)
+
+    @property
+    def gateway_http_headers(self) -> dict[str, str]:
+        return {GATEWAY_KEY_HEADER: self.gateway_key}
+
+    def client(self):
+        """A sync gRPC client that sends the gateway key with every call."""
+        from facefuse.triton_client import keyed_client
+
+        return keyed_client(self.grpc_url, self.gateway_key)
 
     def listening(self) -> str:
         """Where each server really listens (bind address:port), for `serve` to print."""
@@ -360,7 +396,7 @@ def _kill_group(pgid: int, timeout_s: float = 5.0) -> None:
         time.sleep(0.02)
 
 
-def command(backends: Path, endpoints: Endpoints, admin_key: str, shm_prefix: str,
+def command(backends: Path, endpoints: Endpoints, admin_key: str, gateway_key: str, shm_prefix: str,
             repositories: list[Path]) -> list[str]:
     e = endpoints
     return [
@@ -380,18 +416,19 @@ def command(backends: Path, endpoints: Endpoints, admin_key: str, shm_prefix: st
         "--allow-metrics=true",
         "--log-verbose=0",
         "--exit-on-error=true",
-        *restriction_flags(admin_key),
+        *restriction_flags(admin_key, gateway_key),
     ]
 
 
 def start_triton(settings: Settings, endpoints: Endpoints, admin_key: str | None = None,
-                 log_path: Path | None = None) -> TritonServer:
-    """Launch tritonserver (not waiting for it); admin_key None: the configured one, else
-    a new random key (the restricted APIs are never open)."""
+                 log_path: Path | None = None, gateway_key: str | None = None) -> TritonServer:
+    """Launch tritonserver (not waiting for it); a key None: the configured one, else a
+    new random key (the restricted APIs are never open)."""
     run_dir = settings.var_dir / "triton"
     backends = prepare_backends(run_dir / "backends")
     configured = settings.triton_admin_key.get_secret_value() if settings.triton_admin_key else None
     key = admin_key or configured or secrets.token_urlsafe(24)
+    gateway_key = gateway_key or configured_gateway_key(settings) or secrets.token_urlsafe(24)
     log_path = log_path or run_dir / f"tritonserver-{endpoints.grpc_port}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     remove_orphaned_shm_regions()
@@ -399,11 +436,11 @@ def start_triton(settings: Settings, endpoints: Endpoints, admin_key: str | None
     repositories = [settings.model_repository_dir, settings.ensembles_dir]
     with open(log_path, "w") as log:
         process = subprocess.Popen(
-            command(backends, endpoints, key, shm_prefix, repositories) + trace_flags(settings.triton_otlp_traces_url),
+            command(backends, endpoints, key, gateway_key, shm_prefix, repositories) + trace_flags(settings.triton_otlp_traces_url),
             stdout=log, stderr=subprocess.STDOUT, env=server_environment(), start_new_session=True,
             preexec_fn=_prepare_child,
         )
-    return TritonServer(endpoints, process, log_path, key, shm_prefix,
+    return TritonServer(endpoints, process, log_path, key, shm_prefix, gateway_key,
                         admin_key_generated=not (admin_key or configured), private_shm=has_private_shm(process.pid))
 
 

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import grpc
 import jwt
-import tritonclient.grpc as grpcclient
 from facefuse_client.v1 import facefuse_pb2 as pb
 from facefuse_client.v1 import facefuse_pb2_grpc as pb_grpc
 from google.rpc import error_details_pb2, status_pb2
@@ -22,6 +21,9 @@ from google.rpc import error_details_pb2, status_pb2
 from facefuse.gateway.auth import SCOPE_FUSE, SCOPE_TEMPLATES
 from facefuse.gateway.server import GatewayThread
 from facefuse.gateway.settings import GatewaySettings
+from facefuse.server.triton import configured_gateway_key
+from facefuse.settings import get_settings
+from facefuse.triton_client import keyed_client
 from photo_bytes import encoded, rgb_of  # noqa: F401 - re-exported to the gateway tests
 
 ISSUER = "https://auth.facefuse.test"
@@ -97,7 +99,7 @@ def kill(server) -> None:
 
 
 def _request_counts(url: str, model: str, kinds: tuple[str, ...]) -> int:
-    client = grpcclient.InferenceServerClient(url)
+    client = keyed_client(url, configured_gateway_key(get_settings()))
     try:
         stats = client.get_inference_statistics(model, as_json=True)["model_stats"]
     finally:

@@ -26,16 +26,19 @@ from PIL import Image
 from facefuse.fuzz import hostile_images, mpo, mutate
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
-METHOD = "/facefuse.v1.FaceFusion/{}"
 PHOTO_REASONS = {"IMAGE_DECODE_FAILED", "IMAGE_FORMAT_UNSUPPORTED", "IMAGE_PIXELS_EXCEEDED", "IMAGE_TOO_LARGE"}
 
 
-def raw_call(gateway, method: str, body: bytes, metadata, timeout_s: float = 60.0):
+def raw_call(gateway, method: str, body: bytes, metadata, timeout_s: float = 60.0, service: str = "FaceFusion",
+             streaming: bool = False):
     """(code, reason, retry-after seconds or None, trailing metadata) of one call with raw bytes."""
     with grpc.insecure_channel(target(gateway), options=[("grpc.max_send_message_length", 64 << 20)]) as channel:
-        call = channel.unary_unary(METHOD.format(method))
+        path = f"/facefuse.v1.{service}/{method}"
         try:
-            call(body, metadata=metadata, timeout=timeout_s)
+            if streaming:
+                list(channel.unary_stream(path)(body, metadata=metadata, timeout=timeout_s))
+            else:
+                channel.unary_unary(path)(body, metadata=metadata, timeout=timeout_s)
         except grpc.RpcError as error:
             trailing = dict(error.trailing_metadata() or ())
             reason, retry = None, None
@@ -105,6 +108,23 @@ def test_a_jwt_whose_scopes_claim_is_a_number_is_unauthenticated(gateway, creden
 def test_a_malformed_protobuf_message_is_invalid_argument_not_unknown(gateway, credentials, method):
     code, reason, _, _ = raw_call(gateway, method, b"\x0a\xff\xff\xff\xff\x0f", (("x-api-key", credentials.full_key),))
     assert (code, reason) == (INVALID, "INVALID_ARGUMENT")
+
+
+@pytest.mark.parametrize("method", [m.name for m in pb.DESCRIPTOR.services_by_name["VideoJobs"].methods])
+def test_a_malformed_video_jobs_message_is_invalid_argument_not_unknown(gateway, credentials, method):
+    streaming = pb.DESCRIPTOR.services_by_name["VideoJobs"].methods_by_name[method].server_streaming
+    code, reason, _, _ = raw_call(gateway, method, b"\x0a\xff\xff\xff\xff\x0f", (("x-api-key", credentials.full_key),),
+                                  service="VideoJobs", streaming=streaming)
+    assert (code, reason) == (INVALID, "INVALID_ARGUMENT")
+
+
+def test_a_well_formed_video_jobs_message_still_reaches_the_service(gateway, credentials):
+    code, reason, _, _ = raw_call(gateway, "GetVideoJob", pb.GetVideoJobRequest(job_id="no-such-job").SerializeToString(),
+                                  (("x-api-key", credentials.full_key),), service="VideoJobs")
+    assert (code, reason) == (grpc.StatusCode.NOT_FOUND, "JOB_NOT_FOUND")
+    code, _, _, _ = raw_call(gateway, "ListVideoTemplates", pb.ListVideoTemplatesRequest().SerializeToString(),
+                             (("x-api-key", credentials.full_key),), service="VideoJobs")
+    assert code == grpc.StatusCode.OK
 
 
 def test_a_corrupt_template_artifact_does_not_break_listing_or_other_templates(client, template_store, astronaut):
