@@ -57,7 +57,7 @@ def versioned(tmp_path_factory, settings, built_repository, template_store):
 def stack(versioned, credentials):
     with embedded_triton(versioned, admin_key=ADMIN_KEY) as triton:
         with running_gateway(credentials, [triton.grpc_url], releases_file=versioned.model_repository_dir / ".releases.json") as gateway:
-            admin = TritonAdmin(triton.grpc_url, ADMIN_KEY)
+            admin = TritonAdmin(triton.grpc_url, ADMIN_KEY, triton.gateway_key)
             yield triton, gateway, ModelAdmin(versioned, admin, log=lambda *_: None, margins=GateMargins())
             admin.close()
 
@@ -107,7 +107,7 @@ class Callers:
 
 
 def reference_poster(triton, release: int, photo: bytes) -> np.ndarray:
-    admin = TritonAdmin(triton.grpc_url, None)
+    admin = TritonAdmin(triton.grpc_url, None, triton.gateway_key)
     try:
         result = admin.infer(release_ensemble("face_fusion", release), fusion_inputs(photo, TEMPLATE, 0, TRITON_OPTIONS),
                              POSTER_OUTPUT)
@@ -129,7 +129,7 @@ def face_region(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def test_publish_refuses_callers_without_the_admin_key(stack, versioned, tmp_path):
     triton, _, _ = stack
-    wrong = ModelAdmin(versioned, TritonAdmin(triton.grpc_url, "not-the-key"), log=lambda *_: None)
+    wrong = ModelAdmin(versioned, TritonAdmin(triton.grpc_url, "not-the-key", triton.gateway_key), log=lambda *_: None)
     with pytest.raises(AdminCredentialError, match="FACEFUSE_TRITON_ADMIN_KEY"):
         wrong.admin.load("fuse")
     assert load_state(versioned.model_repository_dir) is None  # nothing was set up by the refused caller
@@ -211,7 +211,7 @@ def test_a_restarted_server_serves_the_promoted_release_not_the_newest_version(s
     assert state.serving == 1
     assert max(versions.versions(versioned.model_repository_dir, "fuse")) > state.serving_versions()["fuse"]
     with embedded_triton(versioned, admin_key=ADMIN_KEY) as restarted:
-        plain = TritonAdmin(restarted.grpc_url, None)
+        plain = TritonAdmin(restarted.grpc_url, None, restarted.gateway_key)
         try:
             poster = samples.rgb(poster_bytes(plain.infer(
                 "face_fusion", fusion_inputs(photo, TEMPLATE, 0, TRITON_OPTIONS), POSTER_OUTPUT)))
