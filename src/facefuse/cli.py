@@ -303,7 +303,8 @@ def gateway_video_worker(
 
     async def main() -> None:
         triton = TritonPool(settings.triton_urls, settings.hedge_delay_ms / 1000, settings.max_inflight_per_replica,
-                            gateway_key=settings.triton_key.get_secret_value() if settings.triton_key else None)
+                            gateway_key=settings.triton_key.get_secret_value() if settings.triton_key else None,
+                            max_dispatched_per_replica=settings.max_dispatched_per_replica)
         store = open_job_store(video_settings)
         worker = VideoWorker(store, triton, VideoTemplateStore(video_settings.template_dir), video_settings)
         typer.echo(f"video worker {worker.name} on {video_settings.jobs_dir}, Triton {', '.join(settings.triton_urls)}",
@@ -500,7 +501,7 @@ def bench_fuzz(
 
 @bench_app.command("shedding")
 def bench_shedding(
-    concurrency: int = typer.Option(8, help="Closed-loop callers that measure the sustainable rate."),
+    concurrency: int = typer.Option(8, help="Most closed-loop callers tried for the sustainable rate (2, 4, ... up to this)."),
     overload: float = typer.Option(2.0, help="Offered load as a multiple of the sustainable rate (open loop)."),
     duration_s: float = typer.Option(30.0, help="Length of each phase."),
     timeout_s: float = typer.Option(1.0, help="Each call's deadline."),

@@ -1,6 +1,8 @@
 """Recent Triton latencies per model: the least a new call can expect.
 
 `floor`: the fastest recent answer; a deadline shorter than that cannot be met.
+`typical`: the median recent answer; the gateway's queue drops a waiting call once its
+deadline leaves less than that (facefuse.gateway.dispatch).
 Samples older than `horizon_s` are forgotten, so the floor follows the machine.
 """
 
@@ -28,3 +30,7 @@ class LatencyWindow:
     def floor(self) -> float:
         recent = self._recent()
         return min(recent) if recent else 0.0
+
+    def typical(self) -> float:
+        recent = sorted(self._recent())
+        return recent[len(recent) // 2] if recent else 0.0

@@ -46,6 +46,16 @@ class GatewaySettings(BaseSettings):
     # Load shedding: calls in flight to one replica (queued in Triton or running) before
     # new calls are refused with OVERLOADED rather than left to miss their deadlines.
     max_inflight_per_replica: int = 64
+    # Of those, calls sent to the replica at once; the others wait in the gateway's queue
+    # and are dropped there (DEADLINE_EXCEEDED) once their deadline no longer leaves
+    # Triton's typical answer time, so Triton never computes a call that would come back
+    # late (facefuse.gateway.dispatch). Enough to keep a CPU replica's stages busy (on the
+    # 2-core test machine 2 calls gave the best rate within a 1 s deadline; 8 at once
+    # all missed it); on a GPU raise it so the dynamic batcher has calls to batch.
+    max_dispatched_per_replica: int = 2
+    # A call is admitted only if the wait predicted for it (calls admitted ahead / recent
+    # throughput, Little's law) fits in this share of its deadline; else OVERLOADED at once.
+    admission_deadline_share: float = Field(default=0.8, gt=0.0, le=1.0)
     overloaded_retry_after_s: float = 1.0
 
     max_image_bytes: int = Field(default_factory=lambda: get_settings().max_image_bytes)

@@ -38,7 +38,9 @@ import tritonclient.grpc.aio as aioclient
 from tritonclient.utils import InferenceServerException
 
 from facefuse.errors import FacefuseError, Reason, reason_from_message
+from facefuse.gateway.dispatch import DeadlineQueue
 from facefuse.gateway.errors import DeadlineExceeded, GatewayError, Overloaded, Unavailable
+from facefuse.gateway.latency import LatencyWindow
 from facefuse.gateway.observability import call_event, triton_headers
 from facefuse.triton_client import with_gateway_key
 
@@ -123,7 +125,7 @@ async def resolve(name: str, port: int) -> list[str]:
 class TritonPool:
     def __init__(self, urls: list[str], hedge_delay_s: float, max_inflight_per_replica: int,
                  overloaded_retry_after_s: float = 1.0, cooldown_s: float = 5.0, resolver=resolve,
-                 gateway_key: str | None = None):
+                 gateway_key: str | None = None, max_dispatched_per_replica: int | None = None):
         if not urls:
             raise ValueError("at least one Triton URL is needed")
         # (name, port) of each dns:/// URL; their replicas appear at the first refresh().
@@ -135,6 +137,10 @@ class TritonPool:
         self._resolver = resolver
         self.hedge_delay_s = hedge_delay_s
         self.max_inflight = max_inflight_per_replica
+        # Calls at Triton at once (per replica); admitted calls beyond wait in the gateway.
+        self.max_dispatched = max_dispatched_per_replica or max_inflight_per_replica
+        self.dispatch = DeadlineQueue(self.max_dispatched * max(1, len(self.replicas)))
+        self._service_times: dict[str, LatencyWindow] = {}
         self.retry_after_s = overloaded_retry_after_s
         self.cooldown_s = cooldown_s
         self.hedges_sent = 0
@@ -260,18 +266,45 @@ class TritonPool:
         replica.cooling_until = 0.0
         return result
 
-    async def infer(self, model: str, inputs, outputs, deadline: float):
-        """Run one inference with hedging and failover; raises FacefuseError subclasses."""
+    def service_time(self, model: str) -> LatencyWindow:
+        """Recent Triton answers of `model`, from dispatch (not counting the gateway's queue)."""
+        window = self._service_times.get(model)
+        if window is None:
+            window = self._service_times[model] = LatencyWindow()
+        return window
+
+    def _resize_dispatch(self) -> None:
+        """The dispatch limit follows the live replicas (dns:/// ones come and go)."""
+        now = time.monotonic()
+        live = [r for r in self.replicas if not r.cooling(now)] or self.replicas
+        self.dispatch.resize(self.max_dispatched * max(1, len(live)))
+
+    async def infer(self, model: str, inputs, outputs, deadline: float, service: LatencyWindow | None = None):
+        """Run one inference: wait in the gateway's queue for a dispatch slot (or be dropped
+        there once the deadline cannot be met), then call Triton with hedging and failover.
+        `service`: the window that learns this call's Triton time (default: per model).
+        Raises FacefuseError subclasses."""
+        service = service or self.service_time(model)
+        self._resize_dispatch()
+        async with self.dispatch.slot(deadline, service.typical()):
+            started = time.monotonic()
+            result = await self._infer_now(model, inputs, outputs, deadline)
+            service.add(time.monotonic() - started)  # answers only: a service time
+            return result
+
+    async def _infer_now(self, model: str, inputs, outputs, deadline: float):
         order = self._by_load()
         attempts: dict[asyncio.Task, Replica] = {}
 
-        def launch(replica: Replica, why: str) -> None:
+        def launch(replica: Replica, why: str, hedge_slot: bool = False) -> None:
             call_event("triton.attempt", model=model, replica=replica.url, why=why)
             # Counted now, not when the task first runs, so the cap stays exact; released
             # by a done callback, which runs even for a task cancelled before it started.
             replica.in_flight += 1
             task = asyncio.ensure_future(self._attempt(replica, model, inputs, outputs, deadline))
             task.add_done_callback(lambda _: setattr(replica, "in_flight", replica.in_flight - 1))
+            if hedge_slot:
+                task.add_done_callback(lambda _: self.dispatch.release())
             attempts[task] = replica
 
         launch(order[0], "first")
@@ -283,9 +316,12 @@ class TritonPool:
                 if spare:
                     timeout = max(0.0, min(self.hedge_delay_s, deadline - time.monotonic()))
                 done, _ = await asyncio.wait(attempts, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-                if not done:  # slow: hedge to the next replica
-                    self.hedges_sent += 1
-                    launch(spare.pop(0), "hedge")
+                if not done:  # slow: hedge to the next replica, unless calls wait for Triton
+                    if self.dispatch.take_nowait():  # (a hedge under overload is load, not speed)
+                        self.hedges_sent += 1
+                        launch(spare.pop(0), "hedge", hedge_slot=True)
+                    else:
+                        spare = []  # no more hedges for this call; failover still uses its own slot
                     continue
                 for task in done:
                     replica = attempts.pop(task)
