@@ -23,6 +23,9 @@ class RecordingPool:
         self.most_video_in_flight = 0
         self.video_in_flight = 0
 
+    def calls_in_flight(self) -> int:
+        return sum(r.in_flight for r in self.replicas)
+
     async def infer(self, model, inputs, outputs, deadline):
         if self.photo_running:
             self.video_calls_started_during_photo += 1

@@ -266,6 +266,10 @@ class TritonPool:
         replica.cooling_until = 0.0
         return result
 
+    def calls_in_flight(self) -> int:
+        """Calls at Triton (attempts) plus those waiting in the gateway's queue for it."""
+        return sum(r.in_flight for r in self.replicas) + self.dispatch.waiting()
+
     def service_time(self, model: str) -> LatencyWindow:
         """Recent Triton answers of `model`, from dispatch (not counting the gateway's queue)."""
         window = self._service_times.get(model)
@@ -309,11 +313,12 @@ class TritonPool:
 
         launch(order[0], "first")
         spare = order[1:]
+        hedging = True
         last_error: FacefuseError | None = None
         try:
             while attempts:
                 timeout = None
-                if spare:
+                if spare and hedging:
                     timeout = max(0.0, min(self.hedge_delay_s, deadline - time.monotonic()))
                 done, _ = await asyncio.wait(attempts, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 if not done:  # slow: hedge to the next replica, unless calls wait for Triton
@@ -321,7 +326,7 @@ class TritonPool:
                         self.hedges_sent += 1
                         launch(spare.pop(0), "hedge", hedge_slot=True)
                     else:
-                        spare = []  # no more hedges for this call; failover still uses its own slot
+                        hedging = False  # none for this call; a failover reuses its own slot
                     continue
                 for task in done:
                     replica = attempts.pop(task)

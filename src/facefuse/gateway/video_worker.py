@@ -76,7 +76,7 @@ class TritonFrameFuser:
         self.video_in_flight = in_flight  # shared by the worker's jobs: [count]
 
     def photo_calls_in_flight(self) -> int:
-        return sum(r.in_flight for r in self.triton.replicas) - self.video_in_flight[0]
+        return self.triton.calls_in_flight() - self.video_in_flight[0]
 
     async def _give_way_to_photos(self) -> None:
         until = time.monotonic() + self.settings.photo_priority_max_wait_s
