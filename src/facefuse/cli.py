@@ -524,7 +524,7 @@ def loadtest_run(
     out_dir: Path = typer.Option(Path("var/loadtest/latest"), help="Report folder."),
     target: str = typer.Option(None, help="Gateway host:port of a running stack (default: start one here)."),
     metrics_url: str = typer.Option(None, help="With --target: Triton's metrics URL."),
-    triton_url: str = typer.Option(None, help="With --target: Triton's gRPC URL (for instance counts)."),
+    triton_url: str = typer.Option(None, help="With --target: Triton's gRPC URL (for instance counts; needs FACEFUSE_TRITON_GATEWAY_KEY)."),
     api_key: str = typer.Option(None, envvar="FACEFUSE_API_KEY", help="With --target: the gateway API key."),
     device: str = typer.Option(None, help="With --target: what one replica runs on, e.g. 'H100 x1, gpu profile'."),
     gpus_per_replica: int = typer.Option(0, help="With --target: GPUs of one replica (the planner sizes GPUs by it)."),
