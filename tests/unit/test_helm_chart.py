@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from facefuse.gateway.observability import SERVICE_NAME
-from facefuse.server.triton import GATEWAY_APIS, trace_flags
+from facefuse.server.triton import GATEWAY_APIS, RESTRICTED_APIS, trace_flags
 from facefuse.settings import project_root
 
 CHART = project_root() / "helm" / "facefuse"
@@ -150,7 +150,9 @@ def test_triton_gets_dev_shm_as_memory_and_explicit_model_control_with_the_admin
     assert {"name": "dshm", "mountPath": "/dev/shm"} in container(deployment)["volumeMounts"]
     args = container(deployment)["args"]
     assert "--model-control-mode=explicit" in args
-    assert "--grpc-restricted-protocol=model-repository:admin-key=$(TRITON_ADMIN_KEY)" in args
+    admin_groups = ",".join(RESTRICTED_APIS)
+    assert f"--grpc-restricted-protocol={admin_groups}:admin-key=$(TRITON_ADMIN_KEY)" in args
+    assert f"--http-restricted-api={admin_groups}:admin-key=$(TRITON_ADMIN_KEY)" in args
     key = env_of(deployment)["TRITON_ADMIN_KEY"]["valueFrom"]["secretKeyRef"]
     secret = one(render(DEFAULT), "Secret", "-admin")
     assert key == {"name": secret["metadata"]["name"], "key": "admin-key"}
