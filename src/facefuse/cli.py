@@ -516,6 +516,9 @@ def loadtest_run(
     api_key: str = typer.Option(None, envvar="FACEFUSE_API_KEY", help="With --target: the gateway API key."),
     device: str = typer.Option(None, help="With --target: what one replica runs on, e.g. 'H100 x1, gpu profile'."),
     gpus_per_replica: int = typer.Option(0, help="With --target: GPUs of one replica (the planner sizes GPUs by it)."),
+    video_share: float = typer.Option(0.0, envvar="FACEFUSE_LOADTEST_VIDEO_SHARE",
+                                      help="Share of the users (0..1) that submit video jobs instead of photo calls."),
+    video_template: str = typer.Option("talking-head", help="Video template of those jobs."),
 ) -> None:
     """Run a bounded Locust load test and write the capacity report (Markdown, PNG, JSON)."""
     from facefuse.capacity.loadtest import LoadTestPlan, run_load_test, shell_command
@@ -525,7 +528,9 @@ def loadtest_run(
         fail(f"--shape {shape!r} is not one of {', '.join(SHAPES)}")
     if target and not (metrics_url and triton_url and api_key and device):
         fail("--target needs --metrics-url, --triton-url, --api-key (or FACEFUSE_API_KEY) and --device")
-    plan = LoadTestPlan(shape, max_users, step_s, duration_s, workers, p99_ms)
+    if not 0.0 <= video_share <= 1.0:
+        fail(f"--video-share {video_share:g} is not between 0 and 1")
+    plan = LoadTestPlan(shape, max_users, step_s, duration_s, workers, p99_ms, video_share, video_template)
     command = shell_command(["facefuse", *sys.argv[1:]])
     run_load_test(plan, out_dir, command, (target, metrics_url, api_key, triton_url) if target else None,
                   device, gpus_per_replica, echo=typer.echo)
@@ -633,13 +638,21 @@ def capacity_videos(
     from_report: Path = typer.Option(
         Path("loadtest/reports/cpu-2core/capacity.json"), "--from", help="Load-test capacity JSON or `bench photo` JSON.",
     ),
-    video_bench: Path = typer.Option(Path("var/bench/video-bench.json"), help="`facefuse bench video` JSON."),
+    video_bench: Path = typer.Option(
+        None, help="`facefuse bench video` JSON (default: the --from report's video jobs when its load test had "
+                   "a video share, else var/bench/video-bench.json).",
+    ),
     target_utilization: float = typer.Option(0.75, help="Fraction of measured capacity to plan for."),
 ) -> None:
     """Replicas for N posters and M videos per selfie for P selfies in T seconds."""
+    import json
+
     from facefuse.capacity.planner import measurement_from_file
     from facefuse.capacity.video_plan import campaign_plan, render, video_measurement_from_file
 
+    if video_bench is None:
+        has_video = from_report.is_file() and "video" in json.loads(from_report.read_text())
+        video_bench = from_report if has_video else Path("var/bench/video-bench.json")
     for path, how in ((from_report, "run a load test or `facefuse bench photo`"), (video_bench, "run `facefuse bench video`")):
         if not path.is_file():
             fail(f"{path} does not exist; {how}")
