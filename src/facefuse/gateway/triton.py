@@ -235,7 +235,7 @@ class TritonPool:
 
         return list(await asyncio.gather(*(one(r) for r in self.replicas)))
 
-    async def _attempt(self, replica: Replica, model: str, inputs, outputs, deadline: float):
+    async def _attempt(self, replica: Replica, model: str, inputs, outputs, deadline: float, priority: int = 0):
         """replica.in_flight was counted by the caller, in the step that chose the replica."""
         try:
             remaining = deadline - time.monotonic()
@@ -245,7 +245,8 @@ class TritonPool:
             # timeout (microseconds): Triton drops the request from its queues once it
             # expires instead of running stages for an answer nobody waits for.
             result = await replica.client.infer(model, inputs, outputs=outputs, client_timeout=remaining,
-                                                timeout=max(1, int(remaining * 1e6)), headers=triton_headers())
+                                                timeout=max(1, int(remaining * 1e6)), headers=triton_headers(),
+                                                priority=priority)
             self._count_completion()
         except InferenceServerException as exc:
             error = error_from_triton(exc)
@@ -257,8 +258,9 @@ class TritonPool:
         replica.cooling_until = 0.0
         return result
 
-    async def infer(self, model: str, inputs, outputs, deadline: float):
-        """Run one inference with hedging and failover; raises FacefuseError subclasses."""
+    async def infer(self, model: str, inputs, outputs, deadline: float, priority: int = 0):
+        """Run one inference with hedging and failover; raises FacefuseError subclasses.
+        priority: Triton's queue level where the model has levels (0: its default)."""
         order = self._by_load()
         attempts: dict[asyncio.Task, Replica] = {}
 
@@ -267,7 +269,7 @@ class TritonPool:
             # Counted now, not when the task first runs, so the cap stays exact; released
             # by a done callback, which runs even for a task cancelled before it started.
             replica.in_flight += 1
-            task = asyncio.ensure_future(self._attempt(replica, model, inputs, outputs, deadline))
+            task = asyncio.ensure_future(self._attempt(replica, model, inputs, outputs, deadline, priority))
             task.add_done_callback(lambda _: setattr(replica, "in_flight", replica.in_flight - 1))
             attempts[task] = replica
 

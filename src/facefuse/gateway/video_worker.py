@@ -6,10 +6,12 @@ Triton's `fuse` model as its own request, several in flight, so Triton's dynamic
 batcher forms batches across frames (and across jobs); the frames are pasted, labelled
 and encoded here (see facefuse.video.fusion).
 
-Photos come first: a job keeps at most `frames_in_flight` fuse calls in Triton's
-queues, and before sending more it waits (up to `photo_priority_max_wait_s`) while
-photo calls are in flight, so a poster request queues behind a few video frames at
-most, never behind a whole video.
+Photos come first: each frame is sent with Triton's low priority level
+(VIDEO_FRAME_PRIORITY), so `fuse` serves queued photo requests before queued frames; a
+job keeps at most `frames_in_flight` fuse calls in Triton's queues, and before sending
+more it waits (up to `photo_priority_max_wait_s`) while photo calls are in flight, so
+a poster request waits behind the frames already executing at most, never behind a
+whole video.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from tritonclient.grpc import InferInput, InferRequestedOutput
 
+from facefuse.contract import VIDEO_FRAME_PRIORITY
 from facefuse.errors import FacefuseError, Reason
 from facefuse.gateway.errors import Overloaded
 from facefuse.gateway.jobs import ClaimedJob, JobStore
@@ -91,7 +94,7 @@ class TritonFrameFuser:
             while True:
                 self.video_in_flight[0] += 1
                 try:
-                    result = await self.triton.infer("fuse", inputs, FUSE_OUTPUTS, deadline)
+                    result = await self.triton.infer("fuse", inputs, FUSE_OUTPUTS, deadline, VIDEO_FRAME_PRIORITY)
                     break
                 except Overloaded as shed:
                     # Photo traffic fills the replicas: a background frame waits its turn
