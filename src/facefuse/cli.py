@@ -446,6 +446,20 @@ def bench_video(
     typer.echo(f"wrote {out_dir / 'video-bench.json'} and {out_dir / 'video-bench.md'}")
 
 
+@bench_app.command("video-priority")
+def bench_video_priority(
+    template: str = typer.Option("talking-head", help="Video template of the concurrent jobs."),
+    calls: int = typer.Option(30, help="Photo calls per phase."),
+    rounds: int = typer.Option(2, help="Alternations of the phases (alone, beside video)."),
+    out_dir: Path = typer.Option(Path("var/bench"), help="Where video-priority.json and .md go."),
+) -> None:
+    """One caller's photo latency alone and while video jobs run (Triton priority levels at work)."""
+    from facefuse.bench.video_priority import run_priority_bench
+
+    run_priority_bench(template, calls, rounds, out_dir, echo=typer.echo)
+    typer.echo((out_dir / "video-priority.md").read_text())
+
+
 @bench_app.command("gateway")
 def bench_gateway(
     paired_calls: int = typer.Option(100, help="Fuse calls alternated direct / through the gateway."),
