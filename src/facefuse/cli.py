@@ -281,6 +281,7 @@ def gateway_video_worker(
 
     from facefuse.gateway.server import new_event_loop
     from facefuse.gateway.settings import GatewaySettings
+    from facefuse.gateway.result_objects import result_objects
     from facefuse.gateway.video_service import open_job_store
     from facefuse.gateway.triton import TritonPool
     from facefuse.gateway.video_worker import VideoWorker
@@ -294,7 +295,8 @@ def gateway_video_worker(
     async def main() -> None:
         triton = TritonPool(settings.triton_urls, settings.hedge_delay_ms / 1000, settings.max_inflight_per_replica)
         store = open_job_store(video_settings)
-        worker = VideoWorker(store, triton, VideoTemplateStore(video_settings.template_dir), video_settings)
+        worker = VideoWorker(store, triton, VideoTemplateStore(video_settings.template_dir), video_settings,
+                             results=result_objects(video_settings))
         typer.echo(f"video worker {worker.name} on {video_settings.jobs_dir}, Triton {', '.join(settings.triton_urls)}",
                    err=True)
         try:

@@ -32,6 +32,7 @@ from facefuse.contract import VIDEO_FRAME_PRIORITY
 from facefuse.errors import FacefuseError, Reason
 from facefuse.gateway.errors import Overloaded
 from facefuse.gateway.jobs import ClaimedJob, JobStore
+from facefuse.gateway.result_objects import ResultObjects
 from facefuse.gateway.triton import TritonPool
 from facefuse.triton_client import ANALYZE_OUTPUTS, analyze_inputs
 from facefuse.video.fusion import StageTimes, VideoOptions, fuse_video
@@ -110,8 +111,10 @@ class TritonFrameFuser:
 
 class VideoWorker:
     def __init__(self, store: JobStore, triton: TritonPool, templates: VideoTemplateStore, settings: VideoSettings,
-                 name: str | None = None):
+                 name: str | None = None, results: ResultObjects | None = None):
+        """results: the object store finished videos are uploaded to, where one is configured."""
         self.store, self.triton, self.templates, self.settings = store, triton, templates, settings
+        self.results, self._last_sweep = results, 0.0
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._video_in_flight = [0]
         self.last_times: StageTimes | None = None
@@ -130,6 +133,7 @@ class VideoWorker:
                     else:
                         await asyncio.sleep(self.settings.poll_s)
                     await asyncio.to_thread(self.store.expire)
+                    await self._sweep_objects()
                     continue
                 task = asyncio.ensure_future(self.run_job(claimed))
                 running.add(task)
@@ -139,6 +143,15 @@ class VideoWorker:
                 task.cancel()
             if running:
                 await asyncio.gather(*running, return_exceptions=True)
+
+    async def _sweep_objects(self) -> None:
+        if self.results is None or time.monotonic() - self._last_sweep < self.settings.s3_sweep_s:
+            return
+        self._last_sweep = time.monotonic()
+        try:
+            await asyncio.to_thread(self.results.delete_expired)
+        except Exception:  # noqa: BLE001 - the store is unreachable now: the next sweep tries again
+            log.exception("deleting expired video results from object storage failed")
 
     async def run_job(self, claimed: ClaimedJob) -> None:
         job, attempt = claimed.job, claimed.attempt
@@ -164,6 +177,8 @@ class VideoWorker:
                 frames = await fuse_video(template, fuser, out_path, options, self.settings.max_video_kbps,
                                           progress=progress, times=times)
                 self.last_times = times
+                if self.results is not None:  # before the job reads done, so its URL works at once
+                    await asyncio.to_thread(self.results.put, job.job_id, out_path.read_bytes())
                 published = await asyncio.to_thread(self.store.finish, job.job_id, self.name, attempt,
                                                     out_path.read_bytes(), frames, time.perf_counter() - started)
                 log.info("video job %s %s: %d frames in %.1f s", job.job_id, "done" if published else "superseded",
