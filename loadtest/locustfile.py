@@ -8,7 +8,10 @@ Locust through a client interceptor firing `events.request`.
 
 The mix: Fuse into one template (most calls), FuseMany into five templates, and a few
 percent of bad photos that must come back with their typed reason; a correct refusal
-counts as a success, anything else as a failure.
+counts as a success, anything else as a failure. With --video-share S (or
+FACEFUSE_LOADTEST_VIDEO_SHARE), that share of the users are VideoUsers instead: each
+submits a video job, polls it until done and downloads the MP4, reported under the
+"Video ..." names of facefuse.capacity.mix, apart from the photo rows.
 """
 
 from __future__ import annotations
@@ -30,13 +33,17 @@ from facefuse_client.v1 import facefuse_pb2 as pb  # noqa: E402
 from facefuse_client.v1 import facefuse_pb2_grpc as pb_grpc  # noqa: E402
 
 from facefuse.capacity.mix import (  # noqa: E402
-    BAD_PHOTO, FUSE, FUSE_MANY, FUSE_MANY_TEMPLATES, SINGLE_FACE_TEMPLATES, WEIGHTS,
+    BAD_PHOTO, DEFAULT_VIDEO_TEMPLATE, FUSE, FUSE_MANY, FUSE_MANY_TEMPLATES, SINGLE_FACE_TEMPLATES, VIDEO_DOWNLOAD,
+    VIDEO_JOB, VIDEO_POLL, VIDEO_RUNNING, VIDEO_SUBMIT, WEIGHTS,
 )
 from facefuse.capacity.photo_pool import bad_photos, good_photos  # noqa: E402
 from facefuse.capacity.shapes import ShapeParams, users_at  # noqa: E402
 
 NAME_KEY, EXPECT_KEY = "x-locust-name", "x-locust-expect"
 TIMEOUT_S = 60.0
+VIDEO_POLL_S = 0.5
+# A job not done by then counts as failed (a 15 s clip on a loaded CPU replica is minutes).
+VIDEO_JOB_TIMEOUT_S = 900.0
 
 
 @events.init_command_line_parser.add_listener
@@ -46,6 +53,9 @@ def _arguments(parser):
     parser.add_argument("--step-s", type=float, default=10.0, help="ramp: seconds per user level")
     parser.add_argument("--duration-s", type=float, default=30.0, help="steady, spike: length of the run")
     parser.add_argument("--api-key", default=os.environ.get("FACEFUSE_API_KEY", ""), help="gateway API key")
+    parser.add_argument("--video-share", type=float, default=float(os.environ.get("FACEFUSE_LOADTEST_VIDEO_SHARE", 0)),
+                        help="share of the users (0..1) that submit video jobs instead of photo calls")
+    parser.add_argument("--video-template", default=DEFAULT_VIDEO_TEMPLATE, help="video template the jobs use")
 
 
 class LocustInterceptor(grpc.UnaryUnaryClientInterceptor):
@@ -81,8 +91,10 @@ class LocustInterceptor(grpc.UnaryUnaryClientInterceptor):
         return call
 
 
-class GatewayUser(User):
-    wait_time = between(0.0, 0.2)
+class GatewayClient(User):
+    """A gRPC channel to the gateway whose calls report to Locust."""
+
+    abstract = True
 
     def on_start(self):
         self.photos, self.bad = POOL["good"], POOL["bad"]
@@ -93,17 +105,29 @@ class GatewayUser(User):
             LocustInterceptor(self.environment),
         )
         self.channel, self.stub = channel, pb_grpc.FaceFusionStub(channel)
+        self.videos = pb_grpc.VideoJobsStub(channel)
         self.auth = (("x-api-key", self.environment.parsed_options.api_key),)
 
     def on_stop(self):
         self.channel.close()
 
     def _call(self, method, request, name, expect=None):
+        """The response, or None when the call failed (the interceptor reported it)."""
         metadata = list(self.auth) + [(NAME_KEY, name)] + ([(EXPECT_KEY, expect)] if expect else [])
         try:
-            method(request, timeout=TIMEOUT_S, metadata=metadata)
+            return method(request, timeout=TIMEOUT_S, metadata=metadata)
         except grpc.RpcError:
-            pass  # reported by the interceptor
+            return None
+
+    def _report(self, name, elapsed_s, length=0, exception=None):
+        self.environment.events.request.fire(
+            request_type="grpc", name=name, response_time=elapsed_s * 1000, response_length=length,
+            exception=exception, context={},
+        )
+
+
+class GatewayUser(GatewayClient):
+    wait_time = between(0.0, 0.2)
 
     @task(WEIGHTS[FUSE])
     def fuse(self):
@@ -124,7 +148,63 @@ class GatewayUser(User):
         self._call(self.stub.Fuse, request, BAD_PHOTO, expect=photo.expected_reason)
 
 
+class VideoUser(GatewayClient):
+    """Submits a video job, polls it until it is done and downloads the MP4: one job at a time."""
+
+    wait_time = between(0.5, 1.0)
+
+    @task
+    def video_job(self):
+        start = time.perf_counter()
+        request = pb.SubmitVideoJobRequest(photo=random.choice(self.photos).data,
+                                           template_id=self.environment.parsed_options.video_template)
+        job = self._call(self.videos.SubmitVideoJob, request, VIDEO_SUBMIT)
+        if job is None:
+            return
+        running_since = None
+        while job.state in (pb.VIDEO_JOB_QUEUED, pb.VIDEO_JOB_RUNNING):
+            if time.perf_counter() - start > VIDEO_JOB_TIMEOUT_S:
+                self._report(VIDEO_JOB, time.perf_counter() - start, exception=TimeoutError(job.job_id))
+                return
+            time.sleep(VIDEO_POLL_S)
+            job = self._call(self.videos.GetVideoJob, pb.GetVideoJobRequest(job_id=job.job_id), VIDEO_POLL) or job
+            if job.state == pb.VIDEO_JOB_RUNNING and running_since is None:
+                running_since = time.perf_counter()
+        if job.state != pb.VIDEO_JOB_DONE:
+            state = pb.VideoJobState.Name(job.state)
+            self._report(VIDEO_JOB, time.perf_counter() - start,
+                         exception=RuntimeError(f"{state} {job.failure_reason}".strip()))
+            return
+        done = time.perf_counter()
+        if running_since is not None:
+            self._report(VIDEO_RUNNING, done - running_since, length=job.frame_count)
+        video = self._download(job.job_id)
+        if video is not None:
+            self._report(VIDEO_JOB, time.perf_counter() - start, length=len(video))
+
+    def _download(self, job_id: str) -> bytes | None:
+        """ReadVideoResult is a stream, which the unary interceptor does not see: timed here."""
+        start = time.perf_counter()
+        try:
+            chunks = self.videos.ReadVideoResult(pb.ReadVideoResultRequest(job_id=job_id), timeout=TIMEOUT_S,
+                                                 metadata=self.auth)
+            video = b"".join(chunk.data for chunk in chunks)
+        except grpc.RpcError as error:
+            self._report(VIDEO_DOWNLOAD, time.perf_counter() - start, exception=error)
+            return None
+        self._report(VIDEO_DOWNLOAD, time.perf_counter() - start, length=len(video))
+        return video
+
+
 POOL: dict = {}
+
+
+@events.init.add_listener
+def _video_share(environment, **_):
+    """Users are split by class weight; with no video share the video class is left out."""
+    share = min(max(environment.parsed_options.video_share, 0.0), 1.0)
+    GatewayUser.weight, VideoUser.weight = round((1 - share) * 100), round(share * 100)
+    environment.user_classes[:] = [c for c in environment.user_classes if c.weight > 0]
 
 
 @events.init.add_listener

@@ -66,6 +66,9 @@ class ModelSpec:
     # such requests together instead of one execute() call each.
     ragged_inputs: tuple[str, ...] = ()
     parameters: dict[str, str] = field(default_factory=dict)
+    # Video frames are sent to this model directly: its queue orders photo requests
+    # (the default level) before frames (facefuse.contract's priority levels).
+    takes_video_frames: bool = False
 
 
 def _detector_tensors(profile: Profile) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
@@ -162,6 +165,7 @@ def model_specs(profile: Profile, settings: Settings) -> list[ModelSpec]:
             # preferred batch size of 1 the batcher sends each request at once. On GPU
             # the 1 ms delay lets batches form.
             cpu_preferred_batch_sizes=(1,),
+            takes_video_frames=True,
         ),
         ModelSpec(
             "postprocess",
@@ -270,6 +274,9 @@ def model_config(spec: ModelSpec, profile: Profile, has_plan: bool = False) -> d
             "default_queue_policy": {"timeout_action": "REJECT", "allow_timeout_override": True},
         },
     }
+    if spec.takes_video_frames:
+        config["dynamic_batching"]["priority_levels"] = c.PRIORITY_LEVELS
+        config["dynamic_batching"]["default_priority_level"] = c.PHOTO_PRIORITY
     if profile.name == "cpu" and spec.cpu_preferred_batch_sizes:
         config["dynamic_batching"]["preferred_batch_size"] = list(spec.cpu_preferred_batch_sizes)
     if spec.network and profile.name == "gpu":

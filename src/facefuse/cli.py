@@ -291,6 +291,7 @@ def gateway_video_worker(
 
     from facefuse.gateway.server import new_event_loop
     from facefuse.gateway.settings import GatewaySettings
+    from facefuse.gateway.result_objects import result_objects
     from facefuse.gateway.video_service import open_job_store
     from facefuse.gateway.triton import TritonPool
     from facefuse.gateway.video_worker import VideoWorker
@@ -306,7 +307,8 @@ def gateway_video_worker(
                             gateway_key=settings.triton_key.get_secret_value() if settings.triton_key else None,
                             max_dispatched_per_replica=settings.max_dispatched_per_replica)
         store = open_job_store(video_settings)
-        worker = VideoWorker(store, triton, VideoTemplateStore(video_settings.template_dir), video_settings)
+        worker = VideoWorker(store, triton, VideoTemplateStore(video_settings.template_dir), video_settings,
+                             results=result_objects(video_settings))
         typer.echo(f"video worker {worker.name} on {video_settings.jobs_dir}, Triton {', '.join(settings.triton_urls)}",
                    err=True)
         try:
@@ -458,6 +460,20 @@ def bench_video(
     typer.echo(f"wrote {out_dir / 'video-bench.json'} and {out_dir / 'video-bench.md'}")
 
 
+@bench_app.command("video-priority")
+def bench_video_priority(
+    template: str = typer.Option("talking-head", help="Video template of the concurrent jobs."),
+    calls: int = typer.Option(30, help="Photo calls per phase."),
+    rounds: int = typer.Option(2, help="Alternations of the phases (alone, beside video)."),
+    out_dir: Path = typer.Option(Path("var/bench"), help="Where video-priority.json and .md go."),
+) -> None:
+    """One caller's photo latency alone and while video jobs run (Triton priority levels at work)."""
+    from facefuse.bench.video_priority import run_priority_bench
+
+    run_priority_bench(template, calls, rounds, out_dir, echo=typer.echo)
+    typer.echo((out_dir / "video-priority.md").read_text())
+
+
 @bench_app.command("gateway")
 def bench_gateway(
     paired_calls: int = typer.Option(100, help="Fuse calls alternated direct / through the gateway."),
@@ -528,6 +544,9 @@ def loadtest_run(
     api_key: str = typer.Option(None, envvar="FACEFUSE_API_KEY", help="With --target: the gateway API key."),
     device: str = typer.Option(None, help="With --target: what one replica runs on, e.g. 'H100 x1, gpu profile'."),
     gpus_per_replica: int = typer.Option(0, help="With --target: GPUs of one replica (the planner sizes GPUs by it)."),
+    video_share: float = typer.Option(0.0, envvar="FACEFUSE_LOADTEST_VIDEO_SHARE",
+                                      help="Share of the users (0..1) that submit video jobs instead of photo calls."),
+    video_template: str = typer.Option("talking-head", help="Video template of those jobs."),
 ) -> None:
     """Run a bounded Locust load test and write the capacity report (Markdown, PNG, JSON)."""
     from facefuse.capacity.loadtest import LoadTestPlan, run_load_test, shell_command
@@ -537,7 +556,9 @@ def loadtest_run(
         fail(f"--shape {shape!r} is not one of {', '.join(SHAPES)}")
     if target and not (metrics_url and triton_url and api_key and device):
         fail("--target needs --metrics-url, --triton-url, --api-key (or FACEFUSE_API_KEY) and --device")
-    plan = LoadTestPlan(shape, max_users, step_s, duration_s, workers, p99_ms)
+    if not 0.0 <= video_share <= 1.0:
+        fail(f"--video-share {video_share:g} is not between 0 and 1")
+    plan = LoadTestPlan(shape, max_users, step_s, duration_s, workers, p99_ms, video_share, video_template)
     command = shell_command(["facefuse", *sys.argv[1:]])
     run_load_test(plan, out_dir, command, (target, metrics_url, api_key, triton_url) if target else None,
                   device, gpus_per_replica, echo=typer.echo)
@@ -645,13 +666,21 @@ def capacity_videos(
     from_report: Path = typer.Option(
         Path("loadtest/reports/cpu-2core/capacity.json"), "--from", help="Load-test capacity JSON or `bench photo` JSON.",
     ),
-    video_bench: Path = typer.Option(Path("var/bench/video-bench.json"), help="`facefuse bench video` JSON."),
+    video_bench: Path = typer.Option(
+        None, help="`facefuse bench video` JSON (default: the --from report's video jobs when its load test had "
+                   "a video share, else var/bench/video-bench.json).",
+    ),
     target_utilization: float = typer.Option(0.75, help="Fraction of measured capacity to plan for."),
 ) -> None:
     """Replicas for N posters and M videos per selfie for P selfies in T seconds."""
+    import json
+
     from facefuse.capacity.planner import measurement_from_file
     from facefuse.capacity.video_plan import campaign_plan, render, video_measurement_from_file
 
+    if video_bench is None:
+        has_video = from_report.is_file() and "video" in json.loads(from_report.read_text())
+        video_bench = from_report if has_video else Path("var/bench/video-bench.json")
     for path, how in ((from_report, "run a load test or `facefuse bench photo`"), (video_bench, "run `facefuse bench video`")):
         if not path.is_file():
             fail(f"{path} does not exist; {how}")

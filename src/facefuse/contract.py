@@ -24,6 +24,13 @@ MAX_FACES = 6
 # 640 on GPU, where the extra cost is small and small faces in group posters matter.
 DETECTOR_INPUT_PX = {"cpu": 320, "gpu": 640}
 
+# Triton priority levels (1 is served first) of the models video frames go through:
+# photo calls are interactive and go first, video frames are background work. A photo
+# request carries no priority (0: the model's default level) and keeps it through the
+# ensemble's steps; the video worker sends each frame with VIDEO_FRAME_PRIORITY.
+PHOTO_PRIORITY, VIDEO_FRAME_PRIORITY = 1, 2
+PRIORITY_LEVELS = 2
+
 
 def detector_prior_count(input_px: int) -> int:
     """RetinaFace anchors: strides 8/16/32, two anchor sizes per cell."""

@@ -88,3 +88,21 @@ def test_the_server_and_every_stub_run_with_the_malloc_tunables(triton):
         # Some glibc versions parse GLIBC_TUNABLES in place, turning each ':' into a NUL.
         environ = Path(f"/proc/{pid}/environ").read_bytes().replace(b"\0", b":")
         assert f":GLIBC_TUNABLES={MALLOC_TUNABLES}:".encode() in b":" + environ, pid
+
+
+def test_fuse_queues_photos_before_video_frames_and_serves_a_frame_sent_at_the_low_level(triton_client, astronaut):
+    from facefuse.contract import PHOTO_PRIORITY, PRIORITY_LEVELS, VIDEO_FRAME_PRIORITY
+    from facefuse.gateway.video_worker import FUSE_OUTPUTS, fuse_frame_inputs
+    from facefuse.triton_client import ANALYZE_OUTPUTS, analyze_inputs
+    from facefuse.video.fusion import VideoOptions
+
+    batching = triton_client.get_model_config("fuse", as_json=True)["config"]["dynamic_batching"]
+    assert int(batching["priority_levels"]) == PRIORITY_LEVELS
+    assert int(batching["default_priority_level"]) == PHOTO_PRIORITY  # photos carry none: the high level
+    analysed = triton_client.infer("face_analyze", analyze_inputs(astronaut), outputs=ANALYZE_OUTPUTS)
+    faces, meshes = analysed.as_numpy("user_faces")[0], analysed.as_numpy("user_meshes")[0]
+    # A video frame as the worker sends it: the photo's face into a frame's face (here the same one).
+    inputs = fuse_frame_inputs(faces, meshes, faces[0], meshes[0], VideoOptions())
+    fused = triton_client.infer("fuse", inputs, outputs=FUSE_OUTPUTS, priority=VIDEO_FRAME_PRIORITY)
+    assert fused.as_numpy("fused_faces").shape == (1, 1, 384, 384, 3)
+    assert fused.as_numpy("fused_masks").max() > 0

@@ -70,3 +70,41 @@ def test_a_report_is_written_with_plots_and_a_planner_json(tmp_path):
     # 4 s of fuse compute over 60 + 40 posters.
     assert json.loads((out / "capacity.json").read_text())["capacity"]["stage_compute_ms_per_poster"] == {"fuse": 40.0}
     assert "16 posters/s" in (out / "report.md").read_text()
+
+
+def test_video_rows_stay_out_of_the_photo_latency_and_get_their_own_figures(tmp_path):
+    from facefuse.capacity.report import video_figures
+
+    path = tmp_path / "run_stats_history.csv"
+    history(path, [(3, 8, 4.0, 1.0, 100, 200)])
+    rows = list(csv.DictReader(open(path)))
+    t = rows[-1]["Timestamp"]
+    # A video job row with a 9 s p99, and the Aggregated row that mixes it in.
+    video = dict(rows[-1], Name="Video job", **{"Requests/s": "0.1", "50%": "8000", "99%": "9000"})
+    rows = [r for r in rows if not (r["Timestamp"] == t and r["Name"] == "Aggregated")]
+    rows += [video, dict(rows[-1], Name="Aggregated", **{"99%": "9000"})]
+    steps = steps_from_history(rows, {"Fuse": 1, "FuseMany": 5})
+    assert steps[0].p99_ms == 200 and steps[0].requests_per_s == 5.0
+
+    stats = tmp_path / "run_stats.csv"
+    with open(stats, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["Type", "Name", "Request Count", "Failure Count", "Average Response Time",
+                         "Average Content Size", "50%", "99%"])
+        writer.writerow(["grpc", "Fuse", 60, 0, 150, 1000, 140, 200])
+        writer.writerow(["grpc", "Video submit", 3, 0, 20, 50, 20, 30])
+        writer.writerow(["grpc", "Video job", 3, 1, 9000, 300000, 8000, 9000])
+        # two jobs of 36 frames seen running 6 s each: 72 frames in 12 s.
+        writer.writerow(["grpc", "Video job running", 2, 0, 6000, 36, 6000, 6000])
+    figures = video_figures(stats)
+    assert figures["jobs_submitted"] == 3 and figures["jobs_done"] == 2 and figures["jobs_failed"] == 1
+    assert figures["frames_per_s"] == 6.0 and figures["frames_fused"] == 72
+    assert figures["job_p99_ms"] == 9000
+
+
+def test_a_run_without_video_users_has_no_video_figures(tmp_path):
+    from facefuse.capacity.report import video_figures
+
+    stats = tmp_path / "run_stats.csv"
+    stats.write_text("Type,Name,Request Count,Failure Count\ngrpc,Fuse,60,0\n")
+    assert video_figures(stats) is None

@@ -106,3 +106,15 @@ def test_a_config_field_triton_does_not_know_is_refused():
     config = dict(models["decode"], max_batch_sise=4)
     with pytest.raises(Exception, match="max_batch_sise"):
         configs.validate(config)
+
+
+def test_the_model_video_frames_go_through_queues_photos_before_frames(profile):
+    from facefuse.contract import PHOTO_PRIORITY, PRIORITY_LEVELS, VIDEO_FRAME_PRIORITY
+
+    models, _ = configs.repository_configs(profile, SETTINGS)
+    fuse = configs.validate(models["fuse"]).dynamic_batching
+    assert fuse.priority_levels == PRIORITY_LEVELS >= VIDEO_FRAME_PRIORITY > PHOTO_PRIORITY
+    # A photo request carries no priority (0) and gets the default level: the high one.
+    assert fuse.default_priority_level == PHOTO_PRIORITY
+    # Models frames do not go through keep one queue.
+    assert configs.validate(models["decode"]).dynamic_batching.priority_levels == 0

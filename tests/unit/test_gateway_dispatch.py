@@ -117,7 +117,7 @@ def test_the_pool_sends_at_most_its_dispatch_limit_and_drops_calls_that_would_co
         pool = TritonPool(["a:1"], hedge_delay_s=60.0, max_inflight_per_replica=64, max_dispatched_per_replica=2)
         at_triton, peak, answered = 0, 0, []
 
-        async def triton(model, inputs, outputs, deadline):
+        async def triton(model, inputs, outputs, deadline, priority):
             nonlocal at_triton, peak
             at_triton += 1
             peak = max(peak, at_triton)
@@ -158,3 +158,32 @@ def test_the_typical_latency_is_the_median_of_recent_answers():
     assert window.typical() == 0.3
     now[0] = 11.0
     assert window.typical() == 0
+
+
+def test_a_freed_slot_goes_to_a_waiting_photo_call_before_an_earlier_video_frame():
+    async def run():
+        queue = DeadlineQueue(limit=1)
+        far = time.monotonic() + 60
+        order = []
+        release_first = asyncio.Event()
+
+        async def call(name: str, background: bool):
+            async with queue.slot(far, 0.0, background=background):
+                order.append(name)
+                if name == "first":
+                    await release_first.wait()
+
+        first = asyncio.ensure_future(call("first", False))
+        await asyncio.sleep(0)
+        frame = asyncio.ensure_future(call("frame", True))
+        await asyncio.sleep(0)
+        photo = asyncio.ensure_future(call("photo", False))
+        await asyncio.sleep(0)
+        # A photo arriving while only frames wait still may not take a slot nobody frees.
+        assert queue.waiting() == 2 and not queue.has_room() and not queue.take_nowait(background=True)
+        release_first.set()
+        await asyncio.gather(first, frame, photo)
+        return order, queue.active
+
+    order, active = asyncio.run(run())
+    assert order == ["first", "photo", "frame"] and active == 0

@@ -22,11 +22,13 @@ class RecordingPool:
         self.photo_running = False
         self.most_video_in_flight = 0
         self.video_in_flight = 0
+        self.priorities = []
 
     def calls_in_flight(self) -> int:
         return sum(r.in_flight for r in self.replicas)
 
-    async def infer(self, model, inputs, outputs, deadline):
+    async def infer(self, model, inputs, outputs, deadline, priority=0):
+        self.priorities.append((model, priority))
         if self.photo_running:
             self.video_calls_started_during_photo += 1
         self.replicas[0].in_flight += 1
@@ -98,12 +100,24 @@ def test_a_frame_shed_by_an_overloaded_gateway_waits_and_is_sent_again():
     class SheddingOnce(RecordingPool):
         shed = False
 
-        async def infer(self, model, inputs, outputs, deadline):
+        async def infer(self, model, inputs, outputs, deadline, priority=0):
             if not self.shed:
                 self.shed = True
                 raise Overloaded("every replica is full", retry_after_s=0.01)
-            return await super().infer(model, inputs, outputs, deadline)
+            return await super().infer(model, inputs, outputs, deadline, priority)
 
     pool = SheddingOnce()
     face, mask = asyncio.run(_fuser(pool)(CROP, MESH))
     assert pool.shed and face.shape == (384, 384, 3) and mask.shape == (384, 384)
+
+
+def test_every_frame_is_sent_to_fuse_at_tritons_low_priority_level():
+    from facefuse.contract import PHOTO_PRIORITY, VIDEO_FRAME_PRIORITY
+
+    async def scenario():
+        pool = RecordingPool()
+        await asyncio.gather(*[_fuser(pool)(CROP, MESH) for _ in range(5)])
+        return pool
+
+    priorities = asyncio.run(scenario()).priorities
+    assert priorities == [("fuse", VIDEO_FRAME_PRIORITY)] * 5 and VIDEO_FRAME_PRIORITY != PHOTO_PRIORITY

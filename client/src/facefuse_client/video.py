@@ -48,6 +48,9 @@ class VideoJob:
     failure_reason: str
     failure_detail: str
     expires_unix_s: float | None
+    # Where the gateway keeps results in object storage: a presigned URL of the MP4 ("" if not).
+    result_url: str = ""
+    result_url_expires_unix_s: float | None = None
 
     @property
     def finished(self) -> bool:
@@ -70,7 +73,8 @@ def _job(m: pb.VideoJob) -> VideoJob:
         m.job_id, STATES.get(m.state, "unknown"), m.template_id,
         m.queue_position if m.HasField("queue_position") else None, m.progress, m.frames_done, m.frame_count,
         m.eta_s if m.HasField("eta_s") else None, m.failure_reason, m.failure_detail,
-        m.expires_unix_s if m.HasField("expires_unix_s") else None,
+        m.expires_unix_s if m.HasField("expires_unix_s") else None, m.result_url,
+        m.result_url_expires_unix_s if m.HasField("result_url_expires_unix_s") else None,
     )
 
 

@@ -3,6 +3,8 @@
 Locust runs as its own processes (one, or a master and N workers for distributed
 mode) from `loadtest/locustfile.py`; Triton's metrics endpoint is sampled during the run;
 the capacity report is written from Locust's full-history CSV and those samples.
+Video jobs (plan.video_share of the users) are fused by the video worker that every
+gateway runs by default (FACEFUSE_VIDEO_WORKER_IN_GATEWAY), in the gateway under test.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from facefuse.capacity.mix import POSTERS_PER_REQUEST
+from facefuse.capacity.mix import DEFAULT_VIDEO_TEMPLATE, POSTERS_PER_REQUEST
 from facefuse.capacity.report import write_report
 from facefuse.capacity.triton_metrics import MetricsRecorder
 from facefuse.server.triton import configured_gateway_key
@@ -34,13 +36,16 @@ class LoadTestPlan:
     duration_s: float = 30.0
     workers: int = 0
     p99_ms: float = 2000.0
+    video_share: float = 0.0  # of the users: they submit video jobs instead of photo calls
+    video_template: str = DEFAULT_VIDEO_TEMPLATE
 
 
 def locust_commands(plan: LoadTestPlan, host: str, api_key: str, csv_prefix: Path) -> list[list[str]]:
     """The Locust process(es): one headless runner, or a headless master plus workers."""
     base = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--host", host,
             "--shape", plan.shape, "--max-users", str(plan.max_users), "--step-s", str(plan.step_s),
-            "--duration-s", str(plan.duration_s), "--api-key", api_key, "--loglevel", "WARNING"]
+            "--duration-s", str(plan.duration_s), "--api-key", api_key, "--loglevel", "WARNING",
+            "--video-share", str(plan.video_share), "--video-template", plan.video_template]
     runner = base + ["--headless", "--csv", str(csv_prefix), "--csv-full-history", "--only-summary"]
     if plan.workers <= 0:
         return [runner]
@@ -94,6 +99,7 @@ def run_load_test(plan: LoadTestPlan, out_dir: Path, command: str, target: tuple
         client = keyed_client(triton_url, gateway_key)
         instances = instance_counts(client)
         client.close()
+        template = video_template_info(host, api_key, plan.video_template) if plan.video_share > 0 else None
         commands = locust_commands(plan, host, api_key, csv_prefix)
         echo(f"locust: {len(commands)} process(es) against {host}, shape {plan.shape}, up to {plan.max_users} users")
         with MetricsRecorder([metrics_url], interval_s=2.0) as recorder:
@@ -105,11 +111,31 @@ def run_load_test(plan: LoadTestPlan, out_dir: Path, command: str, target: tuple
         device, gpus_per_replica = f"cpu x{os.cpu_count() or 1} (embedded Triton, cpu profile)", 0
     result = write_report(
         out_dir, Path(f"{csv_prefix}_stats_history.csv"), samples, plan.p99_ms,
-        POSTERS_PER_REQUEST, device, gpus_per_replica, instances, command,
+        POSTERS_PER_REQUEST, device, gpus_per_replica, instances, command, template,
     )
     echo(f"report: {out_dir / 'report.md'}; sustainable {result['capacity']['sustainable_posters_per_s']} posters/s, "
          f"bottleneck {result['bottleneck_stage']}")
+    if "video" in result:
+        v = result["video"]
+        echo(f"video: {v['jobs_done']} jobs done, {v['jobs_failed']} failed; job p50 {v['job_p50_ms']:g} ms, "
+             f"p99 {v['job_p99_ms']:g} ms; {v['frames_per_s']:g} frames/s per worker")
     return result
+
+
+def video_template_info(host: str, api_key: str, template_id: str) -> dict:
+    """The jobs' template as the gateway lists it (its fps sizes videos in the planner)."""
+    import grpc
+    from facefuse_client.v1 import facefuse_pb2 as pb
+    from facefuse_client.v1 import facefuse_pb2_grpc as pb_grpc
+
+    with grpc.insecure_channel(host) as channel:
+        listed = pb_grpc.VideoJobsStub(channel).ListVideoTemplates(
+            pb.ListVideoTemplatesRequest(), timeout=30, metadata=(("x-api-key", api_key),))
+    for template in listed.templates:
+        if template.template_id == template_id:
+            return {"template_id": template_id, "fps": round(template.fps, 3), "frame_count": template.frame_count}
+    raise RuntimeError(f"video template {template_id!r} is not registered at {host}: "
+                       f"`facefuse templates add-video` it or pick one with --video-template")
 
 
 

@@ -2,7 +2,10 @@
 
 Reads Locust's full-history CSV (one row per request name per second) and the Triton
 metrics samples recorded during the run. Throughput is counted in posters (a FuseMany
-of five is five posters; a photo refused with its typed reason is none).
+of five is five posters; a photo refused with its typed reason is none). Latency is the
+photo calls' own (Locust's "Aggregated" row would mix in the video jobs' polls and
+downloads); video jobs get their own section: jobs done, job latency under the photo
+load and the frames/s one worker fused.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from facefuse.capacity.mix import PHOTO_NAMES, VIDEO_DOWNLOAD, VIDEO_JOB, VIDEO_RUNNING, VIDEO_SUBMIT
 from facefuse.capacity.planner import Measurement
 from facefuse.contract import STAGES
 from facefuse.capacity.triton_metrics import Sample, stage_series, stage_totals
@@ -70,15 +74,46 @@ def steps_from_history(rows: list[dict], posters_per_request: dict[str, float]) 
             sum(_number(r["Requests/s"]) * posters_per_request.get(name, 0.0) for name, r in m.items() if name != "Aggregated")
             for m in settled
         )
-        agg = [m["Aggregated"] for m in settled]
+        photo = [[r for name, r in m.items() if name in PHOTO_NAMES] for m in settled]
         steps.append(Step(
             users=users, seconds=len(moments), posters_per_s=round(posters, 2),
-            requests_per_s=round(mean(_number(r["Requests/s"]) for r in agg), 2),
-            failures_per_s=round(mean(_number(r["Failures/s"]) for r in agg), 3),
-            p50_ms=round(mean(_number(r["50%"]) for r in agg), 1),
-            p99_ms=round(max(_number(r["99%"]) for r in agg), 1),
+            requests_per_s=round(mean(sum(_number(r["Requests/s"]) for r in rs) for rs in photo), 2),
+            failures_per_s=round(mean(sum(_number(r["Failures/s"]) for r in rs) for rs in photo), 3),
+            p50_ms=round(mean(_photo_p50(rs) for rs in photo if rs), 1),
+            # Percentiles of several names do not merge exactly: the worst name's p99 bounds it from above.
+            p99_ms=round(max((_number(r["99%"]) for rs in photo for r in rs), default=0.0), 1),
         ))
     return sorted(steps, key=lambda s: s.users)
+
+
+def _photo_p50(rows: list[dict]) -> float:
+    """The photo names' medians, weighted by their request rates."""
+    rate = sum(_number(r["Requests/s"]) for r in rows)
+    if rate <= 0:
+        return max(_number(r["50%"]) for r in rows)
+    return sum(_number(r["50%"]) * _number(r["Requests/s"]) for r in rows) / rate
+
+
+def video_figures(stats_csv: Path) -> dict | None:
+    """The video jobs of the run (None: it had none), from Locust's totals per name."""
+    rows = {row["Name"]: row for row in read_history(stats_csv)}
+    if VIDEO_SUBMIT not in rows:
+        return None
+    job, running = rows.get(VIDEO_JOB, {}), rows.get(VIDEO_RUNNING, {})
+    running_s = _number(running.get("Request Count")) * _number(running.get("Average Response Time")) / 1000
+    frames = _number(running.get("Request Count")) * _number(running.get("Average Content Size"))
+    submits, downloads = rows[VIDEO_SUBMIT], rows.get(VIDEO_DOWNLOAD, {})
+    return {
+        "jobs_submitted": int(_number(submits["Request Count"]) - _number(submits["Failure Count"])),
+        "jobs_done": int(_number(job.get("Request Count")) - _number(job.get("Failure Count"))),
+        "jobs_failed": int(_number(job.get("Failure Count"))),
+        "job_p50_ms": _number(job.get("50%")), "job_p99_ms": _number(job.get("99%")),
+        "submit_p99_ms": _number(submits["99%"]), "download_p99_ms": _number(downloads.get("99%")),
+        # One worker runs one job at a time (FACEFUSE_VIDEO_WORKER_CONCURRENCY=1): frames over
+        # the seconds jobs were seen running is its frame rate beside the photo load.
+        "frames_per_s": round(frames / running_s, 2) if running_s > 0 else 0.0,
+        "frames_fused": int(frames),
+    }
 
 
 def posters_served(stats_csv: Path, posters_per_request: dict[str, float]) -> float:
@@ -100,8 +135,9 @@ def sustainable(steps: list[Step], p99_target_ms: float) -> Step | None:
 def write_report(
     out_dir: Path, history_csv: Path, samples: list[Sample], p99_target_ms: float,
     posters_per_request: dict[str, float], device: str, gpus_per_replica: int,
-    stage_instances: dict[str, int], command: str,
+    stage_instances: dict[str, int], command: str, video_template: dict | None = None,
 ) -> dict:
+    """video_template: the jobs' template (its template_id and fps) when the run had video users."""
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = read_history(history_csv)
     steps = steps_from_history(rows, posters_per_request)
@@ -119,6 +155,10 @@ def write_report(
         stage_compute_ms_per_poster={s: round(t["busy_s"] * 1000 / posters, 2) for s, t in totals.items()} if posters else {},
         stage_instances=stage_instances,
     )
+    video = video_figures(stats_csv) if stats_csv.is_file() else None
+    if video is not None:
+        video.update({"template_id": (video_template or {}).get("template_id", ""),
+                      "template_fps": (video_template or {}).get("fps", 0.0)})
     _plot_throughput(out_dir / "throughput_vs_users.png", steps, p99_target_ms)
     _plot_latency(out_dir / "latency_over_time.png", rows)
     _plot_stages(out_dir / "stage_times.png", stage_series(samples, STAGES))
@@ -126,6 +166,8 @@ def write_report(
         "command": command, "p99_target_ms": p99_target_ms, "bottleneck_stage": bottleneck,
         "steps": [asdict(s) for s in steps], "stages": totals, "capacity": asdict(measurement),
     }
+    if video is not None:
+        result["video"] = video
     (out_dir / "capacity.json").write_text(json.dumps(result, indent=2) + "\n")
     (out_dir / "report.md").write_text(_markdown(result, best))
     return result
@@ -144,11 +186,20 @@ def _markdown(result: dict, best: Step | None) -> str:
          else "**No step held the p99 target**: the replica is overloaded at every measured level."),
         f"**Bottleneck stage: {result['bottleneck_stage']}** (most compute per instance).",
         "",
+        "Photo calls (Fuse, FuseMany, bad photos; video rows left out):",
+        "",
         "| users | seconds | posters/s | requests/s | failures/s | p50 ms | p99 ms |",
         "|---|---|---|---|---|---|---|",
     ]
     lines += [f"| {s['users']} | {s['seconds']} | {s['posters_per_s']} | {s['requests_per_s']} | {s['failures_per_s']} | "
               f"{s['p50_ms']} | {s['p99_ms']} |" for s in result["steps"]]
+    if "video" in result:
+        v = result["video"]
+        lines += ["", f"Video jobs beside the photo load (template {v['template_id']}, {v['template_fps']:g} fps): "
+                  f"{v['jobs_done']} done, {v['jobs_failed']} failed of {v['jobs_submitted']} submitted; "
+                  f"job latency p50 {v['job_p50_ms']:g} ms, p99 {v['job_p99_ms']:g} ms (queue included); "
+                  f"one worker fused **{v['frames_per_s']:g} frames/s** ({v['frames_fused']} frames); "
+                  f"submit p99 {v['submit_p99_ms']:g} ms, download p99 {v['download_p99_ms']:g} ms."]
     lines += ["", "Triton stages over the run (from its metrics endpoint):", "",
               "| stage | requests | mean batch | queue ms/request | compute ms/request |", "|---|---|---|---|---|"]
     lines += [f"| {name} | {t['requests']:.0f} | {t['mean_batch']} | {t['queue_ms_per_request']} | {t['compute_ms_per_request']} |"
@@ -156,7 +207,9 @@ def _markdown(result: dict, best: Step | None) -> str:
     lines += ["", "![throughput vs users](throughput_vs_users.png)", "", "![latency over time](latency_over_time.png)",
               "", "![stage queue and compute](stage_times.png)", "",
               "Size a campaign from this report: `facefuse capacity --peak-tasks N --window-s S --p99-ms P "
-              "--from <this folder>/capacity.json`.", ""]
+              "--from <this folder>/capacity.json`" + (
+                  "; with videos: `facefuse capacity-videos --selfies P --window-s T --posters-per-selfie N "
+                  "--videos-per-selfie M --from <this folder>/capacity.json`." if "video" in result else "."), ""]
     return "\n".join(lines)
 
 
@@ -188,7 +241,7 @@ def _plot_throughput(path: Path, steps: list[Step], p99_target_ms: float) -> Non
 
 def _plot_latency(path: Path, rows: list[dict]) -> None:
     plt = _pyplot()
-    agg = [r for r in rows if r["Name"] == "Aggregated"]
+    agg = [r for r in rows if r["Name"] == PHOTO_NAMES[0]]  # Fuse, most of the photo calls
     if not agg:
         return
     start = _number(agg[0]["Timestamp"])
@@ -201,7 +254,7 @@ def _plot_latency(path: Path, rows: list[dict]) -> None:
     users.set_ylabel("users")
     ax.set_xlabel("seconds")
     ax.set_ylabel("latency (ms)")
-    ax.set_title("Latency percentiles over time")
+    ax.set_title(f"{PHOTO_NAMES[0]} latency percentiles over time")
     ax.legend(loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -7,6 +7,8 @@ That work is lost goodput. Here at most `limit` calls are at Triton at once (eno
 keep its instances busy), and the others wait in arrival order. A waiting call is
 dropped with DEADLINE_EXCEEDED as soon as its deadline no longer leaves the time Triton
 typically takes to answer it: Triton never sees a call that would come back too late.
+Background calls (video frames) wait behind every interactive call (photos): a freed
+slot goes to the longest-waiting photo call first.
 """
 
 from __future__ import annotations
@@ -28,27 +30,31 @@ class DeadlineQueue:
         self.limit = limit
         self.active = 0
         self.dropped = 0  # calls dropped while waiting: their deadline could no longer be met
+        # Handed slots in this order: interactive waiters first, then background ones.
         self._waiters: deque[asyncio.Future] = deque()
+        self._background_waiters: deque[asyncio.Future] = deque()
         self._clock = clock
 
     def waiting(self) -> int:
-        return sum(not w.done() for w in self._waiters)
+        return sum(not w.done() for w in (*self._waiters, *self._background_waiters))
 
-    def has_room(self) -> bool:
-        """A slot is free and nobody waits for one (a newcomer would not overtake)."""
-        return self.active < self.limit and not self.waiting()
+    def has_room(self, background: bool = False) -> bool:
+        """A slot is free and nobody this call may not overtake waits for one."""
+        ahead = self.waiting() if background else sum(not w.done() for w in self._waiters)
+        return self.active < self.limit and not ahead
 
-    def take_nowait(self) -> bool:
+    def take_nowait(self, background: bool = False) -> bool:
         """Take a free slot without waiting (hedges: only when Triton has room to spare)."""
-        if not self.has_room():
+        if not self.has_room(background):
             return False
         self.active += 1
         return True
 
-    async def acquire(self, deadline: float, service_s: float) -> None:
+    async def acquire(self, deadline: float, service_s: float, background: bool = False) -> None:
         """Wait for a slot; DeadlineExceeded once `deadline` (monotonic) no longer leaves
-        `service_s`, the time Triton typically takes for this call."""
-        if self.take_nowait():
+        `service_s`, the time Triton typically takes for this call. A background call
+        waits behind every interactive one."""
+        if self.take_nowait(background):
             return
         budget = deadline - self._clock() - service_s
         if budget <= 0:
@@ -63,7 +69,7 @@ class DeadlineQueue:
                 waiter.set_exception(DeadlineExceeded(self._too_late(deadline, service_s)))
 
         timer = loop.call_later(budget, drop)
-        self._waiters.append(waiter)
+        (self._background_waiters if background else self._waiters).append(waiter)
         try:
             await waiter  # a result: release() handed this call its slot
         except asyncio.CancelledError:
@@ -87,16 +93,17 @@ class DeadlineQueue:
             self.active += 1
 
     def _hand_over(self) -> bool:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return True
+        for waiters in (self._waiters, self._background_waiters):
+            while waiters:
+                waiter = waiters.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+                    return True
         return False
 
     @contextlib.asynccontextmanager
-    async def slot(self, deadline: float, service_s: float):
-        await self.acquire(deadline, service_s)
+    async def slot(self, deadline: float, service_s: float, background: bool = False):
+        await self.acquire(deadline, service_s, background)
         try:
             yield
         finally:

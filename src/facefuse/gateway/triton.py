@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import tritonclient.grpc.aio as aioclient
 from tritonclient.utils import InferenceServerException
 
+from facefuse.contract import PHOTO_PRIORITY
 from facefuse.errors import FacefuseError, Reason, reason_from_message
 from facefuse.gateway.dispatch import DeadlineQueue
 from facefuse.gateway.errors import DeadlineExceeded, GatewayError, Overloaded, Unavailable
@@ -244,7 +245,7 @@ class TritonPool:
 
         return list(await asyncio.gather(*(one(r) for r in self.replicas)))
 
-    async def _attempt(self, replica: Replica, model: str, inputs, outputs, deadline: float):
+    async def _attempt(self, replica: Replica, model: str, inputs, outputs, deadline: float, priority: int = 0):
         """replica.in_flight was counted by the caller, in the step that chose the replica."""
         try:
             remaining = deadline - time.monotonic()
@@ -254,7 +255,8 @@ class TritonPool:
             # timeout (microseconds): Triton drops the request from its queues once it
             # expires instead of running stages for an answer nobody waits for.
             result = await replica.client.infer(model, inputs, outputs=outputs, client_timeout=remaining,
-                                                timeout=max(1, int(remaining * 1e6)), headers=triton_headers())
+                                                timeout=max(1, int(remaining * 1e6)), headers=triton_headers(),
+                                                priority=priority)
             self._count_completion()
         except InferenceServerException as exc:
             error = error_from_triton(exc)
@@ -283,20 +285,23 @@ class TritonPool:
         live = [r for r in self.replicas if not r.cooling(now)] or self.replicas
         self.dispatch.resize(self.max_dispatched * max(1, len(live)))
 
-    async def infer(self, model: str, inputs, outputs, deadline: float, service: LatencyWindow | None = None):
+    async def infer(self, model: str, inputs, outputs, deadline: float, service: LatencyWindow | None = None,
+                    priority: int = 0):
         """Run one inference: wait in the gateway's queue for a dispatch slot (or be dropped
         there once the deadline cannot be met), then call Triton with hedging and failover.
         `service`: the window that learns this call's Triton time (default: per model).
+        priority: Triton's queue level where the model has levels (0: its default).
         Raises FacefuseError subclasses."""
         service = service or self.service_time(model)
         self._resize_dispatch()
-        async with self.dispatch.slot(deadline, service.typical()):
+        # A call at a lower Triton priority (a video frame) also waits behind photos here.
+        async with self.dispatch.slot(deadline, service.typical(), background=priority > PHOTO_PRIORITY):
             started = time.monotonic()
-            result = await self._infer_now(model, inputs, outputs, deadline)
+            result = await self._infer_now(model, inputs, outputs, deadline, priority)
             service.add(time.monotonic() - started)  # answers only: a service time
             return result
 
-    async def _infer_now(self, model: str, inputs, outputs, deadline: float):
+    async def _infer_now(self, model: str, inputs, outputs, deadline: float, priority: int):
         order = self._by_load()
         attempts: dict[asyncio.Task, Replica] = {}
 
@@ -305,7 +310,7 @@ class TritonPool:
             # Counted now, not when the task first runs, so the cap stays exact; released
             # by a done callback, which runs even for a task cancelled before it started.
             replica.in_flight += 1
-            task = asyncio.ensure_future(self._attempt(replica, model, inputs, outputs, deadline))
+            task = asyncio.ensure_future(self._attempt(replica, model, inputs, outputs, deadline, priority))
             task.add_done_callback(lambda _: setattr(replica, "in_flight", replica.in_flight - 1))
             if hedge_slot:
                 task.add_done_callback(lambda _: self.dispatch.release())
@@ -322,7 +327,7 @@ class TritonPool:
                     timeout = max(0.0, min(self.hedge_delay_s, deadline - time.monotonic()))
                 done, _ = await asyncio.wait(attempts, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 if not done:  # slow: hedge to the next replica, unless calls wait for Triton
-                    if self.dispatch.take_nowait():  # (a hedge under overload is load, not speed)
+                    if self.dispatch.take_nowait(background=priority > PHOTO_PRIORITY):  # (a hedge under overload is load, not speed)
                         self.hedges_sent += 1
                         launch(spare.pop(0), "hedge", hedge_slot=True)
                     else:

@@ -19,6 +19,7 @@ from facefuse.errors import TemplateError
 from facefuse.gateway.auth import SCOPE_FUSE, SCOPE_TEMPLATES, Principal
 from facefuse.gateway.handlers import add_service
 from facefuse.gateway.jobs import Job, JobState, JobStore, load_key
+from facefuse.gateway.result_objects import ResultObjects, result_objects
 from facefuse.gateway.service import FaceFusionService, check_photo
 from facefuse.gateway.triton import TritonPool
 from facefuse.gateway.video_worker import VideoWorker
@@ -44,7 +45,8 @@ def video_options_from(message: pb.VideoOptions) -> VideoOptions:
     ).validated()
 
 
-def job_message(job: Job) -> pb.VideoJob:
+def job_message(job: Job, results: ResultObjects | None = None) -> pb.VideoJob:
+    """results: where the object store is configured, a done job carries a presigned URL."""
     message = pb.VideoJob(
         job_id=job.job_id, state=STATES[job.state], template_id=job.template_id, progress=job.progress,
         frames_done=job.frames_done, frame_count=job.frame_count, failure_reason=job.failure_reason,
@@ -56,14 +58,19 @@ def job_message(job: Job) -> pb.VideoJob:
         message.eta_s = job.eta_s
     if job.expires_s is not None:
         message.expires_unix_s = job.expires_s
+    if results is not None and job.state is JobState.DONE and job.expires_s is not None:
+        signed = results.url(job.job_id, job.expires_s)
+        if signed is not None:
+            message.result_url, message.result_url_expires_unix_s = signed
     return message
 
 
 class VideoJobsService(pb_grpc.VideoJobsServicer):
     def __init__(self, photos: FaceFusionService, store: JobStore, templates: VideoTemplateStore,
-                 settings: VideoSettings):
+                 settings: VideoSettings, results: ResultObjects | None = None):
         # Auth, quotas and error mapping are the photo service's: one place for each.
         self.photos, self.store, self.templates, self.settings = photos, store, templates, settings
+        self.results = results
         self.worker: VideoWorker | None = None
 
     async def SubmitVideoJob(self, request: pb.SubmitVideoJobRequest, context) -> pb.VideoJob:
@@ -86,7 +93,7 @@ class VideoJobsService(pb_grpc.VideoJobsServicer):
 
     async def GetVideoJob(self, request: pb.GetVideoJobRequest, context) -> pb.VideoJob:
         async def work(principal: Principal, _request_id: str) -> pb.VideoJob:
-            return job_message(await asyncio.to_thread(self.store.get, request.job_id, principal.tenant))
+            return job_message(await asyncio.to_thread(self.store.get, request.job_id, principal.tenant), self.results)
 
         return await self.photos._guard(context, SCOPE_FUSE, "GetVideoJob", request.job_id, work)
 
@@ -137,9 +144,10 @@ async def video_jobs(server, photos: FaceFusionService, triton: TritonPool, sett
     settings = settings or get_video_settings()
     store = open_job_store(settings)
     templates = VideoTemplateStore(settings.template_dir)
-    service = VideoJobsService(photos, store, templates, settings)
+    results = result_objects(settings)
+    service = VideoJobsService(photos, store, templates, settings, results)
     add_service(service, server, "VideoJobs")  # malformed bodies: INVALID_ARGUMENT, not UNKNOWN
-    service.worker = VideoWorker(store, triton, templates, settings) if settings.worker_in_gateway else None
+    service.worker = VideoWorker(store, triton, templates, settings, results=results) if settings.worker_in_gateway else None
     task = asyncio.ensure_future(service.worker.run()) if service.worker else None
     try:
         yield service

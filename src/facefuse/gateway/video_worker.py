@@ -6,10 +6,12 @@ Triton's `fuse` model as its own request, several in flight, so Triton's dynamic
 batcher forms batches across frames (and across jobs); the frames are pasted, labelled
 and encoded here (see facefuse.video.fusion).
 
-Photos come first: a job keeps at most `frames_in_flight` fuse calls in Triton's
-queues, and before sending more it waits (up to `photo_priority_max_wait_s`) while
-photo calls are in flight, so a poster request queues behind a few video frames at
-most, never behind a whole video.
+Photos come first: each frame is sent with Triton's low priority level
+(VIDEO_FRAME_PRIORITY), so `fuse` serves queued photo requests before queued frames; a
+job keeps at most `frames_in_flight` fuse calls in Triton's queues, and before sending
+more it waits (up to `photo_priority_max_wait_s`) while photo calls are in flight, so
+a poster request waits behind the frames already executing at most, never behind a
+whole video.
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ from pathlib import Path
 import numpy as np
 from tritonclient.grpc import InferInput, InferRequestedOutput
 
+from facefuse.contract import VIDEO_FRAME_PRIORITY
 from facefuse.errors import FacefuseError, Reason
 from facefuse.gateway.errors import Overloaded
 from facefuse.gateway.jobs import ClaimedJob, JobStore
+from facefuse.gateway.result_objects import ResultObjects
 from facefuse.gateway.triton import TritonPool
 from facefuse.triton_client import ANALYZE_OUTPUTS, analyze_inputs
 from facefuse.video.fusion import StageTimes, VideoOptions, fuse_video
@@ -91,7 +95,7 @@ class TritonFrameFuser:
             while True:
                 self.video_in_flight[0] += 1
                 try:
-                    result = await self.triton.infer("fuse", inputs, FUSE_OUTPUTS, deadline)
+                    result = await self.triton.infer("fuse", inputs, FUSE_OUTPUTS, deadline, priority=VIDEO_FRAME_PRIORITY)
                     break
                 except Overloaded as shed:
                     # Photo traffic fills the replicas: a background frame waits its turn
@@ -107,8 +111,10 @@ class TritonFrameFuser:
 
 class VideoWorker:
     def __init__(self, store: JobStore, triton: TritonPool, templates: VideoTemplateStore, settings: VideoSettings,
-                 name: str | None = None):
+                 name: str | None = None, results: ResultObjects | None = None):
+        """results: the object store finished videos are uploaded to, where one is configured."""
         self.store, self.triton, self.templates, self.settings = store, triton, templates, settings
+        self.results, self._last_sweep = results, 0.0
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._video_in_flight = [0]
         self.last_times: StageTimes | None = None
@@ -127,6 +133,7 @@ class VideoWorker:
                     else:
                         await asyncio.sleep(self.settings.poll_s)
                     await asyncio.to_thread(self.store.expire)
+                    await self._sweep_objects()
                     continue
                 task = asyncio.ensure_future(self.run_job(claimed))
                 running.add(task)
@@ -136,6 +143,15 @@ class VideoWorker:
                 task.cancel()
             if running:
                 await asyncio.gather(*running, return_exceptions=True)
+
+    async def _sweep_objects(self) -> None:
+        if self.results is None or time.monotonic() - self._last_sweep < self.settings.s3_sweep_s:
+            return
+        self._last_sweep = time.monotonic()
+        try:
+            await asyncio.to_thread(self.results.delete_expired)
+        except Exception:  # noqa: BLE001 - the store is unreachable now: the next sweep tries again
+            log.exception("deleting expired video results from object storage failed")
 
     async def run_job(self, claimed: ClaimedJob) -> None:
         job, attempt = claimed.job, claimed.attempt
@@ -161,6 +177,8 @@ class VideoWorker:
                 frames = await fuse_video(template, fuser, out_path, options, self.settings.max_video_kbps,
                                           progress=progress, times=times)
                 self.last_times = times
+                if self.results is not None:  # before the job reads done, so its URL works at once
+                    await asyncio.to_thread(self.results.put, job.job_id, out_path.read_bytes())
                 published = await asyncio.to_thread(self.store.finish, job.job_id, self.name, attempt,
                                                     out_path.read_bytes(), frames, time.perf_counter() - started)
                 log.info("video job %s %s: %d frames in %.1f s", job.job_id, "done" if published else "superseded",

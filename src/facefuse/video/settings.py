@@ -47,6 +47,18 @@ class VideoSettings(BaseSettings):
     photo_priority_max_wait_s: float = 2.0
     max_queued_jobs_per_tenant: int = 20
 
+    # S3-compatible object storage for finished videos (facefuse.gateway.result_objects):
+    # set the bucket and GetVideoJob also returns a presigned URL of the MP4. None: results
+    # are only streamed by the gateway. Credentials: boto3's chain (AWS_* variables, ...).
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None  # None: AWS S3; e.g. http://minio:9000
+    s3_region: str = "us-east-1"
+    s3_prefix: str = "videos/"
+    # A URL works this long, and never past its job's expiry (result_ttl_s after done).
+    s3_url_ttl_s: float = 3600.0
+    # How often a worker deletes expired objects.
+    s3_sweep_s: float = 60.0
+
 
 @functools.lru_cache(maxsize=1)
 def get_video_settings() -> VideoSettings:

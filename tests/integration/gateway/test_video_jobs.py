@@ -304,3 +304,52 @@ def test_gateways_sharing_a_redis_queue_serve_one_anothers_jobs(credentials, tri
                 assert done.state == "done"
                 assert one.videos.get(job.job_id).state == "done"
                 assert media.probe_bytes(one.videos.download(job.job_id)).frame_count == done.frame_count
+
+
+def test_with_object_storage_a_done_job_gives_a_presigned_url_of_a_playable_mp4_that_expiry_deletes(
+        credentials, triton, video_root, astronaut, tmp_path):
+    import urllib.error
+    import urllib.request
+
+    import boto3
+    from s3_server import s3_server
+
+    from facefuse.gateway.result_objects import ResultObjects
+
+    with pytest.MonkeyPatch.context() as env, s3_server() as endpoint:
+        # boto3's credential chain; moto accepts any key.
+        env.setenv("AWS_ACCESS_KEY_ID", "facefuse-test")
+        env.setenv("AWS_SECRET_ACCESS_KEY", "facefuse-test-secret")
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        s3.create_bucket(Bucket="fused-videos")
+        store = dict(s3_bucket="fused-videos", s3_endpoint_url=endpoint, s3_url_ttl_s=600.0)
+        with _gateway(credentials, triton, video_root, "jobs-s3", **store) as gateway, \
+                FacefuseClient(target(gateway), api_key=credentials.full_key, timeout_s=60) as client:
+            job = client.videos.submit(astronaut, TEMPLATE)
+            assert job.result_url == "" and job.result_url_expires_unix_s is None  # not done yet
+            done = client.videos.wait(job.job_id, poll_s=0.2, timeout_s=300)
+            assert done.state == "done", done
+            streamed = client.videos.download(job.job_id)
+
+        assert done.result_url.startswith(f"{endpoint}/fused-videos/videos/{job.job_id}.mp4?")
+        assert "X-Amz-Signature=" in done.result_url and "X-Amz-Expires=" in done.result_url
+        # Valid for the URL lifetime, and never past the job's own expiry.
+        assert time.time() + 500 < done.result_url_expires_unix_s <= min(time.time() + 600, done.expires_unix_s)
+        video = urllib.request.urlopen(done.result_url, timeout=30).read()
+        assert video == streamed
+        path = tmp_path / "from-url.mp4"
+        path.write_bytes(video)
+        template = VideoTemplateStore(video_root / "templates").load(TEMPLATE)
+        assert media.probe(path).frame_count == template.frame_count
+        cv2.imwrite(str(tmp_path / "from-url-frame0.png"), cv2.cvtColor(next(media.read_frames(path)), cv2.COLOR_RGB2BGR))
+        # At rest the object store encrypts it (SSE-S3), as every upload asks.
+        head = s3.head_object(Bucket="fused-videos", Key=f"videos/{job.job_id}.mp4")
+        assert head["ServerSideEncryption"] == "AES256" and head["ContentType"] == "video/mp4"
+
+        # The workers' sweep deletes it once the results' lifetime (24 h by default) has passed.
+        objects = ResultObjects(_video_settings(video_root, "jobs-s3", **store))
+        assert objects.delete_expired() == 0
+        assert objects.delete_expired(now=time.time() + objects.result_ttl_s + 1) == 1
+        with pytest.raises(urllib.error.HTTPError) as gone:
+            urllib.request.urlopen(done.result_url, timeout=30)
+        assert gone.value.code == 404

@@ -160,7 +160,7 @@ class SubmitVideoJobRequest(_message.Message):
     def __init__(self, photo: _Optional[bytes] = ..., template_id: _Optional[str] = ..., options: _Optional[_Union[VideoOptions, _Mapping]] = ...) -> None: ...
 
 class VideoJob(_message.Message):
-    __slots__ = ("job_id", "state", "template_id", "queue_position", "progress", "frames_done", "frame_count", "eta_s", "failure_reason", "failure_detail", "created_unix_s", "expires_unix_s")
+    __slots__ = ("job_id", "state", "template_id", "queue_position", "progress", "frames_done", "frame_count", "eta_s", "failure_reason", "failure_detail", "created_unix_s", "expires_unix_s", "result_url", "result_url_expires_unix_s")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     TEMPLATE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -173,6 +173,8 @@ class VideoJob(_message.Message):
     FAILURE_DETAIL_FIELD_NUMBER: _ClassVar[int]
     CREATED_UNIX_S_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_UNIX_S_FIELD_NUMBER: _ClassVar[int]
+    RESULT_URL_FIELD_NUMBER: _ClassVar[int]
+    RESULT_URL_EXPIRES_UNIX_S_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     state: VideoJobState
     template_id: str
@@ -185,7 +187,9 @@ class VideoJob(_message.Message):
     failure_detail: str
     created_unix_s: float
     expires_unix_s: float
-    def __init__(self, job_id: _Optional[str] = ..., state: _Optional[_Union[VideoJobState, str]] = ..., template_id: _Optional[str] = ..., queue_position: _Optional[int] = ..., progress: _Optional[float] = ..., frames_done: _Optional[int] = ..., frame_count: _Optional[int] = ..., eta_s: _Optional[float] = ..., failure_reason: _Optional[str] = ..., failure_detail: _Optional[str] = ..., created_unix_s: _Optional[float] = ..., expires_unix_s: _Optional[float] = ...) -> None: ...
+    result_url: str
+    result_url_expires_unix_s: float
+    def __init__(self, job_id: _Optional[str] = ..., state: _Optional[_Union[VideoJobState, str]] = ..., template_id: _Optional[str] = ..., queue_position: _Optional[int] = ..., progress: _Optional[float] = ..., frames_done: _Optional[int] = ..., frame_count: _Optional[int] = ..., eta_s: _Optional[float] = ..., failure_reason: _Optional[str] = ..., failure_detail: _Optional[str] = ..., created_unix_s: _Optional[float] = ..., expires_unix_s: _Optional[float] = ..., result_url: _Optional[str] = ..., result_url_expires_unix_s: _Optional[float] = ...) -> None: ...
 
 class GetVideoJobRequest(_message.Message):
     __slots__ = ("job_id",)
