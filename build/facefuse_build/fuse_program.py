@@ -24,7 +24,10 @@ the same scale, smaller z nearer the camera):
 5. appearance: template and colour-matched user face are mixed by `fuse_degree`, the
    smooth base linearly and the fine detail on a steeper curve (never two sets of
    features at half strength), the user's detail sharpened toward the template's
-   detail energy (never softened) and grain matched to the template's;
+   detail energy (never softened), then the finest luma bands (lost to upsampling a
+   small photo and to the warp's bilinear lookup) brought toward the template face's
+   own energy in each band, cored so noise and JPEG ripple are not amplified, and
+   grain matched to the template's;
 6. blend: a feathered alpha of (3) over the warped template.
 
 Outputs are the fused crop and an alpha mask covering everything the program changed;
