@@ -24,7 +24,10 @@ the same scale, smaller z nearer the camera):
 5. appearance: template and colour-matched user face are mixed by `fuse_degree`, the
    smooth base linearly and the fine detail on a steeper curve (never two sets of
    features at half strength), the user's detail sharpened toward the template's
-   detail energy (never softened) and grain matched to the template's;
+   detail energy (never softened), then the finest luma bands (lost to upsampling a
+   small photo and to the warp's bilinear lookup) brought toward the template face's
+   own energy in each band, cored so noise and JPEG ripple are not amplified, and
+   grain matched to the template's;
 6. blend: a feathered alpha of (3) over the warped template.
 
 Outputs are the fused crop and an alpha mask covering everything the program changed;
@@ -103,6 +106,14 @@ MIN_DETAIL_GAIN, MAX_DETAIL_GAIN = 1.0, 2.0
 # match film grain; at most this standard deviation (of 1).
 MAX_GRAIN = 0.035
 GRAIN_SEED = 9
+# Band-wise detail matching after the mix: the finest bands (luma less its 3x3 mean, and
+# that mean less its 7x7 one, both in crop pixels) lost to upsampling the user's photo
+# and to the warp's bilinear lookup are brought toward the template face's own energy in
+# each band (inner face, features included), by at most this gain; amplitudes below the
+# coring level (noise, JPEG ripple, of 1) are not amplified.
+DETAIL_BANDS = (3, 7)
+MAX_BAND_GAIN = 3.0
+BAND_CORING = 0.012
 # The mask's signed distance is smoother still: an 8x smaller grid.
 DISTANCE_DOWNSCALE = 8
 ROTATION_ITERATIONS = 18
@@ -442,6 +453,34 @@ class FuseProgram(torch.nn.Module):
         low = F.interpolate(low, size=user.shape[-2:], mode="bilinear", align_corners=False)
         return (1 - detail_amount) * template + user_detail_weight * user + low
 
+    def band_energy(self, band: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """Mean square of band (N, 1, F, F) over weight (grid size, summing to 1)."""
+        return (F.avg_pool2d(band * band, GRID_STRIDE) * weight).sum((2, 3), keepdim=True)
+
+    def match_detail_bands(self, face: torch.Tensor, template: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+        """The face's finest luma bands scaled toward the template face's energy in them.
+
+        A difference-of-box-means pyramid on the luma (green stands in, as in add_grain);
+        the gain per band is sqrt(template / face energy), clamped to [1, MAX_BAND_GAIN]:
+        detail is restored, never removed. The extra is added to all three channels
+        (grey detail, colours untouched) and cored, so flat noise is left as it is."""
+        weight = region / region.sum((2, 3), keepdim=True).clamp_min(1e-3)
+        face_luma, template_luma = face[:, 1:2], template[:, 1:2]
+        extra = torch.zeros_like(face_luma)
+        for inner_size, outer_size in zip((1,) + DETAIL_BANDS[:-1], DETAIL_BANDS):
+            bands = []
+            for luma in (face_luma, template_luma):
+                finer = luma if inner_size == 1 else F.avg_pool2d(luma, inner_size, stride=1, padding=inner_size // 2,
+                                                                  count_include_pad=False)
+                coarser = F.avg_pool2d(luma, outer_size, stride=1, padding=outer_size // 2, count_include_pad=False)
+                bands.append(finer - coarser)
+            face_band, template_band = bands
+            gain = torch.sqrt(self.band_energy(template_band, weight) / self.band_energy(face_band, weight).clamp_min(1e-8))
+            gain = gain.clamp(1.0, MAX_BAND_GAIN)
+            cored = face_band * (face_band * face_band / (face_band * face_band + BAND_CORING * BAND_CORING))
+            extra = extra + (gain - 1) * cored
+        return face + extra
+
     def fine_energy(self, luma: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
         """Mean square of the finest detail (luma less its 3x3 mean) over region (grid size)."""
         fine = luma - F.avg_pool2d(luma, 3, stride=1, padding=1, count_include_pad=False)
@@ -528,7 +567,9 @@ class FuseProgram(torch.nn.Module):
 
         # 4-5. colour-matched user face mixed with the template face
         matched, shading = self.match_colour(user_warped, template_warped, skin, inner)
-        face = self.add_grain(self.mix_appearance(matched, shading, template_warped, skin, appearance), template_warped, skin)
+        face = self.mix_appearance(matched, shading, template_warped, skin, appearance)
+        face = self.match_detail_bands(face, template_warped, inner * visible_grid)
+        face = self.add_grain(face, template_warped, skin)
 
         # 6. feathered blend into the warped template; alpha covers all that changed
         weight = F.interpolate(usable, size=(size, size), mode="bilinear", align_corners=False)

@@ -204,3 +204,42 @@ def test_the_mirror_pairing_is_recovered_from_a_mesh_and_its_flipped_twin():
     mirror = mirror_index_from_meshes([mesh], [flipped])
     paired = [i for i in range(468) if i not in SELF_PAIRED]
     assert all(mirror[i] == MIRROR[i] for i in paired)
+
+
+def _band_energy(image: torch.Tensor) -> float:
+    """Mean square of the finest band (x less its 3x3 mean) of the green channel."""
+    luma = image[:, 1:2]
+    band = luma - torch.nn.functional.avg_pool2d(luma, 3, stride=1, padding=1, count_include_pad=False)
+    return float((band[..., 8:-8, 8:-8] ** 2).mean())
+
+
+def _textures(seed: int, amplitude: float, blur: int) -> torch.Tensor:
+    """0.5 grey with random texture (0..1 units), box-blurred `blur` times (a soft photo)."""
+    generator = torch.Generator().manual_seed(seed)
+    image = 0.5 + amplitude * torch.randn(1, 3, SIZE, SIZE, generator=generator)
+    for _ in range(blur):
+        image = torch.nn.functional.avg_pool2d(image, 3, stride=1, padding=1, count_include_pad=False)
+    return image
+
+
+def test_detail_bands_bring_a_soft_face_toward_the_templates_sharpness_within_the_cap(program):
+    from facefuse_build.fuse_program import MAX_BAND_GAIN
+
+    region = torch.ones(1, 1, SIZE // 4, SIZE // 4)
+    template = _textures(1, 0.08, blur=0)
+    soft = _textures(2, 0.08, blur=2)
+    restored = program.match_detail_bands(soft, template, region)
+    before, after, target = _band_energy(soft), _band_energy(restored), _band_energy(template)
+    assert before < after < target  # sharper, never past the template's detail
+    assert after <= before * (MAX_BAND_GAIN + 0.5) ** 2  # the gain is capped (bands overlap a little)
+
+
+def test_detail_bands_leave_a_face_as_sharp_as_the_template_and_faint_noise_alone(program):
+    region = torch.ones(1, 1, SIZE // 4, SIZE // 4)
+    sharp = _textures(3, 0.08, blur=0)
+    assert torch.allclose(program.match_detail_bands(sharp, _textures(4, 0.05, blur=0), region), sharp)
+    # Noise far below the coring level (a flat, slightly noisy photo) is not amplified,
+    # however much detail the template has.
+    faint = _textures(5, 0.002, blur=0)
+    boosted = program.match_detail_bands(faint, _textures(6, 0.1, blur=0), region)
+    assert _band_energy(boosted) < 1.5 * _band_energy(faint)  # uncored, the 3x gain would give 9x
