@@ -84,18 +84,23 @@ def test_each_restricted_grpc_api_refuses_a_caller_without_the_admin_key(triton,
         assert "restricted" not in str(exc)
 
 
+def http_status(base_url: str, method: str, path: str, headers: dict) -> int:
+    """Triton's HTTP answer status to an empty call with these headers."""
+    request = urllib.request.Request(f"{base_url}{path}", method=method, headers=headers,
+                                     data=b"{}" if method == "POST" else None)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            return reply.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
 @pytest.mark.parametrize("api", list(RESTRICTED_HTTP))
 def test_each_restricted_http_api_refuses_a_caller_without_the_admin_key(triton, api):
     method, path = RESTRICTED_HTTP[api]
 
     def status(headers: dict) -> int:
-        request = urllib.request.Request(f"{triton.http_url}{path}", method=method, headers=headers,
-                                         data=b"{}" if method == "POST" else None)
-        try:
-            with urllib.request.urlopen(request, timeout=10) as reply:
-                return reply.status
-        except urllib.error.HTTPError as error:
-            return error.code
+        return http_status(triton.http_url, method, path, headers)
 
     assert status({}) == 403
     assert status({"admin-key": "a-guess"}) == 403
@@ -153,13 +158,7 @@ def test_inference_metadata_config_and_statistics_need_the_gateway_key_over_http
     method, path = GATEWAY_HTTP[api]
 
     def status(headers: dict) -> int:
-        request = urllib.request.Request(f"{triton.http_url}{path}", method=method, headers=headers,
-                                         data=b"{}" if method == "POST" else None)
-        try:
-            with urllib.request.urlopen(request, timeout=10) as reply:
-                return reply.status
-        except urllib.error.HTTPError as error:
-            return error.code
+        return http_status(triton.http_url, method, path, headers)
 
     assert status({}) == 403
     assert status({"gateway-key": "a-guess"}) == 403
