@@ -250,6 +250,21 @@ def serve(
         typer.echo("stopped")
 
 
+def run_until_stopped(main) -> None:
+    """Run the coroutine function `main` on the gateway's event loop until it ends or
+    Ctrl-C / SIGTERM stops it."""
+    from facefuse.gateway.server import new_event_loop
+
+    loop = new_event_loop()
+    stop_on_sigterm()
+    try:
+        loop.run_until_complete(main())
+    except KeyboardInterrupt:
+        typer.echo("stopped", err=True)
+    finally:
+        loop.close()
+
+
 @gateway_app.command("run")
 def gateway_run(
     port: int = typer.Option(None, help="Listen port (default FACEFUSE_GATEWAY_PORT, 50051; 0 picks one)."),
@@ -257,7 +272,7 @@ def gateway_run(
 ) -> None:
     """Run only the gateway, in front of Triton replicas started elsewhere (its own Deployment)."""
     from facefuse.gateway.observability import configure_logging
-    from facefuse.gateway.server import gateway_server, new_event_loop
+    from facefuse.gateway.server import gateway_server
     from facefuse.gateway.settings import GatewaySettings
 
     settings = GatewaySettings(**({"triton_urls": triton_url} if triton_url else {}))
@@ -271,14 +286,7 @@ def gateway_run(
                        f"Triton replicas {', '.join(settings.triton_urls)}", err=True)
             await server.wait_for_termination()
 
-    loop = new_event_loop()
-    stop_on_sigterm()
-    try:
-        loop.run_until_complete(main())
-    except KeyboardInterrupt:
-        typer.echo("stopped", err=True)
-    finally:
-        loop.close()
+    run_until_stopped(main)
 
 
 @gateway_app.command("video-worker")
@@ -289,7 +297,6 @@ def gateway_video_worker(
     pair with gateways started with FACEFUSE_VIDEO_WORKER_IN_GATEWAY=false."""
     import logging
 
-    from facefuse.gateway.server import new_event_loop
     from facefuse.gateway.settings import GatewaySettings
     from facefuse.gateway.result_objects import result_objects
     from facefuse.gateway.video_service import open_job_store
@@ -303,9 +310,7 @@ def gateway_video_worker(
     video_settings = get_video_settings()
 
     async def main() -> None:
-        triton = TritonPool(settings.triton_urls, settings.hedge_delay_ms / 1000, settings.max_inflight_per_replica,
-                            gateway_key=settings.triton_key.get_secret_value() if settings.triton_key else None,
-                            max_dispatched_per_replica=settings.max_dispatched_per_replica)
+        triton = TritonPool.from_settings(settings)  # the same pool settings as the gateways'
         store = open_job_store(video_settings)
         worker = VideoWorker(store, triton, VideoTemplateStore(video_settings.template_dir), video_settings,
                              results=result_objects(video_settings))
@@ -317,14 +322,7 @@ def gateway_video_worker(
             store.close()
             await triton.close()
 
-    loop = new_event_loop()
-    stop_on_sigterm()
-    try:
-        loop.run_until_complete(main())
-    except KeyboardInterrupt:
-        typer.echo("stopped", err=True)
-    finally:
-        loop.close()
+    run_until_stopped(main)
 
 
 @gateway_app.command("add-key")

@@ -43,10 +43,7 @@ VIDEO_SERVICE_NAME = facefuse_pb2.DESCRIPTOR.services_by_name["VideoJobs"].full_
 async def gateway_server(settings: GatewaySettings, port: int | None = None, video_settings: VideoSettings | None = None):
     """Yields (server, bound port, service, observability); stops gracefully on exit. The
     video jobs service is `service.video`."""
-    triton = TritonPool(settings.triton_urls, settings.hedge_delay_ms / 1000, settings.max_inflight_per_replica,
-                        settings.overloaded_retry_after_s, cooldown_s=settings.replica_cooldown_s,
-                        gateway_key=settings.triton_key.get_secret_value() if settings.triton_key else None,
-                        max_dispatched_per_replica=settings.max_dispatched_per_replica)
+    triton = TritonPool.from_settings(settings)
     observability = Observability(settings, triton)
     server = grpc.aio.server(interceptors=[observability.interceptor], options=[
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

@@ -150,6 +150,14 @@ class TritonPool:
         self.reserved = 0  # Triton calls promised to admitted gateway calls
         self._completed: deque[float] = deque()  # when recent Triton calls were answered
 
+    @classmethod
+    def from_settings(cls, settings) -> "TritonPool":
+        """The pool a gateway (or a lone video worker) runs with: GatewaySettings."""
+        return cls(settings.triton_urls, settings.hedge_delay_ms / 1000, settings.max_inflight_per_replica,
+                   settings.overloaded_retry_after_s, cooldown_s=settings.replica_cooldown_s,
+                   gateway_key=settings.triton_key.get_secret_value() if settings.triton_key else None,
+                   max_dispatched_per_replica=settings.max_dispatched_per_replica)
+
     def _count_completion(self) -> None:
         self._completed.append(time.monotonic())
 
