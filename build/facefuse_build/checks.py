@@ -27,9 +27,10 @@ from polygraphy.comparator import Comparator, SimpleCompareFunc
 from polygraphy.logger import G_LOGGER
 
 from facefuse import samples
-from facefuse.contract import FACE_CROP_PX, MESH_INPUT_PX, MESH_POINTS
+from facefuse.contract import FACE_CROP_PX, MESH_INPUT_PX, MESH_POINTS, WORKING_CROP_PX
 from facefuse.stages.align import AlignParams, align_faces, detect
 from facefuse.stages.decode import DecodeParams, decode
+from facefuse.vision.alignment import scale_crops
 from facefuse_build.detector import BGR_MEAN
 from facefuse_build.errors import NumericsCheckError
 
@@ -230,14 +231,21 @@ def landmarks_inputs(faces: list[tuple[str, np.ndarray]]) -> list[tuple[str, dic
 
 
 def fuse_inputs(faces_and_meshes: list[tuple[str, np.ndarray, np.ndarray]]) -> list[tuple[str, dict]]:
-    """Every ordered pair of sample faces, at a few degree settings."""
+    """Every ordered pair of sample faces, at a few degree settings, the template side at
+    the full crop size and at the smallest working size."""
     feeds = []
     for user_name, user_faces, user_meshes in faces_and_meshes:
-        for template_name, template_faces, template_meshes in faces_and_meshes:
+        for template_name, full_faces, full_meshes in faces_and_meshes:
             if user_name == template_name:
                 continue
-            for fuse_degree, profile_degree in ((80.0, 50.0), (30.0, 100.0)):
-                feeds.append((f"{user_name}->{template_name} fuse={fuse_degree:g} profile={profile_degree:g}", {
+            small_faces, small_meshes, _ = scale_crops(
+                full_faces[:1], full_meshes[:1], np.zeros((1, 2, 3), np.float32), min(WORKING_CROP_PX))
+            for (fuse_degree, profile_degree), (template_faces, template_meshes) in (
+                ((80.0, 50.0), (full_faces, full_meshes)), ((30.0, 100.0), (full_faces, full_meshes)),
+                ((100.0, 100.0), (small_faces, small_meshes)),
+            ):
+                size = template_faces.shape[1]
+                feeds.append((f"{user_name}->{template_name}@{size} fuse={fuse_degree:g} profile={profile_degree:g}", {
                     "user_faces": user_faces[None, :1], "user_meshes": user_meshes[None, :1],
                     "template_faces": template_faces[None, :1], "template_meshes": template_meshes[None, :1],
                     "fuse_degree": np.array([[fuse_degree]], np.float32),

@@ -88,8 +88,8 @@ FACE_PRESENCE = TensorSpec("face_presence", "FP32", (-1,))
 # The template version template_bank resolved: postprocess pastes into that version's
 # image, which it holds itself, so the poster-sized image never travels the ensemble.
 TEMPLATE_VERSION = TensorSpec("template_version", "INT64", (1,))
-FUSED_FACES = TensorSpec("fused_faces", "UINT8", (-1, c.FACE_CROP_PX, c.FACE_CROP_PX, 3))
-FUSED_MASKS = TensorSpec("fused_masks", "UINT8", (-1, c.FACE_CROP_PX, c.FACE_CROP_PX))
+FUSED_FACES = TensorSpec("fused_faces", "UINT8", c.WORKING_FACES.dims)
+FUSED_MASKS = TensorSpec("fused_masks", "UINT8", (-1, -1, -1))
 CHECKED_MESHES = TensorSpec("checked_meshes", "FP32", (-1, c.MESH_POINTS, 3))
 
 
@@ -146,7 +146,7 @@ def model_specs(profile: Profile, settings: Settings) -> list[ModelSpec]:
             # user_meshes is not read: it orders template_bank after the user side (see
             # TEMPLATE_SIDE), and the batch may mix requests with different face counts.
             "template_bank", (c.TEMPLATE_ID, c.FACE_INDICES, _renamed(c.FACE_MESHES, "user_meshes")),
-            (TEMPLATE_VERSION, _renamed(c.FACES, "template_faces"), _renamed(c.FACE_MESHES, "template_meshes"),
+            (TEMPLATE_VERSION, _renamed(c.WORKING_FACES, "template_faces"), _renamed(c.FACE_MESHES, "template_meshes"),
              _renamed(c.FACE_AFFINES, "template_affines")),
             network=False, max_batch_size=16, max_queue_delay_us=PYTHON_STAGE_QUEUE_DELAY_US,
             ragged_inputs=("face_indices", "user_meshes"),
@@ -155,7 +155,7 @@ def model_specs(profile: Profile, settings: Settings) -> list[ModelSpec]:
         ModelSpec(
             "fuse",
             (_renamed(c.FACES, "user_faces"), _renamed(c.FACE_MESHES, "user_meshes"),
-             _renamed(c.FACES, "template_faces"), _renamed(c.FACE_MESHES, "template_meshes"),
+             _renamed(c.WORKING_FACES, "template_faces"), _renamed(c.FACE_MESHES, "template_meshes"),
              c.FUSE_DEGREE, c.PROFILE_DEGREE),
             (FUSED_FACES, FUSED_MASKS), network=True,
             max_batch_size=8, max_queue_delay_us=1000, instances_cpu=2, instances_per_gpu=1,

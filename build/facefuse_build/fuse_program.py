@@ -46,7 +46,7 @@ import onnx
 import torch
 import torch.nn.functional as F
 
-from facefuse.contract import FACE_CROP_PX, MESH_POINTS
+from facefuse.contract import FACE_CROP_PX, MESH_POINTS, WORKING_CROP_PX
 from facefuse_build.export import batch_and_faces_axes, onnx_from_module
 
 INPUT_NAMES = ("user_faces", "user_meshes", "template_faces", "template_meshes", "fuse_degree", "profile_degree")
@@ -178,9 +178,10 @@ class FuseProgram(torch.nn.Module):
         detail_compensation: float = 1.0,
     ):
         super().__init__()
+        # The user's crop size, and the largest working size: the template side may come
+        # smaller (see facefuse.templates.working_crop_px) and the program then runs at its size.
         self.crop_px = crop_px
-        self.grid = crop_px // GRID_STRIDE
-        self.feather_px = feather * crop_px
+        self.feather = feather
         self.lighting_blur = lighting_blur
         self.max_spread_ratio = max_spread_ratio
         self.detail_compensation = detail_compensation
@@ -198,27 +199,39 @@ class FuseProgram(torch.nn.Module):
         shrink = [forehead_shrink if i in FOREHEAD else oval_shrink for i in FACE_OVAL]
         self.register_buffer("oval_index", torch.tensor(FACE_OVAL, dtype=torch.long), persistent=False)
         self.register_buffer("oval_shrink", torch.tensor(shrink).view(1, -1, 1), persistent=False)
-        cells = crop_px // DISTANCE_DOWNSCALE
-        centres = (torch.arange(cells, dtype=torch.float32) + 0.5) * DISTANCE_DOWNSCALE - 0.5
-        my, mx = torch.meshgrid(centres, centres, indexing="ij")
-        self.register_buffer("mask_points", torch.stack([mx, my], -1).view(1, -1, 2), persistent=False)
+        # Point grids at the largest size; a smaller working size uses their top-left corner.
+        self.register_buffer("mask_points", self.cell_centres(crop_px // DISTANCE_DOWNSCALE, DISTANCE_DOWNSCALE), persistent=False)
         # Grid points sit at the centres of GRID_STRIDE-pixel cells, where bilinear
         # upsampling (align_corners=False) reproduces them exactly.
-        centres = (torch.arange(self.grid, dtype=torch.float32) + 0.5) * GRID_STRIDE - 0.5
-        gy, gx = torch.meshgrid(centres, centres, indexing="ij")
-        self.register_buffer("grid_points", torch.stack([gx, gy], -1).view(1, -1, 2), persistent=False)
+        self.register_buffer("grid_points", self.cell_centres(crop_px // GRID_STRIDE, GRID_STRIDE), persistent=False)
         grain = torch.randn(1, 1, crop_px, crop_px, generator=torch.Generator().manual_seed(GRAIN_SEED))
         self.register_buffer("grain", grain, persistent=False)
-        self.register_buffer("no_triangle", torch.full((1, self.grid * self.grid), -1.0), persistent=False)
         full = torch.arange(crop_px, dtype=torch.float32)
+        self.register_buffer("pixel_index", full, persistent=False)
         iy, ix = torch.meshgrid(full, full, indexing="ij")
         self.register_buffer("identity_grid", torch.stack([ix, iy]).view(1, 2, crop_px, crop_px), persistent=False)
-        edge = torch.clamp(torch.minimum(full, crop_px - 1 - full) / (0.04 * crop_px), 0, 1)
-        self.register_buffer("border_window", (edge.view(-1, 1) * edge.view(1, -1)).view(1, 1, crop_px, crop_px), persistent=False)
         # Full-range BT.601 YCbCr, as JPEG uses: linear, so the colour transfer is cheap.
         rgb_to_ycc = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
         self.register_buffer("rgb_to_ycc", rgb_to_ycc, persistent=False)
         self.register_buffer("ycc_to_rgb", torch.linalg.inv(rgb_to_ycc), persistent=False)
+
+    @staticmethod
+    def cell_centres(cells: int, stride: int) -> torch.Tensor:
+        """(1, cells, cells, 2) x, y of the centres of stride-pixel cells."""
+        centres = (torch.arange(cells, dtype=torch.float32) + 0.5) * stride - 0.5
+        cy, cx = torch.meshgrid(centres, centres, indexing="ij")
+        return torch.stack([cx, cy], -1).unsqueeze(0)
+
+    @staticmethod
+    def first_cells(points: torch.Tensor, cells) -> torch.Tensor:
+        """The top-left cells x cells of a (1, C, C, 2) point grid, flattened to (1, cells^2, 2)."""
+        return points[:, :cells, :cells].reshape(1, -1, 2)
+
+    def border_window(self, size) -> torch.Tensor:
+        """(1, 1, size, size): 1 inside, falling to 0 over the crop's outer 4%."""
+        full = self.pixel_index[:size]
+        edge = torch.clamp(torch.minimum(full, size - 1 - full) / (0.04 * size), 0, 1)
+        return (edge.unsqueeze(1) * edge.unsqueeze(0)).unsqueeze(0).unsqueeze(0)
 
     # ---- geometry -------------------------------------------------------------
     @staticmethod
@@ -272,14 +285,14 @@ class FuseProgram(torch.nn.Module):
         l2 = (v0[..., 0] * d[..., 1] - d[..., 0] * v0[..., 1]) / den
         return torch.stack([1 - l1 - l2, l1, l2], -1)
 
-    def rasterize(self, tri_xy: torch.Tensor, priority: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def rasterize(self, tri_xy: torch.Tensor, priority: torch.Tensor, g) -> tuple[torch.Tensor, torch.Tensor]:
         """Which triangle covers each grid point: (N, G*G) index, (N, G*G) covered 0/1.
 
         Each triangle tests the grid points of a window from its bounding box's corner;
         where triangles overlap (a fold behind the nose) the nearest wins: a scatter-max
         of priority * TRIANGLE_SLOTS + index.
         """
-        n, g = tri_xy.shape[0], self.grid
+        n = tri_xy.shape[0]
         keys, cells = [], []
         for index in self.groups:
             members = getattr(self, f"group_{index}")
@@ -294,20 +307,21 @@ class FuseProgram(torch.nn.Module):
             keys.append(torch.where(inside, key.expand_as(inside), torch.full_like(weights[..., 0], -1.0)).reshape(n, -1))
             clamped = cell.clamp(0, g - 1)
             cells.append((clamped[..., 1] * g + clamped[..., 0]).reshape(n, -1).long())
-        winner = torch.zeros_like(tri_xy[:, :1, 0, 0]) + self.no_triangle  # (N, G*G) of -1
+        winner = torch.zeros_like(tri_xy[:, :1, 0, 0]) - torch.ones_like(self.first_cells(self.grid_points, g)[..., 0])  # (N, G*G) of -1
         winner = winner.scatter_reduce(1, torch.cat(cells, 1), torch.cat(keys, 1), reduce="amax", include_self=True)
         covered = (winner >= 0).float()
         winner = winner.clamp_min(0)
         triangle = (winner - torch.floor(winner * (1.0 / TRIANGLE_SLOTS)) * TRIANGLE_SLOTS).long()
         return triangle, covered
 
-    def interpolate(self, triangle: torch.Tensor, target_xy: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    def interpolate(self, triangle: torch.Tensor, target_xy: torch.Tensor, values: torch.Tensor,
+                    grid_xy: torch.Tensor) -> torch.Tensor:
         """Vertex values (N, V, C) at the grid points, through their covering triangle."""
         n, points, c = triangle.shape[0], triangle.shape[1], values.shape[-1]
         vertex = self.triangles.index_select(0, triangle.reshape(-1)).reshape(n, points * 3, 1)
         both = torch.cat([target_xy, values], -1)
         at = torch.gather(both, 1, vertex.expand(-1, -1, 2 + c)).reshape(n, points, 3, 2 + c)
-        weights = self.barycentric(self.grid_points.expand(n, -1, -1), at[..., :2])
+        weights = self.barycentric(grid_xy, at[..., :2])
         return (weights.unsqueeze(-1) * at[..., 2:]).sum(2)
 
     def facing(self, mesh: torch.Tensor) -> torch.Tensor:
@@ -320,13 +334,23 @@ class FuseProgram(torch.nn.Module):
         nz = u[..., 0] * v[..., 1] - u[..., 1] * v[..., 0]
         return nz / torch.sqrt(nx * nx + ny * ny + nz * nz + 1e-6)
 
+    @staticmethod
+    def scaled(image: torch.Tensor, size, factor) -> torch.Tensor:
+        """image (N, 3, F, F) resized by factor (<= 1) to (size, size): a 3x3 box low-pass,
+        full at half size and none at full size, then bilinear (the exporter has no
+        antialiased resize; a bilinear reduction by up to 2 after it does not alias)."""
+        prefilter = torch.clamp(torch.as_tensor(2 * (1 - factor)), 0, 1)
+        smoothed = F.avg_pool2d(image, 3, stride=1, padding=1, count_include_pad=False)
+        image = image + prefilter * (smoothed - image)
+        return F.interpolate(image, size=(size, size), mode="bilinear", align_corners=False)
+
     def sample(self, image: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Bilinear lookup of image (N, 3, F, F) at positions (N, 2, F, F), edges clamped.
 
         Written as four gathers rather than grid_sample: ONNX Runtime's CPU GridSample
         kernel is several times slower than its gathers.
         """
-        n, size = image.shape[0], self.crop_px
+        n, size = image.shape[0], image.shape[-1]
         xy = positions.reshape(n, 2, -1).clamp(0, size - 1)
         corner = xy.floor().clamp(max=size - 2)
         frac = xy - corner
@@ -343,10 +367,11 @@ class FuseProgram(torch.nn.Module):
         return (top + (bottom - top) * fy).reshape(n, 3, size, size)
 
     # ---- masks ----------------------------------------------------------------
-    def polygon_distance(self, polygon: torch.Tensor) -> torch.Tensor:
+    def polygon_distance(self, polygon: torch.Tensor, size) -> torch.Tensor:
         """Signed distance (N, 1, F/8, F/8), positive inside, from a coarse grid to a closed polygon."""
         n = polygon.shape[0]
-        p = self.mask_points.unsqueeze(2)  # 1, P, 1, 2
+        cells = size // DISTANCE_DOWNSCALE
+        p = self.first_cells(self.mask_points, cells).unsqueeze(2)  # 1, P, 1, 2
         a = polygon.unsqueeze(1)  # N, 1, E, 2
         b = torch.roll(polygon, -1, dims=1).unsqueeze(1)
         ab = b - a
@@ -361,7 +386,6 @@ class FuseProgram(torch.nn.Module):
         crosses = straddles & (px < ax + (py - ay) * ab[..., 0] / dy)
         inside = crosses.to(torch.float32).sum(-1).remainder(2.0)
         signed = dist * (inside * 2 - 1)
-        cells = self.crop_px // DISTANCE_DOWNSCALE
         return signed.view(n, 1, cells, cells)
 
     def face_polygon(self, mesh_xy: torch.Tensor) -> torch.Tensor:
@@ -494,7 +518,8 @@ class FuseProgram(torch.nn.Module):
         # Green stands in for luma (0.59 of it), without a full-size channel sum.
         deficit = self.fine_energy(template[:, 1:2], region) - self.fine_energy(face[:, 1:2], region)
         sigma = torch.sqrt(deficit.clamp_min(0) * (9.0 / 8.0)).clamp(max=MAX_GRAIN)
-        return face + sigma * self.grain
+        size = face.shape[-1]
+        return face + sigma * self.grain[:, :, :size, :size]
 
     # ---- program --------------------------------------------------------------
     def forward(
@@ -507,10 +532,16 @@ class FuseProgram(torch.nn.Module):
         profile_degree: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         batch, count = user_faces.shape[0], user_faces.shape[1]
-        size, g = self.crop_px, self.grid
-        user = user_faces.reshape(-1, size, size, 3).permute(0, 3, 1, 2).float() * (1.0 / 255.0)
+        # The working size is the template side's: the user's crop (always crop_px) is
+        # scaled to it, the mesh by the same factor about pixel centres.
+        size = template_faces.shape[2]
+        g = size // GRID_STRIDE
+        user = user_faces.reshape(-1, self.crop_px, self.crop_px, 3).permute(0, 3, 1, 2).float() * (1.0 / 255.0)
+        to_working = size / self.crop_px
+        user = self.scaled(user, size, to_working)
         template = template_faces.reshape(-1, size, size, 3).permute(0, 3, 1, 2).float() * (1.0 / 255.0)
         user_mesh = user_meshes.reshape(-1, MESH_POINTS, 3)
+        user_mesh = torch.cat([(user_mesh[..., :2] + 0.5) * to_working - 0.5, user_mesh[..., 2:] * to_working], -1)
         template_mesh = template_meshes.reshape(-1, MESH_POINTS, 3)
         user_xy, template_xy = user_mesh[..., :2], template_mesh[..., :2]
         n = user_mesh.shape[0]
@@ -531,14 +562,14 @@ class FuseProgram(torch.nn.Module):
         low, high = depth.amin(1, keepdim=True), depth.amax(1, keepdim=True)
         nearness = torch.floor((high - depth) / (high - low).clamp_min(1e-3) * DEPTH_LEVELS) + 1
         priority = nearness * (1 - self.ring_triangle)
-        triangle, covered = self.rasterize(self.corners(target_vertices), priority)
+        triangle, covered = self.rasterize(self.corners(target_vertices), priority, g)
         values = torch.cat([
             torch.cat([user_xy, self.apply_similarity(ring, to_user)], 1),
             torch.cat([template_xy, ring], 1),
             self.vertex_inside.expand(n, -1, -1),
         ], -1)
-        at_grid = self.interpolate(triangle, target_vertices, values) * covered.unsqueeze(-1)
-        grid_xy = self.grid_points.expand(n, -1, -1)
+        grid_xy = self.first_cells(self.grid_points, g).expand(n, -1, -1)
+        at_grid = self.interpolate(triangle, target_vertices, values, grid_xy) * covered.unsqueeze(-1)
         uncovered = (1 - covered).unsqueeze(-1)
         user_grid = at_grid[..., 0:2] + uncovered * self.apply_similarity(grid_xy, to_user)
         template_grid = at_grid[..., 2:4] + uncovered * grid_xy
@@ -547,8 +578,9 @@ class FuseProgram(torch.nn.Module):
         shifts = torch.cat([user_grid - grid_xy, template_grid - grid_xy, at_grid[..., 4:5]], -1)
         maps = shifts.permute(0, 2, 1).reshape(n, 5, g, g)
         full = F.interpolate(maps[:, 0:4], size=(size, size), mode="bilinear", align_corners=False)
-        user_warped = self.sample(user, full[:, 0:2] + self.identity_grid)
-        template_warped = self.sample(template, full[:, 2:4] + self.identity_grid)
+        identity = self.identity_grid[:, :, :size, :size]
+        user_warped = self.sample(user, full[:, 0:2] + identity)
+        template_warped = self.sample(template, full[:, 2:4] + identity)
 
         # 3. where the user's face may be used: visible, skin or feature, inside the oval
         visible_ratio = self.facing(user_3d) / self.facing(target_3d).clamp_min(0.2)
@@ -557,10 +589,11 @@ class FuseProgram(torch.nn.Module):
         at_triangle = torch.gather(per_triangle, 2, triangle.unsqueeze(1).expand(-1, 2, -1)) * covered.unsqueeze(1)
         at_triangle = at_triangle.reshape(n, 2, g, g)
         visible_grid, feature_grid = self.smooth(at_triangle[:, 0:1]), at_triangle[:, 1:2]
-        coarse_distance = self.polygon_distance(self.face_polygon(target_xy))
+        coarse_distance = self.polygon_distance(self.face_polygon(target_xy), size)
         distance = F.interpolate(coarse_distance, size=(g, g), mode="bilinear", align_corners=False)
-        face_mask = torch.clamp(0.5 + distance / (2 * self.feather_px), 0, 1)
-        inner = torch.clamp((distance - self.feather_px) / self.feather_px, 0, 1)
+        feather_px = self.feather * size
+        face_mask = torch.clamp(0.5 + distance / (2 * feather_px), 0, 1)
+        inner = torch.clamp((distance - feather_px) / feather_px, 0, 1)
         skin = inner * visible_grid * (1 - feature_grid)
         user_small = self.convert(F.avg_pool2d(user_warped, GRID_STRIDE), self.rgb_to_ycc)
         usable = self.smooth(face_mask * visible_grid * self.skin_weight(user_small, skin, feature_grid))
@@ -575,7 +608,7 @@ class FuseProgram(torch.nn.Module):
         weight = F.interpolate(usable, size=(size, size), mode="bilinear", align_corners=False)
         fused = template_warped + weight * (face - template_warped)
         alpha = F.interpolate((2 * maps[:, 4:5]).clamp(0, 1), size=(size, size), mode="bilinear", align_corners=False)
-        alpha = alpha * self.border_window
+        alpha = alpha * self.border_window(size)
 
         fused_u8 = (fused.clamp(0, 1) * 255.0 + 0.5).floor().to(torch.uint8)
         alpha_u8 = (alpha.clamp(0, 1) * 255.0 + 0.5).floor().to(torch.uint8)
@@ -613,11 +646,15 @@ def canonical_mesh(meshes: list[np.ndarray], mirror_index: list[int], crop_px: i
 def fuse_onnx(module: FuseProgram, path: Path) -> onnx.ModelProto:
     size = module.crop_px
     faces = torch.zeros(2, 1, size, size, 3, dtype=torch.uint8)
+    # Traced at a smaller working size than the user's crop, so that no size is baked in.
+    template_faces = torch.zeros(2, 1, min(WORKING_CROP_PX), min(WORKING_CROP_PX), 3, dtype=torch.uint8)
     meshes = torch.zeros(2, 1, MESH_POINTS, 3)
     degree = torch.full((2, 1), 50.0)
-    example = (faces, meshes, faces, meshes, degree, degree)
+    example = (faces, meshes, template_faces, meshes, degree, degree)
     axes = batch_and_faces_axes(("user_faces", "user_meshes", "template_faces", "template_meshes", *OUTPUT_NAMES))
     axes.update({"fuse_degree": {0: "batch"}, "profile_degree": {0: "batch"}})
+    for name in ("template_faces", "fused_faces", "fused_masks"):
+        axes[name].update({2: "size", 3: "size"})
     model = onnx_from_module(module, example, INPUT_NAMES, OUTPUT_NAMES, axes, path, opset=FUSE_OPSET)
     _inline_scalar_branches(model.graph)
     onnx.checker.check_model(model)

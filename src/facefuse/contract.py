@@ -16,6 +16,10 @@ from dataclasses import dataclass
 # every runtime (ONNX Runtime, TensorRT) does exactly.
 FACE_CROP_PX = 384
 MESH_INPUT_PX = 192
+# Sizes `fuse` works at, per template: the smallest that holds the template face at its
+# size in the poster (a face shown small needs no 384 px crop, and fuse's cost goes with
+# the square of the size). The user's crop is scaled to it inside fuse.
+WORKING_CROP_PX = (192, 256, 320, 384)
 MESH_POINTS = 468
 MAX_FACES = 6
 
@@ -46,6 +50,8 @@ class TensorSpec:
 
 F = FACE_CROP_PX
 FACES = TensorSpec("faces", "UINT8", (-1, F, F, 3))
+# Template-side crops and fuse's outputs: at the template's working size (WORKING_CROP_PX).
+WORKING_FACES = TensorSpec("faces", "UINT8", (-1, -1, -1, 3))
 FACE_MESHES = TensorSpec("face_meshes", "FP32", (-1, MESH_POINTS, 3))
 FACE_AFFINES = TensorSpec("face_affines", "FP32", (-1, 2, 3))
 FACE_BOXES = TensorSpec("face_boxes", "FP32", (-1, 5))

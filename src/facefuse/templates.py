@@ -11,6 +11,7 @@ directory renamed into place, so a reader never sees half an artifact.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from facefuse.errors import OptionError, Reason, TemplateError
+from facefuse.vision.alignment import scale_crops, working_crop_px
 
 TEMPLATE_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 ARTIFACT_NAME = "template.npz"
@@ -50,7 +52,8 @@ class TemplateArtifact:
         return int(self.faces.shape[0])
 
     def select(self, face_indices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Faces, meshes and affines for the requested template face indices."""
+        """Faces, meshes and affines for the requested template face indices, at the
+        template's working size."""
         indices = np.asarray(face_indices, dtype=np.int64).reshape(-1)
         bad = [int(i) for i in indices if not 0 <= i < self.face_count]
         if bad or indices.size == 0:
@@ -59,7 +62,14 @@ class TemplateArtifact:
                 f"face index {bad or 'list'} is {'out of range' if bad else 'empty'}",
                 Reason.TEMPLATE_FACE_NOT_FOUND,
             )
-        return self.faces[indices], self.meshes[indices], self.affines[indices]
+        faces, meshes, affines = self.working_side
+        return faces[indices], meshes[indices], affines[indices]
+
+    @functools.cached_property
+    def working_side(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Faces, meshes and affines at the size `fuse` works at for this template: the
+        smallest that shows its faces as large as they are in the poster."""
+        return scale_crops(self.faces, self.meshes, self.affines, working_crop_px(self.affines))
 
 
 def _info(artifact: TemplateArtifact, version: int) -> dict:

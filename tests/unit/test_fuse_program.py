@@ -118,7 +118,7 @@ def test_similarity_fit_recovers_a_known_similarity():
 
 def test_polygon_distance_is_positive_inside_and_negative_outside(program):
     square = torch.tensor([[[100.0, 100.0], [300.0, 100.0], [300.0, 300.0], [100.0, 300.0]]])
-    distance = program.polygon_distance(square)[0, 0]  # on an 8x coarser grid
+    distance = program.polygon_distance(square, 384)[0, 0]  # on an 8x coarser grid
     cell = 384 // distance.shape[0]
     at = lambda x, y: float(distance[y // cell, x // cell])  # noqa: E731
     assert at(200, 200) == pytest.approx(96.5, abs=1.0)
@@ -181,15 +181,35 @@ def test_the_warp_moves_a_feature_exactly_onto_the_target(program):
     assert abs(centre[1] - mesh[lip, 0]) < 1.5 and abs(centre[0] - mesh[lip, 1]) < 1.5
 
 
+def test_at_a_smaller_working_size_the_user_feature_lands_on_the_scaled_target(program):
+    # The template side comes at 192 px (a face shown small in its poster); the user's
+    # crop stays 384 px and is scaled inside, so the mark lands at half the position.
+    mesh = synthetic_mesh()
+    user = np.full((SIZE, SIZE, 3), 160, np.uint8)
+    lip = 13
+    x, y = int(round(mesh[lip, 0])), int(round(mesh[lip, 1]))
+    user[y - 4 : y + 5, x - 4 : x + 5] = 20
+    small = mesh.copy()
+    small[:, :2] = (small[:, :2] + 0.5) * 0.5 - 0.5
+    small[:, 2] *= 0.5
+    template = np.full((SIZE // 2, SIZE // 2, 3), 160, np.uint8)
+    fused, alpha = run(program, user, mesh, template, small, 100.0, 100.0)
+    assert fused.shape == (SIZE // 2, SIZE // 2, 3) and alpha.shape == (SIZE // 2, SIZE // 2)
+    dark = np.argwhere(fused[..., 0] < fused[..., 0].min() + 20)
+    centre = dark.mean(0)
+    assert abs(centre[1] - small[lip, 0]) < 1.0 and abs(centre[0] - small[lip, 1]) < 1.0
+
+
 def test_rasterized_triangles_cover_the_face_and_nothing_far_outside(program):
     mesh = torch.from_numpy(synthetic_mesh()[None, :, :2])
     from facefuse_build.fuse_program import ring_points
 
     vertices = torch.cat([mesh, ring_points(mesh)], 1)
     priority = torch.ones(1, program.triangles.shape[0])
-    _, covered = program.rasterize(program.corners(vertices), priority)
-    covered = covered.view(program.grid, program.grid)
-    cell = 384 // program.grid
+    grid = 384 // 4
+    _, covered = program.rasterize(program.corners(vertices), priority, grid)
+    covered = covered.view(grid, grid)
+    cell = 384 // grid
     assert covered[200 // cell, 192 // cell] == 1 and covered[140 // cell, 120 // cell] == 1
     assert covered[2, 2] == 0 and covered[-2, -2] == 0
 

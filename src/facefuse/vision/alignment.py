@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from facefuse.contract import FACE_CROP_PX, WORKING_CROP_PX
 from facefuse.errors import FaceError
 
 # ArcFace's 112x112 reference points (eyes, nose tip, mouth corners), re-centred and
@@ -14,6 +15,9 @@ _ARCFACE_112 = np.array(
     [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
     dtype=np.float64,
 )
+# A working size may hold a face up to this much smaller than it is in the image (320
+# for a face that needs 325 px): a few percent of resolution is not visible, a size step is.
+WORKING_SIZE_SLACK = 0.03
 _EYE_DISTANCE_UNITS = 0.25
 _EYE_LINE_Y_UNITS = 0.38
 CANONICAL_KEYPOINTS = np.column_stack(
@@ -66,3 +70,26 @@ def warp_to_crop(rgb: np.ndarray, affine: np.ndarray, crop_px: int, interpolatio
 
 def invert_affine(affine: np.ndarray) -> np.ndarray:
     return cv2.invertAffineTransform(affine.astype(np.float64)).astype(np.float32)
+
+
+def working_crop_px(affines: np.ndarray, sizes: tuple[int, ...] = WORKING_CROP_PX) -> int:
+    """The smallest working size whose crop holds every given face at no less than its
+    size in the image (affines: image -> FACE_CROP_PX crop), so pasting back never enlarges."""
+    scale = np.sqrt(np.abs(np.linalg.det(np.asarray(affines, np.float64)[:, :, :2])))
+    needed = FACE_CROP_PX / max(float(scale.min()), 1e-6)
+    return next((size for size in sorted(sizes) if size >= needed * (1 - WORKING_SIZE_SLACK)), max(sizes))
+
+
+def scale_crops(faces: np.ndarray, meshes: np.ndarray, affines: np.ndarray, size: int):
+    """Crops cut at FACE_CROP_PX brought down to `size` (never enlarged): pixels by area
+    averaging, mesh points and image -> crop affines by the same factor about pixel centres."""
+    if size >= faces.shape[1]:
+        return faces, meshes, affines
+    factor = size / faces.shape[1]
+    faces = np.stack([cv2.resize(face, (size, size), interpolation=cv2.INTER_AREA) for face in faces])
+    meshes = meshes.copy()
+    meshes[..., :2] = (meshes[..., :2] + 0.5) * factor - 0.5
+    meshes[..., 2] *= factor
+    affines = affines.astype(np.float32) * factor
+    affines[:, :, 2] += 0.5 * factor - 0.5
+    return faces, meshes, affines
