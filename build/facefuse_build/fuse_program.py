@@ -24,11 +24,14 @@ the same scale, smaller z nearer the camera):
 5. appearance: template and colour-matched user face are mixed by `fuse_degree`, the
    smooth base linearly and the fine detail on a steeper curve (never two sets of
    features at half strength), the user's detail sharpened toward the template's
-   detail energy (never softened), then the finest luma bands (lost to upsampling a
-   small photo and to the warp's bilinear lookup) brought toward the template face's
-   own energy in each band, cored so noise and JPEG ripple are not amplified, and
-   grain matched to the template's;
+   detail energy (never softened);
 6. blend: a feathered alpha of (3) over the warped template.
+
+All of it runs at the template's working size (the template side's crops come at the
+smallest of contract.WORKING_CROP_PX that shows its face as large as the poster does;
+the user's crop is scaled to it here). The finest detail is matched to the template
+face's where it is seen, at the poster's resolution, when the crop is pasted back
+(facefuse.vision.compositing.match_face_detail).
 
 Outputs are the fused crop and an alpha mask covering everything the program changed;
 outside the alpha the poster is the template, bit for bit.
@@ -101,19 +104,6 @@ DETAIL_MIX_START, DETAIL_MIX_WIDTH = 0.25, 0.40
 # looks soft there, though it is sharp in the poster (softening to it blurred the
 # fused face: sharpness 0.11 of the template's on the astronaut poster, 0.32 without).
 MIN_DETAIL_GAIN, MAX_DETAIL_GAIN = 1.0, 2.0
-# Grain: where the user's face has less fine detail than the template's face (a small or
-# soft photo), fixed noise makes up the template's fine-detail energy, as compositors
-# match film grain; at most this standard deviation (of 1).
-MAX_GRAIN = 0.035
-GRAIN_SEED = 9
-# Band-wise detail matching after the mix: the finest bands (luma less its 3x3 mean, and
-# that mean less its 7x7 one, both in crop pixels) lost to upsampling the user's photo
-# and to the warp's bilinear lookup are brought toward the template face's own energy in
-# each band (inner face, features included), by at most this gain; amplitudes below the
-# coring level (noise, JPEG ripple, of 1) are not amplified.
-DETAIL_BANDS = (3, 7)
-MAX_BAND_GAIN = 3.0
-BAND_CORING = 0.012
 # The mask's signed distance is smoother still: an 8x smaller grid.
 DISTANCE_DOWNSCALE = 8
 ROTATION_ITERATIONS = 18
@@ -204,8 +194,6 @@ class FuseProgram(torch.nn.Module):
         # Grid points sit at the centres of GRID_STRIDE-pixel cells, where bilinear
         # upsampling (align_corners=False) reproduces them exactly.
         self.register_buffer("grid_points", self.cell_centres(crop_px // GRID_STRIDE, GRID_STRIDE), persistent=False)
-        grain = torch.randn(1, 1, crop_px, crop_px, generator=torch.Generator().manual_seed(GRAIN_SEED))
-        self.register_buffer("grain", grain, persistent=False)
         full = torch.arange(crop_px, dtype=torch.float32)
         self.register_buffer("pixel_index", full, persistent=False)
         iy, ix = torch.meshgrid(full, full, indexing="ij")
@@ -477,51 +465,6 @@ class FuseProgram(torch.nn.Module):
         low = F.interpolate(low, size=user.shape[-2:], mode="bilinear", align_corners=False)
         return (1 - detail_amount) * template + user_detail_weight * user + low
 
-    def band_energy(self, band: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        """Mean square of band (N, 1, F, F) over weight (grid size, summing to 1)."""
-        return (F.avg_pool2d(band * band, GRID_STRIDE) * weight).sum((2, 3), keepdim=True)
-
-    def match_detail_bands(self, face: torch.Tensor, template: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
-        """The face's finest luma bands scaled toward the template face's energy in them.
-
-        A difference-of-box-means pyramid on the luma (green stands in, as in add_grain);
-        the gain per band is sqrt(template / face energy), clamped to [1, MAX_BAND_GAIN]:
-        detail is restored, never removed. The extra is added to all three channels
-        (grey detail, colours untouched) and cored, so flat noise is left as it is."""
-        weight = region / region.sum((2, 3), keepdim=True).clamp_min(1e-3)
-        face_luma, template_luma = face[:, 1:2], template[:, 1:2]
-        extra = torch.zeros_like(face_luma)
-        for inner_size, outer_size in zip((1,) + DETAIL_BANDS[:-1], DETAIL_BANDS):
-            bands = []
-            for luma in (face_luma, template_luma):
-                finer = luma if inner_size == 1 else F.avg_pool2d(luma, inner_size, stride=1, padding=inner_size // 2,
-                                                                  count_include_pad=False)
-                coarser = F.avg_pool2d(luma, outer_size, stride=1, padding=outer_size // 2, count_include_pad=False)
-                bands.append(finer - coarser)
-            face_band, template_band = bands
-            gain = torch.sqrt(self.band_energy(template_band, weight) / self.band_energy(face_band, weight).clamp_min(1e-8))
-            gain = gain.clamp(1.0, MAX_BAND_GAIN)
-            cored = face_band * (face_band * face_band / (face_band * face_band + BAND_CORING * BAND_CORING))
-            extra = extra + (gain - 1) * cored
-        return face + extra
-
-    def fine_energy(self, luma: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
-        """Mean square of the finest detail (luma less its 3x3 mean) over region (grid size)."""
-        fine = luma - F.avg_pool2d(luma, 3, stride=1, padding=1, count_include_pad=False)
-        energy = F.avg_pool2d(fine * fine, GRID_STRIDE)
-        weight = region / region.sum((2, 3), keepdim=True).clamp_min(1e-3)
-        return (energy * weight).sum((2, 3), keepdim=True)
-
-    def add_grain(self, face: torch.Tensor, template: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
-        """Fixed noise on the luma where the face lacks the template's fine detail.
-        White noise keeps 8/9 of its variance in the fine band (x less its 3x3 mean)."""
-        # Green stands in for luma (0.59 of it), without a full-size channel sum.
-        deficit = self.fine_energy(template[:, 1:2], region) - self.fine_energy(face[:, 1:2], region)
-        sigma = torch.sqrt(deficit.clamp_min(0) * (9.0 / 8.0)).clamp(max=MAX_GRAIN)
-        size = face.shape[-1]
-        return face + sigma * self.grain[:, :, :size, :size]
-
-    # ---- program --------------------------------------------------------------
     def forward(
         self,
         user_faces: torch.Tensor,
@@ -601,8 +544,6 @@ class FuseProgram(torch.nn.Module):
         # 4-5. colour-matched user face mixed with the template face
         matched, shading = self.match_colour(user_warped, template_warped, skin, inner)
         face = self.mix_appearance(matched, shading, template_warped, skin, appearance)
-        face = self.match_detail_bands(face, template_warped, inner * visible_grid)
-        face = self.add_grain(face, template_warped, skin)
 
         # 6. feathered blend into the warped template; alpha covers all that changed
         weight = F.interpolate(usable, size=(size, size), mode="bilinear", align_corners=False)

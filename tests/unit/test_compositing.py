@@ -1,6 +1,7 @@
+import cv2
 import numpy as np
 
-from facefuse.vision.compositing import draw_label, paste_faces
+from facefuse.vision.compositing import draw_label, match_face_detail, paste_faces
 
 CROP = 64
 
@@ -16,7 +17,7 @@ def test_pasting_keeps_the_template_exactly_where_the_mask_is_zero():
     face = np.full((1, CROP, CROP, 3), 200, np.uint8)
     mask = np.zeros((1, CROP, CROP), np.uint8)
     mask[0, 16:48, 16:48] = 255
-    poster = paste_faces(template, face, mask, crop_at(20, 30))
+    poster = paste_faces(template, face, mask, crop_at(20, 30), match_detail=False)
     inside = poster[30 + 20 : 30 + 44, 20 + 20 : 20 + 44]
     assert (inside == 200).all()
     untouched = np.ones(template.shape[:2], bool)
@@ -28,7 +29,7 @@ def test_a_half_mask_blends_half_way_and_rounds():
     template = np.full((80, 80, 3), 100, np.uint8)
     face = np.full((1, CROP, CROP, 3), 201, np.uint8)
     mask = np.full((1, CROP, CROP), 128, np.uint8)
-    poster = paste_faces(template, face, mask, crop_at(8, 8))
+    poster = paste_faces(template, face, mask, crop_at(8, 8), match_detail=False)
     expected = round(100 + (201 - 100) * 128 / 255)
     assert (poster[30:50, 30:50] == expected).all()
 
@@ -47,3 +48,63 @@ def test_the_label_darkens_a_corner_band_and_leaves_the_input_alone():
     labelled = draw_label(image)
     assert (image == 180).all()
     assert labelled[-5, -5].max() < 180 and (labelled[:100, :100] == 180).all()
+
+
+def textured(seed: int, sigma: float, blur: float = 0.0, size: int = 160) -> np.ndarray:
+    """Mid-grey with Gaussian texture of `sigma` grey levels, optionally blurred (a soft photo)."""
+    grey = 128 + sigma * np.random.default_rng(seed).standard_normal((size, size)).astype(np.float32)
+    if blur:
+        grey = cv2.GaussianBlur(grey, (0, 0), blur)
+    return np.repeat(np.clip(grey, 0, 255).astype(np.uint8)[..., None], 3, -1)
+
+
+def finest_typical(rgb: np.ndarray) -> float:
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return float(np.median(np.abs(grey - cv2.blur(grey, (3, 3)))[8:-8, 8:-8]))
+
+
+FULL = np.full((160, 160), 255.0, np.float32)
+EVERYWHERE = np.ones((160, 160), bool)
+
+
+def test_a_soft_face_gets_the_template_faces_fine_detail_back():
+    template, soft = textured(1, 12), textured(2, 12, blur=1.2)
+    matched = match_face_detail(soft, template, FULL, EVERYWHERE)
+    before, after, target = finest_typical(soft), finest_typical(matched), finest_typical(template)
+    assert before < 0.5 * target
+    assert 0.8 * target < after < 1.25 * target
+
+
+def test_a_face_as_detailed_as_the_template_and_a_flat_templates_face_are_left_alone():
+    face = textured(3, 10)
+    assert (match_face_detail(face, textured(4, 6), FULL, EVERYWHERE) == face).all()
+    # A comic's face: flat colour with a few inked outlines. Its typical fine detail is
+    # none, so a soft photo face gets neither gain nor grain (no speckle on a comic).
+    comic = np.full((160, 160, 3), 200, np.uint8)
+    cv2.circle(comic, (80, 80), 50, (0, 0, 0), 2)
+    soft = textured(5, 12, blur=1.5)
+    assert (match_face_detail(soft, comic, FULL, EVERYWHERE) == soft).all()
+
+
+def test_faint_noise_is_not_amplified_however_detailed_the_template():
+    template = textured(6, 40)
+    faint = textured(7, 0.6)  # below the coring level: noise, not detail
+    matched = match_face_detail(faint, template, FULL, EVERYWHERE)
+    # Grain makes up the template's level; amplified (5x) on top of it, it would exceed it.
+    assert finest_typical(matched) <= 1.25 * finest_typical(template)
+    difference = matched.astype(np.float32) - faint
+    assert abs(float(np.corrcoef(difference[..., 0].ravel(), faint[..., 0].ravel().astype(np.float32))[0, 1])) < 0.1
+
+
+def test_with_detail_matching_the_template_stays_exact_outside_the_mask():
+    rng = np.random.default_rng(10)
+    template = rng.integers(0, 256, (200, 200, 3), np.uint8)
+    face = np.repeat(textured(11, 8, blur=1.5, size=CROP)[None], 1, 0)
+    mask = np.zeros((1, CROP, CROP), np.uint8)
+    mask[0, 8:56, 8:56] = 255
+    poster = paste_faces(template, face, mask, crop_at(60, 70, scale=0.5))
+    changed = np.any(poster != template, axis=-1)
+    assert changed.any()
+    outside = np.ones(template.shape[:2], bool)
+    outside[70 + 14 : 70 + 114, 60 + 14 : 60 + 114] = False  # the mask (crop 8..56 at half scale), resampled
+    assert not changed[outside].any()

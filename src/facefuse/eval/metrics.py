@@ -4,9 +4,8 @@ Conventions: images are RGB uint8; keypoints are the detector's five (left eye, 
 eye, nose tip, left and right mouth corner) in image pixels; distances are in
 inter-ocular units (the distance between the two eye keypoints).
 
-- inner face: an ellipse around the five keypoints, semi-axes 0.85 (across) and 0.8
-  (along the face) inter-ocular distances, turned with the eye line: brows to below
-  the mouth, no hair, no background.
+- inner face: an ellipse around the five keypoints (`facefuse.vision.face_region`):
+  brows to below the mouth, no hair, no background.
 - sharpness: mean squared Laplacian of the grey image over the inner face, poster over
   template (same region, the template face's keypoints: the user's face is placed
   where the template's was). 1 is as sharp as the template's own face.
@@ -31,26 +30,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-INNER_FACE_SEMI_AXES_IOD = (0.85, 0.8)
+from facefuse.vision.face_region import inner_face_mask, inter_ocular
+
 SEAM_BAND_IOD = 0.05
 CHANGED_LEVELS = 2  # a pixel differing by more than this (any channel) was changed
-
-
-def inter_ocular(keypoints: np.ndarray) -> float:
-    keypoints = np.asarray(keypoints, np.float64)
-    return float(np.linalg.norm(keypoints[1] - keypoints[0]))
-
-
-def inner_face_mask(shape: tuple[int, ...], keypoints: np.ndarray) -> np.ndarray:
-    keypoints = np.asarray(keypoints, np.float64)
-    iod = inter_ocular(keypoints)
-    centre = keypoints.mean(axis=0)
-    eye_line = keypoints[1] - keypoints[0]
-    angle = float(np.degrees(np.arctan2(eye_line[1], eye_line[0])))
-    axes = (max(1, int(round(INNER_FACE_SEMI_AXES_IOD[0] * iod))), max(1, int(round(INNER_FACE_SEMI_AXES_IOD[1] * iod))))
-    mask = np.zeros(shape[:2], np.uint8)
-    cv2.ellipse(mask, (int(round(centre[0])), int(round(centre[1]))), axes, angle, 0, 360, 1, -1)
-    return mask.astype(bool)
 
 
 def _grey(rgb: np.ndarray) -> np.ndarray:

@@ -70,7 +70,9 @@ def _composite(template: VideoTemplate, frames, fused, first: int, add_label: bo
     for i, frame in enumerate(frames):
         if fused[i] is not None:
             face, mask = fused[i]
-            frame = paste_faces(frame, face[None], mask[None], template.affines[first + i][None])
+            # Grain changes from frame to frame, as film grain does (a fixed pattern would
+            # sit on the screen while the face moves under it).
+            frame = paste_faces(frame, face[None], mask[None], template.affines[first + i][None], grain_seed=first + i)
         out.append(draw_label(frame) if add_label else frame)
     return out
 

@@ -5,9 +5,26 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from facefuse.vision.alignment import invert_affine
+from facefuse.vision.alignment import CANONICAL_KEYPOINTS, invert_affine
+from facefuse.vision.face_region import inner_face_mask
 
 LABEL_TEXT = "AI-synthesized"
+
+# Detail matching at the poster's resolution (see match_face_detail). Bands are box
+# means' differences in poster pixels: x less its 3x3 mean, and that less its 7x7 mean.
+DETAIL_BANDS = ((1, 3), (3, 7))
+# The fused face's detail in each band is raised toward the template face's, by at most
+# this gain (never lowered); amplitudes below the coring level (grey levels of 255:
+# noise, JPEG ripple) are not amplified.
+MAX_DETAIL_GAIN = 5.0
+DETAIL_CORING = 3.0
+# Grain that makes up what the template face still has more of in the finest band,
+# fixed per seed so a poster is reproducible.
+GRAIN_SEED = 9
+# Fewer inner-face pixels than this (a face a few pixels wide): nothing to match.
+MIN_INNER_PX = 64
+# A median absolute deviation over this is one standard deviation of Gaussian noise.
+MAD_TO_SIGMA = 1.4826
 
 
 def paste_faces(
@@ -15,8 +32,11 @@ def paste_faces(
     fused_faces: np.ndarray,
     fused_masks: np.ndarray,
     affines: np.ndarray,
+    match_detail: bool = True,
+    grain_seed: int = GRAIN_SEED,
 ) -> np.ndarray:
-    """Alpha-blend each fused crop into the template through its soft mask.
+    """Alpha-blend each fused crop into the template through its soft mask, with its
+    fine detail matched to the template face's at the poster's resolution.
 
     affines map template pixels to crop pixels. Only the bounding box a crop covers is
     touched, and pixels where the mask is 0 keep the template's exact values.
@@ -47,8 +67,66 @@ def paste_faces(
         # One SIMD pass (face * a + template * (255 - a)) / 255, rounded: where the mask
         # is 0 the template's value comes back exactly.
         region = np.ascontiguousarray(poster[y0:y1, x0:x1])
-        poster[y0:y1, x0:x1] = cv2.blendLinear(face_roi, region, alpha, 255.0 - alpha)
+        blended = cv2.blendLinear(face_roi, region, alpha, 255.0 - alpha)
+        if match_detail:
+            # The crop's canonical keypoints, in ROI pixels, give the inner face.
+            from_crop = invert_affine(to_crop.astype(np.float32))
+            keypoints = (CANONICAL_KEYPOINTS * crop_px) @ from_crop[:, :2].T + from_crop[:, 2]
+            inner = inner_face_mask(region.shape, keypoints) & (alpha >= 250)
+            blended = match_face_detail(blended, region, alpha, inner, grain_seed)
+        poster[y0:y1, x0:x1] = blended
     return poster
+
+
+def _grey(rgb: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+
+
+def _band(grey: np.ndarray, finer: int, coarser: int) -> np.ndarray:
+    fine = grey if finer == 1 else cv2.blur(grey, (finer, finer))
+    return fine - cv2.blur(grey, (coarser, coarser))
+
+
+def _typical(band: np.ndarray, inner: np.ndarray) -> float:
+    """A band's typical amplitude over the inner face: the median absolute value, so the
+    template's texture decides, not its few strong edges (a comic's inked outlines,
+    Grace Hopper's glasses)."""
+    return float(np.median(np.abs(band[inner])))
+
+
+def match_face_detail(pasted: np.ndarray, template: np.ndarray, alpha: np.ndarray, inner: np.ndarray,
+                      grain_seed: int = GRAIN_SEED) -> np.ndarray:
+    """The pasted face's fine detail brought to the template face's, where it is seen.
+
+    A photo's face is often enlarged into the poster, and the fuse's warp resamples it
+    again, so it comes out softer than the template face around it and looks pasted on.
+    Per band, the face's detail is scaled by the ratio of the template face's typical
+    amplitude to its own (1 to MAX_DETAIL_GAIN, cored); then grain makes up what the
+    template's finest band still has more of (a photo's film grain or sensor noise; a
+    flat comic or painting has none to make up). Grey detail only: colours stay, and
+    nothing of the template's features is carried over. alpha (0..255 float) weighs the
+    change, so outside the mask the template stays exact.
+    """
+    if int(inner.sum()) < MIN_INNER_PX:
+        return pasted
+    face_grey, template_grey = _grey(pasted), _grey(template)
+    extra = np.zeros_like(face_grey)
+    for finer, coarser in DETAIL_BANDS:
+        face_band, template_band = _band(face_grey, finer, coarser), _band(template_grey, finer, coarser)
+        gain = np.clip(_typical(template_band, inner) / max(_typical(face_band, inner), 1e-3), 1.0, MAX_DETAIL_GAIN)
+        squared = face_band * face_band
+        extra += (gain - 1.0) * face_band * (squared / (squared + DETAIL_CORING**2))
+    finest = DETAIL_BANDS[0]
+    template_sigma = MAD_TO_SIGMA * _typical(_band(template_grey, *finest), inner)
+    face_sigma = MAD_TO_SIGMA * _typical(_band(face_grey + extra, *finest), inner)
+    # White noise keeps 8/9 of its variance in the finest band (x less its 3x3 mean).
+    grain_sigma = np.sqrt(max(template_sigma**2 - face_sigma**2, 0.0) * 9.0 / 8.0)
+    if grain_sigma > 0:
+        extra += grain_sigma * np.random.default_rng(grain_seed).standard_normal(extra.shape, np.float32)
+    if not extra.any():
+        return pasted
+    changed = pasted.astype(np.float32) + (extra * (alpha * (1.0 / 255.0)))[..., None]
+    return np.clip(changed + 0.5, 0, 255).astype(np.uint8)
 
 
 def draw_label(rgb: np.ndarray, text: str = LABEL_TEXT) -> np.ndarray:

@@ -1,0 +1,31 @@
+"""The inner face (brows to below the mouth) as an image region, from five keypoints.
+
+Shared by the paste's detail matching and the eval's measures, so the product and its
+measurement mean the same region.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+# Semi-axes of the ellipse around the five keypoints, in inter-ocular distances (across,
+# along the face), turned with the eye line: brows to below the mouth, no hair, no background.
+INNER_FACE_SEMI_AXES_IOD = (0.85, 0.8)
+
+
+def inter_ocular(keypoints: np.ndarray) -> float:
+    keypoints = np.asarray(keypoints, np.float64)
+    return float(np.linalg.norm(keypoints[1] - keypoints[0]))
+
+
+def inner_face_mask(shape: tuple[int, ...], keypoints: np.ndarray) -> np.ndarray:
+    keypoints = np.asarray(keypoints, np.float64)
+    iod = inter_ocular(keypoints)
+    centre = keypoints.mean(axis=0)
+    eye_line = keypoints[1] - keypoints[0]
+    angle = float(np.degrees(np.arctan2(eye_line[1], eye_line[0])))
+    axes = (max(1, int(round(INNER_FACE_SEMI_AXES_IOD[0] * iod))), max(1, int(round(INNER_FACE_SEMI_AXES_IOD[1] * iod))))
+    mask = np.zeros(shape[:2], np.uint8)
+    cv2.ellipse(mask, (int(round(centre[0])), int(round(centre[1]))), axes, angle, 0, 360, 1, -1)
+    return mask.astype(bool)
