@@ -129,7 +129,8 @@ class LocalPipeline:
             faces, meshes, affines = template.select(np.asarray(face_indices))
         fused_faces, fused_masks = self.run_fuse(user.faces, user.meshes, faces, meshes, fuse_degree, profile_degree)
         with self._stage("postprocess"):
-            return postprocess(template.image, fused_faces, fused_masks, affines, add_label, output_format, output_quality)
+            return postprocess(template.image, fused_faces, fused_masks, affines, add_label, output_format, output_quality,
+                               details=template.paste_details(affines, fused_faces.shape[1]))
 
     def analyze_template(self, template_id: str, data: bytes, face_index: int | None = None, source: str = "") -> TemplateArtifact:
         """Every usable face of a template image (up to MAX_FACES, numbered left to right)."""

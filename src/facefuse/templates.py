@@ -24,6 +24,7 @@ import numpy as np
 
 from facefuse.errors import OptionError, Reason, TemplateError
 from facefuse.vision.alignment import scale_crops, working_crop_px
+from facefuse.vision.compositing import TemplateFaceDetail, template_face_detail
 
 TEMPLATE_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 ARTIFACT_NAME = "template.npz"
@@ -64,6 +65,20 @@ class TemplateArtifact:
             )
         faces, meshes, affines = self.working_side
         return faces[indices], meshes[indices], affines[indices]
+
+    def paste_details(self, affines: np.ndarray, crop_px: int) -> list[TemplateFaceDetail | None]:
+        """The detail statistics of the faces these affines paste into (measured once per
+        face and working size: the poster and its faces do not change)."""
+        key = (np.asarray(affines, np.float32).tobytes(), crop_px)
+        details = self._paste_details.get(key)
+        if details is None:
+            details = [template_face_detail(self.image, affine, crop_px) for affine in affines]
+            self._paste_details[key] = details
+        return details
+
+    @functools.cached_property
+    def _paste_details(self) -> dict:
+        return {}
 
     @functools.cached_property
     def working_side(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

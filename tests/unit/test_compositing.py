@@ -1,7 +1,7 @@
 import cv2
 import numpy as np
 
-from facefuse.vision.compositing import draw_label, match_face_detail, paste_faces
+from facefuse.vision.compositing import draw_label, match_template_detail, measure_template_face, paste_faces
 
 CROP = 64
 
@@ -67,32 +67,37 @@ FULL = np.full((160, 160), 255.0, np.float32)
 EVERYWHERE = np.ones((160, 160), bool)
 
 
+def matched(face: np.ndarray, template: np.ndarray) -> np.ndarray:
+    """face's detail matched to template's, the whole image being the inner face."""
+    return match_template_detail(face, FULL, EVERYWHERE, measure_template_face(template, EVERYWHERE))
+
+
 def test_a_soft_face_gets_the_template_faces_fine_detail_back():
     template, soft = textured(1, 12), textured(2, 12, blur=1.2)
-    matched = match_face_detail(soft, template, FULL, EVERYWHERE)
-    before, after, target = finest_typical(soft), finest_typical(matched), finest_typical(template)
+    result = matched(soft, template)
+    before, after, target = finest_typical(soft), finest_typical(result), finest_typical(template)
     assert before < 0.5 * target
     assert 0.8 * target < after < 1.25 * target
 
 
 def test_a_face_as_detailed_as_the_template_and_a_flat_templates_face_are_left_alone():
     face = textured(3, 10)
-    assert (match_face_detail(face, textured(4, 6), FULL, EVERYWHERE) == face).all()
+    assert (matched(face, textured(4, 6)) == face).all()
     # A comic's face: flat colour with a few inked outlines. Its typical fine detail is
     # none, so a soft photo face gets neither gain nor grain (no speckle on a comic).
     comic = np.full((160, 160, 3), 200, np.uint8)
     cv2.circle(comic, (80, 80), 50, (0, 0, 0), 2)
     soft = textured(5, 12, blur=1.5)
-    assert (match_face_detail(soft, comic, FULL, EVERYWHERE) == soft).all()
+    assert (matched(soft, comic) == soft).all()
 
 
 def test_faint_noise_is_not_amplified_however_detailed_the_template():
     template = textured(6, 40)
     faint = textured(7, 0.6)  # below the coring level: noise, not detail
-    matched = match_face_detail(faint, template, FULL, EVERYWHERE)
+    result = matched(faint, template)
     # Grain makes up the template's level; amplified (5x) on top of it, it would exceed it.
-    assert finest_typical(matched) <= 1.25 * finest_typical(template)
-    difference = matched.astype(np.float32) - faint
+    assert finest_typical(result) <= 1.25 * finest_typical(template)
+    difference = result.astype(np.float32) - faint
     assert abs(float(np.corrcoef(difference[..., 0].ravel(), faint[..., 0].ravel().astype(np.float32))[0, 1])) < 0.1
 
 
@@ -108,3 +113,27 @@ def test_with_detail_matching_the_template_stays_exact_outside_the_mask():
     outside = np.ones(template.shape[:2], bool)
     outside[70 + 14 : 70 + 114, 60 + 14 : 60 + 114] = False  # the mask (crop 8..56 at half scale), resampled
     assert not changed[outside].any()
+
+
+def test_on_a_line_art_template_the_faces_own_lines_are_inked_in_the_templates_ink():
+    comic = np.full((160, 160, 3), (230, 200, 170), np.uint8)  # flat skin...
+    cv2.ellipse(comic, (80, 80), (60, 70), 0, 0, 360, (10, 10, 40), 3)  # ...inside inked outlines
+    cv2.line(comic, (50, 60), (110, 60), (10, 10, 40), 3)
+    face = textured(12, 2, blur=1.0)
+    cv2.line(face, (40, 100), (120, 100), (70, 70, 70), 3)  # the face's own line (a mouth)
+    inked = matched(face, comic)
+    on_line, off_line = inked[100, 60:100], inked[130, 60:100]
+    assert on_line.mean() < face[100, 60:100].mean() - 20  # darker, toward the ink...
+    assert on_line[:, 2].mean() > on_line[:, 0].mean()  # ...in the ink's (blue-black) colour
+    assert np.abs(off_line.astype(int) - face[130, 60:100]).max() <= 2  # flat skin stays
+    assert not (inked[60, 60:100] < 60).all()  # the template's own line is not drawn
+
+
+def test_only_line_art_templates_are_inked():
+    comic = np.full((160, 160, 3), (230, 200, 170), np.uint8)
+    cv2.ellipse(comic, (80, 80), (60, 70), 0, 0, 360, (10, 10, 40), 3)
+    assert measure_template_face(comic, EVERYWHERE).ink_share > 0
+    # Photos and paintings: texture everywhere, some of it dark lines, none of it line art.
+    photo = textured(14, 10, blur=0.7)
+    cv2.line(photo, (40, 100), (120, 100), (20, 20, 20), 3)
+    assert measure_template_face(photo, EVERYWHERE).ink_share == 0

@@ -21,14 +21,16 @@ class TritonPythonModel:
     def execute(self, requests):
         def handle(request):
             template = self.bank.get(text(request, "template_id"), int(array(request, "template_version").reshape(-1)[0]))
+            fused_faces, affines = array(request, "fused_faces")[0], array(request, "template_affines")[0]
             poster = postprocess(
                 template.image,
-                array(request, "fused_faces")[0],
+                fused_faces,
                 array(request, "fused_masks")[0],
-                array(request, "template_affines")[0],
+                affines,
                 add_label=bool(array(request, "add_label").reshape(-1)[0]),
                 output_format=text(request, "output_format").lower(),
                 output_quality=int(array(request, "output_quality").reshape(-1)[0]),
+                details=template.paste_details(affines, fused_faces.shape[1]),
             )
             return response(poster=np.array([[poster]], dtype=np.object_))
 

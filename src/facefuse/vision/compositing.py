@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
@@ -19,12 +21,96 @@ DETAIL_BANDS = ((1, 3), (3, 7))
 MAX_DETAIL_GAIN = 5.0
 DETAIL_CORING = 3.0
 # Grain that makes up what the template face still has more of in the finest band,
-# fixed per seed so a poster is reproducible.
+# fixed per seed so a poster is reproducible: cut from one tile of unit noise.
 GRAIN_SEED = 9
+GRAIN_TILE_PX = 512
+_GRAIN_TILE = np.random.default_rng(GRAIN_SEED).standard_normal((GRAIN_TILE_PX, GRAIN_TILE_PX), np.float32)
 # Fewer inner-face pixels than this (a face a few pixels wide): nothing to match.
 MIN_INNER_PX = 64
 # A median absolute deviation over this is one standard deviation of Gaussian noise.
 MAD_TO_SIGMA = 1.4826
+# Line art (a comic's inked outlines): the template face's finest band is a few strong
+# lines on flat colour, its RMS over this many times its typical amplitude (photos and
+# paintings read 2-3, the sample comic 15). The fused face then gets its own lines inked.
+LINE_ART_SPARSITY = 5.0
+# The template's ink: pixels this many grey levels darker than their 7x7 surroundings.
+INK_EDGE_LEVELS = 12.0
+# The face's darkest lines are inked, as many pixels as this share of the template's
+# inked share (all of it reads scratchy: skin pores become dots), ramped over this
+# fraction of the line threshold.
+INK_SHARE = 0.75
+INK_RAMP = 0.25
+# Only lines at least this many grey levels darker than their surroundings are inked
+# (a face with fewer lines than the share gets no ink on its noise).
+MIN_LINE_LEVELS = 6.0
+
+
+@dataclass(frozen=True)
+class FaceRoi:
+    """Where a crop lands in the poster: the box it covers and the poster -> crop affine
+    shifted to the box's origin."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    to_crop: np.ndarray  # (2, 3) float64
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.x1 - self.x0, self.y1 - self.y0
+
+
+def face_roi(shape: tuple[int, ...], affine: np.ndarray, crop_px: int) -> FaceRoi | None:
+    """The part of an image of `shape` a crop_px crop covers (None if it is all outside)."""
+    height, width = shape[:2]
+    corners = np.array([[0, 0], [crop_px, 0], [0, crop_px], [crop_px, crop_px]], np.float32)
+    inverse = invert_affine(affine)
+    in_image = corners @ inverse[:, :2].T + inverse[:, 2]
+    x0, y0 = np.maximum(np.floor(in_image.min(axis=0)).astype(int), 0)
+    x1 = min(int(np.ceil(in_image[:, 0].max())) + 1, width)
+    y1 = min(int(np.ceil(in_image[:, 1].max())) + 1, height)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    # Crop -> template ROI: the template->crop affine, shifted to the ROI origin.
+    to_crop = affine.astype(np.float64).copy()
+    to_crop[:, 2] += to_crop[:, :2] @ np.array([x0, y0], np.float64)
+    return FaceRoi(int(x0), int(y0), x1, y1, to_crop)
+
+
+@dataclass(frozen=True)
+class TemplateFaceDetail:
+    """What detail matching needs of one template face (measured once per template)."""
+
+    inner: np.ndarray  # bool, over the face's ROI: the inner face
+    typical: tuple[float, ...]  # typical amplitude in each of DETAIL_BANDS over it
+    ink_share: float  # the inner face's share of inked pixels on line art, else 0
+    ink_colour: np.ndarray  # (3,) float32
+
+
+def template_face_detail(template_rgb: np.ndarray, affine: np.ndarray, crop_px: int) -> TemplateFaceDetail | None:
+    """The template face's detail statistics over its inner face (None: face too small)."""
+    roi = face_roi(template_rgb.shape, affine, crop_px)
+    if roi is None:
+        return None
+    region = template_rgb[roi.y0 : roi.y1, roi.x0 : roi.x1]
+    # The crop's canonical keypoints, in ROI pixels, give the inner face.
+    from_crop = invert_affine(roi.to_crop.astype(np.float32))
+    keypoints = (CANONICAL_KEYPOINTS * crop_px) @ from_crop[:, :2].T + from_crop[:, 2]
+    inner = inner_face_mask(region.shape, keypoints)
+    return measure_template_face(region, inner) if int(inner.sum()) >= MIN_INNER_PX else None
+
+
+def measure_template_face(region: np.ndarray, inner: np.ndarray) -> TemplateFaceDetail:
+    grey = _grey(region)
+    bands = [_band(grey, *band) for band in DETAIL_BANDS]
+    typical = tuple(_typical(band[inner]) for band in bands)
+    finest = bands[0][inner]
+    line_art = np.sqrt(np.mean(finest * finest)) > LINE_ART_SPARSITY * max(typical[0], 1e-3)
+    ink = (bands[1] < -INK_EDGE_LEVELS) & inner
+    share = float(ink.sum()) / float(inner.sum()) if line_art else 0.0
+    colour = np.median(region[ink], axis=0).astype(np.float32) if share > 0 else np.zeros(3, np.float32)
+    return TemplateFaceDetail(inner, typical, share, colour)
 
 
 def paste_faces(
@@ -34,52 +120,59 @@ def paste_faces(
     affines: np.ndarray,
     match_detail: bool = True,
     grain_seed: int = GRAIN_SEED,
+    details: list[TemplateFaceDetail | None] | None = None,
 ) -> np.ndarray:
     """Alpha-blend each fused crop into the template through its soft mask, with its
     fine detail matched to the template face's at the poster's resolution.
 
     affines map template pixels to crop pixels. Only the bounding box a crop covers is
-    touched, and pixels where the mask is 0 keep the template's exact values.
+    touched, and pixels where the mask is 0 keep the template's exact values. details:
+    the template faces' statistics if the caller keeps them (measured here otherwise).
     """
     poster = template_rgb.copy()
-    height, width = poster.shape[:2]
     crop_px = fused_faces.shape[1]
-    corners = np.array([[0, 0], [crop_px, 0], [0, crop_px], [crop_px, crop_px]], np.float32)
-    for face, mask, affine in zip(fused_faces, fused_masks, affines):
-        inverse = invert_affine(affine)
-        in_image = corners @ inverse[:, :2].T + inverse[:, 2]
-        x0, y0 = np.maximum(np.floor(in_image.min(axis=0)).astype(int), 0)
-        x1 = min(int(np.ceil(in_image[:, 0].max())) + 1, width)
-        y1 = min(int(np.ceil(in_image[:, 1].max())) + 1, height)
-        if x1 <= x0 or y1 <= y0:
+    for index, (face, mask, affine) in enumerate(zip(fused_faces, fused_masks, affines)):
+        roi = face_roi(poster.shape, affine, crop_px)
+        if roi is None:
             continue
-        # Crop -> template ROI: the template->crop affine, shifted to the ROI origin.
-        to_crop = affine.astype(np.float64).copy()
-        to_crop[:, 2] += to_crop[:, :2] @ np.array([x0, y0], np.float64)
-        size = (x1 - x0, y1 - y0)
-        # Bicubic for the face keeps its fine detail (see alignment.warp_to_crop); the
-        # smooth mask needs no more than bilinear.
-        face_roi = cv2.warpAffine(face, to_crop, size, flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
-                                  borderMode=cv2.BORDER_REPLICATE)
-        alpha = cv2.warpAffine(mask, to_crop, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        # The smooth mask needs no more than bilinear; the face is warped only where the
+        # mask reaches (the crop's corners are the template's anyway).
+        alpha = cv2.warpAffine(mask, roi.to_crop, roi.size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        alpha = alpha.astype(np.float32)
+        rows, cols = _changed_box(alpha)
+        if rows.stop <= rows.start:
+            continue
+        alpha = alpha[rows, cols].astype(np.float32)
+        to_box = roi.to_crop.copy()
+        to_box[:, 2] += to_box[:, :2] @ np.array([cols.start, rows.start], np.float64)
+        # Bicubic for the face keeps its fine detail (see alignment.warp_to_crop).
+        face_pixels = cv2.warpAffine(face, to_box, (alpha.shape[1], alpha.shape[0]),
+                                     flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
         # One SIMD pass (face * a + template * (255 - a)) / 255, rounded: where the mask
         # is 0 the template's value comes back exactly.
-        region = np.ascontiguousarray(poster[y0:y1, x0:x1])
-        blended = cv2.blendLinear(face_roi, region, alpha, 255.0 - alpha)
+        y0, x0 = roi.y0 + rows.start, roi.x0 + cols.start
+        region = np.ascontiguousarray(poster[y0 : y0 + alpha.shape[0], x0 : x0 + alpha.shape[1]])
+        blended = cv2.blendLinear(face_pixels, region, alpha, 255.0 - alpha)
         if match_detail:
-            # The crop's canonical keypoints, in ROI pixels, give the inner face.
-            from_crop = invert_affine(to_crop.astype(np.float32))
-            keypoints = (CANONICAL_KEYPOINTS * crop_px) @ from_crop[:, :2].T + from_crop[:, 2]
-            inner = inner_face_mask(region.shape, keypoints) & (alpha >= 250)
-            blended = match_face_detail(blended, region, alpha, inner, grain_seed)
-        poster[y0:y1, x0:x1] = blended
+            detail = details[index] if details is not None else template_face_detail(template_rgb, affine, crop_px)
+            if detail is not None:
+                blended = match_template_detail(blended, alpha, detail.inner[rows, cols], detail, grain_seed)
+        poster[y0 : y0 + alpha.shape[0], x0 : x0 + alpha.shape[1]] = blended
     return poster
 
 
+def _changed_box(alpha: np.ndarray) -> tuple[slice, slice]:
+    """The bounding box of alpha > 0 (empty slices if none), plus the widest detail
+    band's reach, so the bands see past the mask's edge."""
+    rows, cols = np.nonzero(alpha.max(axis=1))[0], np.nonzero(alpha.max(axis=0))[0]
+    if rows.size == 0:
+        return slice(0, 0), slice(0, 0)
+    reach = DETAIL_BANDS[-1][1]
+    return (slice(max(rows[0] - reach, 0), rows[-1] + reach + 1), slice(max(cols[0] - reach, 0), cols[-1] + reach + 1))
+
+
 def _grey(rgb: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY).astype(np.float32)
 
 
 def _band(grey: np.ndarray, finer: int, coarser: int) -> np.ndarray:
@@ -87,46 +180,78 @@ def _band(grey: np.ndarray, finer: int, coarser: int) -> np.ndarray:
     return fine - cv2.blur(grey, (coarser, coarser))
 
 
-def _typical(band: np.ndarray, inner: np.ndarray) -> float:
-    """A band's typical amplitude over the inner face: the median absolute value, so the
-    template's texture decides, not its few strong edges (a comic's inked outlines,
-    Grace Hopper's glasses)."""
-    return float(np.median(np.abs(band[inner])))
+def _typical(values: np.ndarray) -> float:
+    """A band's typical amplitude: the median absolute value (of every third pixel: an
+    estimate is enough), so the template's texture decides, not its few strong edges
+    (a comic's inked outlines, Grace Hopper's glasses)."""
+    return float(np.median(np.abs(values[::3]))) if values.size else 0.0
 
 
-def match_face_detail(pasted: np.ndarray, template: np.ndarray, alpha: np.ndarray, inner: np.ndarray,
-                      grain_seed: int = GRAIN_SEED) -> np.ndarray:
+def _grain(shape: tuple[int, int], seed: int) -> np.ndarray:
+    """Unit Gaussian noise of `shape`, cut from one fixed tile at an offset per seed."""
+    offset = (seed * 7919) % GRAIN_TILE_PX
+    rows = np.arange(offset, offset + shape[0]) % GRAIN_TILE_PX
+    cols = np.arange(offset // 2, offset // 2 + shape[1]) % GRAIN_TILE_PX
+    return _GRAIN_TILE[np.ix_(rows, cols)]
+
+
+def match_template_detail(pasted: np.ndarray, alpha: np.ndarray, inner: np.ndarray, template: TemplateFaceDetail,
+                          grain_seed: int = GRAIN_SEED) -> np.ndarray:
     """The pasted face's fine detail brought to the template face's, where it is seen.
 
-    A photo's face is often enlarged into the poster, and the fuse's warp resamples it
+    A photo's face is often enlarged into the poster and the fuse's warp resamples it
     again, so it comes out softer than the template face around it and looks pasted on.
     Per band, the face's detail is scaled by the ratio of the template face's typical
     amplitude to its own (1 to MAX_DETAIL_GAIN, cored); then grain makes up what the
     template's finest band still has more of (a photo's film grain or sensor noise; a
-    flat comic or painting has none to make up). Grey detail only: colours stay, and
-    nothing of the template's features is carried over. alpha (0..255 float) weighs the
-    change, so outside the mask the template stays exact.
+    flat comic has none to make up). On line-art templates the face's own darkest lines
+    are then inked. Grey detail only: nothing of the template's features is carried
+    over. alpha (0..255 float) weighs every change, so outside the mask the template
+    stays exact. inner: the inner face over these pixels, where amplitudes are measured.
     """
     if int(inner.sum()) < MIN_INNER_PX:
         return pasted
-    face_grey, template_grey = _grey(pasted), _grey(template)
+    face_grey = _grey(pasted)
     extra = np.zeros_like(face_grey)
-    for finer, coarser in DETAIL_BANDS:
-        face_band, template_band = _band(face_grey, finer, coarser), _band(template_grey, finer, coarser)
-        gain = np.clip(_typical(template_band, inner) / max(_typical(face_band, inner), 1e-3), 1.0, MAX_DETAIL_GAIN)
-        squared = face_band * face_band
-        extra += (gain - 1.0) * face_band * (squared / (squared + DETAIL_CORING**2))
-    finest = DETAIL_BANDS[0]
-    template_sigma = MAD_TO_SIGMA * _typical(_band(template_grey, *finest), inner)
-    face_sigma = MAD_TO_SIGMA * _typical(_band(face_grey + extra, *finest), inner)
-    # White noise keeps 8/9 of its variance in the finest band (x less its 3x3 mean).
-    grain_sigma = np.sqrt(max(template_sigma**2 - face_sigma**2, 0.0) * 9.0 / 8.0)
+    finest_gain = 1.0
+    for (finer, coarser), template_typical in zip(DETAIL_BANDS, template.typical):
+        face_band = _band(face_grey, finer, coarser)
+        face_typical = _typical(face_band[inner])
+        gain = min(max(template_typical / max(face_typical, 1e-3), 1.0), MAX_DETAIL_GAIN)
+        if (finer, coarser) == DETAIL_BANDS[0]:
+            finest_face, finest_gain = face_typical, gain
+        if gain > 1.0:
+            squared = face_band * face_band
+            extra += (gain - 1.0) * face_band * (squared / (squared + DETAIL_CORING**2))
+    # The face's finest band after its gain, against the template's; white noise keeps
+    # 8/9 of its variance in that band (x less its 3x3 mean).
+    deficit = (MAD_TO_SIGMA * template.typical[0]) ** 2 - (MAD_TO_SIGMA * finest_gain * finest_face) ** 2
+    grain_sigma = float(np.sqrt(max(deficit, 0.0) * 9.0 / 8.0))
     if grain_sigma > 0:
-        extra += grain_sigma * np.random.default_rng(grain_seed).standard_normal(extra.shape, np.float32)
-    if not extra.any():
-        return pasted
-    changed = pasted.astype(np.float32) + (extra * (alpha * (1.0 / 255.0)))[..., None]
-    return np.clip(changed + 0.5, 0, 255).astype(np.uint8)
+        extra += grain_sigma * _grain(extra.shape, grain_seed)
+    weight = alpha * (1.0 / 255.0)
+    if template.ink_share > 0:
+        return ink_lines(pasted.astype(np.float32) + (extra * weight)[..., None], face_grey + extra, weight, inner, template)
+    # Saturating uint8 + float addition in one OpenCV pass.
+    return cv2.add(pasted, cv2.merge([extra * weight] * 3), dtype=cv2.CV_8U)
+
+
+def ink_lines(face: np.ndarray, face_grey: np.ndarray, weight: np.ndarray, inner: np.ndarray,
+              template: TemplateFaceDetail) -> np.ndarray:
+    """On a line-art template, the face's own darkest lines drawn in the template's ink;
+    face (float RGB) comes back rounded to uint8.
+
+    A comic's face is flat colour inside inked outlines: a photo's face pasted into it
+    looks cut out however sharp it is. The lines are the user's (eyes, nostrils, lips,
+    the jaw's shading: a difference of box means of the lightly smoothed face), never
+    the template's; as many pixels are inked as INK_SHARE of the template face's inked
+    share, in the template's ink colour, weighed by alpha.
+    """
+    face_lines = _band(cv2.GaussianBlur(face_grey, (0, 0), 1.0), *DETAIL_BANDS[1])
+    threshold = min(float(np.quantile(face_lines[inner], template.ink_share * INK_SHARE)), -MIN_LINE_LEVELS)
+    ink = np.clip((threshold - face_lines) / (-threshold * INK_RAMP) + 0.5, 0, 1) * weight
+    face = face + ink[..., None] * (template.ink_colour - face)
+    return np.clip(face + 0.5, 0, 255).astype(np.uint8)
 
 
 def draw_label(rgb: np.ndarray, text: str = LABEL_TEXT) -> np.ndarray:
