@@ -181,8 +181,10 @@ class FuseProgram(torch.nn.Module):
         self.groups = []
         for index, (members, size) in enumerate(topology.groups):
             self.register_buffer(f"group_{index}", torch.from_numpy(members.astype(np.int64)), persistent=False)
+            # Cell offsets of a KxK window, x and y apart: (1, 1, K*K) each.
             oy, ox = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
-            self.register_buffer(f"window_{index}", torch.stack([ox, oy], -1).view(1, 1, -1, 2).float(), persistent=False)
+            self.register_buffer(f"window_x_{index}", ox.reshape(1, 1, -1).float(), persistent=False)
+            self.register_buffer(f"window_y_{index}", oy.reshape(1, 1, -1).float(), persistent=False)
             self.groups.append(index)
         vertex_inside = torch.cat([torch.ones(MESH_POINTS), torch.zeros(len(FACE_OVAL))])
         self.register_buffer("vertex_inside", vertex_inside.view(1, -1, 1), persistent=False)
@@ -263,16 +265,22 @@ class FuseProgram(torch.nn.Module):
         return vertices.index_select(1, flat).reshape(n, -1, 3, c)
 
     @staticmethod
-    def barycentric(points: torch.Tensor, tri: torch.Tensor) -> torch.Tensor:
-        """points (..., 2) in triangles (..., 3, 2) -> weights (..., 3)."""
+    def barycentric_planes(tri: torch.Tensor) -> torch.Tensor:
+        """Triangles (..., 3, 2) -> (..., 3, 3): for each barycentric weight j, (cx, cy, c)
+        with weight_j(x, y) = cx x + cy y + c (the weights are affine in the point)."""
         a, b, c = tri[..., 0, :], tri[..., 1, :], tri[..., 2, :]
-        v0, v1, d = b - a, c - a, points - a
+        v0, v1 = b - a, c - a
         den = v0[..., 0] * v1[..., 1] - v1[..., 0] * v0[..., 1]
-        den = torch.where(den.abs() < 1e-6, torch.full_like(den, 1e-6), den)
-        l1 = (d[..., 0] * v1[..., 1] - v1[..., 0] * d[..., 1]) / den
-        l2 = (v0[..., 0] * d[..., 1] - d[..., 0] * v0[..., 1]) / den
-        return torch.stack([1 - l1 - l2, l1, l2], -1)
+        den = torch.where(den.abs() < 1e-6, torch.full_like(den, 1e-6), den).unsqueeze(-1)
+        # l1 = ((x - ax) v1y - v1x (y - ay)) / den, l2 = (v0x (y - ay) - (x - ax) v0y) / den
+        l1 = torch.stack([v1[..., 1], -v1[..., 0], v1[..., 0] * a[..., 1] - a[..., 0] * v1[..., 1]], -1) / den
+        l2 = torch.stack([-v0[..., 1], v0[..., 0], a[..., 0] * v0[..., 1] - v0[..., 0] * a[..., 1]], -1) / den
+        l0 = torch.cat([-l1[..., :2] - l2[..., :2], 1 - l1[..., 2:] - l2[..., 2:]], -1)
+        return torch.stack([l0, l1, l2], -2)
 
+    # Layout: per-point tensors keep the points on the last axis and x, y apart. ONNX
+    # Runtime broadcasts a (..., 1) operand along a last axis at memory speed, but a
+    # (..., 1, 2) one along the axis before a trailing 2 about 15 times slower.
     def rasterize(self, tri_xy: torch.Tensor, priority: torch.Tensor, g) -> tuple[torch.Tensor, torch.Tensor]:
         """Which triangle covers each grid point: (N, G*G) index, (N, G*G) covered 0/1.
 
@@ -284,17 +292,23 @@ class FuseProgram(torch.nn.Module):
         keys, cells = [], []
         for index in self.groups:
             members = getattr(self, f"group_{index}")
-            window = getattr(self, f"window_{index}")
+            window_x, window_y = getattr(self, f"window_x_{index}"), getattr(self, f"window_y_{index}")
             tri = tri_xy.index_select(1, members)  # (N, Tg, 3, 2)
-            first = torch.ceil((tri.amin(2) - (GRID_STRIDE - 1) * 0.5) / GRID_STRIDE).unsqueeze(2)  # (N, Tg, 1, 2)
-            cell = first + window  # (N, Tg, K*K, 2)
-            point = cell * GRID_STRIDE + (GRID_STRIDE - 1) * 0.5
-            weights = self.barycentric(point, tri.unsqueeze(2))
-            inside = (weights.amin(-1) >= -1e-4) & (cell.amin(-1) >= 0) & (cell.amax(-1) <= g - 1)
+            first = torch.ceil((tri.amin(2) - (GRID_STRIDE - 1) * 0.5) / GRID_STRIDE)  # (N, Tg, 2)
+            first_x, first_y = first[..., 0:1], first[..., 1:2]  # (N, Tg, 1)
+            cell_x, cell_y = first_x + window_x, first_y + window_y  # (N, Tg, K*K)
+            planes = self.barycentric_planes(tri)  # (N, Tg, 3, 3)
+            start_x = first_x * GRID_STRIDE + (GRID_STRIDE - 1) * 0.5
+            start_y = first_y * GRID_STRIDE + (GRID_STRIDE - 1) * 0.5
+            lowest = None
+            for j in range(3):
+                cx, cy, c = planes[:, :, j, 0:1], planes[:, :, j, 1:2], planes[:, :, j, 2:3]
+                weight = (cx * start_x + cy * start_y + c) + (cx * GRID_STRIDE) * window_x + (cy * GRID_STRIDE) * window_y
+                lowest = weight if lowest is None else torch.minimum(lowest, weight)
+            inside = (lowest >= -1e-4) & (cell_x >= 0) & (cell_y >= 0) & (cell_x <= g - 1) & (cell_y <= g - 1)
             key = priority.index_select(1, members).unsqueeze(2) * TRIANGLE_SLOTS + members.view(1, -1, 1).float()
-            keys.append(torch.where(inside, key.expand_as(inside), torch.full_like(weights[..., 0], -1.0)).reshape(n, -1))
-            clamped = cell.clamp(0, g - 1)
-            cells.append((clamped[..., 1] * g + clamped[..., 0]).reshape(n, -1).long())
+            keys.append(torch.where(inside, key, torch.full_like(lowest, -1.0)).reshape(n, -1))
+            cells.append((cell_y.clamp(0, g - 1) * g + cell_x.clamp(0, g - 1)).reshape(n, -1).long())
         winner = torch.zeros_like(tri_xy[:, :1, 0, 0]) - torch.ones_like(self.first_cells(self.grid_points, g)[..., 0])  # (N, G*G) of -1
         winner = winner.scatter_reduce(1, torch.cat(cells, 1), torch.cat(keys, 1), reduce="amax", include_self=True)
         covered = (winner >= 0).float()
@@ -303,14 +317,21 @@ class FuseProgram(torch.nn.Module):
         return triangle, covered
 
     def interpolate(self, triangle: torch.Tensor, target_xy: torch.Tensor, values: torch.Tensor,
-                    grid_xy: torch.Tensor) -> torch.Tensor:
-        """Vertex values (N, V, C) at the grid points, through their covering triangle."""
+                    grid_x: torch.Tensor, grid_y: torch.Tensor) -> torch.Tensor:
+        """Vertex values (N, V, C) at the grid points (x, y: (1, P)), through their
+        covering triangle (N, P): (N, C, P)."""
         n, points, c = triangle.shape[0], triangle.shape[1], values.shape[-1]
-        vertex = self.triangles.index_select(0, triangle.reshape(-1)).reshape(n, points * 3, 1)
-        both = torch.cat([target_xy, values], -1)
-        at = torch.gather(both, 1, vertex.expand(-1, -1, 2 + c)).reshape(n, points, 3, 2 + c)
-        weights = self.barycentric(grid_xy, at[..., :2])
-        return (weights.unsqueeze(-1) * at[..., 2:]).sum(2)
+        planes = self.barycentric_planes(self.corners(target_xy)).reshape(n, -1, 9).transpose(1, 2)  # (N, 9, T)
+        plane = torch.gather(planes, 2, triangle.unsqueeze(1).expand(-1, 9, -1))  # (N, 9, P)
+        corner = self.triangles.index_select(0, triangle.reshape(-1)).reshape(n, points, 3)
+        corner = corner.transpose(1, 2).reshape(n, 1, 3 * points)  # (N, 1, 3P): corner-major
+        at = torch.gather(values.transpose(1, 2), 2, corner.expand(-1, c, -1)).reshape(n, c, 3, points)
+        result = None
+        for j in range(3):
+            weight = plane[:, 3 * j] * grid_x + plane[:, 3 * j + 1] * grid_y + plane[:, 3 * j + 2]  # (N, P)
+            term = weight.unsqueeze(1) * at[:, :, j]
+            result = term if result is None else result + term
+        return result
 
     def facing(self, mesh: torch.Tensor) -> torch.Tensor:
         """Per triangle, how squarely it faces the camera (N, T): the 2D signed area
@@ -359,19 +380,19 @@ class FuseProgram(torch.nn.Module):
         """Signed distance (N, 1, F/8, F/8), positive inside, from a coarse grid to a closed polygon."""
         n = polygon.shape[0]
         cells = size // DISTANCE_DOWNSCALE
-        p = self.first_cells(self.mask_points, cells).unsqueeze(2)  # 1, P, 1, 2
-        a = polygon.unsqueeze(1)  # N, 1, E, 2
-        b = torch.roll(polygon, -1, dims=1).unsqueeze(1)
-        ab = b - a
-        t = (((p - a) * ab).sum(-1) / (ab * ab).sum(-1).clamp_min(1e-6)).clamp(0, 1)
-        nearest = a + t.unsqueeze(-1) * ab
-        dist = torch.sqrt(((p - nearest) ** 2).sum(-1) + 1e-6).amin(-1)
+        p = self.first_cells(self.mask_points, cells)  # 1, P, 2
+        px, py = p[..., 0:1], p[..., 1:2]  # (1, P, 1)
+        following = torch.roll(polygon, -1, dims=1)
+        ax, ay = polygon[..., 0].unsqueeze(1), polygon[..., 1].unsqueeze(1)  # (N, 1, E)
+        bx, by = following[..., 0].unsqueeze(1), following[..., 1].unsqueeze(1)
+        abx, aby = bx - ax, by - ay
+        t = (((px - ax) * abx + (py - ay) * aby) / (abx * abx + aby * aby).clamp_min(1e-6)).clamp(0, 1)  # (N, P, E)
+        dx, dy = px - (ax + t * abx), py - (ay + t * aby)
+        dist = torch.sqrt(dx * dx + dy * dy + 1e-6).amin(-1)
         # Crossing number of a ray toward +x decides inside/outside.
-        py, px = p[..., 1], p[..., 0]
-        ay, by, ax = a[..., 1], b[..., 1], a[..., 0]
         straddles = (ay > py) != (by > py)
-        dy = torch.where(by - ay == 0, torch.full_like(by, 1e-6), by - ay)
-        crosses = straddles & (px < ax + (py - ay) * ab[..., 0] / dy)
+        rise = torch.where(aby == 0, torch.full_like(aby, 1e-6), aby)
+        crosses = straddles & (px < ax + (py - ay) * abx / rise)
         inside = crosses.to(torch.float32).sum(-1).remainder(2.0)
         signed = dist * (inside * 2 - 1)
         return signed.view(n, 1, cells, cells)
@@ -511,15 +532,16 @@ class FuseProgram(torch.nn.Module):
             torch.cat([template_xy, ring], 1),
             self.vertex_inside.expand(n, -1, -1),
         ], -1)
-        grid_xy = self.first_cells(self.grid_points, g).expand(n, -1, -1)
-        at_grid = self.interpolate(triangle, target_vertices, values, grid_xy) * covered.unsqueeze(-1)
-        uncovered = (1 - covered).unsqueeze(-1)
-        user_grid = at_grid[..., 0:2] + uncovered * self.apply_similarity(grid_xy, to_user)
-        template_grid = at_grid[..., 2:4] + uncovered * grid_xy
+        grid_xy = self.first_cells(self.grid_points, g)  # (1, P, 2)
+        grid_cf = grid_xy.transpose(1, 2)  # (1, 2, P)
+        at_grid = self.interpolate(triangle, target_vertices, values, grid_cf[:, 0], grid_cf[:, 1]) * covered.unsqueeze(1)
+        uncovered = (1 - covered).unsqueeze(1)  # (N, 1, P)
+        user_grid = at_grid[:, 0:2] + uncovered * self.apply_similarity(grid_xy.expand(n, -1, -1), to_user).transpose(1, 2)
+        template_grid = at_grid[:, 2:4] + uncovered * grid_cf
         # Displacements are upsampled (not positions): bilinear upsampling holds the
         # outermost grid values to the crop's edge, which is exact for a displacement of 0.
-        shifts = torch.cat([user_grid - grid_xy, template_grid - grid_xy, at_grid[..., 4:5]], -1)
-        maps = shifts.permute(0, 2, 1).reshape(n, 5, g, g)
+        shifts = torch.cat([user_grid - grid_cf, template_grid - grid_cf, at_grid[:, 4:5]], 1)
+        maps = shifts.reshape(n, 5, g, g)
         full = F.interpolate(maps[:, 0:4], size=(size, size), mode="bilinear", align_corners=False)
         identity = self.identity_grid[:, :, :size, :size]
         user_warped = self.sample(user, full[:, 0:2] + identity)
