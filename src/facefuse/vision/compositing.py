@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from facefuse.vision.alignment import CANONICAL_KEYPOINTS, invert_affine
-from facefuse.vision.face_region import inner_face_mask
+from facefuse.vision.face_region import inner_face_mask, inter_ocular
 
 LABEL_TEXT = "AI-synthesized"
 
@@ -18,13 +18,20 @@ DETAIL_BANDS = ((1, 3), (3, 7))
 # The fused face's detail in each band is raised toward the template face's, by at most
 # this gain (never lowered); amplitudes below the coring level (grey levels of 255:
 # noise, JPEG ripple) are not amplified.
-MAX_DETAIL_GAIN = 5.0
+MAX_DETAIL_GAIN = 4.0
 DETAIL_CORING = 3.0
 # Grain that makes up what the template face still has more of in the finest band,
 # fixed per seed so a poster is reproducible: cut from one tile of unit noise.
 GRAIN_SEED = 9
 GRAIN_TILE_PX = 512
+# At most this standard deviation (grey levels): a painting's brush strokes also read as
+# fine detail, and noise standing in for them looks dirty.
+MAX_GRAIN_LEVELS = 5.0
 _GRAIN_TILE = np.random.default_rng(GRAIN_SEED).standard_normal((GRAIN_TILE_PX, GRAIN_TILE_PX), np.float32)
+# Detail changes only inside the face (semi-axes in inter-ocular distances, about the
+# keypoints' centre), feathered over this many inter-ocular distances.
+FACE_SEMI_AXES_IOD = (1.05, 1.2)
+FACE_FEATHER_IOD = 0.12
 # Fewer inner-face pixels than this (a face a few pixels wide): nothing to match.
 MIN_INNER_PX = 64
 # A median absolute deviation over this is one standard deviation of Gaussian noise.
@@ -38,7 +45,7 @@ INK_EDGE_LEVELS = 12.0
 # The face's darkest lines are inked, as many pixels as this share of the template's
 # inked share (all of it reads scratchy: skin pores become dots), ramped over this
 # fraction of the line threshold.
-INK_SHARE = 0.75
+INK_SHARE = 0.5
 INK_RAMP = 0.25
 # Only lines at least this many grey levels darker than their surroundings are inked
 # (a face with fewer lines than the share gets no ink on its noise).
@@ -83,6 +90,7 @@ class TemplateFaceDetail:
     """What detail matching needs of one template face (measured once per template)."""
 
     inner: np.ndarray  # bool, over the face's ROI: the inner face
+    face: np.ndarray  # float32 0..1 over the ROI: the face, feathered (detail is changed only there)
     typical: tuple[float, ...]  # typical amplitude in each of DETAIL_BANDS over it
     ink_share: float  # the inner face's share of inked pixels on line art, else 0
     ink_colour: np.ndarray  # (3,) float32
@@ -98,10 +106,20 @@ def template_face_detail(template_rgb: np.ndarray, affine: np.ndarray, crop_px: 
     from_crop = invert_affine(roi.to_crop.astype(np.float32))
     keypoints = (CANONICAL_KEYPOINTS * crop_px) @ from_crop[:, :2].T + from_crop[:, 2]
     inner = inner_face_mask(region.shape, keypoints)
-    return measure_template_face(region, inner) if int(inner.sum()) >= MIN_INNER_PX else None
+    if int(inner.sum()) < MIN_INNER_PX:
+        return None
+    # The face, cheeks and chin included, but not the warp's outer ring (which moves the
+    # template's own hair and background: their detail is the template's already).
+    iod = inter_ocular(keypoints)
+    face = inner_face_mask(region.shape, keypoints, FACE_SEMI_AXES_IOD).astype(np.float32)
+    face = cv2.GaussianBlur(face, (0, 0), FACE_FEATHER_IOD * iod)
+    return measure_template_face(region, inner, face)
 
 
-def measure_template_face(region: np.ndarray, inner: np.ndarray) -> TemplateFaceDetail:
+def measure_template_face(region: np.ndarray, inner: np.ndarray, face: np.ndarray | None = None) -> TemplateFaceDetail:
+    """The statistics over `inner`; `face` (default: everywhere) is where detail may change."""
+    if face is None:
+        face = np.ones(inner.shape, np.float32)
     grey = _grey(region)
     bands = [_band(grey, *band) for band in DETAIL_BANDS]
     typical = tuple(_typical(band[inner]) for band in bands)
@@ -110,7 +128,7 @@ def measure_template_face(region: np.ndarray, inner: np.ndarray) -> TemplateFace
     ink = (bands[1] < -INK_EDGE_LEVELS) & inner
     share = float(ink.sum()) / float(inner.sum()) if line_art else 0.0
     colour = np.median(region[ink], axis=0).astype(np.float32) if share > 0 else np.zeros(3, np.float32)
-    return TemplateFaceDetail(inner, typical, share, colour)
+    return TemplateFaceDetail(inner, face, typical, share, colour)
 
 
 def paste_faces(
@@ -156,7 +174,8 @@ def paste_faces(
         if match_detail:
             detail = details[index] if details is not None else template_face_detail(template_rgb, affine, crop_px)
             if detail is not None:
-                blended = match_template_detail(blended, alpha, detail.inner[rows, cols], detail, grain_seed)
+                blended = match_template_detail(blended, alpha * detail.face[rows, cols], detail.inner[rows, cols], detail,
+                                                grain_seed)
         poster[y0 : y0 + alpha.shape[0], x0 : x0 + alpha.shape[1]] = blended
     return poster
 
@@ -207,7 +226,8 @@ def match_template_detail(pasted: np.ndarray, alpha: np.ndarray, inner: np.ndarr
     flat comic has none to make up). On line-art templates the face's own darkest lines
     are then inked. Grey detail only: nothing of the template's features is carried
     over. alpha (0..255 float) weighs every change, so outside the mask the template
-    stays exact. inner: the inner face over these pixels, where amplitudes are measured.
+    stays exact (paste_faces passes the mask times the feathered face: the warp's ring
+    around the face is the template's own). inner: where amplitudes are measured.
     """
     if int(inner.sum()) < MIN_INNER_PX:
         return pasted
@@ -226,7 +246,7 @@ def match_template_detail(pasted: np.ndarray, alpha: np.ndarray, inner: np.ndarr
     # The face's finest band after its gain, against the template's; white noise keeps
     # 8/9 of its variance in that band (x less its 3x3 mean).
     deficit = (MAD_TO_SIGMA * template.typical[0]) ** 2 - (MAD_TO_SIGMA * finest_gain * finest_face) ** 2
-    grain_sigma = float(np.sqrt(max(deficit, 0.0) * 9.0 / 8.0))
+    grain_sigma = min(float(np.sqrt(max(deficit, 0.0) * 9.0 / 8.0)), MAX_GRAIN_LEVELS)
     if grain_sigma > 0:
         extra += grain_sigma * _grain(extra.shape, grain_seed)
     weight = alpha * (1.0 / 255.0)
