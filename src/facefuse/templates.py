@@ -24,7 +24,7 @@ import numpy as np
 
 from facefuse.errors import OptionError, Reason, TemplateError
 from facefuse.vision.alignment import scale_crops, working_crop_px
-from facefuse.vision.compositing import TemplateFaceDetail, template_face_detail
+from facefuse.vision.detail import TemplateFaceDetail, template_face_detail
 
 TEMPLATE_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 ARTIFACT_NAME = "template.npz"

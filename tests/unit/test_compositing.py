@@ -1,7 +1,8 @@
 import cv2
 import numpy as np
 
-from facefuse.vision.compositing import draw_label, match_template_detail, measure_template_face, paste_faces
+from facefuse.vision.compositing import draw_label, paste_faces
+from facefuse.vision.detail import match_template_detail, measure_template_face
 
 CROP = 64
 

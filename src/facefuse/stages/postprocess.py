@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from facefuse.vision.codec import encode_image
-from facefuse.vision.compositing import TemplateFaceDetail, draw_label, paste_faces
+from facefuse.vision.compositing import draw_label, paste_faces
+from facefuse.vision.detail import TemplateFaceDetail
 
 
 def postprocess(

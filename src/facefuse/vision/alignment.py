@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
@@ -93,3 +95,35 @@ def scale_crops(faces: np.ndarray, meshes: np.ndarray, affines: np.ndarray, size
     affines = affines.astype(np.float32) * factor
     affines[:, :, 2] += 0.5 * factor - 0.5
     return faces, meshes, affines
+
+@dataclass(frozen=True)
+class FaceRoi:
+    """Where a crop lands in the poster: the box it covers and the poster -> crop affine
+    shifted to the box's origin."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    to_crop: np.ndarray  # (2, 3) float64
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.x1 - self.x0, self.y1 - self.y0
+
+
+def face_roi(shape: tuple[int, ...], affine: np.ndarray, crop_px: int) -> FaceRoi | None:
+    """The part of an image of `shape` a crop_px crop covers (None if it is all outside)."""
+    height, width = shape[:2]
+    corners = np.array([[0, 0], [crop_px, 0], [0, crop_px], [crop_px, crop_px]], np.float32)
+    inverse = invert_affine(affine)
+    in_image = corners @ inverse[:, :2].T + inverse[:, 2]
+    x0, y0 = np.maximum(np.floor(in_image.min(axis=0)).astype(int), 0)
+    x1 = min(int(np.ceil(in_image[:, 0].max())) + 1, width)
+    y1 = min(int(np.ceil(in_image[:, 1].max())) + 1, height)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    # Crop -> template ROI: the template->crop affine, shifted to the ROI origin.
+    to_crop = affine.astype(np.float64).copy()
+    to_crop[:, 2] += to_crop[:, :2] @ np.array([x0, y0], np.float64)
+    return FaceRoi(int(x0), int(y0), x1, y1, to_crop)
