@@ -20,7 +20,7 @@ from typing import Awaitable, Callable
 
 import numpy as np
 
-from facefuse.contract import DEFAULT_FUSE_DEGREE, DEFAULT_PROFILE_DEGREE, DEGREE_RANGE, FACE_CROP_PX
+from facefuse.contract import DEFAULT_FUSE_DEGREE, DEFAULT_PROFILE_DEGREE, DEGREE_RANGE
 from facefuse.errors import OptionError
 from facefuse.vision.alignment import warp_to_crop
 from facefuse.vision.compositing import draw_label, paste_faces
@@ -59,8 +59,10 @@ class StageTimes:
 
 
 def _crops(template: VideoTemplate, frames: list[np.ndarray], first: int) -> list[np.ndarray | None]:
+    """Each usable frame's face crop, cut straight at the clip's working size."""
+    size, affines, _ = template.working_side
     return [
-        warp_to_crop(frame, template.affines[first + i], FACE_CROP_PX) if template.usable[first + i] else None
+        warp_to_crop(frame, affines[first + i], size) if template.usable[first + i] else None
         for i, frame in enumerate(frames)
     ]
 
@@ -72,7 +74,8 @@ def _composite(template: VideoTemplate, frames, fused, first: int, add_label: bo
             face, mask = fused[i]
             # Grain changes from frame to frame, as film grain does (a fixed pattern would
             # sit on the screen while the face moves under it).
-            frame = paste_faces(frame, face[None], mask[None], template.affines[first + i][None], grain_seed=first + i)
+            affine = template.working_side[1][first + i]
+            frame = paste_faces(frame, face[None], mask[None], affine[None], grain_seed=first + i)
         out.append(draw_label(frame) if add_label else frame)
     return out
 
@@ -134,7 +137,7 @@ async def fuse_video(
 async def _fuse_chunk(fuse_frame: FuseFrame, template: VideoTemplate, crops, first: int, times: StageTimes):
     started = time.perf_counter()
     fused = await asyncio.gather(*[
-        fuse_frame(crop, template.meshes[first + i]) if crop is not None else _none()
+        fuse_frame(crop, template.working_side[2][first + i]) if crop is not None else _none()
         for i, crop in enumerate(crops)
     ])
     times.add("fuse", started)

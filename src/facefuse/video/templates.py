@@ -11,6 +11,7 @@ keeps an artifact a few hundred kB besides the clip.
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import tempfile
@@ -19,8 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from facefuse.contract import FACE_CROP_PX
 from facefuse.errors import TemplateError
 from facefuse.templates import KEEP_VERSIONS, LAST_VERSION_NAME, VersionedDirs
+from facefuse.vision.alignment import scale_geometry, working_crop_px
 
 CLIP_NAME = "clip.mp4"
 TRACK_NAME = "track.npz"
@@ -40,6 +43,15 @@ class VideoTemplate:
     @property
     def frame_count(self) -> int:
         return int(self.usable.shape[0])
+
+    @functools.cached_property
+    def working_side(self) -> tuple[int, np.ndarray, np.ndarray]:
+        """(size, affines, meshes) for crops at the size `fuse` works at for this clip: the
+        smallest that shows its face, in every usable frame, as large as the frame does."""
+        usable = self.affines[self.usable]
+        size = working_crop_px(usable) if len(usable) else FACE_CROP_PX
+        meshes, affines = scale_geometry(self.meshes, self.affines, size / FACE_CROP_PX)
+        return size, affines, meshes
 
 
 class VideoTemplateStore(VersionedDirs):

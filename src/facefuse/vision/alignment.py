@@ -84,17 +84,24 @@ def working_crop_px(affines: np.ndarray, sizes: tuple[int, ...] = WORKING_CROP_P
 
 def scale_crops(faces: np.ndarray, meshes: np.ndarray, affines: np.ndarray, size: int):
     """Crops cut at FACE_CROP_PX brought down to `size` (never enlarged): pixels by area
-    averaging, mesh points and image -> crop affines by the same factor about pixel centres."""
+    averaging, mesh points and image -> crop affines by the same factor (scale_geometry)."""
     if size >= faces.shape[1]:
         return faces, meshes, affines
-    factor = size / faces.shape[1]
+    meshes, affines = scale_geometry(meshes, affines, size / faces.shape[1])
     faces = np.stack([cv2.resize(face, (size, size), interpolation=cv2.INTER_AREA) for face in faces])
-    meshes = meshes.copy()
+    return faces, meshes, affines
+
+
+def scale_geometry(meshes: np.ndarray, affines: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
+    """Crop mesh points and image -> crop affines for a crop `factor` times the size,
+    scaled about pixel centres (crop' = (crop + 0.5) * factor - 0.5); depth scales too."""
+    meshes = np.array(meshes, np.float32)
     meshes[..., :2] = (meshes[..., :2] + 0.5) * factor - 0.5
     meshes[..., 2] *= factor
-    affines = affines.astype(np.float32) * factor
-    affines[:, :, 2] += 0.5 * factor - 0.5
-    return faces, meshes, affines
+    affines = np.array(affines, np.float32) * factor
+    affines[..., :, 2] += 0.5 * factor - 0.5
+    return meshes, affines
+
 
 @dataclass(frozen=True)
 class FaceRoi:
