@@ -29,6 +29,7 @@ from facefuse import samples
 from facefuse.bench.photo import _server_cpu_ms
 from facefuse.gateway.triton import TritonPool
 from facefuse.gateway.video_worker import TritonFrameFuser
+from facefuse.models_admin.releases import serving_model_path
 from facefuse.settings import get_settings
 from facefuse.triton_client import ANALYZE_OUTPUTS, analyze_inputs, instance_counts
 from facefuse.video import media
@@ -171,7 +172,9 @@ def run_video_bench(template_id: str, out_dir: Path, rounds: int = 2, echo=print
                                                 "usable_frames", "duration_s")},
     )
     pipeline = LocalPipeline(settings)
-    sessions = [onnx_session(settings.model_repository_dir / "fuse" / "1" / "model.onnx", 1) for _ in range(cores)]
+    # The version Triton serves (a rebuilt fuse is a new version; version 1 may be gone).
+    fuse_path = serving_model_path(settings.model_repository_dir, "fuse")
+    sessions = [onnx_session(fuse_path, 1) for _ in range(cores)]
     with embedded_triton(settings) as triton, tempfile.TemporaryDirectory(prefix="facefuse-bench-") as scratch:
         out = Path(scratch) / "fused.mp4"
         asyncio.run(_triton_run(triton, template, photo, options, video_settings, out))  # warm-up
