@@ -31,7 +31,7 @@ All of it runs at the template's working size (the template side's crops come at
 smallest of contract.WORKING_CROP_PX that shows its face as large as the poster does;
 the user's crop is scaled to it here). The finest detail is matched to the template
 face's where it is seen, at the poster's resolution, when the crop is pasted back
-(facefuse.vision.compositing.match_face_detail).
+(facefuse.vision.detail.match_template_detail).
 
 Outputs are the fused crop and an alpha mask covering everything the program changed;
 outside the alpha the poster is the template, bit for bit.
@@ -169,7 +169,7 @@ class FuseProgram(torch.nn.Module):
     ):
         super().__init__()
         # The user's crop size, and the largest working size: the template side may come
-        # smaller (see facefuse.templates.working_crop_px) and the program then runs at its size.
+        # smaller (see facefuse.vision.alignment.working_crop_px) and the program then runs at its size.
         self.crop_px = crop_px
         self.feather = feather
         self.lighting_blur = lighting_blur

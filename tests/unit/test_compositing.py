@@ -74,7 +74,7 @@ def matched(face: np.ndarray, template: np.ndarray) -> np.ndarray:
 
 
 def test_a_soft_face_gets_the_template_faces_fine_detail_back():
-    template, soft = textured(1, 12), textured(2, 12, blur=1.2)
+    template, soft = textured(1, 6), textured(2, 6, blur=1.2)
     result = matched(soft, template)
     before, after, target = finest_typical(soft), finest_typical(result), finest_typical(template)
     assert before < 0.5 * target

@@ -145,19 +145,18 @@ def match_template_detail(pasted: np.ndarray, alpha: np.ndarray, inner: np.ndarr
         return pasted
     face_grey = _grey(pasted)
     extra = np.zeros_like(face_grey)
-    finest_gain = 1.0
+    after_gain = []  # the face's typical amplitude per band once raised
     for (finer, coarser), template_typical in zip(DETAIL_BANDS, template.typical):
         face_band = _band(face_grey, finer, coarser)
         face_typical = _typical(face_band[inner])
         gain = min(max(template_typical / max(face_typical, 1e-3), 1.0), MAX_DETAIL_GAIN)
-        if (finer, coarser) == DETAIL_BANDS[0]:
-            finest_face, finest_gain = face_typical, gain
+        after_gain.append(gain * face_typical)
         if gain > 1.0:
             squared = face_band * face_band
             extra += (gain - 1.0) * face_band * (squared / (squared + DETAIL_CORING**2))
     # The face's finest band after its gain, against the template's; white noise keeps
     # 8/9 of its variance in that band (x less its 3x3 mean).
-    deficit = (MAD_TO_SIGMA * template.typical[0]) ** 2 - (MAD_TO_SIGMA * finest_gain * finest_face) ** 2
+    deficit = (MAD_TO_SIGMA * template.typical[0]) ** 2 - (MAD_TO_SIGMA * after_gain[0]) ** 2
     grain_sigma = min(float(np.sqrt(max(deficit, 0.0) * 9.0 / 8.0)), MAX_GRAIN_LEVELS)
     if grain_sigma > 0:
         extra += grain_sigma * _grain(extra.shape, grain_seed)
