@@ -113,7 +113,7 @@ def model_specs(profile: Profile, settings: Settings) -> list[ModelSpec]:
         ),
         ModelSpec(
             "face_detector", detector_in, detector_out, network=True,
-            max_batch_size=8, max_queue_delay_us=1000, instances_cpu=1, instances_per_gpu=1,
+            max_batch_size=c.DETECTOR_MAX_BATCH, max_queue_delay_us=1000, instances_cpu=1, instances_per_gpu=1,
         ),
         ModelSpec(
             "align", (c.IMAGE, *detector_out, LETTERBOX_SCALE), (c.FACES, c.FACE_AFFINES, c.FACE_BOXES),
@@ -124,6 +124,7 @@ def model_specs(profile: Profile, settings: Settings) -> list[ModelSpec]:
                 "nms_iou": str(s.detector_nms_iou),
                 "min_face_px": str(s.min_face_px),
                 "max_face_outside_fraction": str(s.max_face_outside_fraction),
+                "second_pass_tiles": str(s.detector_second_pass_tiles),
             },
         ),
         ModelSpec(

@@ -27,6 +27,9 @@ MAX_FACES = 6
 # four times cheaper than 640 (measured about 8 ms vs 30 ms per image on one core).
 # 640 on GPU, where the extra cost is small and small faces in group posters matter.
 DETECTOR_INPUT_PX = {"cpu": 320, "gpu": 640}
+# face_detector's max_batch_size: align's second pass (a 3x3 tiling) sends its tiles in
+# batches of at most this many.
+DETECTOR_MAX_BATCH = 8
 
 # Triton priority levels (1 is served first) of the models video frames go through:
 # photo calls are interactive and go first, video frames are background work. A photo

@@ -60,7 +60,8 @@ class LocalPipeline:
         s = self.settings
         self.decode_params = DecodeParams(self.detector_px, s.max_image_side_px, s.decode_target_side_px, s.max_image_bytes)
         self.align_params = AlignParams(
-            self.detector_px, s.detector_score_threshold, s.detector_nms_iou, s.min_face_px, s.max_face_outside_fraction
+            self.detector_px, s.detector_score_threshold, s.detector_nms_iou, s.min_face_px, s.max_face_outside_fraction,
+            second_pass_tiles=s.detector_second_pass_tiles,
         )
         self.quality_limits = QualityLimits(
             max_yaw_deg=s.max_yaw_deg, max_pitch_deg=s.max_pitch_deg, max_eyes_covered=s.max_eyes_covered,
@@ -91,6 +92,10 @@ class LocalPipeline:
             box_deltas, face_probs, keypoint_deltas = self.detector.run(None, {"detector_image": decoded.detector_image[None]})
         return box_deltas[0], face_probs[0], keypoint_deltas[0]
 
+    def detect_batch(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The detector on letterboxed images (N, S, S, 3): align's second pass."""
+        return tuple(self.detector.run(None, {"detector_image": images}))
+
     def run_landmarks(self, aligned: AlignedFaces) -> np.ndarray:
         with self._stage("face_landmarks"):
             meshes, _presence = self.landmarks.run(None, {"faces": aligned.faces[None]})
@@ -113,7 +118,7 @@ class LocalPipeline:
         decoded = self.decode(data)
         raw = self.run_detector(decoded)
         with self._stage("align"):
-            aligned = align_main_face(decoded.image, *raw, decoded.letterbox_scale, self.align_params)
+            aligned = align_main_face(decoded.image, *raw, decoded.letterbox_scale, self.align_params, self.detect_batch)
         meshes = self.run_landmarks(aligned)
         with self._stage("face_quality"):
             verdict = check_faces(aligned.faces, meshes, aligned.affines, self.quality_limits)

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     min_face_px: int = 34
     detector_score_threshold: float = 0.6
     detector_nms_iou: float = 0.4
+    # A photo where the detector finds no face is searched again on a tiles x tiles grid
+    # (a small face in a large photo); 0 turns the second pass off.
+    detector_second_pass_tiles: int = 3
     # A face whose box lies more than this fraction outside the image is refused.
     max_face_outside_fraction: float = 0.12
     # Quality gates before fusion (facefuse.vision.face_quality; README "Quality gates").

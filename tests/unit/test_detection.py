@@ -3,8 +3,10 @@ import pytest
 
 from facefuse.contract import detector_prior_count
 from facefuse.errors import FaceError, Reason
+from facefuse.stages.align import AlignParams, detect_in_tiles
 from facefuse.vision.detection import (
-    Detection, check_face, choose_main_face, decode_detections, faces_left_to_right, letterbox, prior_boxes,
+    Detection, check_face, choose_main_face, decode_detections, faces_left_to_right, letterbox,
+    merge_tile_detections, prior_boxes, tiles,
 )
 
 
@@ -101,3 +103,53 @@ def test_letterbox_keeps_aspect_and_pads_bottom_right():
     square, scale = letterbox(image, 320)
     assert square.shape == (320, 320, 3) and scale == pytest.approx(1.6)
     assert square[:160].min() == 255 and square[161:].max() == 0
+
+
+def test_tiles_cover_the_image_with_overlap():
+    cover = tiles((1000, 1600, 3), 3)
+    assert len(cover) == 9
+    covered = np.zeros((1000, 1600), int)
+    for x0, y0, x1, y1 in cover:
+        covered[y0:y1, x0:x1] += 1
+    assert covered.min() >= 1  # every pixel is in a tile
+    assert covered[:, 500:560].min() >= 2  # neighbouring tiles overlap at their seam
+    assert all(x1 - x0 <= 1600 / 2.4 and y1 - y0 <= 1000 / 2.4 for x0, y0, x1, y1 in cover)
+
+
+def test_tile_detections_move_to_image_pixels_and_overlap_duplicates_merge():
+    face = Detection(np.array([10, 20, 50, 70], np.float32), 0.9, np.full((5, 2), 30, np.float32))
+    same_face_seen_by_the_next_tile = Detection(np.array([10 - 400 + 100, 20, 50 - 400 + 100, 70], np.float32), 0.8,
+                                                np.full((5, 2), 30, np.float32))
+    merged = merge_tile_detections([[face], [same_face_seen_by_the_next_tile]], [(100, 200), (400, 200)], 0.4)
+    assert len(merged) == 1
+    np.testing.assert_allclose(merged[0].box, [110, 220, 150, 270])
+    np.testing.assert_allclose(merged[0].keypoints, np.full((5, 2), [130, 230]))
+
+
+def test_the_second_pass_runs_the_detector_on_each_tile_and_finds_a_face_in_one():
+    image = np.zeros((1200, 1200, 3), np.uint8)
+    params = AlignParams(320, second_pass_tiles=3)
+    calls = []
+
+    def detect_batch(images):
+        calls.append(images.shape)
+        n = detector_prior_count(320)
+        boxes, probs, keypoints = np.zeros((len(images), n, 4), np.float32), np.zeros((len(images), n), np.float32), \
+            np.zeros((len(images), n, 10), np.float32)
+        probs[4, 3200] = 0.99  # the middle tile: a 64 px detector box centred at (8, 8)
+        return boxes, probs, keypoints
+
+    found = detect_in_tiles(image, params, detect_batch)
+    assert calls == [(9, 320, 320, 3)]  # one batch of all nine tiles
+    x0, y0, _, _ = tiles(image.shape, 3)[4]
+    scale = 320 / max(x1 - x0 for x0, _, x1, _ in [tiles(image.shape, 3)[4]])
+    assert len(found) == 1
+    np.testing.assert_allclose(found[0].box[:2], [x0 + (8 - 32) / scale, y0 + (8 - 32) / scale], atol=1e-3)
+
+
+def test_no_second_pass_when_it_is_off_or_the_photo_is_small():
+    def detect_batch(images):
+        raise AssertionError("the detector should not run again")
+
+    assert detect_in_tiles(np.zeros((1200, 1200, 3), np.uint8), AlignParams(320, second_pass_tiles=0), detect_batch) == []
+    assert detect_in_tiles(np.zeros((400, 400, 3), np.uint8), AlignParams(320), detect_batch) == []

@@ -241,10 +241,14 @@ class FaceFinder:
         self.pipeline = LocalPipeline()
 
     def detections(self, rgb: np.ndarray):
-        from facefuse.stages.align import detect
+        """As align finds them: the detector's first pass, and its second on tiles when
+        the first finds nothing."""
+        from facefuse.stages.align import detect, detect_in_tiles
 
         decoded = self.pipeline.decode(_png(rgb))
-        return detect(*self.pipeline.run_detector(decoded), decoded.letterbox_scale, self.pipeline.align_params)
+        params = self.pipeline.align_params
+        found = detect(*self.pipeline.run_detector(decoded), decoded.letterbox_scale, params)
+        return found or detect_in_tiles(decoded.image, params, self.pipeline.detect_batch)
 
     def main_face(self, rgb: np.ndarray):
         from facefuse.vision.detection import choose_main_face

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -10,7 +11,9 @@ import cv2
 
 from facefuse.contract import FACE_CROP_PX
 from facefuse.vision.alignment import crop_affine, warp_to_crop
-from facefuse.vision.detection import Detection, check_face, choose_main_face, decode_detections
+from facefuse.vision.detection import (
+    Detection, check_face, choose_main_face, decode_detections, letterbox, merge_tile_detections, tiles,
+)
 
 
 @dataclass(frozen=True)
@@ -20,6 +23,17 @@ class AlignParams:
     nms_iou: float = 0.4
     min_face_px: int = 34
     max_face_outside_fraction: float = 0.12
+    # When the first pass finds no face: the detector again on a tiles x tiles grid of
+    # the photo (0 or 1: no second pass). Only photos larger than the detector's input
+    # by more than this factor are tiled (a smaller one would be enlarged, not zoomed).
+    second_pass_tiles: int = 3
+    min_tiling_scale: float = 1.5
+
+
+# The detector on a batch of letterboxed images (N, S, S, 3) uint8 -> its raw outputs,
+# (box_deltas, face_probs, keypoint_deltas) with a leading N: Triton's face_detector
+# through BLS in the align stage, the ONNX session in LocalPipeline.
+DetectBatch = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -47,12 +61,29 @@ def align_faces(image: np.ndarray, detections: list[Detection], interpolation: i
     return AlignedFaces(faces, affines, boxes)
 
 
+def detect_in_tiles(image: np.ndarray, params: AlignParams, detect_batch: DetectBatch) -> list[Detection]:
+    """The second pass: the detector on overlapping tiles of the photo, merged."""
+    if params.second_pass_tiles < 2 or max(image.shape[:2]) < params.min_tiling_scale * params.detector_input_px:
+        return []
+    cover = tiles(image.shape, params.second_pass_tiles)
+    boxed = [letterbox(image[y0:y1, x0:x1], params.detector_input_px) for x0, y0, x1, y1 in cover]
+    box_deltas, face_probs, keypoint_deltas = detect_batch(np.stack([square for square, _ in boxed]))
+    per_tile = [
+        detect(box_deltas[i], face_probs[i], keypoint_deltas[i], scale, params) for i, (_, scale) in enumerate(boxed)
+    ]
+    return merge_tile_detections(per_tile, [(x0, y0) for x0, y0, _, _ in cover], params.nms_iou)
+
+
 def align_main_face(
     image: np.ndarray, box_deltas: np.ndarray, face_probs: np.ndarray, keypoint_deltas: np.ndarray,
-    letterbox_scale: float, params: AlignParams,
+    letterbox_scale: float, params: AlignParams, detect_batch: DetectBatch | None = None,
 ) -> AlignedFaces:
-    """The user side: one face (K=1), the photo's subject, after the quality gates."""
+    """The user side: one face (K=1), the photo's subject, after the quality gates.
+    detect_batch: the detector, for a second pass on tiles when the first finds no face
+    (a small face in a large photo); without it there is none."""
     detections = detect(box_deltas, face_probs, keypoint_deltas, letterbox_scale, params)
+    if not detections and detect_batch is not None:
+        detections = detect_in_tiles(image, params, detect_batch)
     face = choose_main_face(detections, image.shape)
     check_face(face, image.shape, params.min_face_px, params.max_face_outside_fraction)
     return align_faces(image, [face])

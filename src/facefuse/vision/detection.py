@@ -151,3 +151,38 @@ def faces_left_to_right(detections: list[Detection], max_faces: int) -> list[Det
     """Template faces, numbered left to right: the largest max_faces, then ordered by x."""
     largest = sorted(detections, key=lambda d: -d.width * d.height)[:max_faces]
     return sorted(largest, key=lambda d: float(d.box[0] + d.box[2]))
+
+
+# Second detector pass (see tiles): tiles overlap by this share of a tile, so a face on a
+# seam is whole in one of them.
+TILE_OVERLAP = 0.25
+
+
+def tiles(image_shape: tuple[int, ...], grid: int) -> list[tuple[int, int, int, int]]:
+    """A grid x grid cover of the image by overlapping square-ish tiles (x0, y0, x1, y1).
+
+    The first pass sees the whole photo letterboxed to the detector's input, so a face
+    that is small in a large photo (a lecture hall, a friend far away) shrinks below
+    what the detector finds; each tile is letterboxed on its own, `grid` times larger.
+    """
+    height, width = image_shape[:2]
+    boxes = []
+    for axis_size in (width, height):
+        tile = int(np.ceil(axis_size / (grid - (grid - 1) * TILE_OVERLAP)))
+        starts = np.linspace(0, axis_size - tile, grid).round().astype(int) if grid > 1 else np.array([0])
+        boxes.append([(int(s), int(min(s + tile, axis_size))) for s in starts])
+    return [(x0, y0, x1, y1) for y0, y1 in boxes[1] for x0, x1 in boxes[0]]
+
+
+def merge_tile_detections(per_tile: list[list[Detection]], origins: list[tuple[int, int]], nms_iou: float) -> list[Detection]:
+    """Detections of each tile (in tile pixels) moved to image pixels, duplicates from
+    overlapping tiles removed by NMS; best first."""
+    moved = [
+        Detection(d.box + np.array([x0, y0, x0, y0], np.float32), d.score, d.keypoints + np.array([x0, y0], np.float32))
+        for found, (x0, y0) in zip(per_tile, origins) for d in found
+    ]
+    if not moved:
+        return []
+    xywh = [[float(d.box[0]), float(d.box[1]), d.width, d.height] for d in moved]
+    kept = cv2.dnn.NMSBoxes(xywh, [d.score for d in moved], 0.0, nms_iou)
+    return sorted((moved[i] for i in np.asarray(kept).reshape(-1)), key=lambda d: -d.score)

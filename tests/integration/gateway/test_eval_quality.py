@@ -33,21 +33,20 @@ def test_eval_writes_scores_summary_and_a_contact_sheet_with_a_row_per_case(resu
         assert sheet.width == 3 * 128
 
 
-def test_fused_posters_carry_every_score_and_a_refused_photo_its_reason(result):
+def test_fused_posters_carry_every_score(result):
     _, written = result
     by_case = {}
     for poster in written["posters"]:
         by_case.setdefault(poster["case"], []).append(poster)
-    for poster in by_case["frontal-obama4_crop"] + by_case["turned-franck-v1086"]:
+    # Einstein's lecture photo: his face is small in a large photo, missed by the
+    # detector's first pass and found by its second, on tiles.
+    for poster in by_case["frontal-obama4_crop"] + by_case["turned-franck-v1086"] + by_case["frontal-einstein"]:
         assert poster["refused"] is None
         assert poster["poster_face_found"]
         for score in ("identity_user", "identity_template", "sharpness", "sharpness_vs_user", "ghosting", "seams"):
             assert isinstance(poster[score], float), score
-    # Einstein's lecture photo: the detector finds no face, the gateway says so.
-    assert {p["refused"] for p in by_case["frontal-einstein"]} == {"NO_FACE_DETECTED"}
     summary = written["summary"]["100/100"]["frontal"]
-    assert summary["refused_by_reason"] == {"NO_FACE_DETECTED": 1}
-    assert summary["posters"] == 2
+    assert summary["refused"] == 0 and summary["posters"] == 2
 
 
 def test_at_fuse_degree_100_a_frontal_face_is_closer_to_the_user_than_to_the_template(result):

@@ -4,12 +4,14 @@ set (facefuse.eval.devset), through the real gateway and Triton."""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from facefuse_client import InvalidPhotoError
 from gateway_helpers import TEMPLATE
 from photo_bytes import encoded, rgb_of
 
+from facefuse import samples
 from facefuse.eval import devset
 
 REFUSED = {
@@ -36,6 +38,25 @@ def test_a_photo_too_dark_to_give_a_sharp_face_is_refused_as_quality_low(client,
     with pytest.raises(InvalidPhotoError) as error:
         client.fuse(dark, TEMPLATE)
     assert error.value.reason == "FACE_QUALITY_LOW"
+
+
+def test_a_small_face_in_a_large_photo_is_found_by_the_detectors_second_pass(client):
+    # Grace Hopper's portrait at 0.4x (a face about 72 px wide) in an 1800 px photo: at
+    # the detector's 320 px input the face is 13 px and the first pass misses it.
+    hopper = rgb_of(samples.grace_hopper())
+    small = cv2.resize(hopper, None, fx=0.4, fy=0.4, interpolation=cv2.INTER_AREA)
+    photo = np.full((1800, 1800, 3), 120, np.uint8)
+    photo[900 : 900 + small.shape[0], 1100 : 1100 + small.shape[1]] = small
+    poster = client.fuse(encoded(photo), TEMPLATE)  # NO_FACE_DETECTED without the second pass
+    assert poster.image[:3] == b"\xff\xd8\xff" and poster.quality > 0.5
+
+
+def test_a_large_photo_with_no_face_anywhere_is_still_no_face_detected(client, coffee):
+    # The second pass runs on the tiles and finds nothing either.
+    large = cv2.resize(rgb_of(coffee), (1800, 1800), interpolation=cv2.INTER_CUBIC)
+    with pytest.raises(InvalidPhotoError) as error:
+        client.fuse(encoded(large), TEMPLATE)
+    assert error.value.reason == "NO_FACE_DETECTED"
 
 
 def test_a_clear_frontal_photo_gets_a_high_score_and_no_warnings(client, astronaut):
