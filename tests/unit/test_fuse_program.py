@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from facefuse.vision.alignment import scale_geometry
 from facefuse_build.fuse_program import FACE_OVAL, NOSE_TIP, FuseProgram, mesh_topology
 
 SIZE = 384
@@ -189,9 +190,7 @@ def test_at_a_smaller_working_size_the_user_feature_lands_on_the_scaled_target(p
     lip = 13
     x, y = int(round(mesh[lip, 0])), int(round(mesh[lip, 1]))
     user[y - 4 : y + 5, x - 4 : x + 5] = 20
-    small = mesh.copy()
-    small[:, :2] = (small[:, :2] + 0.5) * 0.5 - 0.5
-    small[:, 2] *= 0.5
+    small, _ = scale_geometry(mesh, np.zeros((2, 3), np.float32), 0.5)
     template = np.full((SIZE // 2, SIZE // 2, 3), 160, np.uint8)
     fused, alpha = run(program, user, mesh, template, small, 100.0, 100.0)
     assert fused.shape == (SIZE // 2, SIZE // 2, 3) and alpha.shape == (SIZE // 2, SIZE // 2)
