@@ -286,9 +286,11 @@ class ModelAdmin:
             raise ReleaseStateError(f"release {state.serving} serves and there is no previous release to roll back to")
         bad = state.serving
         state.serving, state.previous = state.previous, bad
-        save_state(self.repository, state)
+        save_state(self.repository, state)  # the gateway moves every call within its re-read interval
         self._write_configs(state)
         self._reload_plain_ensembles()
+        # Like promote: once rollback returns, no gateway routes a new call to the bad release.
+        time.sleep(ROUTING_GRACE_S)
         audit(self.repository, "rollback", release=state.serving, replaced=bad,
               versions=state.releases[state.serving].versions)
         return state.serving
