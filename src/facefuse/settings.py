@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     max_yaw_deg: float = 35.0
     max_pitch_deg: float = 30.0
     max_eyes_covered: float = 0.7
+    max_face_strands: float = 0.10
     min_face_brightness: float = 30.0
     min_face_sharpness: float = 0.03
 

@@ -26,7 +26,7 @@ def face_mesh() -> np.ndarray:
         **_ring(fq.RIGHT_EYE, (144, 150), 18, 7), **_ring(fq.LEFT_EYE, (240, 150), 18, 7),
         **_ring(fq.RIGHT_BROW, (144, 122), 22, 4), **_ring(fq.LEFT_BROW, (240, 122), 22, 4),
         **_ring(fq.OUTER_LIPS, (192, 262), 30, 10),
-        **{i: (192, 160 + 14 * k) for k, i in enumerate(fq.NOSE_RIDGE)},
+        **{i: (192, 160 + 14 * k) for k, i in enumerate(fq.NOSE_RIDGE)}, fq.NOSE_BASE: (192, 238),
         50: (130, 215), 280: (254, 215), 205: (145, 240), 425: (239, 240), 151: (192, 95), 108: (165, 100), 337: (219, 100),
         fq.CHEEK_LEFT: (90, 200), fq.CHEEK_RIGHT: (294, 200), fq.FOREHEAD_TOP: (192, 70), fq.CHIN: (192, 320),
     }
@@ -96,6 +96,31 @@ def test_sunglasses_over_both_eyes_are_refused_as_occluded():
     with pytest.raises(FaceError) as caught:
         fq.assess(measures, LIMITS)
     assert caught.value.reason is Reason.FACE_OCCLUDED
+
+
+def strands(crop: np.ndarray, count: int) -> np.ndarray:
+    """Dark hair strands, 2 px wide, evenly spaced, falling from the forehead across eyes and cheeks."""
+    out = crop.copy()
+    for x in np.linspace(110, 280, count):
+        cv2.line(out, (int(x), 60), (int(x) + 15, 250), (35, 25, 20), 2, cv2.LINE_AA)
+    return out
+
+
+def test_hair_strands_across_the_face_are_refused_as_occluded():
+    measures = fq.measure(strands(face_crop(), 20), face_mesh(), AFFINE)
+    assert measures.strands > LIMITS.max_strands
+    assert measures.covered["eyes"] < LIMITS.max_eyes_covered  # the colour test alone would let them through
+    with pytest.raises(FaceError) as caught:
+        fq.assess(measures, LIMITS)
+    assert caught.value.reason is Reason.FACE_OCCLUDED
+
+
+def test_a_few_strands_warn_and_more_score_lower():
+    clear = fq.measure(face_crop(), face_mesh(), AFFINE).strands
+    few, some = (fq.measure(strands(face_crop(), n), face_mesh(), AFFINE).strands for n in (2, 5))
+    assert clear < few < some
+    verdict = check_faces(strands(face_crop(), 5)[None], face_mesh()[None], AFFINE[None] * 0.5, LIMITS)
+    assert "FACE_PARTLY_OCCLUDED" in verdict.warnings and verdict.quality < 1.0
 
 
 def test_a_very_dark_photo_is_refused_as_quality_low():

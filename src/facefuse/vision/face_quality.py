@@ -6,6 +6,9 @@ reason before `fuse` runs:
   must be invented and the shape comes out wrong (FACE_POSE_UNSUPPORTED);
 - something over the eyes (sunglasses, a hand, hair): the poster's eyes would be the
   occluder's (FACE_OCCLUDED); the nose ridge is measured too, for a warning;
+- hair strands across the eyes and cheeks: thin, dark and skin between them, so the
+  colour test above misses them, and `fuse` (which tests colour on a coarse grid and
+  never inside the eyes) would paste them (FACE_OCCLUDED);
 - too dark or too blurred to give a sharp face (FACE_QUALITY_LOW).
 Milder forms of the same become warnings, and all of them a quality score in 0..1, so a
 calling service can ask for a better selfie. Thresholds and the figures behind them are
@@ -38,6 +41,17 @@ MEASURE_SCALE = 3
 # Skin test: within this many robust spreads of the face's own skin colour (YCbCr).
 SKIN_SPREADS = 3.0
 MIN_CHROMA_SPREAD, MIN_LUMA_SPREAD = 4.0, 12.0
+# Strands: a pixel darker than its closing (a disc this many inter-ocular distances
+# wide) by this share of the skin's luma lies on a thin dark line. Counted over the
+# mid-face band (brows to the base of the nose, this share of the cheek-to-cheek
+# half-width about its centre) less the eyes with their lashes, eyeliner and glasses
+# frames and the nostrils, which are thin and dark too; a moustache lies below the
+# band. Measured at the crop's full size: strands are 1-3 px.
+STRAND_KERNEL_IOD = 0.06
+STRAND_CONTRAST = 0.25
+STRAND_BAND_HALF_WIDTH = 0.8
+STRAND_EYE_RADIUS_IOD, STRAND_NOSE_TIP_RADIUS_IOD = 0.45, 0.3
+NOSE_TIP, NOSE_BASE = 4, 2
 
 WARNINGS = ("STRONG_HEAD_TURN", "FACE_PARTLY_OCCLUDED", "LOW_LIGHT", "BLURRED", "LOW_RESOLUTION")
 
@@ -52,11 +66,14 @@ class QualityLimits:
     # Fraction of the skin around the two eyes that is not the face's skin (mean of
     # both eyes): sunglasses, a hand or hair over the eyes.
     max_eyes_covered: float = 0.7
+    # Share of the mid-face crossed by thin dark lines: hair strands over the face.
+    max_strands: float = 0.10
     min_brightness: float = 30.0  # mean luma of the face's skin, 0..255
     min_sharpness: float = 0.03  # detail energy over contrast at the crop's scale
     warn_turn_deg: float = 20.0
     # Eyes' surroundings or nose ridge this much not skin: FACE_PARTLY_OCCLUDED.
     warn_covered: float = 0.45
+    warn_strands: float = 0.06
     warn_brightness: float = 60.0
     warn_sharpness: float = 0.06
     warn_eye_distance_px: float = 30.0  # in the photo: faces of about 75 px and less
@@ -67,6 +84,7 @@ class FaceMeasures:
     yaw_deg: float
     pitch_deg: float
     covered: dict[str, float]  # region -> fraction that is not skin: eyes (mean of both), nose
+    strands: float  # fraction of the mid-face on thin dark lines
     brightness: float
     sharpness: float
     eye_distance_px: float  # in the user's photo
@@ -131,6 +149,8 @@ def measure(crop: np.ndarray, mesh: np.ndarray, affine: np.ndarray) -> FaceMeasu
     ridge = _mask(shape, discs=[(xy[i], 0.07 * eye_distance) for i in NOSE_RIDGE])
     covered = {"eyes": float(np.mean(eyes)), "nose": float(not_skin[ridge].mean())}
 
+    strands = _strand_share(crop, np.asarray(mesh, np.float64)[:, :2], eye_distance * MEASURE_SCALE)
+
     brightness = float(ycc[..., 0][skin_mask].mean())
     # Detail at the full crop's scale, relative to the face's contrast, over the box
     # from the eyes to the mouth: a photo with a small or blurred face gives a crop
@@ -143,7 +163,32 @@ def measure(crop: np.ndarray, mesh: np.ndarray, affine: np.ndarray) -> FaceMeasu
     detail = cv2.Laplacian(grey, cv2.CV_32F)
     sharpness = float(np.sqrt((detail ** 2).mean())) / (float(grey.std()) + 1.0)
     scale = float(np.sqrt(abs(np.linalg.det(np.asarray(affine, np.float64)[:, :2]))))
-    return FaceMeasures(yaw, pitch, covered, brightness, sharpness, eye_distance * MEASURE_SCALE / max(scale, 1e-6))
+    return FaceMeasures(yaw, pitch, covered, strands, brightness, sharpness, eye_distance * MEASURE_SCALE / max(scale, 1e-6))
+
+
+def _strand_share(crop: np.ndarray, xy: np.ndarray, eye_distance: float) -> float:
+    """Share of the mid-face (crop pixels, eyes' surroundings and nostrils left out)
+    on thin dark lines: morphological black-hat against the skin's median luma."""
+    grey = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    side = max(3, int(round(STRAND_KERNEL_IOD * eye_distance)) | 1)
+    lines = cv2.morphologyEx(grey, cv2.MORPH_BLACKHAT, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side)))
+    brows = xy[list(RIGHT_BROW) + list(LEFT_BROW)]
+    left, right = sorted((xy[CHEEK_LEFT, 0], xy[CHEEK_RIGHT, 0]))
+    centre, half = (left + right) / 2, STRAND_BAND_HALF_WIDTH * (right - left) / 2
+    band = np.zeros(grey.shape, bool)
+    y0, y1 = (int(np.clip(v, 0, grey.shape[0])) for v in (brows[:, 1].max(), xy[NOSE_BASE, 1]))
+    x0, x1 = (int(np.clip(v, 0, grey.shape[1])) for v in (centre - half, centre + half))
+    band[y0:y1, x0:x1] = True
+    left_out = _mask(grey.shape, polygons=[xy[list(RIGHT_BROW)], xy[list(LEFT_BROW)]], discs=[
+        (xy[list(RIGHT_EYE)].mean(0), STRAND_EYE_RADIUS_IOD * eye_distance),
+        (xy[list(LEFT_EYE)].mean(0), STRAND_EYE_RADIUS_IOD * eye_distance),
+        (xy[NOSE_TIP], STRAND_NOSE_TIP_RADIUS_IOD * eye_distance),
+    ])
+    region = band & ~left_out
+    if not region.any():
+        return 0.0
+    skin_luma = float(np.median(grey[region]))
+    return float((lines[region] > STRAND_CONTRAST * skin_luma).mean())
 
 
 def _ramp(value: float, good: float, bad: float) -> float:
@@ -167,6 +212,12 @@ def assess(measures: FaceMeasures, limits: QualityLimits) -> Assessment:
             "object); send a photo with the eyes, nose and mouth visible",
             Reason.FACE_OCCLUDED,
         )
+    if m.strands > lim.max_strands:
+        raise FaceError(
+            f"hair strands (or other thin dark lines) cross {m.strands:.0%} of the face between the brows and the "
+            f"nose, at most {lim.max_strands:.0%} can be fused; send a photo with the hair away from the face",
+            Reason.FACE_OCCLUDED,
+        )
     if m.brightness < lim.min_brightness or m.sharpness < lim.min_sharpness:
         raise FaceError(
             f"the face is too dark or too blurred to fuse (brightness {m.brightness:.0f} of 255, at least "
@@ -178,7 +229,10 @@ def assess(measures: FaceMeasures, limits: QualityLimits) -> Assessment:
     warn_turn = lim.warn_turn_deg / lim.max_yaw_deg
     scores = {
         "STRONG_HEAD_TURN": _ramp(turn, warn_turn, 1.0 + (1.0 - warn_turn)),
-        "FACE_PARTLY_OCCLUDED": _ramp(max(m.covered.values()), lim.warn_covered, 2 * lim.max_eyes_covered - lim.warn_covered),
+        "FACE_PARTLY_OCCLUDED": min(
+            _ramp(max(m.covered.values()), lim.warn_covered, 2 * lim.max_eyes_covered - lim.warn_covered),
+            _ramp(m.strands, lim.warn_strands, 2 * lim.max_strands - lim.warn_strands),
+        ),
         "LOW_LIGHT": _ramp(m.brightness, lim.warn_brightness, 2 * lim.min_brightness - lim.warn_brightness),
         "BLURRED": _ramp(m.sharpness, lim.warn_sharpness, 2 * lim.min_sharpness - lim.warn_sharpness),
         "LOW_RESOLUTION": _ramp(m.eye_distance_px, lim.warn_eye_distance_px, lim.warn_eye_distance_px / 3),

@@ -18,6 +18,7 @@ REFUSED = {
     # development-set case: the reason (the figures behind the limits are in the README)
     "turned-breakingbad": "FACE_POSE_UNSUPPORTED",  # yaw -40 degrees
     "occluded-sunglasses-terminator_crop": "FACE_OCCLUDED",
+    "occluded-hair-audrey": "FACE_OCCLUDED",  # strands across an eye and the cheeks
 }
 
 
