@@ -25,7 +25,10 @@ the same scale, smaller z nearer the camera):
    smooth base linearly and the fine detail on a steeper curve (never two sets of
    features at half strength), the user's detail sharpened toward the template's
    detail energy (never softened);
-6. blend: a feathered alpha of (3) over the warped template.
+6. blend: a feathered alpha of (3) over the warped template; where the skin test turned
+   down a small patch of the user's visible face (eye make-up, a strand, stubble), over
+   the surrounding fused skin instead: the template's own pixels there may be its
+   glasses or eyes, which would show through as a second set of features.
 
 All of it runs at the template's working size (the template side's crops come at the
 smallest of contract.WORKING_CROP_PX that shows its face as large as the poster does;
@@ -104,6 +107,11 @@ DETAIL_MIX_START, DETAIL_MIX_WIDTH = 0.25, 0.40
 # looks soft there, though it is sharp in the poster (softening to it blurred the
 # fused face: sharpness 0.11 of the template's on the astronaut poster, 0.32 without).
 MIN_DETAIL_GAIN, MAX_DETAIL_GAIN = 1.0, 2.0
+# Patches the skin test turns down are filled from the usable face within this many grid
+# cells (normalised convolution); fully where at least this share of them is usable,
+# so a large patch (a beard) still takes the template's skin.
+FILL_WINDOW_CELLS = 9
+FILL_FULL_COVERAGE = 0.35
 # The mask's signed distance is smoother still: an 8x smaller grid.
 DISTANCE_DOWNSCALE = 8
 ROTATION_ITERATIONS = 18
@@ -440,6 +448,21 @@ class FuseProgram(torch.nn.Module):
         dark = ((SKIN_DARK_FROM - darkness) / (SKIN_DARK_FROM - SKIN_DARK_TO)).clamp(0, 1)
         return 1 - (1 - feature) * torch.maximum(off_colour, dark)
 
+    @staticmethod
+    def fill_from_surroundings(face: torch.Tensor, source: torch.Tensor, inside: torch.Tensor
+                               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The face (full size) averaged over `source` (weights at grid size) around each
+        grid cell, and how much to trust that: the source's share of the window, full from
+        FILL_FULL_COVERAGE, only `inside` (the visible face). Both upsampled to full size."""
+        size = face.shape[-1]
+        pool = lambda x: F.avg_pool2d(x, FILL_WINDOW_CELLS, stride=1, padding=FILL_WINDOW_CELLS // 2,
+                                      count_include_pad=False)
+        coverage = pool(source)
+        fill = pool(F.avg_pool2d(face, GRID_STRIDE) * source) / coverage.clamp_min(1e-3)
+        trust = (coverage / FILL_FULL_COVERAGE).clamp(0, 1) * inside
+        up = F.interpolate(torch.cat([fill, trust], 1), size=(size, size), mode="bilinear", align_corners=False)
+        return up[:, 0:3], up[:, 3:4]
+
     def match_colour(self, user: torch.Tensor, template: torch.Tensor, region: torch.Tensor,
                      lighting_region: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """User face (RGB 0..1) recoloured to the template's skin statistics and lighting.
@@ -561,15 +584,23 @@ class FuseProgram(torch.nn.Module):
         inner = torch.clamp((distance - feather_px) / feather_px, 0, 1)
         skin = inner * visible_grid * (1 - feature_grid)
         user_small = self.convert(F.avg_pool2d(user_warped, GRID_STRIDE), self.rgb_to_ycc)
-        usable = self.smooth(face_mask * visible_grid * self.skin_weight(user_small, skin, feature_grid))
+        usable_sharp = face_mask * visible_grid * self.skin_weight(user_small, skin, feature_grid)
+        usable = self.smooth(usable_sharp)
 
         # 4-5. colour-matched user face mixed with the template face
         matched, shading = self.match_colour(user_warped, template_warped, skin, inner)
         face = self.mix_appearance(matched, shading, template_warped, skin, appearance)
 
-        # 6. feathered blend into the warped template; alpha covers all that changed
+        # 6. feathered blend into the warped template (or, in small turned-down patches of
+        # the visible face, into the surrounding fused skin); alpha covers all that changed
+        # By fuse_degree: at 0 the template is given back exactly.
+        # The fill is of skin only: features are usable but never skin (lashes and make-up
+        # averaged in make a smudge), and partly usable cells count little.
+        fill_source = (usable_sharp * (1 - feature_grid)) ** 2
+        fill, fill_weight = self.fill_from_surroundings(face, fill_source, self.smooth(face_mask * visible_grid))
+        fallback = template_warped + appearance * fill_weight * (fill - template_warped)
         weight = F.interpolate(usable, size=(size, size), mode="bilinear", align_corners=False)
-        fused = template_warped + weight * (face - template_warped)
+        fused = fallback + weight * (face - fallback)
         alpha = F.interpolate((2 * maps[:, 4:5]).clamp(0, 1), size=(size, size), mode="bilinear", align_corners=False)
         alpha = alpha * self.border_window(size)
 

@@ -165,6 +165,21 @@ def test_hair_over_a_cheek_is_not_carried_over():
     assert abs(fused[strand].mean() - fused[cheek].mean()) < 25
 
 
+def test_the_template_s_glasses_do_not_show_through_a_patch_the_skin_test_turns_down():
+    # Blue eye shadow on the user where the template has a dark glasses rim: the shadow
+    # is not skin, and what replaces it must be skin, not the rim (a second pair of eyes).
+    topology = mesh_topology(synthetic_mesh())
+    program = FuseProgram(dataclasses.replace(topology, feature=np.zeros_like(topology.feature))).eval()
+    template, mesh = face_image((180, 140, 120), 1), synthetic_mesh()
+    template[150:166, 120:170] = (20, 20, 20)  # the rim
+    user = face_image((200, 150, 130), 2)
+    user[146:170, 116:174] = (70, 90, 190)  # the shadow
+    fused, _ = run(program, user, mesh, template, mesh, 100.0, 0.0)
+    rim, cheek = (slice(152, 164), slice(125, 165)), (slice(200, 230), slice(125, 165))
+    assert fused[rim].mean() > 0.75 * fused[cheek].mean()  # the rim alone reads 0.15 of it
+    assert np.abs(fused[rim].mean((0, 1)) - (70, 90, 190)).max() > 40  # nor the shadow
+
+
 def test_the_warp_moves_a_feature_exactly_onto_the_target(program):
     # One mesh point's neighbourhood marked in the user's face lands where that point is
     # in the template (profile 100 keeps the user's shape, but both share it here).
