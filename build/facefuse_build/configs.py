@@ -139,6 +139,7 @@ def model_specs(profile: Profile, settings: Settings) -> list[ModelSpec]:
                 "max_yaw_deg": str(s.max_yaw_deg),
                 "max_pitch_deg": str(s.max_pitch_deg),
                 "max_eyes_covered": str(s.max_eyes_covered),
+                "max_one_eye_covered": str(s.max_one_eye_covered),
                 "max_face_strands": str(s.max_face_strands),
                 "min_face_brightness": str(s.min_face_brightness),
                 "min_face_sharpness": str(s.min_face_sharpness),

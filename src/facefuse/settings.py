@@ -42,7 +42,8 @@ class Settings(BaseSettings):
     # Quality gates before fusion (facefuse.vision.face_quality; README "Quality gates").
     max_yaw_deg: float = 35.0
     max_pitch_deg: float = 30.0
-    max_eyes_covered: float = 0.7
+    max_eyes_covered: float = 0.6
+    max_one_eye_covered: float = 0.8
     max_face_strands: float = 0.10
     min_face_brightness: float = 30.0
     min_face_sharpness: float = 0.03

@@ -98,6 +98,17 @@ def test_sunglasses_over_both_eyes_are_refused_as_occluded():
     assert caught.value.reason is Reason.FACE_OCCLUDED
 
 
+def test_a_lock_of_hair_over_one_eye_is_refused_as_occluded():
+    crop = face_crop()
+    cv2.ellipse(crop, (240, 148), (46, 38), 0, 0, 360, (45, 30, 20), -1)  # dark hair over the left eye
+    measures = fq.measure(crop, face_mesh(), AFFINE)
+    assert measures.covered["eyes"] < LIMITS.max_eyes_covered < measures.worst_eye_covered  # the mean alone passes
+    assert measures.worst_eye_covered > LIMITS.max_one_eye_covered
+    with pytest.raises(FaceError) as caught:
+        fq.assess(measures, LIMITS)
+    assert caught.value.reason is Reason.FACE_OCCLUDED
+
+
 def strands(crop: np.ndarray, count: int) -> np.ndarray:
     """Dark hair strands, 2 px wide, evenly spaced, falling from the forehead across eyes and cheeks."""
     out = crop.copy()

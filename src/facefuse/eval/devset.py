@@ -15,8 +15,8 @@ Kinds:
 - looking_down: pitch measured from the mesh well away from the frontal median (mostly
   down, one looking up);
 - occluded: something that is not the user's skin over the face (sunglasses, real and
-  drawn; scikit-image's coffee cup over the mouth; hair strands across an eye) or a
-  second face near the crop's edge;
+  drawn; scikit-image's coffee cup over the mouth; hair strands across an eye; a lock
+  of hair hiding one eye) or a second face near the crop's edge;
 - low_light: dim and noisy, or colour-cast light (blue, orange);
 - small: faces of 60-90 px, JPEG quality 30.
 """
@@ -161,6 +161,8 @@ def _specs() -> list[CaseSpec]:
         c("occluded-cup-franck_01829", "occluded", _clm("franck_01829.jpg"), ("cup",)),
         c("occluded-hair-audrey", "occluded", _clm("audrey.jpg"), ("hair",)),
         c("occluded-hair-sean_guru2", "occluded", _clm("sean_guru2_crop.jpg"), ("hair",)),
+        c("occluded-lock-kim1", "occluded", _clm("kim1_crop.jpg"), ("lock",)),
+        c("occluded-lock-obama4", "occluded", _clm("obama4_crop.jpg"), ("lock",)),
         c("occluded-neighbour-franck_04117", "occluded", _clm("franck_04117.jpg"), ("neighbour:left",)),
         c("occluded-neighbour-franck_02888", "occluded", _clm("franck_02888.jpg"), ("neighbour:right",)),
     ]
@@ -383,6 +385,29 @@ def _hair(rgb: np.ndarray, det, rng: np.random.Generator) -> np.ndarray:
     return (rgb * (1 - alpha) + colour * alpha).astype(np.uint8)
 
 
+def _lock(rgb: np.ndarray, det, rng: np.random.Generator) -> np.ndarray:
+    """A lock of hair from the forehead over one eye to the cheek: strands dense enough
+    to hide the eye."""
+    eye = det.keypoints[1]
+    eye_distance = float(np.linalg.norm(det.keypoints[1] - det.keypoints[0]))
+    layer = np.zeros(rgb.shape[:2], np.float32)
+    shade = np.zeros(rgb.shape[:2], np.float32)
+    for _ in range(260):
+        x_top = eye[0] + rng.normal(0.0, 0.17) * eye_distance
+        y_top = det.box[1] - 0.1 * det.height
+        bend = rng.normal(0.15, 0.08) * eye_distance
+        t = np.linspace(0, 1, 24)
+        xs = x_top + bend * t ** 2 + rng.normal(0, 0.02, t.size).cumsum() * eye_distance * 0.1
+        ys = y_top + t * (eye[1] - y_top + rng.uniform(0.4, 0.9) * eye_distance)
+        points = np.stack([xs, ys], 1).astype(np.int32)
+        width = int(rng.integers(2, 5))
+        cv2.polylines(layer, [points], False, 1.0, width, cv2.LINE_AA)
+        cv2.polylines(shade, [points], False, float(rng.uniform(-1, 1)), width, cv2.LINE_AA)
+    alpha = np.clip(cv2.GaussianBlur(layer, (0, 0), 0.8), 0, 0.97)[..., None]
+    colour = np.array((52, 36, 24), np.float32) * (1 + 0.35 * shade[..., None])
+    return np.clip(rgb * (1 - alpha) + colour * alpha, 0, 255).astype(np.uint8)
+
+
 def _neighbour(rgb: np.ndarray, det, side: str, faces: FaceFinder) -> np.ndarray:
     """Another person's face half cut by the crop's edge, a bit smaller than the subject's."""
     other = original_rgb(NEIGHBOUR_ORIGIN, faces)
@@ -423,6 +448,8 @@ def _apply(spec: CaseSpec, rgb: np.ndarray, faces: FaceFinder) -> tuple[np.ndarr
             rgb = _cup(rgb, faces.main_face(rgb))
         elif op == "hair":
             rgb = _hair(rgb, faces.main_face(rgb), rng)
+        elif op == "lock":
+            rgb = _lock(rgb, faces.main_face(rgb), rng)
         elif op == "neighbour":
             rgb = _neighbour(rgb, faces.main_face(rgb), arg, faces)
         elif op == "jpeg":

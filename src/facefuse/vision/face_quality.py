@@ -38,9 +38,17 @@ CHEEK_LEFT, CHEEK_RIGHT, FOREHEAD_TOP, CHIN = 234, 454, 10, 152
 FRONTAL_PITCH_DEG = 6.0
 # Work on the crop at 1/3 size: colours and fractions need no more.
 MEASURE_SCALE = 3
-# Skin test: within this many robust spreads of the face's own skin colour (YCbCr).
+# Skin test: within this many robust spreads of the face's own skin colour (YCbCr),
+# measured over the whole face (an ellipse through cheeks, forehead top and chin, this
+# share of their spans, less eyes, brows and lips): an occluder over one side is a
+# minority there, as it may not be at a few sample points. And not darker than this
+# share of the skin's luma: brown hair has skin's chroma, and hair, sunglasses and dark
+# objects are under half its luma where the shadows of a face lit from one side
+# rarely are.
 SKIN_SPREADS = 3.0
 MIN_CHROMA_SPREAD, MIN_LUMA_SPREAD = 4.0, 12.0
+SKIN_REFERENCE_SPAN = 0.85
+SKIN_DARK_SHARE = 0.5
 # Strands: a pixel darker than its closing (a disc this many inter-ocular distances
 # wide) by this share of the skin's luma lies on a thin dark line. Counted over the
 # mid-face band (brows to the base of the nose, this share of the cheek-to-cheek
@@ -65,7 +73,9 @@ class QualityLimits:
     max_pitch_deg: float = 30.0
     # Fraction of the skin around the two eyes that is not the face's skin (mean of
     # both eyes): sunglasses, a hand or hair over the eyes.
-    max_eyes_covered: float = 0.7
+    max_eyes_covered: float = 0.6
+    # The same around either eye alone: a lock of hair or a hand over one eye.
+    max_one_eye_covered: float = 0.8
     # Share of the mid-face crossed by thin dark lines: hair strands over the face.
     max_strands: float = 0.10
     min_brightness: float = 30.0  # mean luma of the face's skin, 0..255
@@ -74,6 +84,7 @@ class QualityLimits:
     # Eyes' surroundings or nose ridge this much not skin: FACE_PARTLY_OCCLUDED.
     warn_covered: float = 0.45
     warn_strands: float = 0.06
+    warn_one_eye_covered: float = 0.55
     warn_brightness: float = 60.0
     warn_sharpness: float = 0.06
     warn_eye_distance_px: float = 30.0  # in the photo: faces of about 75 px and less
@@ -84,6 +95,7 @@ class FaceMeasures:
     yaw_deg: float
     pitch_deg: float
     covered: dict[str, float]  # region -> fraction that is not skin: eyes (mean of both), nose
+    worst_eye_covered: float  # the fraction around the more covered eye
     strands: float  # fraction of the mid-face on thin dark lines
     brightness: float
     sharpness: float
@@ -131,17 +143,17 @@ def measure(crop: np.ndarray, mesh: np.ndarray, affine: np.ndarray) -> FaceMeasu
     right_eye, left_eye = xy[list(RIGHT_EYE)], xy[list(LEFT_EYE)]
     eye_distance = float(np.linalg.norm(right_eye.mean(0) - left_eye.mean(0)))
 
-    skin_mask = _mask(shape, discs=[(xy[i], 0.09 * eye_distance) for i in CHEEKS_AND_FOREHEAD])
-    skin = ycc[skin_mask]
+    features = _mask(shape, polygons=[right_eye, left_eye, xy[list(RIGHT_BROW)], xy[list(LEFT_BROW)]])
+    reference = _face_ellipse(shape, xy) & ~features & ~_mask(shape, polygons=[xy[list(OUTER_LIPS)]])
+    skin = ycc[reference] if reference.any() else ycc.reshape(-1, 3)
     centre = np.median(skin, axis=0)
     spread = 1.4826 * np.median(np.abs(skin - centre), axis=0)
     spread = np.maximum(spread, [MIN_LUMA_SPREAD, MIN_CHROMA_SPREAD, MIN_CHROMA_SPREAD])
     distance = np.abs(ycc - centre) / spread
     # Shadows are darker skin, not an occluder: luma only counts when it is far below.
-    luma_far = (centre[0] - ycc[..., 0]) / spread[0] > 2 * SKIN_SPREADS
+    luma_far = ((centre[0] - ycc[..., 0]) / spread[0] > 2 * SKIN_SPREADS) | (ycc[..., 0] < SKIN_DARK_SHARE * centre[0])
     not_skin = (np.max(distance[..., 1:], axis=-1) > SKIN_SPREADS) | luma_far
 
-    features = _mask(shape, polygons=[right_eye, left_eye, xy[list(RIGHT_BROW)], xy[list(LEFT_BROW)]])
     eyes = []
     for eye in (right_eye, left_eye):
         around = _mask(shape, discs=[(eye.mean(0), 0.32 * eye_distance)]) & ~features
@@ -151,6 +163,8 @@ def measure(crop: np.ndarray, mesh: np.ndarray, affine: np.ndarray) -> FaceMeasu
 
     strands = _strand_share(crop, np.asarray(mesh, np.float64)[:, :2], eye_distance * MEASURE_SCALE)
 
+    # Cheeks and forehead: skin wherever the face is lit.
+    skin_mask = _mask(shape, discs=[(xy[i], 0.09 * eye_distance) for i in CHEEKS_AND_FOREHEAD])
     brightness = float(ycc[..., 0][skin_mask].mean())
     # Detail at the full crop's scale, relative to the face's contrast, over the box
     # from the eyes to the mouth: a photo with a small or blurred face gives a crop
@@ -163,7 +177,21 @@ def measure(crop: np.ndarray, mesh: np.ndarray, affine: np.ndarray) -> FaceMeasu
     detail = cv2.Laplacian(grey, cv2.CV_32F)
     sharpness = float(np.sqrt((detail ** 2).mean())) / (float(grey.std()) + 1.0)
     scale = float(np.sqrt(abs(np.linalg.det(np.asarray(affine, np.float64)[:, :2]))))
-    return FaceMeasures(yaw, pitch, covered, strands, brightness, sharpness, eye_distance * MEASURE_SCALE / max(scale, 1e-6))
+    return FaceMeasures(yaw, pitch, covered, max(eyes), strands, brightness, sharpness, eye_distance * MEASURE_SCALE / max(scale, 1e-6))
+
+
+def _face_ellipse(shape: tuple[int, int], xy: np.ndarray) -> np.ndarray:
+    """The face as an ellipse through the cheeks, forehead top and chin (SKIN_REFERENCE_SPAN
+    of their spans), turned with the cheek-to-cheek line."""
+    left, right, top, chin = xy[CHEEK_LEFT], xy[CHEEK_RIGHT], xy[FOREHEAD_TOP], xy[CHIN]
+    centre = (left + right + top + chin) / 4
+    across = np.linalg.norm(right - left) / 2 * SKIN_REFERENCE_SPAN
+    along = np.linalg.norm(chin - top) / 2 * SKIN_REFERENCE_SPAN
+    angle = float(np.degrees(np.arctan2(right[1] - left[1], right[0] - left[0])))
+    mask = np.zeros(shape, np.uint8)
+    cv2.ellipse(mask, (int(round(centre[0])), int(round(centre[1]))), (max(1, int(across)), max(1, int(along))),
+                angle, 0, 360, 1, -1)
+    return mask.astype(bool)
 
 
 def _strand_share(crop: np.ndarray, xy: np.ndarray, eye_distance: float) -> float:
@@ -212,6 +240,12 @@ def assess(measures: FaceMeasures, limits: QualityLimits) -> Assessment:
             "object); send a photo with the eyes, nose and mouth visible",
             Reason.FACE_OCCLUDED,
         )
+    if m.worst_eye_covered > lim.max_one_eye_covered:
+        raise FaceError(
+            f"{m.worst_eye_covered:.0%} of the skin around one eye is covered (hair, a hand or an object); "
+            "send a photo with both eyes, the nose and the mouth visible",
+            Reason.FACE_OCCLUDED,
+        )
     if m.strands > lim.max_strands:
         raise FaceError(
             f"hair strands (or other thin dark lines) cross {m.strands:.0%} of the face between the brows and the "
@@ -231,6 +265,7 @@ def assess(measures: FaceMeasures, limits: QualityLimits) -> Assessment:
         "STRONG_HEAD_TURN": _ramp(turn, warn_turn, 1.0 + (1.0 - warn_turn)),
         "FACE_PARTLY_OCCLUDED": min(
             _ramp(max(m.covered.values()), lim.warn_covered, 2 * lim.max_eyes_covered - lim.warn_covered),
+            _ramp(m.worst_eye_covered, lim.warn_one_eye_covered, 2 * lim.max_one_eye_covered - lim.warn_one_eye_covered),
             _ramp(m.strands, lim.warn_strands, 2 * lim.max_strands - lim.warn_strands),
         ),
         "LOW_LIGHT": _ramp(m.brightness, lim.warn_brightness, 2 * lim.min_brightness - lim.warn_brightness),

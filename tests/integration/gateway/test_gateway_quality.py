@@ -19,6 +19,7 @@ REFUSED = {
     "turned-breakingbad": "FACE_POSE_UNSUPPORTED",  # yaw -40 degrees
     "occluded-sunglasses-terminator_crop": "FACE_OCCLUDED",
     "occluded-hair-audrey": "FACE_OCCLUDED",  # strands across an eye and the cheeks
+    "occluded-lock-kim1": "FACE_OCCLUDED",  # a lock of hair over one eye
 }
 
 
