@@ -592,10 +592,10 @@ class FuseProgram(torch.nn.Module):
         face = self.mix_appearance(matched, shading, template_warped, skin, appearance)
 
         # 6. feathered blend into the warped template (or, in small turned-down patches of
-        # the visible face, into the surrounding fused skin); alpha covers all that changed
-        # By fuse_degree: at 0 the template is given back exactly.
+        # the visible face, into the surrounding fused skin); alpha covers all that changed.
         # The fill is of skin only: features are usable but never skin (lashes and make-up
-        # averaged in make a smudge), and partly usable cells count little.
+        # averaged in make a smudge), and partly usable cells count little. It goes in by
+        # fuse_degree, so at 0 the template comes back exactly.
         fill_source = (usable_sharp * (1 - feature_grid)) ** 2
         fill, fill_weight = self.fill_from_surroundings(face, fill_source, self.smooth(face_mask * visible_grid))
         fallback = template_warped + appearance * fill_weight * (fill - template_warped)
