@@ -197,20 +197,26 @@ def _face_ellipse(shape: tuple[int, int], xy: np.ndarray) -> np.ndarray:
 def _strand_share(crop: np.ndarray, xy: np.ndarray, eye_distance: float) -> float:
     """Share of the mid-face (crop pixels, eyes' surroundings and nostrils left out)
     on thin dark lines: morphological black-hat against the skin's median luma."""
-    grey = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY).astype(np.float32)
     side = max(3, int(round(STRAND_KERNEL_IOD * eye_distance)) | 1)
-    lines = cv2.morphologyEx(grey, cv2.MORPH_BLACKHAT, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side)))
     brows = xy[list(RIGHT_BROW) + list(LEFT_BROW)]
     left, right = sorted((xy[CHEEK_LEFT, 0], xy[CHEEK_RIGHT, 0]))
     centre, half = (left + right) / 2, STRAND_BAND_HALF_WIDTH * (right - left) / 2
+    y0, y1 = (int(np.clip(v, 0, crop.shape[0])) for v in (brows[:, 1].max(), xy[NOSE_BASE, 1]))
+    x0, x1 = (int(np.clip(v, 0, crop.shape[1])) for v in (centre - half, centre + half))
+    if y1 <= y0 or x1 <= x0:
+        return 0.0
+    # Only the band and a kernel's margin around it are filtered.
+    top, bottom = max(0, y0 - side), min(crop.shape[0], y1 + side)
+    first, last = max(0, x0 - side), min(crop.shape[1], x1 + side)
+    grey = cv2.cvtColor(np.ascontiguousarray(crop[top:bottom, first:last]), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    lines = cv2.morphologyEx(grey, cv2.MORPH_BLACKHAT, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side)))
     band = np.zeros(grey.shape, bool)
-    y0, y1 = (int(np.clip(v, 0, grey.shape[0])) for v in (brows[:, 1].max(), xy[NOSE_BASE, 1]))
-    x0, x1 = (int(np.clip(v, 0, grey.shape[1])) for v in (centre - half, centre + half))
-    band[y0:y1, x0:x1] = True
-    left_out = _mask(grey.shape, polygons=[xy[list(RIGHT_BROW)], xy[list(LEFT_BROW)]], discs=[
-        (xy[list(RIGHT_EYE)].mean(0), STRAND_EYE_RADIUS_IOD * eye_distance),
-        (xy[list(LEFT_EYE)].mean(0), STRAND_EYE_RADIUS_IOD * eye_distance),
-        (xy[NOSE_TIP], STRAND_NOSE_TIP_RADIUS_IOD * eye_distance),
+    band[y0 - top : y1 - top, x0 - first : x1 - first] = True
+    at = xy - (first, top)
+    left_out = _mask(grey.shape, polygons=[at[list(RIGHT_BROW)], at[list(LEFT_BROW)]], discs=[
+        (at[list(RIGHT_EYE)].mean(0), STRAND_EYE_RADIUS_IOD * eye_distance),
+        (at[list(LEFT_EYE)].mean(0), STRAND_EYE_RADIUS_IOD * eye_distance),
+        (at[NOSE_TIP], STRAND_NOSE_TIP_RADIUS_IOD * eye_distance),
     ])
     region = band & ~left_out
     if not region.any():
