@@ -109,6 +109,16 @@ def test_a_lock_of_hair_over_one_eye_is_refused_as_occluded():
     assert caught.value.reason is Reason.FACE_OCCLUDED
 
 
+def test_a_cup_below_the_lips_warns_but_a_dark_beard_does_not():
+    cup, beard = face_crop(), face_crop()
+    cv2.ellipse(cup, (192, 300), (70, 40), 0, 0, 360, (235, 235, 230), -1)  # white china over the chin
+    cv2.ellipse(beard, (192, 300), (70, 40), 0, 0, 360, (50, 35, 25), -1)
+    assert fq.measure(cup, face_mesh(), AFFINE).covered["chin"] > 0.8
+    assert fq.measure(beard, face_mesh(), AFFINE).covered["chin"] < 0.1
+    assert "FACE_PARTLY_OCCLUDED" in check_faces(cup[None], face_mesh()[None], AFFINE[None] * 0.5, LIMITS).warnings
+    assert check_faces(beard[None], face_mesh()[None], AFFINE[None] * 0.5, LIMITS).warnings == ()
+
+
 def strands(crop: np.ndarray, count: int) -> np.ndarray:
     """Dark hair strands, 2 px wide, evenly spaced, falling from the forehead across eyes and cheeks."""
     out = crop.copy()

@@ -5,7 +5,9 @@ reason before `fuse` runs:
 - a head turned or nodded too far (yaw/pitch from the mesh's depth): the hidden side
   must be invented and the shape comes out wrong (FACE_POSE_UNSUPPORTED);
 - something over the eyes (sunglasses, a hand, hair): the poster's eyes would be the
-  occluder's (FACE_OCCLUDED); the nose ridge is measured too, for a warning;
+  occluder's (FACE_OCCLUDED); the nose ridge and the chin are measured too, for a
+  warning (a cup held over the mouth is not refused: the mouth itself cannot be told
+  from it, and a white beard reads like it below the lips);
 - hair strands across the eyes and cheeks: thin, dark and skin between them, so the
   colour test above misses them, and `fuse` (which tests colour on a coarse grid and
   never inside the eyes) would paste them (FACE_OCCLUDED);
@@ -60,6 +62,8 @@ STRAND_CONTRAST = 0.25
 STRAND_BAND_HALF_WIDTH = 0.8
 STRAND_EYE_RADIUS_IOD, STRAND_NOSE_TIP_RADIUS_IOD = 0.45, 0.3
 NOSE_TIP, NOSE_BASE = 4, 2
+# The chin region: a disc halfway from the lips' centre to the chin point.
+CHIN_RADIUS_IOD = 0.25
 
 WARNINGS = ("STRONG_HEAD_TURN", "FACE_PARTLY_OCCLUDED", "LOW_LIGHT", "BLURRED", "LOW_RESOLUTION")
 
@@ -81,7 +85,7 @@ class QualityLimits:
     min_brightness: float = 30.0  # mean luma of the face's skin, 0..255
     min_sharpness: float = 0.03  # detail energy over contrast at the crop's scale
     warn_turn_deg: float = 20.0
-    # Eyes' surroundings or nose ridge this much not skin: FACE_PARTLY_OCCLUDED.
+    # Eyes' surroundings, nose ridge or chin this much not skin: FACE_PARTLY_OCCLUDED.
     warn_covered: float = 0.45
     warn_strands: float = 0.06
     warn_one_eye_covered: float = 0.55
@@ -94,7 +98,7 @@ class QualityLimits:
 class FaceMeasures:
     yaw_deg: float
     pitch_deg: float
-    covered: dict[str, float]  # region -> fraction that is not skin: eyes (mean of both), nose
+    covered: dict[str, float]  # region -> fraction that is not skin: eyes (mean of both), nose, chin
     worst_eye_covered: float  # the fraction around the more covered eye
     strands: float  # fraction of the mid-face on thin dark lines
     brightness: float
@@ -159,7 +163,13 @@ def measure(crop: np.ndarray, mesh: np.ndarray, affine: np.ndarray) -> FaceMeasu
         around = _mask(shape, discs=[(eye.mean(0), 0.32 * eye_distance)]) & ~features
         eyes.append(float(not_skin[around].mean()) if around.any() else 1.0)
     ridge = _mask(shape, discs=[(xy[i], 0.07 * eye_distance) for i in NOSE_RIDGE])
-    covered = {"eyes": float(np.mean(eyes)), "nose": float(not_skin[ridge].mean())}
+    # Below the lips: not skin, unless clearly darker than it (a cup, a phone, a mask count;
+    # a beard, the user's own, does not). A warning only: a white beard reads like a cup.
+    lips_centre = xy[list(OUTER_LIPS)].mean(0)
+    chin = _mask(shape, discs=[((lips_centre + xy[CHIN]) / 2, CHIN_RADIUS_IOD * eye_distance)])
+    not_darker = (centre[0] - ycc[..., 0]) / spread[0] <= SKIN_SPREADS
+    covered = {"eyes": float(np.mean(eyes)), "nose": float(not_skin[ridge].mean()),
+               "chin": float((not_skin & not_darker)[chin].mean()) if chin.any() else 0.0}
 
     strands = _strand_share(crop, np.asarray(mesh, np.float64)[:, :2], eye_distance * MEASURE_SCALE)
 
