@@ -56,8 +56,10 @@ SKIN_DARK_SHARE = 0.5
 # mid-face band (brows to the base of the nose, this share of the cheek-to-cheek
 # half-width about its centre) less the eyes with their lashes, eyeliner and glasses
 # frames and the nostrils, which are thin and dark too; a moustache lies below the
-# band. Measured at the crop's full size: strands are 1-3 px.
+# band. Measured at the crop's full size: strands are 1-3 px; only pieces of line at least
+# STRAND_MIN_LENGTH kernels long count.
 STRAND_KERNEL_IOD = 0.06
+STRAND_MIN_LENGTH = 2
 STRAND_CONTRAST = 0.25
 STRAND_BAND_HALF_WIDTH = 0.8
 STRAND_EYE_RADIUS_IOD, STRAND_NOSE_TIP_RADIUS_IOD = 0.45, 0.3
@@ -81,13 +83,13 @@ class QualityLimits:
     # The same around either eye alone: a lock of hair or a hand over one eye.
     max_one_eye_covered: float = 0.8
     # Share of the mid-face crossed by thin dark lines: hair strands over the face.
-    max_strands: float = 0.10
+    max_strands: float = 0.07
     min_brightness: float = 30.0  # mean luma of the face's skin, 0..255
     min_sharpness: float = 0.03  # detail energy over contrast at the crop's scale
     warn_turn_deg: float = 20.0
     # Eyes' surroundings, nose ridge or chin this much not skin: FACE_PARTLY_OCCLUDED.
     warn_covered: float = 0.45
-    warn_strands: float = 0.06
+    warn_strands: float = 0.04
     warn_one_eye_covered: float = 0.55
     warn_brightness: float = 60.0
     warn_sharpness: float = 0.06
@@ -232,7 +234,12 @@ def _strand_share(crop: np.ndarray, xy: np.ndarray, eye_distance: float) -> floa
     if not region.any():
         return 0.0
     skin_luma = float(np.median(grey[region]))
-    return float((lines[region] > STRAND_CONTRAST * skin_luma).mean())
+    dark = ((lines > STRAND_CONTRAST * skin_luma) & region).astype(np.uint8)
+    # Lines, not dots (freckles, pores): pieces at least STRAND_MIN_LENGTH kernels long.
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(dark, connectivity=8)
+    long = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]) >= STRAND_MIN_LENGTH * side
+    long[0] = False  # the background
+    return float(long[labels][region].mean())
 
 
 def _ramp(value: float, good: float, bad: float) -> float:
