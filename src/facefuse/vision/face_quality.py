@@ -1,11 +1,12 @@
 """Is the user's face good enough to fuse? Measured on the aligned crop and its mesh.
 
-Three things make a poster that cannot be published, and each is refused with its own
+Four things make a poster that cannot be published, and each is refused with its own
 reason before `fuse` runs:
 - a head turned or nodded too far (yaw/pitch from the mesh's depth): the hidden side
   must be invented and the shape comes out wrong (FACE_POSE_UNSUPPORTED);
-- something over the eyes (sunglasses, a hand, hair): the poster's eyes would be the
-  occluder's (FACE_OCCLUDED); the nose ridge and the chin are measured too, for a
+- something over the eyes, or over one of them (sunglasses, a hand, a lock of hair): the
+  poster's eyes would be the occluder's (FACE_OCCLUDED); the nose ridge and the chin are
+  measured too, for a
   warning (a cup held over the mouth is not refused: the mouth itself cannot be told
   from it, and a white beard reads like it below the lips);
 - hair strands across the eyes and cheeks: thin, dark and skin between them, so the
