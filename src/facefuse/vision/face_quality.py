@@ -6,9 +6,8 @@ reason before `fuse` runs:
   must be invented and the shape comes out wrong (FACE_POSE_UNSUPPORTED);
 - something over the eyes, or over one of them (sunglasses, a hand, a lock of hair): the
   poster's eyes would be the occluder's (FACE_OCCLUDED); the nose ridge and the chin are
-  measured too, for a
-  warning (a cup held over the mouth is not refused: the mouth itself cannot be told
-  from it, and a white beard reads like it below the lips);
+  measured too, for a warning (a cup held over the mouth is not refused: the mouth
+  itself cannot be told from it, and a white beard reads like it below the lips);
 - hair strands across the eyes and cheeks: thin, dark and skin between them, so the
   colour test above misses them, and `fuse` (which tests colour on a coarse grid and
   never inside the eyes) would paste them (FACE_OCCLUDED);
