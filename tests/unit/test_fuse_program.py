@@ -56,6 +56,14 @@ def program():
     return FuseProgram(mesh_topology(synthetic_mesh())).eval()
 
 
+@pytest.fixture(scope="module")
+def featureless_program():
+    """The synthetic mesh's feature points (eyes, brows, lips) are scattered at random:
+    here none are features, as a real cheek has none."""
+    topology = mesh_topology(synthetic_mesh())
+    return FuseProgram(dataclasses.replace(topology, feature=np.zeros_like(topology.feature))).eval()
+
+
 def run(program, user, user_mesh, template, template_mesh, fuse_degree, profile_degree):
     t = torch.from_numpy
     with torch.no_grad():
@@ -150,11 +158,8 @@ def test_a_strongly_turned_face_takes_its_hidden_side_from_the_template(program)
     assert fused[hidden].std() < 0.5 * fused[shown].std()
 
 
-def test_hair_over_a_cheek_is_not_carried_over():
-    # The synthetic mesh's feature points (eyes, brows, lips) are scattered at random:
-    # here none are features, as a real cheek has none.
-    topology = mesh_topology(synthetic_mesh())
-    program = FuseProgram(dataclasses.replace(topology, feature=np.zeros_like(topology.feature))).eval()
+def test_hair_over_a_cheek_is_not_carried_over(featureless_program):
+    program = featureless_program
     template, mesh = face_image((180, 140, 120), 1), synthetic_mesh()
     user = face_image((200, 150, 130), 2)
     user[150:260, 110:140] = (40, 30, 25)  # a dark strand down the left cheek
@@ -165,11 +170,10 @@ def test_hair_over_a_cheek_is_not_carried_over():
     assert abs(fused[strand].mean() - fused[cheek].mean()) < 25
 
 
-def test_the_template_s_glasses_do_not_show_through_a_patch_the_skin_test_turns_down():
+def test_the_template_s_glasses_do_not_show_through_a_patch_the_skin_test_turns_down(featureless_program):
     # Blue eye shadow on the user where the template has a dark glasses rim: the shadow
     # is not skin, and what replaces it must be skin, not the rim (a second pair of eyes).
-    topology = mesh_topology(synthetic_mesh())
-    program = FuseProgram(dataclasses.replace(topology, feature=np.zeros_like(topology.feature))).eval()
+    program = featureless_program
     template, mesh = face_image((180, 140, 120), 1), synthetic_mesh()
     template[150:166, 120:170] = (20, 20, 20)  # the rim
     user = face_image((200, 150, 130), 2)
