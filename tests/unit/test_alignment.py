@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 
 from facefuse.vision.alignment import (
-    CANONICAL_KEYPOINTS, crop_affine, invert_affine, scale_crops, warp_to_crop, working_crop_px,
+    CANONICAL_KEYPOINTS, crop_affine, inside_image, invert_affine, scale_crops, warp_to_crop, working_crop_px,
 )
 
 
@@ -63,3 +63,41 @@ def test_scaled_crops_keep_crop_points_and_affines_consistent():
     direct = warp_to_crop(cv2.GaussianBlur(image, (0, 0), 1.0), small_affine[0], 192)
     scaled = cv2.resize(warp_to_crop(cv2.GaussianBlur(image, (0, 0), 1.0), affine, 384), (192, 192), interpolation=cv2.INTER_AREA)
     assert np.abs(direct.astype(int) - scaled).mean() < 6
+
+
+def symmetric_face_photo(size: int = 600) -> tuple[np.ndarray, np.ndarray]:
+    """A photo whose content is mirror-symmetric about the face's vertical centre line
+    (a face with a cheek beyond each eye), and the face's keypoints."""
+    keypoints = CANONICAL_KEYPOINTS * 300 + 150  # the crop spans 150..450, centre line x = 300
+    rng = np.random.default_rng(3)
+    half = cv2.GaussianBlur(rng.integers(60, 200, (size, size // 2, 3), dtype=np.uint8), (0, 0), 2.0)
+    return np.ascontiguousarray(np.concatenate([half, half[:, ::-1]], 1)), keypoints
+
+
+def test_inside_image_marks_the_crop_pixels_that_come_from_the_photo():
+    photo, keypoints = symmetric_face_photo()
+    affine = crop_affine(keypoints, 384)
+    assert inside_image(photo.shape, affine, 384) is None  # the usual case: all inside
+    cut = photo[:, 200:]  # the frame through the face's left cheek: crop x < (200 - 150) * 384 / 300
+    inside = inside_image(cut.shape, crop_affine(keypoints - [200, 0], 384), 384)
+    edge = (200 - 150) * 384 / 300
+    assert not inside[:, : int(edge) - 1].any() and inside[:, int(edge) + 1 :].all()
+
+
+def test_a_cheek_cut_off_by_the_frame_is_filled_from_the_other_side_not_streaked():
+    photo, keypoints = symmetric_face_photo()
+    whole = warp_to_crop(photo, crop_affine(keypoints, 384), 384).astype(np.float32)
+    cut = warp_to_crop(np.ascontiguousarray(photo[:, 200:]), crop_affine(keypoints - [200, 0], 384), 384).astype(np.float32)
+    beyond = (slice(None), slice(0, 56))  # past the frame's edge (crop x < 64), clear of the blend
+    replicated = np.abs(np.repeat(whole[:, 64:65], 56, 1) - whole[beyond]).mean()
+    assert np.abs(cut[beyond] - whole[beyond]).mean() < 0.2 * replicated
+    assert np.abs(cut[:, 80:] - whole[:, 80:]).max() <= 1  # what the photo holds is kept
+
+
+def test_a_forehead_cut_by_the_top_edge_is_a_smooth_continuation_not_streaks():
+    photo, keypoints = symmetric_face_photo()
+    cut = warp_to_crop(np.ascontiguousarray(photo[200:]), crop_affine(keypoints - [0, 200], 384), 384).astype(np.float32)
+    above, below = cut[:50], cut[80:130]  # past the edge (crop y < 64) and inside the photo
+    # Replicated edge pixels would keep the edge row's detail in every row (streaks).
+    across = lambda rows: np.abs(np.diff(rows, axis=1)).mean()
+    assert across(above) < 0.25 * across(below)

@@ -16,7 +16,8 @@ Kinds:
   down, one looking up);
 - occluded: something that is not the user's skin over the face (sunglasses, real and
   drawn; scikit-image's coffee cup over the mouth; hair strands across an eye; a lock
-  of hair hiding one eye) or a second face near the crop's edge;
+  of hair hiding one eye), a second face near the crop's edge, or the crop's edge
+  through a cheek or the forehead;
 - low_light: dim and noisy, or colour-cast light (blue, orange);
 - small: faces of 60-90 px, JPEG quality 30.
 """
@@ -165,6 +166,10 @@ def _specs() -> list[CaseSpec]:
         c("occluded-lock-obama4", "occluded", _clm("obama4_crop.jpg"), ("lock",)),
         c("occluded-neighbour-franck_04117", "occluded", _clm("franck_04117.jpg"), ("neighbour:left",)),
         c("occluded-neighbour-franck_02888", "occluded", _clm("franck_02888.jpg"), ("neighbour:right",)),
+        # Selfies cut out of group photos: the crop's edge through a cheek or the forehead.
+        c("occluded-frame-left-cage2", "occluded", _clm("cage2_crop.jpg"), ("frame:left",)),
+        c("occluded-frame-right-Justin-Bieber2", "occluded", _clm("Justin-Bieber2_crop.jpg"), ("frame:right",)),
+        c("occluded-frame-top-walter2", "occluded", _clm("walter2_crop.jpg"), ("frame:top",)),
     ]
     specs += [
         c("low_light-dim-ri_1", "low_light", _clm("ri_1_crop.jpg"), ("dim:0.2",)),
@@ -424,6 +429,21 @@ def _neighbour(rgb: np.ndarray, det, side: str, faces: FaceFinder) -> np.ndarray
     return _paste(rgb, patch, alpha, x0, cy - ph // 2)
 
 
+# The frame's edge this share of the face box inside it (the detector's box is tight:
+# the cheek and ear beyond it are cut too; align refuses beyond 12%).
+FRAME_CUT_SHARE = 0.08
+
+
+def _frame_cut(rgb: np.ndarray, det, side: str) -> np.ndarray:
+    """The photo cut by the frame through one side of the face."""
+    x0, y0, x1, _ = det.box[:4]
+    if side == "left":
+        return np.ascontiguousarray(rgb[:, int(x0 + FRAME_CUT_SHARE * det.width):])
+    if side == "right":
+        return np.ascontiguousarray(rgb[:, : int(x1 - FRAME_CUT_SHARE * det.width)])
+    return np.ascontiguousarray(rgb[int(y0 + FRAME_CUT_SHARE * det.height):])
+
+
 def _apply(spec: CaseSpec, rgb: np.ndarray, faces: FaceFinder) -> tuple[np.ndarray, int | None]:
     """The spec's transforms in order; returns the image and the JPEG quality to store it at (None: PNG)."""
     rng = np.random.default_rng(zlib.crc32(spec.name.encode()))
@@ -452,6 +472,8 @@ def _apply(spec: CaseSpec, rgb: np.ndarray, faces: FaceFinder) -> tuple[np.ndarr
             rgb = _lock(rgb, faces.main_face(rgb), rng)
         elif op == "neighbour":
             rgb = _neighbour(rgb, faces.main_face(rgb), arg, faces)
+        elif op == "frame":
+            rgb = _frame_cut(rgb, faces.main_face(rgb), arg)
         elif op == "jpeg":
             jpeg_quality = int(arg)
         else:

@@ -22,6 +22,11 @@ _ARCFACE_112 = np.array(
 WORKING_SIZE_SLACK = 0.03
 _EYE_DISTANCE_UNITS = 0.25
 _EYE_LINE_Y_UNITS = 0.38
+# Where the crop reaches past the photo's edge (fill_outside), in crop pixels at 384: the
+# fill eases in from the edge over the first, and where the face's mirror image is
+# outside too, the crop is blurred by the second.
+OUTSIDE_FEATHER_PX = 3.0
+OUTSIDE_BLUR_PX = 12.0
 CANONICAL_KEYPOINTS = np.column_stack(
     [
         0.5 + (_ARCFACE_112[:, 0] - 56.0) / 35.24 * _EYE_DISTANCE_UNITS,
@@ -43,13 +48,15 @@ def crop_affine(keypoints: np.ndarray, crop_px: int) -> np.ndarray:
 
 
 def warp_to_crop(rgb: np.ndarray, affine: np.ndarray, crop_px: int, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
-    """Cut the aligned face crop out of the image (replicated edges past the border).
+    """Cut the aligned face crop out of the image; past the image's edge, filled from
+    the face (`fill_outside`).
 
     Templates are cut bicubic (once, offline): their crop is resampled again on its way
     back into the poster, and two bilinear passes keep only about half of a face's fine
     detail (0.44-0.60 of the Laplacian energy on the sample templates; 0.9-1.0 with
     bicubic both ways). User photos per request stay bilinear: OpenCV's bicubic warp
     costs 5x as much (about 5 ms), and a selfie's crop is mostly enlarged anyway."""
+    inside = inside_image(rgb.shape, affine, crop_px)
     scale = float(np.sqrt(abs(np.linalg.det(affine[:, :2]))))
     if scale < 0.5:
         # Shrinking by more than 2x aliases with bilinear sampling: blur the source
@@ -67,7 +74,44 @@ def warp_to_crop(rgb: np.ndarray, affine: np.ndarray, crop_px: int, interpolatio
             rgb = cv2.GaussianBlur(rgb[y0:y1, x0:x1], (0, 0), sigma)
             affine = affine.copy()
             affine[:, 2] += affine[:, :2] @ np.array([x0, y0], np.float32)
-    return cv2.warpAffine(rgb, affine, (crop_px, crop_px), flags=interpolation, borderMode=cv2.BORDER_REPLICATE)
+    crop = cv2.warpAffine(rgb, affine, (crop_px, crop_px), flags=interpolation, borderMode=cv2.BORDER_REPLICATE)
+    return crop if inside is None else fill_outside(crop, inside)
+
+
+def inside_image(shape: tuple[int, ...], affine: np.ndarray, crop_px: int) -> np.ndarray | None:
+    """Which pixels of the crop come from inside an image of `shape` (bool, crop_px
+    square); None when all of them do (the usual case, checked on the corners)."""
+    height, width = shape[:2]
+    inverse = invert_affine(affine).astype(np.float64)
+    corners = np.array([[0, 0], [crop_px - 1, 0], [0, crop_px - 1], [crop_px - 1, crop_px - 1]], np.float64)
+    in_image = corners @ inverse[:, :2].T + inverse[:, 2]
+    limits = np.array([width - 0.5, height - 0.5])
+    if (in_image >= -0.5).all() and (in_image <= limits).all():
+        return None
+    steps = np.arange(crop_px, dtype=np.float64)
+    x = np.add.outer(steps * inverse[0, 1], steps * inverse[0, 0]) + inverse[0, 2]  # [row, column]
+    y = np.add.outer(steps * inverse[1, 1], steps * inverse[1, 0]) + inverse[1, 2]
+    return (x >= -0.5) & (x <= limits[0]) & (y >= -0.5) & (y <= limits[1])
+
+
+def fill_outside(crop: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """The crop with what lies past the photo's edge filled from the face.
+
+    A selfie cut out of a group photo often loses a cheek, an ear or the top of the
+    forehead to the frame; the replicated edge pixels (a flag's stripes, streaks of
+    wrinkles and hair) would be fused into the template's face, and no skin test tells
+    them from skin. The crop is aligned so the face is symmetric about its vertical
+    centre line: a pixel whose mirror image lies inside the photo takes it (the same
+    part of the face on the other side). Elsewhere (a forehead cut by the top edge) the
+    crop is heavily blurred there: a smooth continuation of the edge's colour, which
+    `fuse` uses as skin where it is skin-coloured and turns down where it is hair."""
+    outside = ~inside
+    scale = crop.shape[0] / FACE_CROP_PX
+    smooth = cv2.GaussianBlur(crop, (0, 0), OUTSIDE_BLUR_PX * scale)
+    fill = np.where((outside & inside[:, ::-1])[..., None], crop[:, ::-1], smooth)
+    # 1 well past the edge, easing in from the edge's replicated pixels.
+    weight = (cv2.GaussianBlur(outside.astype(np.float32), (0, 0), OUTSIDE_FEATHER_PX * scale) * outside)[..., None]
+    return (crop * (1.0 - weight) + fill * weight + 0.5).astype(np.uint8)
 
 
 def invert_affine(affine: np.ndarray) -> np.ndarray:
