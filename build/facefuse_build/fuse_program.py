@@ -17,7 +17,8 @@ the same scale, smaller z nearer the camera):
 3. what of the user may be used: the face oval (forehead kept below the hairline), only
    where the user's own mesh faces the camera (parts hidden by a head turn are taken
    from the template instead), and only skin-coloured pixels outside the eyes, brows
-   and mouth (hair strands, hands and objects over cheeks and forehead stay out);
+   and mouth (hair strands, hands and objects over cheeks and forehead stay out), but
+   dark ones around the mouth and chin (a beard is the user's);
 4. colour: the user's face takes the template face's colour statistics (YCbCr mean and
    spread over the visible skin) and the template's low-frequency light and colour (so a
    coloured cast on the user's photo goes and the template's lighting comes);
@@ -98,6 +99,11 @@ VISIBLE_FROM, VISIBLE_TO = 0.35, 0.65
 SKIN_CHROMA_FROM, SKIN_CHROMA_TO = 3.0, 5.0
 SKIN_CHROMA_MIN_SPREAD = 0.015
 SKIN_DARK_FROM, SKIN_DARK_TO = 0.55, 0.40
+# The beard zone: below the nose tip by this share of the way to the chin, and within
+# this share of the face's half-width of its centre line (mouth, chin and the beard
+# around them; not the jaw's sides, where hair falls). Dark there is the user's beard,
+# kept; only what is off the skin's colour and not dark (a cup) is turned down.
+BEARD_BELOW_NOSE, BEARD_HALF_WIDTH = 0.25, 0.5
 # Appearance: fine detail is what is lost by an 8x low-pass; it switches from the
 # template's to the user's between fuse degrees 25 and 65.
 DETAIL_SCALE = 8
@@ -109,7 +115,7 @@ DETAIL_MIX_START, DETAIL_MIX_WIDTH = 0.25, 0.40
 MIN_DETAIL_GAIN, MAX_DETAIL_GAIN = 1.0, 2.0
 # Patches the skin test turns down are filled from the usable face within this many grid
 # cells (normalised convolution); fully where at least this share of them is usable,
-# so a large patch (a beard) still takes the template's skin.
+# so a large patch (a beard's sides along the jaw) still takes the template's skin.
 FILL_WINDOW_CELLS = 9
 FILL_FULL_COVERAGE = 0.35
 # The mask's signed distance is smoother still: an 8x smaller grid.
@@ -127,6 +133,7 @@ class MeshTopology:
     triangles: np.ndarray  # (T, 3) int64, counter-clockwise in image coordinates
     ring: np.ndarray  # (T,) bool: has a ring vertex (outside the face)
     feature: np.ndarray  # (T,) bool: touches an eye, brow or lip point
+    beard: np.ndarray  # (T,) bool: its centre lies in the beard zone
     groups: tuple[tuple[np.ndarray, int], ...]  # (triangle indices, window cells)
 
 
@@ -150,6 +157,7 @@ def mesh_topology(canonical_xy: np.ndarray, crop_px: int = FACE_CROP_PX) -> Mesh
         raise ValueError(f"{len(triangles)} triangles; the depth key holds at most {TRIANGLE_SLOTS}")
     ring = (triangles >= MESH_POINTS).any(1)
     feature = np.isin(triangles, list(FEATURE_POINTS)).any(1)
+    beard = beard_zone(points[triangles].mean(1), canonical_xy[:, :2]) & ~ring
     extent = (points[triangles].max(1) - points[triangles].min(1)).max(1)
     need = np.ceil(extent * WINDOW_MARGIN / GRID_STRIDE).astype(int) + 1
     groups, taken = [], np.zeros(len(triangles), bool)
@@ -160,7 +168,16 @@ def mesh_topology(canonical_xy: np.ndarray, crop_px: int = FACE_CROP_PX) -> Mesh
             taken[members] = True
     if not taken.all():
         groups.append((np.nonzero(~taken)[0], int(need[~taken].max())))
-    return MeshTopology(triangles, ring, feature, tuple(groups))
+    return MeshTopology(triangles, ring, feature, beard, tuple(groups))
+
+
+def beard_zone(xy: np.ndarray, mesh_xy: np.ndarray) -> np.ndarray:
+    """Which of the points xy lie in the beard zone of the face mesh_xy."""
+    oval = mesh_xy[list(FACE_OVAL)]
+    nose, chin_y = mesh_xy[NOSE_TIP], oval[:, 1].max()
+    half_width = (oval[:, 0].max() - oval[:, 0].min()) / 2
+    below = xy[:, 1] > nose[1] + BEARD_BELOW_NOSE * (chin_y - nose[1])
+    return below & (np.abs(xy[:, 0] - nose[0]) < BEARD_HALF_WIDTH * half_width)
 
 
 class FuseProgram(torch.nn.Module):
@@ -186,6 +203,7 @@ class FuseProgram(torch.nn.Module):
         self.register_buffer("triangles", torch.from_numpy(topology.triangles), persistent=False)
         self.register_buffer("ring_triangle", torch.from_numpy(topology.ring).float(), persistent=False)
         self.register_buffer("feature_triangle", torch.from_numpy(topology.feature).float(), persistent=False)
+        self.register_buffer("beard_triangle", torch.from_numpy(topology.beard).float(), persistent=False)
         self.groups = []
         for index, (members, size) in enumerate(topology.groups):
             self.register_buffer(f"group_{index}", torch.from_numpy(members.astype(np.int64)), persistent=False)
@@ -437,16 +455,20 @@ class FuseProgram(torch.nn.Module):
         den = F.avg_pool2d(F.avg_pool2d(mask, k), 3, stride=1, padding=1, count_include_pad=False)
         return num / den.clamp_min(1e-3)
 
-    def skin_weight(self, user_small: torch.Tensor, skin: torch.Tensor, feature: torch.Tensor) -> torch.Tensor:
+    def skin_weight(self, user_small: torch.Tensor, skin: torch.Tensor, feature: torch.Tensor,
+                    beard: torch.Tensor) -> torch.Tensor:
         """1 where the user's pixel (YCbCr, grid size) may be used: skin-coloured and not
-        dark, or inside an eye, brow or lip triangle (features are never tested)."""
+        dark, or inside an eye, brow or lip triangle (features are never tested), or dark
+        in the beard zone."""
         mean, std = self.weighted_stats(user_small, skin)
         spread = std[:, 1:3].clamp_min(SKIN_CHROMA_MIN_SPREAD)
         chroma = torch.sqrt((((user_small[:, 1:3] - mean[:, 1:3]) / spread) ** 2).sum(1, keepdim=True))
         off_colour = ((chroma - SKIN_CHROMA_FROM) / (SKIN_CHROMA_TO - SKIN_CHROMA_FROM)).clamp(0, 1)
         darkness = user_small[:, 0:1] / mean[:, 0:1].clamp_min(1e-3)
         dark = ((SKIN_DARK_FROM - darkness) / (SKIN_DARK_FROM - SKIN_DARK_TO)).clamp(0, 1)
-        return 1 - (1 - feature) * torch.maximum(off_colour, dark)
+        turned_down = torch.maximum(off_colour, dark)
+        turned_down = turned_down + beard * (off_colour * (1 - dark) - turned_down)
+        return 1 - (1 - feature) * turned_down
 
     @staticmethod
     def fill_from_surroundings(face: torch.Tensor, source: torch.Tensor, inside: torch.Tensor
@@ -573,10 +595,10 @@ class FuseProgram(torch.nn.Module):
         # 3. where the user's face may be used: visible, skin or feature, inside the oval
         visible_ratio = self.facing(user_3d) / self.facing(target_3d).clamp_min(0.2)
         visible = ((visible_ratio - VISIBLE_FROM) / (VISIBLE_TO - VISIBLE_FROM)).clamp(0, 1) * (1 - self.ring_triangle)
-        per_triangle = torch.stack([visible, self.feature_triangle.expand(n, -1)], 1)  # (N, 2, T)
-        at_triangle = torch.gather(per_triangle, 2, triangle.unsqueeze(1).expand(-1, 2, -1)) * covered.unsqueeze(1)
-        at_triangle = at_triangle.reshape(n, 2, g, g)
-        visible_grid, feature_grid = self.smooth(at_triangle[:, 0:1]), at_triangle[:, 1:2]
+        per_triangle = torch.stack([visible, self.feature_triangle.expand(n, -1), self.beard_triangle.expand(n, -1)], 1)
+        at_triangle = torch.gather(per_triangle, 2, triangle.unsqueeze(1).expand(-1, 3, -1)) * covered.unsqueeze(1)
+        at_triangle = at_triangle.reshape(n, 3, g, g)
+        visible_grid, feature_grid, beard_grid = self.smooth(at_triangle[:, 0:1]), at_triangle[:, 1:2], at_triangle[:, 2:3]
         coarse_distance = self.polygon_distance(self.face_polygon(target_xy), size)
         distance = F.interpolate(coarse_distance, size=(g, g), mode="bilinear", align_corners=False)
         feather_px = self.feather * size
@@ -584,7 +606,7 @@ class FuseProgram(torch.nn.Module):
         inner = torch.clamp((distance - feather_px) / feather_px, 0, 1)
         skin = inner * visible_grid * (1 - feature_grid)
         user_small = self.convert(F.avg_pool2d(user_warped, GRID_STRIDE), self.rgb_to_ycc)
-        usable_sharp = face_mask * visible_grid * self.skin_weight(user_small, skin, feature_grid)
+        usable_sharp = face_mask * visible_grid * self.skin_weight(user_small, skin, feature_grid, beard_grid)
         usable = self.smooth(usable_sharp)
 
         # 4-5. colour-matched user face mixed with the template face

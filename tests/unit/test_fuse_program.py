@@ -170,6 +170,21 @@ def test_hair_over_a_cheek_is_not_carried_over(featureless_program):
     assert abs(fused[strand].mean() - fused[cheek].mean()) < 25
 
 
+def test_a_beard_around_the_mouth_and_chin_is_kept_an_object_there_is_not(featureless_program):
+    # The synthetic face: nose tip at (192, 200), chin at y 330, half-width 105: the
+    # beard zone starts at y 232 within 52 px of the centre line.
+    program = featureless_program
+    template, mesh = face_image((180, 140, 120), 1), synthetic_mesh()
+    user = face_image((200, 150, 130), 2)
+    user[250:300, 165:220] = (45, 35, 30)  # a dark beard on the chin
+    fused, _ = run(program, user, mesh, template, mesh, 100.0, 0.0)
+    chin, cheek = (slice(260, 290), slice(175, 210)), (slice(200, 230), slice(250, 270))
+    assert fused[chin].mean() < 0.7 * fused[cheek].mean()  # turned down, it reads about 1 (skin)
+    user[250:300, 165:220] = (70, 90, 190)  # something blue held there instead
+    fused, _ = run(program, user, mesh, template, mesh, 100.0, 0.0)
+    assert np.abs(fused[chin].mean((0, 1)) - (70, 90, 190)).max() > 40
+
+
 def test_the_template_s_glasses_do_not_show_through_a_patch_the_skin_test_turns_down(featureless_program):
     # Blue eye shadow on the user where the template has a dark glasses rim: the shadow
     # is not skin, and what replaces it must be skin, not the rim (a second pair of eyes).
