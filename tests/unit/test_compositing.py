@@ -102,6 +102,22 @@ def test_faint_noise_is_not_amplified_however_detailed_the_template():
     assert abs(float(np.corrcoef(difference[..., 0].ravel(), faint[..., 0].ravel().astype(np.float32))[0, 1])) < 0.1
 
 
+def test_a_painting_s_texture_beyond_photo_grain_is_made_up_with_its_own_texture():
+    painting = textured(15, 30, blur=0.6)  # brush texture far above a photo's grain
+    cv2.circle(painting, (80, 80), 40, (10, 10, 10), 3)  # and one strong outline
+    soft = textured(16, 2, blur=1.5)
+    result = matched(soft, painting)
+    assert finest_typical(result) > 0.55 * finest_typical(painting)  # noise alone stops at 5 levels: 0.45
+    added = result[..., 0].astype(np.float32) - soft[..., 0]
+    texture = painting[..., 0].astype(np.float32) - cv2.blur(painting[..., 0].astype(np.float32), (3, 3))
+    away = np.ones((160, 160), bool)
+    cv2.circle(away.view(np.uint8), (80, 80), 40, 0, 9)  # clear of the outline
+    assert np.corrcoef(added[away], texture[away])[0, 1] > 0.3  # the painting's texture (noise: 0)
+    on_outline = np.zeros((160, 160), np.uint8)
+    cv2.circle(on_outline, (80, 80), 40, 1, 3)
+    assert np.abs(added[on_outline > 0]).mean() < np.abs(added[away]).mean()  # its outline is not drawn
+
+
 def test_with_detail_matching_the_template_stays_exact_outside_the_mask():
     rng = np.random.default_rng(10)
     template = rng.integers(0, 256, (200, 200, 3), np.uint8)

@@ -54,8 +54,8 @@ def paste_faces(
         if match_detail:
             detail = details[index] if details is not None else template_face_detail(template_rgb, affine, crop_px)
             if detail is not None:
-                blended = match_template_detail(blended, alpha * detail.face[rows, cols], detail.inner[rows, cols], detail,
-                                                grain_seed)
+                detail = detail.window(rows, cols)
+                blended = match_template_detail(blended, alpha * detail.face, detail.inner, detail, grain_seed)
         poster[y0 : y0 + alpha.shape[0], x0 : x0 + alpha.shape[1]] = blended
     return poster
 

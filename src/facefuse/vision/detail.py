@@ -9,6 +9,7 @@ kept by `TemplateArtifact.paste_details`); the user's side per poster.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import cv2
@@ -28,9 +29,13 @@ DETAIL_CORING = 3.0
 # fixed per seed so a poster is reproducible: cut from one tile of unit noise.
 GRAIN_SEED = 9
 GRAIN_TILE_PX = 512
-# At most this standard deviation (grey levels): a painting's brush strokes also read as
-# fine detail, and noise standing in for them looks dirty.
+# At most this standard deviation (grey levels) of noise: a painting's brush strokes
+# also read as fine detail, and noise standing in for them looks dirty; what the
+# template's finest band has beyond it is made up with the template's own texture, less
+# its strong edges: amplitudes over TEXTURE_EDGE times its typical one, and their
+# neighbours.
 MAX_GRAIN_LEVELS = 5.0
+TEXTURE_EDGE = 2.5
 _GRAIN_TILE = np.random.default_rng(GRAIN_SEED).standard_normal((GRAIN_TILE_PX, GRAIN_TILE_PX), np.float32)
 # Detail changes only inside the face (semi-axes in inter-ocular distances, about the
 # keypoints' centre), feathered over this many inter-ocular distances.
@@ -65,6 +70,12 @@ class TemplateFaceDetail:
     typical: tuple[float, ...]  # typical amplitude in each of DETAIL_BANDS over it
     ink_share: float  # the inner face's share of inked pixels on line art, else 0
     ink_colour: np.ndarray  # (3,) float32
+    texture: np.ndarray | None = None  # float32 over the ROI: the finest band at unit RMS, 0 at strong edges
+
+    def window(self, rows: slice, cols: slice) -> TemplateFaceDetail:
+        """The same statistics over a window of the ROI (where a crop is pasted)."""
+        texture = None if self.texture is None else self.texture[rows, cols]
+        return dataclasses.replace(self, inner=self.inner[rows, cols], face=self.face[rows, cols], texture=texture)
 
 
 def template_face_detail(template_rgb: np.ndarray, affine: np.ndarray, crop_px: int) -> TemplateFaceDetail | None:
@@ -99,7 +110,18 @@ def measure_template_face(region: np.ndarray, inner: np.ndarray, face: np.ndarra
     ink = (bands[1] < -INK_EDGE_LEVELS) & inner
     share = float(ink.sum()) / float(inner.sum()) if line_art else 0.0
     colour = np.median(region[ink], axis=0).astype(np.float32) if share > 0 else np.zeros(3, np.float32)
-    return TemplateFaceDetail(inner, face, typical, share, colour)
+    return TemplateFaceDetail(inner, face, typical, share, colour, _texture(bands[0], typical[0], inner))
+
+
+def _texture(finest: np.ndarray, typical: float, inner: np.ndarray) -> np.ndarray | None:
+    """The template's own fine texture (its finest band) at unit RMS over the inner face,
+    0 on and next to its strong edges (eyes, outlines, glasses rims: features, not
+    texture); None where it has none."""
+    strong = cv2.dilate((np.abs(finest) > TEXTURE_EDGE * typical).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    texture = np.where(strong, 0.0, finest).astype(np.float32)
+    kept = texture[inner & ~strong]
+    rms = float(np.sqrt(np.mean(kept * kept))) if kept.size else 0.0
+    return texture / rms if rms > 1e-3 else None
 
 
 def _grey(rgb: np.ndarray) -> np.ndarray:
@@ -135,7 +157,8 @@ def match_template_detail(pasted: np.ndarray, alpha: np.ndarray, inner: np.ndarr
     Per band, the face's detail is scaled by the ratio of the template face's typical
     amplitude to its own (1 to MAX_DETAIL_GAIN, cored); then grain makes up what the
     template's finest band still has more of (a photo's film grain or sensor noise; a
-    flat comic has none to make up). On line-art templates the face's own darkest lines
+    flat comic has none to make up): noise up to MAX_GRAIN_LEVELS, beyond that (a
+    painting's brush texture) the template's own texture, its strong edges left out. On line-art templates the face's own darkest lines
     are then inked. Grey detail only: nothing of the template's features is carried
     over. alpha (0..255 float) weighs every change, so outside the mask the template
     stays exact (paste_faces passes the mask times the feathered face: the warp's ring
@@ -157,9 +180,14 @@ def match_template_detail(pasted: np.ndarray, alpha: np.ndarray, inner: np.ndarr
     # The face's finest band after its gain, against the template's; white noise keeps
     # 8/9 of its variance in that band (x less its 3x3 mean).
     deficit = (MAD_TO_SIGMA * template.typical[0]) ** 2 - (MAD_TO_SIGMA * after_gain[0]) ** 2
-    grain_sigma = min(float(np.sqrt(max(deficit, 0.0) * 9.0 / 8.0)), MAX_GRAIN_LEVELS)
-    if grain_sigma > 0:
-        extra += grain_sigma * _grain(extra.shape, grain_seed)
+    grain_sigma = float(np.sqrt(max(deficit, 0.0) * 9.0 / 8.0))
+    noise_sigma = min(grain_sigma, MAX_GRAIN_LEVELS)
+    if noise_sigma > 0:
+        extra += noise_sigma * _grain(extra.shape, grain_seed)
+    # Beyond a photo's grain (a painting's brush texture): the template's own texture.
+    texture_sigma = float(np.sqrt(grain_sigma**2 - noise_sigma**2))
+    if texture_sigma > 0 and template.texture is not None:
+        extra += texture_sigma * template.texture
     weight = alpha * (1.0 / 255.0)
     if template.ink_share > 0:
         return ink_lines(pasted.astype(np.float32) + (extra * weight)[..., None], face_grey + extra, weight, inner, template)
