@@ -82,13 +82,13 @@ def inside_image(shape: tuple[int, ...], affine: np.ndarray, crop_px: int) -> np
     """Which pixels of the crop come from inside an image of `shape` (bool, crop_px
     square); None when all of them do (the usual case, checked on the corners)."""
     height, width = shape[:2]
-    inverse = invert_affine(affine).astype(np.float64)
-    corners = np.array([[0, 0], [crop_px - 1, 0], [0, crop_px - 1], [crop_px - 1, crop_px - 1]], np.float64)
+    inverse = invert_affine(affine)
+    corners = np.array([[0, 0], [crop_px - 1, 0], [0, crop_px - 1], [crop_px - 1, crop_px - 1]], np.float32)
     in_image = corners @ inverse[:, :2].T + inverse[:, 2]
     limits = np.array([width - 0.5, height - 0.5])
     if (in_image >= -0.5).all() and (in_image <= limits).all():
         return None
-    steps = np.arange(crop_px, dtype=np.float64)
+    steps = np.arange(crop_px, dtype=np.float32)
     x = np.add.outer(steps * inverse[0, 1], steps * inverse[0, 0]) + inverse[0, 2]  # [row, column]
     y = np.add.outer(steps * inverse[1, 1], steps * inverse[1, 0]) + inverse[1, 2]
     return (x >= -0.5) & (x <= limits[0]) & (y >= -0.5) & (y <= limits[1])
@@ -106,12 +106,16 @@ def fill_outside(crop: np.ndarray, inside: np.ndarray) -> np.ndarray:
     crop is heavily blurred there: a smooth continuation of the edge's colour, which
     `fuse` uses as skin where it is skin-coloured and turns down where it is hair."""
     outside = ~inside
-    scale = crop.shape[0] / FACE_CROP_PX
-    smooth = cv2.GaussianBlur(crop, (0, 0), OUTSIDE_BLUR_PX * scale)
-    fill = np.where((outside & inside[:, ::-1])[..., None], crop[:, ::-1], smooth)
+    size = crop.shape[0]
+    scale = size / FACE_CROP_PX
+    # The blur at a quarter of the size (it is smooth; 10x cheaper than at full size).
+    small = cv2.resize(crop, (size // 4, size // 4), interpolation=cv2.INTER_AREA)
+    smooth = cv2.resize(cv2.GaussianBlur(small, (0, 0), OUTSIDE_BLUR_PX * scale / 4), (size, size),
+                        interpolation=cv2.INTER_LINEAR)
+    fill = cv2.copyTo(cv2.flip(crop, 1), (outside & inside[:, ::-1]).astype(np.uint8), smooth)
     # 1 well past the edge, easing in from the edge's replicated pixels.
-    weight = (cv2.GaussianBlur(outside.astype(np.float32), (0, 0), OUTSIDE_FEATHER_PX * scale) * outside)[..., None]
-    return (crop * (1.0 - weight) + fill * weight + 0.5).astype(np.uint8)
+    weight = cv2.GaussianBlur(outside.astype(np.float32), (0, 0), OUTSIDE_FEATHER_PX * scale) * outside
+    return cv2.blendLinear(fill, crop, weight, 1.0 - weight)
 
 
 def invert_affine(affine: np.ndarray) -> np.ndarray:
