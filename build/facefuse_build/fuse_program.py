@@ -104,6 +104,9 @@ SKIN_DARK_FROM, SKIN_DARK_TO = 0.55, 0.40
 # around them; not the jaw's sides, where hair falls). Dark there is the user's beard,
 # kept; only what is off the skin's colour and not dark (a cup) is turned down.
 BEARD_BELOW_NOSE, BEARD_HALF_WIDTH = 0.25, 0.5
+# Colour is matched as chroma over luma plus this (0..1 luma): near black, chroma is
+# noise, and dividing by the luma alone would make colour of it.
+CHROMA_LUMA_FLOOR = 0.1
 # Appearance: fine detail is what is lost by an 8x low-pass; it switches from the
 # template's to the user's between fuse degrees 25 and 65.
 DETAIL_SCALE = 8
@@ -489,24 +492,40 @@ class FuseProgram(torch.nn.Module):
                      lighting_region: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """User face (RGB 0..1) recoloured to the template's skin statistics and lighting.
 
-        Statistics come from `region` (visible skin, grid size). The YCbCr transfer is
-        linear: at full size it is one 3x3 matrix per face plus an offset, and a
-        low-frequency field (returned at 1/DETAIL_SCALE size, for mix_appearance to add
+        Statistics come from `region` (visible skin, grid size). Returns the recoloured
+        face and a low-frequency field (at 1/DETAIL_SCALE size, for mix_appearance to add
         with its own low-pass) that replaces the user's light and colour by the template's.
+
+        Luma is scaled about the skin's mean and moved to the template's. Colour is
+        matched as chroma per unit of luma (Cb, Cr over Y + CHROMA_LUMA_FLOOR), which
+        coloured light moves by the same amount at every brightness: the skin lands on
+        the template's colour, its shadows stay the same hue, and the eyes lose the cast
+        with it (a constant chroma shift turned blue eyes green under magenta light and
+        the whites purple under green).
         """
         user_small = self.convert(F.avg_pool2d(user, GRID_STRIDE), self.rgb_to_ycc)
         template_small = self.convert(F.avg_pool2d(template, GRID_STRIDE), self.rgb_to_ycc)
-        user_mean, user_std = self.weighted_stats(user_small, region)
-        template_mean, template_std = self.weighted_stats(template_small, region)
-        ratio = (template_std / user_std).clamp(1.0 / self.max_spread_ratio, self.max_spread_ratio)
-        matched_small = (user_small - user_mean) * ratio + template_mean
+        user_luma, user_luma_std = self.weighted_stats(user_small[:, :1], region)
+        template_luma, template_luma_std = self.weighted_stats(template_small[:, :1], region)
+        user_tint, user_tint_std = self.weighted_stats(self.chroma_per_luma(user_small), region)
+        template_tint, template_tint_std = self.weighted_stats(self.chroma_per_luma(template_small), region)
+        limit = lambda ratio: ratio.clamp(1.0 / self.max_spread_ratio, self.max_spread_ratio)  # noqa: E731
+        luma_ratio, tint_ratio = limit(template_luma_std / user_luma_std), limit(template_tint_std / user_tint_std)
+
+        def recolour(ycc: torch.Tensor) -> torch.Tensor:
+            luma = (ycc[:, :1] - user_luma) * luma_ratio + template_luma
+            tint = (self.chroma_per_luma(ycc) - user_tint) * tint_ratio + template_tint
+            return torch.cat([luma, tint * (luma + CHROMA_LUMA_FLOOR)], 1)
+
+        matched_small = recolour(user_small)
         shading = self.masked_blur(template_small, lighting_region) - self.masked_blur(matched_small, lighting_region)
         size = user.shape[-1] // DETAIL_SCALE
         shading = F.interpolate(self.convert(shading, self.ycc_to_rgb), size=(size, size), mode="bilinear", align_corners=False)
-        # RGB -> YCbCr -> scale about the user's mean, move to the template's -> RGB.
-        transfer = torch.matmul(self.ycc_to_rgb, ratio.view(-1, 3, 1) * self.rgb_to_ycc)
-        offset = torch.matmul(self.ycc_to_rgb, (template_mean - ratio * user_mean).view(-1, 3, 1))
-        return torch.einsum("nij,njhw->nihw", transfer, user) + offset.view(-1, 3, 1, 1), shading
+        return self.convert(recolour(self.convert(user, self.rgb_to_ycc)), self.ycc_to_rgb), shading
+
+    @staticmethod
+    def chroma_per_luma(ycc: torch.Tensor) -> torch.Tensor:
+        return ycc[:, 1:] / (ycc[:, :1] + CHROMA_LUMA_FLOOR)
 
     def mix_appearance(self, user: torch.Tensor, shading: torch.Tensor, template: torch.Tensor, region: torch.Tensor,
                        amount: torch.Tensor) -> torch.Tensor:

@@ -185,6 +185,25 @@ def test_a_beard_around_the_mouth_and_chin_is_kept_an_object_there_is_not(featur
     assert np.abs(fused[chin].mean((0, 1)) - (70, 90, 190)).max() > 40
 
 
+def test_coloured_light_is_taken_off_the_eyes_as_well_as_the_skin(program):
+    # Green light on a face with grey eyes: the skin must land on the template's colour,
+    # and the eyes, darker, must come back grey (a constant shift turns them purple).
+    skin, iris, green_light = np.array([0.78, 0.59, 0.51]), np.array([0.3, 0.3, 0.3]), np.array([0.6, 1.2, 0.6])
+    size, cells = 96, 96 // 4
+    user = np.tile((skin * green_light)[:, None, None], (1, size, size))
+    user[:, 40:56, 40:56] = (iris * green_light)[:, None, None]
+    template = np.tile(skin[:, None, None], (1, size, size))
+    region = np.ones((1, 1, cells, cells), np.float32)
+    region[..., 9:15, 9:15] = 0  # the skin statistics leave the eye out
+    t = lambda x: torch.from_numpy(np.ascontiguousarray(x, np.float32))[None] if x.ndim == 3 else torch.from_numpy(x)
+    with torch.no_grad():
+        matched, _ = program.match_colour(t(user), t(template), t(region), t(region))
+    matched = matched[0].numpy()
+    np.testing.assert_allclose(matched[:, 10, 80], skin, atol=0.02)
+    eye = matched[:, 48, 48]
+    assert eye.max() - eye.min() < 0.08, eye  # a constant shift: 0.25 (purple)
+
+
 def test_the_template_s_glasses_do_not_show_through_a_patch_the_skin_test_turns_down(featureless_program):
     # Blue eye shadow on the user where the template has a dark glasses rim: the shadow
     # is not skin, and what replaces it must be skin, not the rim (a second pair of eyes).
