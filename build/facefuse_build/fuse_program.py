@@ -19,9 +19,10 @@ the same scale, smaller z nearer the camera):
    from the template instead), and only skin-coloured pixels outside the eyes, brows
    and mouth (hair strands, hands and objects over cheeks and forehead stay out), but
    dark ones around the mouth and chin (a beard is the user's);
-4. colour: the user's face takes the template face's colour statistics (YCbCr mean and
-   spread over the visible skin) and the template's low-frequency light and colour (so a
-   coloured cast on the user's photo goes and the template's lighting comes);
+4. colour: the user's face takes the template face's colour statistics (mean and spread
+   of luma, and of chroma per unit of luma, over the visible skin) and the template's
+   low-frequency light and colour (so a coloured cast on the user's photo goes, from the
+   eyes too, and the template's lighting comes);
 5. appearance: template and colour-matched user face are mixed by `fuse_degree`, the
    smooth base linearly and the fine detail on a steeper curve (never two sets of
    features at half strength), the user's detail sharpened toward the template's
