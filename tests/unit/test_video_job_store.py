@@ -1,5 +1,7 @@
 """The durable job store: tenants, leases, idempotent results, encryption, expiry."""
 
+import subprocess
+import sys
 import time
 
 import pytest
@@ -67,7 +69,7 @@ def test_the_photo_and_the_result_are_encrypted_at_rest_and_the_photo_goes_when_
     store.finish(job.job_id, "w1", claimed.attempt, VIDEO, 100, 1.0)
     (result_file,) = (tmp_path / "jobs" / "results").iterdir()
     assert b"fused frames" not in result_file.read_bytes()
-    row = store._execute("SELECT photo FROM jobs WHERE job_id = ?", (job.job_id,)).fetchone()
+    row = store._row("SELECT photo FROM jobs WHERE job_id = ?", (job.job_id,))
     assert row[0] is None
 
 
@@ -157,3 +159,43 @@ def test_the_generated_key_file_is_private(tmp_path):
     assert (tmp_path / "result.key").stat().st_mode & 0o077 == 0
     with pytest.raises(ValueError):
         load_key("c2hvcnQ=", tmp_path)
+
+
+CLOSE_WHILE_READING = """
+import sqlite3, sys, threading
+from pathlib import Path
+from facefuse.gateway.jobs import JobStore, load_key
+
+folder = Path(sys.argv[1])
+for round in range(20):
+    store = JobStore(folder / str(round), load_key(None, folder / str(round)), result_ttl_s=3600, lease_s=30)
+    job = store.submit("tenant-a", "talking-head", "{}", b"photo", 10, max_queued_per_tenant=5)
+    started = threading.Barrier(5)
+
+    def read():
+        started.wait()
+        try:
+            while True:
+                store.get(job.job_id, "tenant-a")
+        except sqlite3.ProgrammingError:  # closed: the clear error, not a crash
+            pass
+
+    readers = [threading.Thread(target=read) for _ in range(4)]
+    for reader in readers:
+        reader.start()
+    started.wait()
+    store.close()
+    for reader in readers:
+        reader.join()
+print("ok")
+"""
+
+
+def test_closing_the_store_while_calls_read_it_ends_them_with_an_error_not_a_crash(tmp_path):
+    # A gateway stopping closes the store while calls' threads may still read it; SQLite
+    # closed under a running statement takes the whole process down (seen as a segfault).
+    # In a child process, so a crash fails this test instead of ending the test run.
+    run = subprocess.run([sys.executable, "-c", CLOSE_WHILE_READING, str(tmp_path)], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, f"exit {run.returncode}: {run.stderr[-2000:]}"
+    assert run.stdout.strip() == "ok"

@@ -170,7 +170,11 @@ class JobStore:
         self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
-        self._db.close()
+        # Under the lock: closing SQLite while another thread runs a statement on the same
+        # connection crashes the process (a gateway stopping while a call's thread reads).
+        # Calls after it raise sqlite3.ProgrammingError.
+        with self._lock:
+            self._db.close()
 
     # ---- encryption ------------------------------------------------------------------
     def _seal(self, data: bytes, job_id: str) -> bytes:
@@ -180,9 +184,19 @@ class JobStore:
         return unseal(self.aead, sealed, job_id)
 
     # ---- callers' side ---------------------------------------------------------------
-    def _execute(self, sql: str, args=()) -> sqlite3.Cursor:
+    def _rows(self, sql: str, args=()) -> list[tuple]:
+        """Every row, read under the lock (a cursor read after it could race close())."""
         with self._lock:
-            return self._db.execute(sql, args)
+            return self._db.execute(sql, args).fetchall()
+
+    def _row(self, sql: str, args=()) -> tuple | None:
+        rows = self._rows(sql, args)
+        return rows[0] if rows else None
+
+    def _write(self, sql: str, args=()) -> int:
+        """The rows the statement changed."""
+        with self._lock:
+            return self._db.execute(sql, args).rowcount
 
     def submit(self, tenant: str, template_id: str, options_json: str, photo: bytes, frame_count: int,
                max_queued_per_tenant: int) -> Job:
@@ -212,20 +226,19 @@ class JobStore:
     def get(self, job_id: str, tenant: str) -> Job:
         """The tenant's job with its queue position and ETA; JobNotFound for anyone else's."""
         self.expire()
-        row = self._execute(f"SELECT seq, {_COLUMNS} FROM jobs WHERE job_id = ? AND tenant = ?",
-                            (job_id, tenant)).fetchone()
+        row = self._row(f"SELECT seq, {_COLUMNS} FROM jobs WHERE job_id = ? AND tenant = ?", (job_id, tenant))
         if row is None:
             raise JobNotFound(f"no video job {job_id!r} for this caller (unknown, or another tenant's)")
         seq, job = row[0], _job(row[1:])
         position = None
         frames_ahead = job.frame_count - job.frames_done
         if job.state is JobState.QUEUED:
-            position, ahead = self._execute(
+            position, ahead = self._row(
                 "SELECT COUNT(*), COALESCE(SUM(frame_count), 0) FROM jobs WHERE state = 'queued' AND seq < ?", (seq,)
-            ).fetchone()
-            (running,) = self._execute(
+            )
+            (running,) = self._row(
                 "SELECT COALESCE(SUM(frame_count - frames_done), 0) FROM jobs WHERE state = 'running'"
-            ).fetchone()
+            )
             frames_ahead += ahead + running
         eta = None
         fps = self.throughput_fps()
@@ -237,7 +250,7 @@ class JobStore:
         """Queued or running jobs stop (a running one at its worker's next report); the
         photo goes at once. Finished jobs are left as they are."""
         self.get(job_id, tenant)
-        self._execute(
+        self._write(
             "UPDATE jobs SET state = 'cancelled', photo = NULL, finished_s = ?, expires_s = ? "
             "WHERE job_id = ? AND tenant = ? AND state IN ('queued', 'running')",
             (time.time(), time.time() + self.result_ttl_s, job_id, tenant),
@@ -249,7 +262,7 @@ class JobStore:
         if job.state is not JobState.DONE:
             raise FacefuseError(f"video job {job_id} is {job.state.value}, not done: no result to read",
                                 Reason.INVALID_ARGUMENT)
-        (name,) = self._execute("SELECT result_file FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        (name,) = self._row("SELECT result_file FROM jobs WHERE job_id = ?", (job_id,))
         return self._open((self.results_dir / name).read_bytes(), job_id)
 
     # ---- workers' side ---------------------------------------------------------------
@@ -260,7 +273,7 @@ class JobStore:
         # the write lock only when there is something to take.
         candidate = "SELECT job_id FROM jobs WHERE state = 'queued' OR (state = 'running' AND lease_until_s < ?) " \
                     "ORDER BY seq LIMIT 1"
-        if self._execute(candidate, (now,)).fetchone() is None:
+        if self._row(candidate, (now,)) is None:
             return None
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
@@ -284,12 +297,12 @@ class JobStore:
     def report(self, job_id: str, worker: str, attempt: int, frames_done: int, frame_count: int) -> bool:
         """Progress, renewing the lease. False: the job is no longer this attempt's
         (cancelled, or taken over after a missed lease): stop working on it."""
-        cursor = self._execute(
+        changed = self._write(
             "UPDATE jobs SET frames_done = ?, frame_count = ?, lease_until_s = ? "
             "WHERE job_id = ? AND state = 'running' AND worker = ? AND attempts = ?",
             (frames_done, frame_count, time.time() + self.lease_s, job_id, worker, attempt),
         )
-        return cursor.rowcount == 1
+        return changed == 1
 
     def finish(self, job_id: str, worker: str, attempt: int, result: bytes, frames: int, seconds: float) -> bool:
         """Publish this attempt's result (encrypted); False if the job is no longer ours."""
@@ -299,12 +312,12 @@ class JobStore:
         staging.write_bytes(self._seal(result, job_id))
         os.replace(staging, path)
         now = time.time()
-        cursor = self._execute(
+        changed = self._write(
             "UPDATE jobs SET state = 'done', photo = NULL, result_file = ?, finished_s = ?, expires_s = ?, "
             "frames_done = ?, frame_count = ? WHERE job_id = ? AND state = 'running' AND worker = ? AND attempts = ?",
             (name, now, now + self.result_ttl_s, frames, frames, job_id, worker, attempt),
         )
-        if cursor.rowcount != 1:
+        if changed != 1:
             path.unlink(missing_ok=True)
             return False
         if seconds > 0:
@@ -314,14 +327,14 @@ class JobStore:
     def release(self, job_id: str, worker: str, attempt: int) -> None:
         """Back to the queue (a worker shutting down cleanly), for the next worker now
         rather than after the lease."""
-        self._execute(
+        self._write(
             "UPDATE jobs SET state = 'queued', worker = NULL, lease_until_s = NULL, frames_done = 0 "
             "WHERE job_id = ? AND state = 'running' AND worker = ? AND attempts = ?", (job_id, worker, attempt),
         )
 
     def fail(self, job_id: str, worker: str, attempt: int, reason: str, detail: str) -> None:
         now = time.time()
-        self._execute(
+        self._write(
             "UPDATE jobs SET state = 'failed', photo = NULL, failure_reason = ?, failure_detail = ?, finished_s = ?, "
             "expires_s = ? WHERE job_id = ? AND state = 'running' AND worker = ? AND attempts = ?",
             (reason, detail, now, now + self.result_ttl_s, job_id, worker, attempt),
@@ -330,23 +343,23 @@ class JobStore:
     def _record_throughput(self, fps: float) -> None:
         previous = self.throughput_fps()
         value = fps if previous is None else previous + THROUGHPUT_SMOOTHING * (fps - previous)
-        self._execute("INSERT INTO meter (name, value) VALUES ('fps', ?) "
+        self._write("INSERT INTO meter (name, value) VALUES ('fps', ?) "
                       "ON CONFLICT(name) DO UPDATE SET value = excluded.value", (value,))
 
     def throughput_fps(self) -> float | None:
-        row = self._execute("SELECT value FROM meter WHERE name = 'fps'").fetchone()
+        row = self._row("SELECT value FROM meter WHERE name = 'fps'")
         return row[0] if row else None
 
     def expire(self, now: float | None = None) -> int:
         """Finished jobs past their expiry: result file deleted, state 'expired'."""
         now = time.time() if now is None else now
-        rows = self._execute(
+        rows = self._rows(
             "SELECT job_id, result_file FROM jobs WHERE state IN ('done', 'failed', 'cancelled') AND expires_s < ?",
             (now,),
-        ).fetchall()
+        )
         for job_id, name in rows:
             if name:
                 (self.results_dir / name).unlink(missing_ok=True)
-            self._execute("UPDATE jobs SET state = 'expired', result_file = NULL, photo = NULL WHERE job_id = ?",
+            self._write("UPDATE jobs SET state = 'expired', result_file = NULL, photo = NULL WHERE job_id = ?",
                           (job_id,))
         return len(rows)
