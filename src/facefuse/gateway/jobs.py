@@ -344,7 +344,7 @@ class JobStore:
         previous = self.throughput_fps()
         value = fps if previous is None else previous + THROUGHPUT_SMOOTHING * (fps - previous)
         self._write("INSERT INTO meter (name, value) VALUES ('fps', ?) "
-                      "ON CONFLICT(name) DO UPDATE SET value = excluded.value", (value,))
+                    "ON CONFLICT(name) DO UPDATE SET value = excluded.value", (value,))
 
     def throughput_fps(self) -> float | None:
         row = self._row("SELECT value FROM meter WHERE name = 'fps'")
