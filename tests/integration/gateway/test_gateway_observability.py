@@ -30,6 +30,7 @@ from facefuse.gateway.observability import JsonLogFormatter
 from facefuse.gateway.server import GatewayThread
 from facefuse.server.triton import embedded_triton
 
+CALLS_TO_TRACE = 5  # all five lost (Triton loses ~1 in 12): about 1 run in 250,000
 STAGES = {"decode", "face_detector", "align", "face_landmarks", "template_bank", "fuse", "postprocess"}
 
 
@@ -194,12 +195,12 @@ def test_one_trace_holds_the_gateway_span_and_tritons_ensemble_and_stage_spans(
         models = {s["attributes"].get("triton.model_name") for s in spans}
         return spans if {"face_fusion"} | STAGES <= models else None
 
-    # Exporting is best effort on both sides (a batch the collector misses is dropped, as
-    # OpenTelemetry intends), so a second call may stand in for a lost batch; a gateway that
-    # does not propagate its context fails every call.
+    # Triton 2.51 exports nothing for about one traced call in twelve (each of them reached
+    # it with its context: checked with the headers the gateway sent), so another call may
+    # stand in for a lost one; a gateway that does not propagate its context fails them all.
     spans = None
     with FacefuseClient(f"127.0.0.1:{traced_gateway.port}", api_key=credentials.full_key) as client:
-        for attempt in range(3):
+        for attempt in range(CALLS_TO_TRACE):
             client.fuse(grace_hopper, TEMPLATE, request_id=f"trace-me-{attempt}")
             span = wait_for(lambda: gateway_span(f"trace-me-{attempt}"))
             assert span, "the gateway exported no span for the call"
@@ -213,8 +214,8 @@ def test_one_trace_holds_the_gateway_span_and_tritons_ensemble_and_stage_spans(
     assert "triton.attempt" in span["events"]
     seen = [(s["name"], s["attributes"].get("triton.model_name")) for s in receiver.trace(span["trace_id"])]
     triton_total = sum(s["service"] == "facefuse-triton" for s in receiver.spans)
-    assert spans, (f"Triton's ensemble and stage spans did not join the gateway's trace in 3 calls; spans of "
-                   f"the last: {seen}; Triton spans received in all: {triton_total}; receiver errors: "
+    assert spans, (f"Triton's ensemble and stage spans did not join the gateway's trace in {CALLS_TO_TRACE} calls; "
+                   f"spans of the last: {seen}; Triton spans received in all: {triton_total}; receiver errors: "
                    f"{receiver.errors}; Triton's log:\n{traced_triton.log_tail(30)}")
     by_id = {s["span_id"]: s for s in receiver.trace(span["trace_id"])}
     # Triton's request span hangs under the gateway's span, the ensemble under it, each
@@ -247,8 +248,9 @@ def test_gateway_and_triton_metrics_show_the_calls_made(traced_gateway, traced_t
     # the caller can be told before the series move: scrape until the last call shows.
     def counted():
         samples = scrape(f"http://127.0.0.1:{traced_gateway.metrics_port}/metrics")
-        done = series(samples, "facefuse_gateway_rate_limited_calls_total", tenant="tenant-slow")
-        return samples if done and series(samples, "facefuse_gateway_calls_in_flight", rpc="ListTemplates") == [0.0] else None
+        refused = series(samples, "facefuse_gateway_rate_limited_calls_total", tenant="tenant-slow")
+        idle = series(samples, "facefuse_gateway_calls_in_flight", rpc="ListTemplates") == [0.0]
+        return samples if refused and idle else None
 
     gateway = wait_for(counted, timeout_s=10.0)
     assert gateway, "the gateway's metrics never counted the refused call"
