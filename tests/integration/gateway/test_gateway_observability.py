@@ -248,9 +248,9 @@ def test_gateway_and_triton_metrics_show_the_calls_made(traced_gateway, traced_t
     # the caller can be told before the series move: scrape until the last call shows.
     def counted():
         samples = scrape(f"http://127.0.0.1:{traced_gateway.metrics_port}/metrics")
-        refused = series(samples, "facefuse_gateway_rate_limited_calls_total", tenant="tenant-slow")
+        limited = series(samples, "facefuse_gateway_rate_limited_calls_total", tenant="tenant-slow")
         idle = series(samples, "facefuse_gateway_calls_in_flight", rpc="ListTemplates") == [0.0]
-        return samples if refused and idle else None
+        return samples if limited and idle else None
 
     gateway = wait_for(counted, timeout_s=10.0)
     assert gateway, "the gateway's metrics never counted the refused call"
