@@ -158,11 +158,12 @@ def match_template_detail(pasted: np.ndarray, alpha: np.ndarray, inner: np.ndarr
     amplitude to its own (1 to MAX_DETAIL_GAIN, cored); then grain makes up what the
     template's finest band still has more of (a photo's film grain or sensor noise; a
     flat comic has none to make up): noise up to MAX_GRAIN_LEVELS, beyond that (a
-    painting's brush texture) the template's own texture, its strong edges left out. On line-art templates the face's own darkest lines
-    are then inked. Grey detail only: nothing of the template's features is carried
-    over. alpha (0..255 float) weighs every change, so outside the mask the template
-    stays exact (paste_faces passes the mask times the feathered face: the warp's ring
-    around the face is the template's own). inner: where amplitudes are measured.
+    painting's brush texture) the template's own texture, its strong edges left out. On
+    line-art templates the face's own darkest lines are then inked. Grey detail only:
+    nothing of the template's features is carried over. alpha (0..255 float) weighs
+    every change, so outside the mask the template stays exact (paste_faces passes the
+    mask times the feathered face: the warp's ring around the face is the template's
+    own). inner: where amplitudes are measured.
     """
     if int(inner.sum()) < MIN_INNER_PX:
         return pasted
