@@ -16,7 +16,7 @@ from facefuse.server.triton import trace_flags
 
 
 class NoReplicas:
-    replicas, hedges_sent, hedges_won, failovers = [], 0, 0, 0
+    replicas, hedges_sent, hedges_won, failovers, failovers_won = [], 0, 0, 0, 0
 
 
 def log_line(message: str, *args) -> dict:

@@ -309,7 +309,7 @@ def test_grafana_dashboard_plots_what_an_sre_needs_from_series_that_exist():
     from facefuse.gateway.observability import GatewayMetrics
 
     class NoReplicas:
-        replicas, hedges_sent, hedges_won, failovers = [], 0, 0, 0
+        replicas, hedges_sent, hedges_won, failovers, failovers_won = [], 0, 0, 0, 0
 
     gateway_series = set()
     for family in GatewayMetrics(NoReplicas()).registry.collect():

@@ -6,15 +6,18 @@ what it alone knows (the request id, the tenant once authenticated) through
 
 - Traces (OpenTelemetry): a SERVER span per call, joined to the caller's trace when it
   sends `traceparent`; attributes RPC, tenant, template(s), request id and reason;
-  events for every Triton attempt, hedge and failover (`facefuse.gateway.triton`).
+  events from `facefuse.gateway.triton`: `triton.attempt` for every Triton attempt
+  (`why`: first, hedge or failover), `triton.unavailable` for an attempt a replica
+  refused, `triton.answered` for the one that answered (with its `why`).
   The span's W3C trace context goes to Triton in the call's headers, and Triton
   started with `--trace-config mode=opentelemetry` (`server.triton.trace_flags`)
   hangs its ensemble and stage spans under it. Spans are exported over OTLP/HTTP to
   `otlp_traces_url`; unset (the default), no tracer exists and nothing is created.
 - Metrics (Prometheus, own registry per gateway): calls by RPC and reason, latency
   histograms, calls in flight, shed calls, hedges sent and won, retries on another
-  replica, per-replica readiness and load, per-tenant rate-limit hits; served on
-  `metrics_host:metrics_port` (loopback by default).
+  replica (failovers) and the calls they answered, per-replica readiness and load,
+  per-tenant rate-limit hits; served on `metrics_host:metrics_port` (loopback by
+  default).
 - Logs: `JsonLogFormatter` writes one JSON object per line with the call's RPC,
   request id, tenant and trace id; API keys, bearer tokens and bytes are masked
   even if a message ever contained them.
@@ -158,11 +161,14 @@ class _PoolCollector:
         pool = self.pool
         yield CounterMetricFamily("facefuse_gateway_hedges_sent", "Slow calls also sent to a second replica.",
                                   value=pool.hedges_sent)
-        yield CounterMetricFamily("facefuse_gateway_hedges_won", "Hedged calls answered first by the second replica.",
-                                  value=pool.hedges_won)
+        yield CounterMetricFamily("facefuse_gateway_hedges_won", "Hedged calls answered first by their hedge "
+                                  "(answers after a failover are counted apart).", value=pool.hedges_won)
         yield CounterMetricFamily("facefuse_gateway_retries",
-                                  "Attempts sent to another replica after one failed with UNAVAILABLE "
+                                  "Failovers: attempts sent to another replica after one failed with UNAVAILABLE "
                                   "(the channels' own transparent retries are not counted).", value=pool.failovers)
+        yield CounterMetricFamily("facefuse_gateway_failovers_won",
+                                  "Calls answered by an attempt sent to another replica after UNAVAILABLE.",
+                                  value=pool.failovers_won)
         now = time.monotonic()
         ready = GaugeMetricFamily("facefuse_gateway_replica_ready",
                                   "1 when the replica answered its last readiness poll.", labels=["replica"])

@@ -145,8 +145,9 @@ class TritonPool:
         self.retry_after_s = overloaded_retry_after_s
         self.cooldown_s = cooldown_s
         self.hedges_sent = 0
-        self.hedges_won = 0
+        self.hedges_won = 0  # calls answered by their hedge (not by a failover)
         self.failovers = 0  # attempts sent to another replica after UNAVAILABLE
+        self.failovers_won = 0  # calls answered by such an attempt
         self.reserved = 0  # Triton calls promised to admitted gateway calls
         self._completed: deque[float] = deque()  # when recent Triton calls were answered
 
@@ -311,7 +312,7 @@ class TritonPool:
 
     async def _infer_now(self, model: str, inputs, outputs, deadline: float, priority: int):
         order = self._by_load()
-        attempts: dict[asyncio.Task, Replica] = {}
+        attempts: dict[asyncio.Task, tuple[Replica, str]] = {}
 
         def launch(replica: Replica, why: str, hedge_slot: bool = False) -> None:
             call_event("triton.attempt", model=model, replica=replica.url, why=why)
@@ -322,7 +323,7 @@ class TritonPool:
             task.add_done_callback(lambda _: setattr(replica, "in_flight", replica.in_flight - 1))
             if hedge_slot:
                 task.add_done_callback(lambda _: self.dispatch.release())
-            attempts[task] = replica
+            attempts[task] = replica, why
 
         launch(order[0], "first")
         spare = order[1:]
@@ -342,17 +343,22 @@ class TritonPool:
                         hedging = False  # none for this call; a failover reuses its own slot
                     continue
                 for task in done:
-                    replica = attempts.pop(task)
+                    replica, why = attempts.pop(task)
                     error = task.exception()
                     if error is None:
-                        if replica is not order[0]:
+                        # Counted by the attempt that answered: a failover's answer is no
+                        # hedge won, even though it too came from a second replica.
+                        if why == "hedge":
                             self.hedges_won += 1
-                        call_event("triton.answered", model=model, replica=replica.url)
+                        elif why == "failover":
+                            self.failovers_won += 1
+                        call_event("triton.answered", model=model, replica=replica.url, why=why)
                         return task.result()
                     if not isinstance(error, FacefuseError):
                         raise error
                     if error.reason is not Reason.UNAVAILABLE:
                         raise error  # the answer: the request itself is bad, or time ran out
+                    call_event("triton.unavailable", model=model, replica=replica.url, why=why)
                     last_error = error
                     if spare:  # that replica is down: fail over now
                         self.failovers += 1
