@@ -18,6 +18,7 @@ from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2
 
 from facefuse import contract as c
+from facefuse.fileperms import share
 from facefuse.contract import TensorSpec
 from facefuse.settings import Settings
 from facefuse_build.errors import BuildError, ProfileError
@@ -412,5 +413,6 @@ def write_if_changed(path: Path, text: str) -> bool:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
+    share(tmp)  # tritonserver runs as its own user (facefuse.fileperms)
     os.replace(tmp, path)
     return True

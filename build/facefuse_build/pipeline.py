@@ -24,6 +24,7 @@ from typing import Callable
 import numpy as np
 
 from facefuse import contract
+from facefuse.fileperms import share
 from facefuse.models_admin import versions as model_versions
 from facefuse.models_admin.pinning import apply_state
 from facefuse.models_admin.releases import load_state
@@ -278,6 +279,7 @@ def build_repository(profile: Profile, settings: Settings, force: bool = False, 
             model_versions.write_provenance(
                 staging, "build", version=int(version_dir.name), source_weights_sha256=recipe.weight_sha256(),
                 builder_fingerprint=digest, profile=profile.name, check_report=CHECK_RECORD)
+            share(staging)  # tritonserver runs as its own user (facefuse.fileperms)
             _publish(staging, version_dir)
         finally:
             shutil.rmtree(staging, ignore_errors=True)

@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     # model gates) hold it. None: a random key per start, handed to the gateway `serve`
     # starts; a gateway or tool run apart from its Triton needs it set in both.
     triton_gateway_key: SecretStr | None = None
+    # Started by root, tritonserver and its Python stubs run as this unprivileged user
+    # (created as a system user on first use), so code loaded into the server never runs
+    # as root. "" runs it as the starting user (not advised for root).
+    triton_user: str = "facefuse-triton"
     # `serve` restarts a tritonserver that died: waits from the first to the most
     # backoff between tries, and gives up after this many restarts within the window.
     triton_restart_backoff_s: float = 1.0

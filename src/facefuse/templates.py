@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from facefuse.errors import OptionError, Reason, TemplateError
+from facefuse.fileperms import share
 from facefuse.vision.alignment import scale_crops, working_crop_px
 from facefuse.vision.detail import TemplateFaceDetail, template_face_detail
 
@@ -169,6 +170,7 @@ class TemplateStore(VersionedDirs):
         os.close(fd)
         try:
             np.savez(tmp, faces=artifact.faces, meshes=artifact.meshes, affines=artifact.affines, boxes=artifact.boxes)
+            share(tmp)  # template_bank runs as tritonserver's user (facefuse.fileperms)
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -199,6 +201,7 @@ class TemplateStore(VersionedDirs):
                 meta=np.array(json.dumps({"source": artifact.source})),
             )
             (staging / INFO_NAME).write_text(json.dumps(_info(artifact, version), indent=2) + "\n")
+            share(staging)  # template_bank runs as tritonserver's user (facefuse.fileperms)
             staging.rename(directory / str(version))
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from facefuse.fileperms import share
 from facefuse.models_admin import gates, versions
 from facefuse.models_admin.errors import GateFailed, ReleaseStateError
 from facefuse.models_admin.pinning import apply_state, release_ensemble_dirs
@@ -121,6 +122,7 @@ class ModelAdmin:
             (staging / "model.build.json").write_text(json.dumps({"profile": built_profile(self.repository)}) + "\n")
             versions.write_provenance(staging, "import", version=version, source_file=str(source.resolve()),
                                       source_sha256=_sha256(source), check_report=GATE_REPORT)
+            share(staging)  # tritonserver runs as its own user (facefuse.fileperms)
             staging.rename(directory / str(version))
         finally:
             shutil.rmtree(staging, ignore_errors=True)

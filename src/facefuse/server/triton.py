@@ -10,9 +10,9 @@ site-packages (numpy < 2, facefuse) rather than the base interpreter's.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import os
+import pwd
+import re
 import secrets
 import shutil
 import signal
@@ -26,11 +26,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from facefuse.fileperms import share
 from facefuse.settings import Settings, get_settings
-
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
-CLONE_NEWNS = 0x00020000  # linux/sched.h
-MS_NOSUID, MS_NODEV, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x4000, 0x40000  # linux/mount.h
 
 
 class TritonStartError(RuntimeError):
@@ -80,8 +77,12 @@ def with_malloc_tunables(env: dict[str, str]) -> dict[str, str]:
     return env
 
 
+# Settings that hold secrets: the server and the Python code it runs never need them.
+_SECRET_VARIABLE = re.compile(r"^FACEFUSE_.*(KEY|SECRET|TOKEN|PASSWORD|CREDENTIAL)", re.IGNORECASE)
+
+
 def server_environment() -> dict[str, str]:
-    env = with_malloc_tunables(os.environ)
+    env = {k: v for k, v in with_malloc_tunables(os.environ).items() if not _SECRET_VARIABLE.match(k)}
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     libs = [sysconfig.get_config_var("LIBDIR") or "", str(pytriton_server_dir().parent.parent / "nvidia_pytriton.libs")]
     env["LD_LIBRARY_PATH"] = os.pathsep.join([p for p in libs if p] + [env.get("LD_LIBRARY_PATH", "")])
@@ -89,33 +90,8 @@ def server_environment() -> dict[str, str]:
     return env
 
 
-# Loaded here, not in the forked child: find_library runs a subprocess, which must not
-# happen between fork and exec in a process that has threads.
-_LIBC = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-
-
-def _prepare_child() -> None:
-    """In the child before exec.
-
-    - The kernel sends SIGTERM if the starting process dies (even by SIGKILL), so no
-      orphaned tritonserver keeps its ports and memory.
-    - Files the server creates are this user's only (umask; the Python backend sets its
-      regions' mode itself: TritonServer.make_regions_private).
-    - Where allowed (root or CAP_SYS_ADMIN), the server gets a mount namespace with its
-      own /dev/shm: its shared-memory regions (photos, posters) are invisible to every
-      other process, and the kernel frees them when the server and its stubs are gone,
-      however they ended. Elsewhere this fails quietly and the regions stay in the
-      shared /dev/shm, made 0600 and removed by prefix (TritonServer.reap).
-    """
-    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    os.umask(0o077)
-    if _LIBC.unshare(CLONE_NEWNS) == 0 and _LIBC.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) == 0:
-        # If this fails, the host's /dev/shm stays in place and the fallback applies.
-        _LIBC.mount(b"tmpfs", b"/dev/shm", b"tmpfs", MS_NOSUID | MS_NODEV, b"mode=1777")
-
-
 def has_private_shm(pid: int) -> bool:
-    """Whether the process at pid sees its own /dev/shm (see _prepare_child)."""
+    """Whether the process at pid sees its own /dev/shm (see facefuse.server.launch)."""
     try:
         return os.readlink(f"/proc/{pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt") and \
             os.stat(f"/proc/{pid}/root/dev/shm").st_dev != os.stat(str(SHM_DIR)).st_dev
@@ -272,7 +248,7 @@ class TritonServer:
     shm_prefix: str
     gateway_key: str = ""
     admin_key_generated: bool = False
-    private_shm: bool = False  # its own /dev/shm in a mount namespace (see _prepare_child)
+    private_shm: bool = False  # its own /dev/shm in a mount namespace (see facefuse.server.launch)
     killed: bool = field(default=False, init=False)  # a stop needed SIGKILL
 
     @property
@@ -398,6 +374,7 @@ def _kill_group(pgid: int, timeout_s: float = 5.0) -> None:
 
 def command(backends: Path, endpoints: Endpoints, admin_key: str, gateway_key: str, shm_prefix: str,
             repositories: list[Path]) -> list[str]:
+    """tritonserver's arguments; the keys are placeholders (`secret_args`) in practice."""
     e = endpoints
     return [
         str(pytriton_server_dir() / "bin" / "tritonserver"),
@@ -420,28 +397,99 @@ def command(backends: Path, endpoints: Endpoints, admin_key: str, gateway_key: s
     ]
 
 
+# Where the keys wait for tritonserver (secret_args.c fills them in and wipes these).
+ADMIN_KEY_VARIABLE = "FACEFUSE_SERVER_ADMIN_KEY"
+GATEWAY_KEY_VARIABLE = "FACEFUSE_SERVER_GATEWAY_KEY"
+# Earlier starts' logs kept beside the current one (tritonserver-PORT.log.1 is the last).
+KEPT_LOGS = 5
+
+
+def rotate_logs(log_path: Path, keep: int = KEPT_LOGS) -> None:
+    """log -> log.1 -> ... -> log.<keep>: a start that failed keeps its log for the next."""
+    for n in range(keep - 1, 0, -1):
+        older = log_path.with_name(f"{log_path.name}.{n}")
+        if older.exists():
+            os.replace(older, log_path.with_name(f"{log_path.name}.{n + 1}"))
+    if log_path.exists():
+        os.replace(log_path, log_path.with_name(f"{log_path.name}.1"))
+
+
+def server_user(settings: Settings) -> pwd.struct_passwd | None:
+    """Who tritonserver runs as: FACEFUSE_TRITON_USER when this process is root (created
+    as a system user on first use), else this process's own user (None)."""
+    if os.geteuid() != 0 or not settings.triton_user:
+        return None
+    try:
+        return pwd.getpwnam(settings.triton_user)
+    except KeyError:
+        pass
+    result = subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+                             "--shell", "/usr/sbin/nologin", settings.triton_user], capture_output=True, text=True)
+    try:
+        return pwd.getpwnam(settings.triton_user)
+    except KeyError:
+        raise TritonStartError(
+            f"tritonserver must not run as root, and user {settings.triton_user!r} (FACEFUSE_TRITON_USER) does not "
+            f"exist and could not be created: {result.stderr.strip() or result.returncode}; create it, or name an "
+            "existing unprivileged user") from None
+
+
+def readable_paths(settings: Settings, backends: Path, preload: Path) -> list[Path]:
+    """What tritonserver and its Python stubs read: made reachable for its user."""
+    paths = [Path(sys.base_prefix), Path(sys.prefix), Path(sysconfig.get_config_var("LIBDIR") or sys.base_prefix),
+             pytriton_server_dir(), Path(__file__).resolve().parents[2], backends, preload.parent,
+             settings.model_repository_dir, settings.ensembles_dir, settings.templates_path]
+    if os.environ.get("FACEFUSE_TEMPLATE_DIR"):  # read by the stages themselves (server/adapter.py)
+        paths.append(Path(os.environ["FACEFUSE_TEMPLATE_DIR"]))
+    return paths
+
+
 def start_triton(settings: Settings, endpoints: Endpoints, admin_key: str | None = None,
                  log_path: Path | None = None, gateway_key: str | None = None) -> TritonServer:
     """Launch tritonserver (not waiting for it); a key None: the configured one, else a
-    new random key (the restricted APIs are never open)."""
+    new random key (the restricted APIs are never open).
+
+    The keys travel in the environment of the launch (readable by this user and root
+    only), never in an argument (facefuse.server.secret_args). The launch is a plain
+    exec of facefuse.server.launch, safe from a process with gRPC threads; it gives
+    the server its own /dev/shm and, when this process is root, an unprivileged user.
+    """
+    from facefuse.server.launch import PRELOAD_VARIABLE
+    from facefuse.server.secret_args import SecretArgsUnavailable, build_library, secret_placeholder
+
     run_dir = settings.var_dir / "triton"
     backends = prepare_backends(run_dir / "backends")
+    try:
+        preload = build_library(run_dir / "lib")
+    except SecretArgsUnavailable as exc:
+        raise TritonStartError(str(exc)) from None
+    user = server_user(settings)
     configured = settings.triton_admin_key.get_secret_value() if settings.triton_admin_key else None
     key = admin_key or configured or secrets.token_urlsafe(24)
     gateway_key = gateway_key or configured_gateway_key(settings) or secrets.token_urlsafe(24)
     log_path = log_path or run_dir / f"tritonserver-{endpoints.grpc_port}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    rotate_logs(log_path)
     remove_orphaned_shm_regions()
     shm_prefix = new_shm_prefix()
     repositories = [settings.model_repository_dir, settings.ensembles_dir]
-    with open(log_path, "w") as log:
+    if user is not None:  # built before files were shared with the server's user (facefuse.fileperms)
+        for path in (*repositories, settings.templates_path):
+            share(path)
+    server_args = command(backends, endpoints, secret_placeholder(ADMIN_KEY_VARIABLE),
+                          secret_placeholder(GATEWAY_KEY_VARIABLE), shm_prefix, repositories)
+    launch = [sys.executable, "-m", "facefuse.server.launch", "--parent-pid", str(os.getpid())]
+    if user is not None:
+        launch += ["--user", user.pw_name, *[f"--expose={p}" for p in readable_paths(settings, backends, preload)]]
+    env = {**server_environment(), ADMIN_KEY_VARIABLE: key, GATEWAY_KEY_VARIABLE: gateway_key, PRELOAD_VARIABLE: str(preload)}
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as log:
         process = subprocess.Popen(
-            command(backends, endpoints, key, gateway_key, shm_prefix, repositories) + trace_flags(settings.triton_otlp_traces_url),
-            stdout=log, stderr=subprocess.STDOUT, env=server_environment(), start_new_session=True,
-            preexec_fn=_prepare_child,
+            [*launch, "--", *server_args, *trace_flags(settings.triton_otlp_traces_url)],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
         )
     return TritonServer(endpoints, process, log_path, key, shm_prefix, gateway_key,
-                        admin_key_generated=not (admin_key or configured), private_shm=has_private_shm(process.pid))
+                        admin_key_generated=not (admin_key or configured))
 
 
 def wait_until_ready(server: TritonServer, timeout_s: float) -> None:
@@ -449,12 +497,23 @@ def wait_until_ready(server: TritonServer, timeout_s: float) -> None:
     while not server.ready():
         if server.process.poll() is not None:
             server.reap()
-            raise TritonStartError(f"tritonserver exited with code {server.process.returncode}:\n{server.log_tail()}")
+            raise TritonStartError(f"tritonserver {exit_description(server.process.returncode)} before it was ready "
+                                   f"(log {server.log_path}):\n{server.log_tail()}")
         if time.monotonic() > deadline:
             server.stop()
-            raise TritonStartError(f"tritonserver not ready after {timeout_s:.0f} s:\n{server.log_tail()}")
+            raise TritonStartError(f"tritonserver not ready after {timeout_s:.0f} s (log {server.log_path}):\n"
+                                   f"{server.log_tail()}")
         time.sleep(0.25)
+    server.private_shm = has_private_shm(server.process.pid)
     server.make_regions_private()
+
+
+def exit_description(returncode: int | None) -> str:
+    """'was killed by SIGKILL' / 'exited with code 1'."""
+    if returncode is not None and returncode < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by {signal.Signals(-returncode).name}"
+    return f"exited with code {returncode}"
 
 
 def trace_flags(otlp_traces_url: str | None, service_name: str = "facefuse-triton") -> list[str]:

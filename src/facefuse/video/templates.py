@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from facefuse.contract import FACE_CROP_PX
+from facefuse.fileperms import share
 from facefuse.errors import TemplateError
 from facefuse.templates import KEEP_VERSIONS, LAST_VERSION_NAME, VersionedDirs
 from facefuse.vision.alignment import scale_geometry, working_crop_px
@@ -89,6 +90,7 @@ class VideoTemplateStore(VersionedDirs):
                      usable=usable.astype(bool))
             info = {**info, "template_id": template_id, "version": version}
             (staging / INFO_NAME).write_text(json.dumps(info, indent=2) + "\n")
+            share(staging)  # read by tritonserver's user too (facefuse.fileperms)
             staging.rename(directory / str(version))
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
