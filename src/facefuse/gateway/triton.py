@@ -2,10 +2,12 @@
 
 - Each replica has its own channel whose gRPC service config retries UNAVAILABLE
   (a replica restarting, a connection reset) with backoff inside the call's deadline.
-- A call goes to the least loaded replica. If it is still unanswered after
-  `hedge_delay_ms`, or it failed with UNAVAILABLE, the same request is sent to the next
-  replica; the first answer wins and the other attempt is cancelled. Every attempt gets
-  only what is left of the one deadline.
+- A call goes to the least loaded replica. If it failed with UNAVAILABLE, the same
+  request is sent to the next replica (a failover). If it is still unanswered after
+  `hedge_delay_ms`, it is sent once more, to the next live replica (one hedge per call,
+  none when the deadline comes before the hedge delay, none to a cooling replica); the
+  first answer wins and the other attempt is cancelled. Every attempt gets only what is
+  left of the one deadline.
 - When every replica already has `max_inflight_per_replica` calls outstanding (queued
   inside Triton or running), a new call is refused with OVERLOADED and a retry-after
   hint instead of joining a queue it would time out in. Admission is exact: a gateway
@@ -325,22 +327,32 @@ class TritonPool:
                 task.add_done_callback(lambda _: self.dispatch.release())
             attempts[task] = replica, why
 
+        def hedge_target() -> Replica | None:
+            # A cooling replica just refused a call: a spare for failover, not a hedge.
+            now = time.monotonic()
+            return next((r for r in spare if not r.cooling(now)), None)
+
         launch(order[0], "first")
         spare = order[1:]
-        hedging = True
+        may_hedge = True  # one hedge per call: with many pods, a slow moment must not fan out to all
         last_error: FacefuseError | None = None
         try:
             while attempts:
                 timeout = None
-                if spare and hedging:
-                    timeout = max(0.0, min(self.hedge_delay_s, deadline - time.monotonic()))
+                if may_hedge and hedge_target() is not None:
+                    if deadline - time.monotonic() > self.hedge_delay_s:
+                        timeout = self.hedge_delay_s
+                    else:  # the deadline comes first: a hedge then could not answer in time
+                        may_hedge = False
                 done, _ = await asyncio.wait(attempts, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-                if not done:  # slow: hedge to the next replica, unless calls wait for Triton
-                    if self.dispatch.take_nowait(background=priority > PHOTO_PRIORITY):  # (a hedge under overload is load, not speed)
+                if not done:  # slow: hedge to the next live replica, unless calls wait for Triton
+                    may_hedge = False  # (none later either; a failover reuses its own slot)
+                    target = hedge_target()
+                    # A hedge under overload is load, not speed: only with a free dispatch slot.
+                    if target is not None and self.dispatch.take_nowait(background=priority > PHOTO_PRIORITY):
+                        spare.remove(target)
                         self.hedges_sent += 1
-                        launch(spare.pop(0), "hedge", hedge_slot=True)
-                    else:
-                        hedging = False  # none for this call; a failover reuses its own slot
+                        launch(target, "hedge", hedge_slot=True)
                     continue
                 for task in done:
                     replica, why = attempts.pop(task)
