@@ -92,6 +92,24 @@ def test_every_facefuse_variable_the_docs_name_exists():
                     f"{page.relative_to(ROOT)} names {name}, which no settings class or tool reads"
 
 
+def test_the_error_page_lists_every_reason_with_its_status_and_sdk_exception():
+    from facefuse_client.errors import _CLASSES, FacefuseError
+
+    from facefuse.errors import Reason
+    from facefuse.gateway.errors import STATUS_OF_REASON
+
+    rows = {}
+    for line in (ROOT / "docs" / "calling" / "errors.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("| `") and len(cells) == 5:
+            rows[cells[0].strip("`")] = cells
+    for reason in Reason:
+        assert reason.value in rows, f"docs/calling/errors.md lacks {reason.value}"
+        _, status, _, exception, _ = rows[reason.value]
+        assert status == STATUS_OF_REASON[reason].name, f"{reason.value}: the page says {status}"
+        assert exception == f"`{_CLASSES.get(reason.value, FacefuseError).__name__}`", f"{reason.value}: {exception}"
+
+
 def test_the_readme_fits_on_two_screens_and_its_links_point_at_files():
     readme = (ROOT / "README.md").read_text()
     assert len(readme.splitlines()) <= 200
