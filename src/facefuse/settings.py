@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     triton_restart_max_backoff_s: float = 30.0
     triton_max_restarts: int = 5
     triton_restart_window_s: float = 600.0
+    # Starts in a row that die before the server is ready (these spend no restart budget).
+    triton_max_failed_starts: int = 3
     # OTLP/HTTP endpoint for Triton's OpenTelemetry spans (server.triton.trace_flags);
     # None: Triton does not trace.
     triton_otlp_traces_url: str | None = None

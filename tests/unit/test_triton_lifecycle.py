@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -54,6 +55,9 @@ def test_the_gateway_key_plugin_adds_its_header_without_changing_the_callers_hea
 
 
 class _DeadServer:
+    log_path = Path("tritonserver.log")
+    private_shm = True
+
     class process:
         returncode = -9
 
@@ -91,3 +95,54 @@ def test_the_supervisor_reads_like_the_running_server():
     supervisor.server = _DeadServer()
     assert supervisor.listening() == "here"
     assert supervisor_module.TritonSupervisor.backoff_s(supervisor, 10) == Settings().triton_restart_max_backoff_s
+
+
+def test_a_start_that_dies_before_it_is_ready_spends_no_restart_budget_but_a_run_of_them_gives_up(monkeypatch):
+    echoed = []
+    settings = Settings(triton_restart_backoff_s=1, triton_max_restarts=1, triton_max_failed_starts=3,
+                        triton_restart_window_s=100)
+    supervisor = TritonSupervisor(settings, None, echo=echoed.append, clock=lambda: 0.0, sleep=lambda s: None)
+    supervisor.server = _DeadServer()
+    outcomes = iter([triton.TritonStartError("tritonserver was killed by SIGSEGV before it was ready (log x.1)"), None])
+
+    def start():
+        outcome = next(outcomes)
+        if outcome:
+            raise outcome
+
+    monkeypatch.setattr(supervisor, "start", start)
+    supervisor.restart()  # one death of a ready server, one failed start, then ready
+    assert len(supervisor.recoveries_s) == 1
+    assert any("was killed by SIGKILL" in line for line in echoed)
+    assert any("killed by SIGSEGV before it was ready" in line for line in echoed)
+
+    supervisor2 = TritonSupervisor(settings, None, echo=lambda *_: None, clock=lambda: 0.0, sleep=lambda s: None)
+    supervisor2.server = _DeadServer()
+    monkeypatch.setattr(supervisor2, "start", lambda: (_ for _ in ()).throw(triton.TritonStartError("exited with code 1")))
+    with pytest.raises(TritonGaveUp, match="3 times in a row"):
+        supervisor2.restart()
+
+
+def test_exit_descriptions_name_the_signal():
+    assert triton.exit_description(-9) == "was killed by SIGKILL"
+    assert triton.exit_description(-11) == "was killed by SIGSEGV"
+    assert triton.exit_description(1) == "exited with code 1"
+
+
+def test_every_start_keeps_the_logs_of_the_starts_before_it(tmp_path):
+    log = tmp_path / "tritonserver-8001.log"
+    for n in range(7):
+        triton.rotate_logs(log, keep=3)
+        log.write_text(f"start {n}")
+    assert log.read_text() == "start 6"
+    assert [(tmp_path / f"{log.name}.{n}").read_text() for n in (1, 2, 3)] == ["start 5", "start 4", "start 3"]
+    assert not (tmp_path / f"{log.name}.4").exists()
+
+
+def test_the_server_environment_carries_no_facefuse_secret(monkeypatch):
+    monkeypatch.setenv("FACEFUSE_TRITON_ADMIN_KEY", "adm1n")
+    monkeypatch.setenv("FACEFUSE_GATEWAY_JWT_SECRET", "jwt")
+    monkeypatch.setenv("FACEFUSE_TEMPLATE_DIR", "/templates")
+    env = triton.server_environment()
+    assert "FACEFUSE_TRITON_ADMIN_KEY" not in env and "FACEFUSE_GATEWAY_JWT_SECRET" not in env
+    assert env["FACEFUSE_TEMPLATE_DIR"] == "/templates"

@@ -3,6 +3,7 @@ goes through the gateway, and one Ctrl-C (SIGINT) stops both."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import signal
@@ -36,11 +37,12 @@ def accepts_connections(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-@pytest.fixture
-def serve(built_repository, template_store):
+@contextlib.contextmanager
+def running_serve(**extra_env: str):
+    """`facefuse serve` on free ports, once it says the gateway is ready."""
     triton_grpc, gateway_port = free_port(), free_port()
     env = dict(os.environ, FACEFUSE_TRITON_GRPC_PORT=str(triton_grpc), FACEFUSE_TRITON_HTTP_PORT=str(free_port()),
-               FACEFUSE_TRITON_METRICS_PORT=str(free_port()), FACEFUSE_GATEWAY_HOST="127.0.0.1")
+               FACEFUSE_TRITON_METRICS_PORT=str(free_port()), FACEFUSE_GATEWAY_HOST="127.0.0.1", **extra_env)
     process = subprocess.Popen([str(BIN / "facefuse"), "serve", "--gateway-port", str(gateway_port)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     lines: queue.Queue = queue.Queue()
@@ -59,6 +61,12 @@ def serve(built_repository, template_store):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+@pytest.fixture
+def serve(built_repository, template_store):
+    with running_serve() as running:
+        yield running
 
 
 def test_serve_fuses_through_the_gateway_and_one_ctrl_c_stops_both(serve, astronaut, tmp_path):
@@ -136,3 +144,72 @@ def test_serve_restarts_a_killed_tritonserver_while_the_gateway_answers_unavaila
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=60) == 0
     assert not processes_with_argument(f"--grpc-port={triton_grpc}")
+
+
+def test_ten_kill_9s_under_load_each_end_in_a_ready_server_and_only_ready_deaths_spend_the_budget(
+        built_repository, template_store, astronaut):
+    """Restarts are plain execs from serve (no fork of the process running the gateway's
+    gRPC threads), so none may crash by itself; each kill -9 waits until the server
+    before it served again."""
+    import time
+
+    from facefuse_client import FacefuseClient, FacefuseError, RetryableError
+
+    from facefuse.gateway.dev_key import dev_key_path
+    from facefuse.gateway.settings import GatewaySettings
+
+    kills = 10
+    budget = dict(FACEFUSE_TRITON_MAX_RESTARTS=str(kills), FACEFUSE_TRITON_RESTART_BACKOFF_S="0.2",
+                  FACEFUSE_TRITON_RESTART_MAX_BACKOFF_S="0.5")
+    with running_serve(**budget) as (process, gateway_port, triton_grpc, lines, output):
+        key = dev_key_path(GatewaySettings()).read_text().strip()
+        stop = threading.Event()
+        successes, failures = [], []
+
+        def caller():
+            with FacefuseClient(f"127.0.0.1:{gateway_port}", api_key=key) as client:
+                while not stop.is_set():
+                    try:
+                        client.fuse(astronaut, "hopper-portrait", timeout_s=20)
+                        successes.append(time.monotonic())
+                    except RetryableError:
+                        time.sleep(0.1)  # the server is restarting: UNAVAILABLE with a retry-after
+                    except FacefuseError as error:
+                        failures.append(repr(error))
+
+        callers = [threading.Thread(target=caller, daemon=True) for _ in range(2)]
+        for thread in callers:
+            thread.start()
+
+        def read_output(until, timeout_s: float) -> str:
+            deadline = time.monotonic() + timeout_s
+            while not until("".join(output)) and time.monotonic() < deadline and process.poll() is None:
+                try:
+                    output.append(lines.get(timeout=0.5))
+                except queue.Empty:
+                    pass
+            return "".join(output)
+
+        try:
+            for n in range(1, kills + 1):
+                served_before = len(successes)
+                deadline = time.monotonic() + 120
+                while len(successes) == served_before and time.monotonic() < deadline:
+                    time.sleep(0.1)  # spaced by the restart: the server before this one served
+                assert len(successes) > served_before, f"no call served before kill {n}:\n{''.join(output)}"
+                (pid,) = processes_with_argument(f"--grpc-port={triton_grpc}")
+                os.kill(pid, signal.SIGKILL)
+                text = read_output(lambda text, n=n: text.count("ready again after") >= n, 180)
+                assert text.count("ready again after") == n, f"restart {n} did not succeed:\n{text}"
+        finally:
+            stop.set()
+            for thread in callers:
+                thread.join(timeout=60)
+
+        text = "".join(output)
+        assert process.poll() is None, text  # serve did not give up: every death was of a ready server
+        assert "failed to start again" not in text and "SIGSEGV" not in text and "fork" not in text, text
+        assert text.count("was killed by SIGKILL") == kills
+        assert not failures, failures
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 0
