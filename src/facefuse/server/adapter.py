@@ -6,21 +6,13 @@ Only imported inside Triton's Python-backend stub (it needs triton_python_backen
 from __future__ import annotations
 
 import json
-import logging
 import os
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from facefuse.errors import FacefuseError, OptionError, Reason
-
-_log = logging.getLogger("facefuse.server")
-
-_TRITON_CODES = {
-    Reason.TEMPLATE_NOT_FOUND: "NOT_FOUND",
-    Reason.TEMPLATE_FACE_NOT_FOUND: "NOT_FOUND",
-    Reason.INTERNAL: "INTERNAL",
-}
+from facefuse.errors import OptionError
+from facefuse.server.responses import failure
 
 
 def parameters(args: dict) -> dict[str, str]:
@@ -47,14 +39,10 @@ def response(**outputs: np.ndarray) -> "pb_utils.InferenceResponse":
     return pb_utils.InferenceResponse([pb_utils.Tensor(name, value) for name, value in outputs.items()])
 
 
-def error_response(exc: Exception) -> "pb_utils.InferenceResponse":
+def error_response(exc: Exception, request=None) -> "pb_utils.InferenceResponse":
     """One request's failure, carrying its stable reason; the batch goes on."""
-    if isinstance(exc, FacefuseError):
-        code = _TRITON_CODES.get(exc.reason, "INVALID_ARG")
-        message = str(exc)
-    else:
-        _log.exception("unexpected stage failure")
-        code, message = "INTERNAL", f"{Reason.INTERNAL.value}: {type(exc).__name__}: {exc}"
+    request_id = request.request_id() if request is not None and hasattr(request, "request_id") else ""
+    code, message = failure(exc, request_id)
     return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, getattr(pb_utils.TritonError, code)))
 
 
@@ -72,5 +60,5 @@ def respond_each(requests, handle) -> list:
                 raise OptionError(f"send one item per request (batch size 1), got batch size {batch}")
             responses.append(handle(request))
         except Exception as exc:  # noqa: BLE001 - one bad request must not fail the batch
-            responses.append(error_response(exc))
+            responses.append(error_response(exc, request))
     return responses

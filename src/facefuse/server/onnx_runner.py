@@ -3,7 +3,7 @@
 The embedded Triton (nvidia-pytriton's build) has no onnxruntime backend; this runner
 stands in for it on the cpu profile. Triton's dynamic batcher hands it several
 requests at once; they are concatenated along the batch axis, run in one session call
-and split back, one response per request.
+and split back, one response per request (facefuse.server.responses.run_batched).
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from facefuse.onnxrt import onnx_session
-from facefuse.server.adapter import error_response, parameters, respond_each, response
+from facefuse.server.adapter import error_response, parameters, response
+from facefuse.server.responses import run_batched
 
 
 class TritonPythonModel:
@@ -31,24 +32,8 @@ class TritonPythonModel:
         return self.session.run(self.output_names, feeds)
 
     def execute(self, requests):
-        arrays = [
-            {name: pb_utils.get_input_tensor_by_name(r, name).as_numpy() for name in self.input_names}
-            for r in requests
-        ]
-        sizes = [a[self.input_names[0]].shape[0] for a in arrays]
-        try:
-            batch = {name: np.concatenate([a[name] for a in arrays]) for name in self.input_names}
-        except ValueError:
-            # Shapes differ between requests (the batcher normally prevents this): one by one.
-            return respond_each(
-                arrays, lambda a: response(**dict(zip(self.output_names, self._run(a))))
-            )
-        try:
-            outputs = self._run(batch)
-        except Exception as exc:  # noqa: BLE001
-            return [error_response(exc) for _ in requests]
-        responses, start = [], 0
-        for size in sizes:
-            responses.append(response(**{n: o[start : start + size] for n, o in zip(self.output_names, outputs)}))
-            start += size
-        return responses
+        feeds = [{name: pb_utils.get_input_tensor_by_name(r, name).as_numpy() for name in self.input_names}
+                 for r in requests]
+        return [error_response(result, request) if isinstance(result, Exception)
+                else response(**dict(zip(self.output_names, result)))
+                for request, result in zip(requests, run_batched(self._run, feeds))]
