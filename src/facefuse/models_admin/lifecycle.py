@@ -8,6 +8,7 @@ Triton's reload keeps the loaded model serving until the new one is ready.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shutil
@@ -22,7 +23,7 @@ from facefuse.models_admin import gates, versions
 from facefuse.models_admin.errors import GateFailed, ReleaseStateError
 from facefuse.models_admin.pinning import apply_state, release_ensemble_dirs
 from facefuse.models_admin.releases import (
-    ENSEMBLE_NAMES, Release, ReleaseState, audit, first_state, load_state, now, release_ensemble, save_state,
+    ENSEMBLE_NAMES, Release, ReleaseState, audit, first_state, load_state, now, release_ensemble, release_lock, save_state,
 )
 from facefuse.models_admin.template_analysis import (
     ANALYSIS_MODELS, analysis_key, new_template_bank_version, reanalyse_all,
@@ -48,12 +49,30 @@ def built_profile(repository: Path) -> str:
     return "cpu"
 
 
+def _changes_release_state(method):
+    """Run the method holding the repository's release lock (releases.release_lock);
+    calls it makes to other such methods of the same admin reuse the lock."""
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        if self._holds_lock:
+            return method(self, *args, **kwargs)
+        waiting = lambda: self.log("another `facefuse models` command is changing the releases; waiting for it")  # noqa: E731
+        with release_lock(self.repository, waiting):
+            self._holds_lock = True
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                self._holds_lock = False
+    return locked
+
+
 @dataclass
 class ModelAdmin:
     settings: Settings
     admin: TritonAdmin
     log: Callable[[str], None] = print
     margins: gates.GateMargins = field(default_factory=gates.GateMargins)
+    _holds_lock: bool = field(default=False, init=False, repr=False)
 
     @property
     def repository(self) -> Path:
@@ -128,6 +147,7 @@ class ModelAdmin:
             shutil.rmtree(staging, ignore_errors=True)
         return version
 
+    @_changes_release_state
     def publish(self, model: str, source: Path | None = None, version: int | None = None) -> tuple[int, dict]:
         """A new version as the candidate release, loaded and gated; (release, gate report)."""
         if model not in versions.VERSIONED_MODELS:
@@ -239,6 +259,7 @@ class ModelAdmin:
             shutil.rmtree(directory, ignore_errors=True)
 
     # ---- traffic -----------------------------------------------------------------------
+    @_changes_release_state
     def canary(self, release: int, percent: float) -> None:
         state = self.state()
         if state.candidate != release:
@@ -252,6 +273,7 @@ class ModelAdmin:
         save_state(self.repository, state)
         audit(self.repository, "canary", release=release, percent=percent, versions=state.releases[release].versions)
 
+    @_changes_release_state
     def promote(self, release: int | None = None) -> int:
         state = self.state()
         release = release if release is not None else state.candidate
@@ -274,6 +296,7 @@ class ModelAdmin:
               gate=state.releases[release].gate)
         return release
 
+    @_changes_release_state
     def rollback(self) -> int:
         """Stop a canary (its candidate is discarded), else serve the previous release again."""
         state = self.state()

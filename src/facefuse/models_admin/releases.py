@@ -15,12 +15,15 @@ audit log beside it (`.audit.jsonl`).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from facefuse.models_admin.versions import VERSIONED_MODELS, actor
 
@@ -115,6 +118,28 @@ def save_state(repository: Path, state: ReleaseState) -> None:
         json.dump(state.to_json(), handle, indent=2)
         handle.write("\n")
     os.replace(tmp, path)
+
+
+LOCK_NAME = ".releases.lock"
+
+
+@contextlib.contextmanager
+def release_lock(repository: Path, waiting: Callable[[], None] | None = None):
+    """Held by each command that changes the release state (publish, canary, promote,
+    rollback): each reads the state, changes it and writes it back, so two at once
+    would lose one's change. A second command waits (after calling `waiting`) until
+    the first is done; the lock goes with its process, however that ends."""
+    fd = os.open(Path(repository) / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting is not None:
+                waiting()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def first_state(newest: dict[str, int]) -> ReleaseState:
