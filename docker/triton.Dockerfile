@@ -42,6 +42,11 @@ RUN facefuse models build --profile "${PROFILE}" --gpus "${GPUS}" \
  && mkdir -p /opt/facefuse/repository \
  && cp -R /src/model_repository /src/ensembles /opt/facefuse/repository/ \
  && find /opt/facefuse/repository -name '__pycache__' -prune -exec rm -rf {} +
+# The library that fills Triton's keys into its arguments from the environment, so no
+# key is ever in /proc/PID/cmdline (facefuse.server.secret_args; the chart preloads it).
+# Built against Debian 12's glibc 2.36: it runs on the serving image's newer glibc.
+RUN apt-get update -q && apt-get install -y -q --no-install-recommends gcc libc6-dev \
+ && python -c "from pathlib import Path; from facefuse.server.secret_args import build_library; build_library(Path('/opt/facefuse/lib'))"
 
 # ---- stage 2: the serving image ---------------------------------------------------
 FROM nvcr.io/nvidia/tritonserver:25.01-py3
@@ -59,7 +64,9 @@ RUN python3 -m pip install --no-cache-dir --break-system-packages \
  && python3 -m pip install --no-cache-dir --break-system-packages --no-deps /tmp/facefuse-src \
  && rm -rf /tmp/facefuse-src
 COPY --from=models /opt/facefuse/repository /opt/facefuse/repository
-COPY --from=models --chown=1000:1000 /var/lib/facefuse/templates /var/lib/facefuse/templates
+COPY --from=models /opt/facefuse/lib/libfacefuse_secret_args.so /opt/facefuse/lib/
+# Owned by root: the server (uid 1000) reads the models and templates and can change neither.
+COPY --from=models /var/lib/facefuse/templates /var/lib/facefuse/templates
 # The NGC image's unprivileged user (uid 1000).
 USER 1000
 ENV FACEFUSE_TEMPLATE_DIR=/var/lib/facefuse/templates

@@ -18,7 +18,14 @@ import pytest
 import yaml
 
 from facefuse.gateway.observability import SERVICE_NAME
-from facefuse.server.triton import GATEWAY_APIS, RESTRICTED_APIS, trace_flags
+from facefuse.server.secret_args import secret_placeholder
+from facefuse.server.triton import (
+    ADMIN_KEY_VARIABLE,
+    GATEWAY_APIS,
+    GATEWAY_KEY_VARIABLE,
+    RESTRICTED_APIS,
+    trace_flags,
+)
 from facefuse.settings import project_root
 
 CHART = project_root() / "helm" / "facefuse"
@@ -109,7 +116,7 @@ VALUE_SETS = {
 def test_every_rendered_object_is_valid_against_the_kubernetes_schemas(values):
     objects = render(values)
     kinds = {o["kind"] for o in objects}
-    assert {"Deployment", "Service", "PodDisruptionBudget", "NetworkPolicy", "Secret", "ConfigMap"} <= kinds
+    assert {"Deployment", "Service", "PodDisruptionBudget", "NetworkPolicy", "ConfigMap"} <= kinds
     for obj in objects:
         if obj["kind"] in CUSTOM_KINDS:
             continue
@@ -151,30 +158,43 @@ def test_triton_gets_dev_shm_as_memory_and_explicit_model_control_with_the_admin
     args = container(deployment)["args"]
     assert "--model-control-mode=explicit" in args
     admin_groups = ",".join(RESTRICTED_APIS)
-    assert f"--grpc-restricted-protocol={admin_groups}:admin-key=$(TRITON_ADMIN_KEY)" in args
-    assert f"--http-restricted-api={admin_groups}:admin-key=$(TRITON_ADMIN_KEY)" in args
-    key = env_of(deployment)["TRITON_ADMIN_KEY"]["valueFrom"]["secretKeyRef"]
-    secret = one(render(DEFAULT), "Secret", "-admin")
-    assert key == {"name": secret["metadata"]["name"], "key": "admin-key"}
-    # With an existing Secret the chart creates none and points at it.
+    placeholder = secret_placeholder(ADMIN_KEY_VARIABLE)
+    assert f"--grpc-restricted-protocol={admin_groups}:admin-key={placeholder}" in args
+    assert f"--http-restricted-api={admin_groups}:admin-key={placeholder}" in args
+    env = env_of(deployment)
+    assert env[ADMIN_KEY_VARIABLE]["valueFrom"]["secretKeyRef"] == {"name": "ff-facefuse-triton-admin", "key": "admin-key"}
+    # The library that turns the placeholders into the keys, at the path the image builds it to.
+    assert env["LD_PRELOAD"]["value"] == "/opt/facefuse/lib/libfacefuse_secret_args.so"
+    assert "/opt/facefuse/lib/libfacefuse_secret_args.so" in (project_root() / "docker" / "triton.Dockerfile").read_text()
     objects = render({"triton": {"adminKey": {"existingSecret": "ops-triton-admin"}}})
-    assert not [o for o in objects if o["kind"] == "Secret"]
-    assert env_of(one(objects, "Deployment", "-triton"))["TRITON_ADMIN_KEY"]["valueFrom"]["secretKeyRef"]["name"] \
+    assert env_of(one(objects, "Deployment", "-triton"))[ADMIN_KEY_VARIABLE]["valueFrom"]["secretKeyRef"]["name"] \
         == "ops-triton-admin"
+
+
+def test_the_rendered_chart_holds_no_key_and_names_no_secret_value_on_a_command_line():
+    for values in (DEFAULT, CPU):
+        objects = render(values)
+        assert not [o for o in objects if o["kind"] == "Secret"]  # keys live in a Secret the operator made
+        for deployment in (o for o in objects if o["kind"] == "Deployment"):
+            for c in deployment["spec"]["template"]["spec"]["containers"]:
+                words = " ".join([*c.get("command", []), *c.get("args", [])])
+                # Kubernetes expands $(VAR) into the arguments, which /proc/PID/cmdline shows.
+                assert "$(" not in words, (deployment["metadata"]["name"], words)
+                for entry in c.get("env", []):
+                    if re.search(r"(KEY|SECRET|TOKEN|PASSWORD)$", entry["name"]):
+                        assert "value" not in entry, entry  # only by reference
 
 
 def test_only_the_gateway_holds_the_key_that_opens_tritons_inference_api():
     objects = render(DEFAULT)
     triton, gateway = one(objects, "Deployment", "-triton"), one(objects, "Deployment", "-gateway")
-    secret = one(objects, "Secret", "-admin")
-    assert set(secret["data"]) == {"admin-key", "gateway-key"}
-    assert secret["data"]["admin-key"] != secret["data"]["gateway-key"]
     groups = ",".join(GATEWAY_APIS)
     args = container(triton)["args"]
-    assert f"--grpc-restricted-protocol={groups}:gateway-key=$(TRITON_GATEWAY_KEY)" in args
-    assert f"--http-restricted-api={groups}:gateway-key=$(TRITON_GATEWAY_KEY)" in args
-    same_entry = {"name": secret["metadata"]["name"], "key": "gateway-key"}
-    assert env_of(triton)["TRITON_GATEWAY_KEY"]["valueFrom"]["secretKeyRef"] == same_entry
+    placeholder = secret_placeholder(GATEWAY_KEY_VARIABLE)
+    assert f"--grpc-restricted-protocol={groups}:gateway-key={placeholder}" in args
+    assert f"--http-restricted-api={groups}:gateway-key={placeholder}" in args
+    same_entry = {"name": "ff-facefuse-triton-admin", "key": "gateway-key"}
+    assert env_of(triton)[GATEWAY_KEY_VARIABLE]["valueFrom"]["secretKeyRef"] == same_entry
     assert env_of(gateway)["FACEFUSE_TRITON_GATEWAY_KEY"]["valueFrom"]["secretKeyRef"] == same_entry
     # The gateway never gets the admin key (a compromised gateway cannot load models).
     assert not [v for v in env_of(gateway).values() if "admin-key" in json.dumps(v)]
