@@ -218,6 +218,7 @@ def serve(
     """Start the embedded Triton and the gateway in front of it; one Ctrl-C stops both."""
     from facefuse import stack
     from facefuse.gateway.dev_key import dev_key_path
+    from facefuse.gateway.server import GatewayBindError
     from facefuse.server.supervisor import TritonGaveUp
     from facefuse.server.triton import (
         GATEWAY_APIS,
@@ -244,7 +245,7 @@ def serve(
             typer.echo(f"Gateway ready on {gateway.listening()}, service facefuse.v1; local API key in {dev_key_path(gateway.settings)}")
             typer.echo("Ctrl-C stops both")
             triton.watch()
-    except (TritonStartError, TritonGaveUp) as exc:
+    except (TritonStartError, TritonGaveUp, GatewayBindError) as exc:
         fail(str(exc))
     except KeyboardInterrupt:
         typer.echo("stopped")
@@ -272,7 +273,7 @@ def gateway_run(
 ) -> None:
     """Run only the gateway, in front of Triton replicas started elsewhere (its own Deployment)."""
     from facefuse.gateway.observability import configure_logging
-    from facefuse.gateway.server import gateway_server
+    from facefuse.gateway.server import GatewayBindError, gateway_server
     from facefuse.gateway.settings import GatewaySettings
 
     settings = GatewaySettings(**({"triton_urls": triton_url} if triton_url else {}))
@@ -286,7 +287,10 @@ def gateway_run(
                        f"Triton replicas {', '.join(settings.triton_urls)}", err=True)
             await server.wait_for_termination()
 
-    run_until_stopped(main)
+    try:
+        run_until_stopped(main)
+    except GatewayBindError as exc:
+        fail(str(exc))
 
 
 @gateway_app.command("video-worker")

@@ -35,6 +35,8 @@ class Reason(str, enum.Enum):
     INTERNAL = "INTERNAL"
     # Video jobs: no such job for this caller (unknown id, or another tenant's).
     JOB_NOT_FOUND = "JOB_NOT_FOUND"
+    # Video jobs: the job has no result to read (queued, running, failed, cancelled, expired).
+    JOB_NOT_DONE = "JOB_NOT_DONE"
 
 
 _REASON_PATTERN = re.compile(r"\b(" + "|".join(r.value for r in Reason) + r")\b")

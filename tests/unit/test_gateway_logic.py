@@ -6,13 +6,15 @@ import time
 import grpc
 import jwt
 import pytest
+from facefuse_client.client import channel_options
 from facefuse_client.errors import RetryableError, error_from_rpc
 from facefuse_client.v1 import facefuse_pb2 as pb
 from google.rpc import error_details_pb2, status_pb2
 
 from facefuse.errors import ImageError, OptionError, Reason
+from facefuse.gateway.admission import RefusalLog
 from facefuse.gateway.auth import Authenticator, Principal, add_key, hash_key
-from facefuse.gateway.errors import RateLimited, Unauthenticated, status_for
+from facefuse.gateway.errors import RateLimited, Unauthenticated, pushback_ms, status_for
 from facefuse.gateway.quotas import Quotas
 from facefuse.gateway.service import check_photo, options_from
 from facefuse.gateway.settings import GatewaySettings
@@ -156,3 +158,67 @@ def test_keys_file_format_is_documented_json(settings):
     add_key(settings.keys_file, "web", "acme", ["fuse"], 5, 10, 2)
     entry = json.loads(settings.keys_file.read_text())["keys"][0]
     assert set(entry) == {"id", "sha256", "tenant", "scopes", "rate_per_s", "burst", "max_concurrency"}
+
+
+# ---- one credential per call ---------------------------------------------------------
+@pytest.mark.parametrize("order", ["valid-first", "valid-last"])
+def test_a_call_carrying_two_api_keys_is_unauthenticated_whichever_comes_last(settings, order):
+    valid = add_key(settings.keys_file, "web", "acme", ["fuse"], 5, 10, 2)
+    pairs = [("x-api-key", valid), ("x-api-key", "ffk_someone-elses")]
+    with pytest.raises(Unauthenticated, match="2 credentials .*send exactly one"):
+        Authenticator(settings).authenticate(pairs if order == "valid-first" else pairs[::-1])
+
+
+def test_a_call_carrying_an_api_key_and_a_bearer_token_is_unauthenticated(settings):
+    valid = add_key(settings.keys_file, "web", "acme", ["fuse"], 5, 10, 2)
+    with pytest.raises(Unauthenticated, match="x-api-key, authorization"):
+        Authenticator(settings).authenticate([("x-api-key", valid), ("authorization", f"Bearer {token()}")])
+
+
+def test_an_authorization_header_of_another_scheme_is_refused_not_skipped(settings):
+    valid = add_key(settings.keys_file, "web", "acme", ["fuse"], 5, 10, 2)
+    with pytest.raises(Unauthenticated, match="scheme 'Basic' is not accepted"):
+        Authenticator(settings).authenticate([("authorization", "Basic dXNlcjpwdw==")])
+    with pytest.raises(Unauthenticated, match="2 credentials"):
+        Authenticator(settings).authenticate([("authorization", "Basic dXNlcjpwdw=="), ("x-api-key", valid)])
+
+
+# ---- retry-after as gRPC retry pushback ----------------------------------------------
+def test_the_retry_pushback_is_the_retry_after_hint_stretched_by_up_to_half():
+    assert pushback_ms(1.0, None, rand=lambda: 0.0) == 1000
+    assert pushback_ms(1.0, None, rand=lambda: 0.999) == 1499
+    spread = {pushback_ms(0.5, 30.0) for _ in range(50)}
+    assert len(spread) > 10 and min(spread) >= 500 and max(spread) < 750  # jittered, never early
+
+
+def test_no_retry_is_pushed_when_the_wait_outlasts_the_deadline_or_there_is_no_hint():
+    assert pushback_ms(100.0, 30.0) == -1
+    assert pushback_ms(1.0, 1.2, rand=lambda: 0.5) == -1
+    assert pushback_ms(None, 30.0) == -1
+
+
+def test_every_resource_exhausted_status_tells_grpc_retry_policies_when_to_come_back():
+    limited = dict(status_for(RateLimited("slow down", retry_after_s=0.5), time_remaining_s=30.0).trailing_metadata)
+    assert 500 <= int(limited["grpc-retry-pushback-ms"]) < 750
+    queue_full = dict(status_for(RateLimited("5 jobs queued")).trailing_metadata)
+    assert queue_full["grpc-retry-pushback-ms"] == "-1"  # no hint: do not retry
+    assert "grpc-retry-pushback-ms" not in dict(status_for(Unauthenticated("no key")).trailing_metadata)
+
+
+def test_the_sdk_channel_retries_refusals_as_the_server_pushes_back_and_is_throttled():
+    options = dict(channel_options())
+    config = json.loads(options["grpc.service_config"])
+    photo = next(m for m in config["methodConfig"] if m["name"] == [{"service": "facefuse.v1.FaceFusion"}])
+    assert "RESOURCE_EXHAUSTED" in photo["retryPolicy"]["retryableStatusCodes"]
+    assert config["retryThrottling"]["maxTokens"] > 0
+    assert options["grpc.per_rpc_retry_buffer_size"] >= GatewaySettings().max_image_bytes  # photos fit the buffer
+
+
+def test_refusal_lines_are_thinned_per_second_and_the_left_out_are_counted():
+    now = [100.2]
+    refusals = RefusalLog(per_s=2, clock=lambda: now[0])
+    assert [refusals.line("RATE_LIMITED") for _ in range(5)] == [0, 0, None, None, None]
+    assert refusals.line("UNAUTHENTICATED") == 0  # each reason has its own allowance
+    now[0] = 101.1
+    assert refusals.line("RATE_LIMITED") == 3
+    assert refusals.line("RATE_LIMITED") == 0

@@ -1,13 +1,16 @@
 """The durable job store: tenants, leases, idempotent results, encryption, expiry."""
 
+import os
 import subprocess
 import sys
 import time
 
+import grpc
 import pytest
 
 from facefuse.errors import FacefuseError, Reason
-from facefuse.gateway.jobs import JobNotFound, JobState, JobStore, load_key
+from facefuse.gateway.errors import status_for
+from facefuse.gateway.jobs import JobNotFound, JobState, JobStore, SealBroken, load_key
 
 PHOTO = b"\xff\xd8\xff" + b"a selfie nobody else may read" * 10
 VIDEO = b"\x00\x00\x00\x18ftypisom" + b"fused frames" * 100
@@ -79,8 +82,10 @@ def test_a_result_file_cannot_be_passed_off_as_another_jobs(store, tmp_path):
         store.finish(job.job_id, "w1", store.claim("w1").attempt, VIDEO, 100, 1.0)
     files = {p.name.split(".")[0]: p for p in (tmp_path / "jobs" / "results").iterdir()}
     files[second.job_id].write_bytes(files[first.job_id].read_bytes())
-    with pytest.raises(Exception):  # AES-GCM authenticates the job id
-        store.result(second.job_id, "tenant-a")
+    with pytest.raises(SealBroken, match=f"video job {second.job_id} does not authenticate") as caught:
+        store.result(second.job_id, "tenant-a")  # AES-GCM authenticates the job id
+    assert caught.value.reason is Reason.INTERNAL  # the caller learns nothing of the other job
+    assert store.result(first.job_id, "tenant-a") == VIDEO  # the genuine one still reads
 
 
 def test_a_job_whose_worker_stopped_reporting_is_taken_over_and_published_once(tmp_path):
@@ -143,6 +148,49 @@ def test_results_expire_and_are_deleted(store, tmp_path):
     assert list((tmp_path / "jobs" / "results").iterdir()) == []
     with pytest.raises(FacefuseError):
         store.result(job.job_id, "tenant-a")
+
+
+def test_the_store_files_are_readable_by_their_owner_only_even_under_a_lax_umask(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        jobs = JobStore(tmp_path / "jobs", load_key(None, tmp_path / "jobs"), result_ttl_s=3600, lease_s=30)
+        job = _submit(jobs)
+        jobs.finish(job.job_id, "w1", jobs.claim("w1").attempt, VIDEO, 100, 1.0)
+    finally:
+        os.umask(previous)
+    try:
+        files = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "jobs").rglob("*")}
+        assert {"jobs.sqlite3", "jobs.sqlite3-wal", "jobs.sqlite3-shm", "result.key", "results"} <= set(files)
+        assert all(mode & 0o077 == 0 for mode in files.values()), files
+        assert (tmp_path / "jobs").stat().st_mode & 0o077 == 0
+    finally:
+        jobs.close()
+
+
+def test_a_store_made_world_readable_before_is_made_private_when_opened(tmp_path):
+    jobs = JobStore(tmp_path / "jobs", load_key(None, tmp_path / "jobs"), result_ttl_s=3600, lease_s=30)
+    _submit(jobs)
+    database = tmp_path / "jobs" / "jobs.sqlite3"
+    database.chmod(0o644)
+    reopened = JobStore(tmp_path / "jobs", load_key(None, tmp_path / "jobs"), result_ttl_s=3600, lease_s=30)
+    try:
+        assert database.stat().st_mode & 0o777 == 0o600
+    finally:
+        reopened.close()
+        jobs.close()
+
+
+@pytest.mark.parametrize("end", ["cancelled", "running"])
+def test_reading_the_result_of_a_job_that_is_not_done_is_a_failed_precondition(store, end):
+    job = _submit(store)
+    if end == "cancelled":
+        store.cancel(job.job_id, "tenant-a")
+    else:
+        store.claim("w1")
+    with pytest.raises(FacefuseError) as caught:
+        store.result(job.job_id, "tenant-a")
+    assert caught.value.reason is Reason.JOB_NOT_DONE and end in caught.value.detail
+    assert status_for(caught.value).code is grpc.StatusCode.FAILED_PRECONDITION
 
 
 def test_a_tenant_cannot_queue_more_than_its_limit(store):

@@ -4,11 +4,11 @@ from facefuse_client.client import AsyncFacefuseClient, FacefuseClient, Poster, 
 from facefuse_client.errors import (
     AuthError, FacefuseError, InvalidPhotoError, InvalidRequestError, RetryableError, TemplateNotFoundError,
 )
-from facefuse_client.errors import JobNotFoundError
+from facefuse_client.errors import JobNotDoneError, JobNotFoundError
 from facefuse_client.video import VideoJob, VideoJobFailed, VideoTemplate
 
 __all__ = [
     "AsyncFacefuseClient", "AuthError", "FacefuseClient", "FacefuseError", "InvalidPhotoError",
     "InvalidRequestError", "Poster", "RetryableError", "Template", "TemplateNotFoundError",
-    "JobNotFoundError", "VideoJob", "VideoJobFailed", "VideoTemplate",
+    "JobNotDoneError", "JobNotFoundError", "VideoJob", "VideoJobFailed", "VideoTemplate",
 ]

@@ -1,8 +1,9 @@
 """The typed SDK: `FacefuseClient` (blocking) and `AsyncFacefuseClient` (asyncio).
 
-Every call has a deadline (default 30 s). Retries of UNAVAILABLE are declared in the
-channel's gRPC service config, so they stay within that deadline and back off; nothing
-here loops.
+Every call has a deadline (default 30 s). Retries are declared in the channel's gRPC
+service config, so they stay within that deadline: UNAVAILABLE backs off, and refusals
+(RATE_LIMITED, OVERLOADED) wait as long as the gateway's retry-after hint says, with
+jitter; nothing here loops.
 """
 
 from __future__ import annotations
@@ -21,6 +22,15 @@ from facefuse_client.v1 import facefuse_pb2_grpc as pb_grpc
 
 DEFAULT_TIMEOUT_S = 30.0
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+# Retries are gRPC's own (gRFC A6), within each call's deadline:
+# - UNAVAILABLE (a gateway restarting) with exponential backoff;
+# - RESOURCE_EXHAUSTED (RATE_LIMITED, OVERLOADED) only as the server's
+#   grpc-retry-pushback-ms trailer says: its retry-after hint with jitter added, or no
+#   retry when the wait would outlast the deadline or the refusal will not pass soon.
+#   The error then carries retry_after_s for the caller to honour.
+# Throttling stops retries while most calls on the channel fail, so a client of a
+# struggling gateway does not multiply its load.
+RETRY_THROTTLING = {"maxTokens": 10, "tokenRatio": 0.1}
 SERVICE_CONFIG = {
     "methodConfig": [
         {
@@ -30,11 +40,27 @@ SERVICE_CONFIG = {
                 "initialBackoff": "0.2s",
                 "maxBackoff": "2s",
                 "backoffMultiplier": 2,
-                "retryableStatusCodes": ["UNAVAILABLE"],
+                "retryableStatusCodes": ["UNAVAILABLE", "RESOURCE_EXHAUSTED"],
             },
-        }
-    ]
+        },
+        {
+            # A refused job submission was not stored, so trying it again is safe; an
+            # UNAVAILABLE one may have been, so it is not retried.
+            "name": [{"service": "facefuse.v1.VideoJobs"}],
+            "retryPolicy": {
+                "maxAttempts": 3,
+                "initialBackoff": "0.2s",
+                "maxBackoff": "2s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["RESOURCE_EXHAUSTED"],
+            },
+        },
+    ],
+    "retryThrottling": RETRY_THROTTLING,
 }
+# gRPC keeps a call's request to send it again only up to this size (default 256 KiB,
+# less than many photos): beyond it, a refused call would not be retried.
+RETRY_BUFFER_BYTES = 16 * 1024 * 1024
 FORMATS = {"jpeg": pb.JPEG, "png": pb.PNG, "webp": pb.WEBP}
 
 
@@ -61,6 +87,7 @@ def channel_options() -> list[tuple[str, object]]:
     return [
         ("grpc.service_config", json.dumps(SERVICE_CONFIG)),
         ("grpc.enable_retries", 1),
+        ("grpc.per_rpc_retry_buffer_size", RETRY_BUFFER_BYTES),
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ]

@@ -39,6 +39,11 @@ class JobNotFoundError(FacefuseError):
     """No such video job for this caller (unknown id, or another tenant's)."""
 
 
+class JobNotDoneError(FacefuseError):
+    """The video job has no result to read: it is not done (queued, running), or it ended
+    without one (failed, cancelled, expired). FAILED_PRECONDITION: poll it first."""
+
+
 class RetryableError(FacefuseError):
     """Try again later: RATE_LIMITED, OVERLOADED, UNAVAILABLE, DEADLINE_EXCEEDED."""
 
@@ -57,6 +62,7 @@ _CLASSES = {
     "TEMPLATE_NOT_FOUND": TemplateNotFoundError,
     "TEMPLATE_FACE_NOT_FOUND": TemplateNotFoundError,
     "JOB_NOT_FOUND": JobNotFoundError,
+    "JOB_NOT_DONE": JobNotDoneError,
     "INVALID_ARGUMENT": InvalidRequestError,
     "UNAUTHENTICATED": AuthError,
     "PERMISSION_DENIED": AuthError,

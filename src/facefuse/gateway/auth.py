@@ -19,6 +19,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable, Mapping
 
 import jwt
 
@@ -29,6 +30,7 @@ SCOPE_FUSE = "fuse"
 SCOPE_TEMPLATES = "templates:read"
 SCOPES = (SCOPE_FUSE, SCOPE_TEMPLATES)
 API_KEY_HEADER = "x-api-key"
+AUTHORIZATION_HEADER = "authorization"
 # Key ids and tenants appear in logs and messages: short, no spaces or control characters.
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$")
 
@@ -105,14 +107,31 @@ class Authenticator:
         if settings.jwt_rs256_public_key_file:
             self._jwt_keys.append(("RS256", settings.jwt_rs256_public_key_file.read_bytes()))
 
-    def authenticate(self, metadata: dict[str, str]) -> Principal:
-        authorization = metadata.get("authorization", "")
-        if authorization.lower().startswith("bearer "):
-            return self._from_jwt(authorization[7:].strip())
-        key = metadata.get(API_KEY_HEADER)
-        if key:
-            return self._from_key(key)
-        raise Unauthenticated(f"no credentials: send an API key in '{API_KEY_HEADER}' or 'authorization: Bearer <JWT>'")
+    def authenticate(self, metadata: Mapping[str, str] | Iterable[tuple[str, str]]) -> Principal:
+        """The caller of a call's metadata: exactly one credential, an API key or a bearer JWT.
+
+        Pairs, not a dict: a dict keeps the last of two `x-api-key` headers, and which of
+        two credentials wins must never depend on their order (a proxy's key added after
+        the caller's would silently act for it)."""
+        pairs = metadata.items() if isinstance(metadata, Mapping) else metadata
+        found = [(key, value) for key, value in pairs if key in (API_KEY_HEADER, AUTHORIZATION_HEADER)]
+        if not found:
+            raise Unauthenticated(f"no credentials: send an API key in '{API_KEY_HEADER}' or "
+                                  f"'{AUTHORIZATION_HEADER}: Bearer <JWT>'")
+        if len(found) > 1:
+            names = ", ".join(key for key, _ in found)
+            raise Unauthenticated(f"the call carries {len(found)} credentials ({names}); send exactly one: an API key "
+                                  f"in '{API_KEY_HEADER}' or '{AUTHORIZATION_HEADER}: Bearer <JWT>'")
+        (key, value), = found
+        if key == API_KEY_HEADER:
+            return self._from_key(value)
+        scheme, _, token = value.partition(" ")
+        if scheme.lower() == "bearer" and not token.strip():
+            raise Unauthenticated(f"the '{AUTHORIZATION_HEADER}' header holds no token after 'Bearer'")
+        if scheme.lower() != "bearer":
+            raise Unauthenticated(f"the '{AUTHORIZATION_HEADER}' header's scheme {scheme[:16]!r} is not accepted; "
+                                  f"send 'Bearer <JWT>', or an API key in '{API_KEY_HEADER}' instead")
+        return self._from_jwt(token.strip())
 
     def _from_key(self, key: str) -> Principal:
         digest = hash_key(key)

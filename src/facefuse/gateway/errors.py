@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 import grpc
@@ -39,6 +40,7 @@ STATUS_OF_REASON = {
     Reason.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     Reason.INTERNAL: grpc.StatusCode.INTERNAL,
     Reason.JOB_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    Reason.JOB_NOT_DONE: grpc.StatusCode.FAILED_PRECONDITION,  # the request is fine; the job's state is not
 }
 
 
@@ -83,8 +85,31 @@ class _Status(grpc.Status):
     trailing_metadata: tuple
 
 
-def status_for(error: FacefuseError) -> grpc.Status:
-    """gRPC status + google.rpc details (ErrorInfo, RetryInfo) + plain trailing keys."""
+# gRPC's own retry policy reads this trailer (gRFC A6): a client whose retryPolicy lists
+# RESOURCE_EXHAUSTED waits exactly this long before its next attempt; a negative value
+# stops its retries. The SDK's service config does (facefuse_client.client).
+PUSHBACK_KEY = "grpc-retry-pushback-ms"
+# The pushback is the retry-after hint stretched by a random 0..50 %, so callers refused
+# together do not all come back in the same instant.
+PUSHBACK_JITTER = 0.5
+
+
+def pushback_ms(retry_after_s: float | None, time_remaining_s: float | None, rand=random.random) -> int:
+    """What gRPC retry policies should wait: the jittered hint, or -1 (do not retry)
+    when there is no hint or the wait would outlast the call's deadline (a retry that
+    cannot happen in time would turn the refusal into a bare DEADLINE_EXCEEDED)."""
+    if retry_after_s is None:
+        return -1
+    wait_ms = int(retry_after_s * (1 + PUSHBACK_JITTER * rand()) * 1000)
+    if time_remaining_s is not None and wait_ms >= time_remaining_s * 1000:
+        return -1
+    return wait_ms
+
+
+def status_for(error: FacefuseError, time_remaining_s: float | None = None) -> grpc.Status:
+    """gRPC status + google.rpc details (ErrorInfo, RetryInfo) + plain trailing keys.
+    A RESOURCE_EXHAUSTED refusal also says when gRPC retry policies may try again
+    (PUSHBACK_KEY), within `time_remaining_s` of the call's deadline."""
     code = STATUS_OF_REASON.get(error.reason, grpc.StatusCode.INTERNAL)
     info = error_details_pb2.ErrorInfo(reason=error.reason.value, domain=DOMAIN)
     details = status_pb2.Status(code=code.value[0], message=error.detail)
@@ -96,5 +121,7 @@ def status_for(error: FacefuseError) -> grpc.Status:
             seconds=int(retry_after), nanos=int((retry_after % 1) * 1e9)))
         details.details.add().Pack(retry)
         trailing.append((RETRY_AFTER_KEY, str(int(retry_after * 1000))))
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        trailing.append((PUSHBACK_KEY, str(pushback_ms(retry_after, time_remaining_s))))
     converted = rpc_status.to_status(details)
     return _Status(code, error.detail, tuple(converted.trailing_metadata) + tuple(trailing))

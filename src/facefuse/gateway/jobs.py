@@ -17,6 +17,7 @@ Only the tenant that submitted a job can see it; to anyone else it does not exis
 from __future__ import annotations
 
 import base64
+import contextlib
 import enum
 import os
 import secrets
@@ -26,6 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from facefuse.errors import FacefuseError, Reason
@@ -52,6 +54,18 @@ TERMINAL = (JobState.DONE, JobState.FAILED, JobState.CANCELLED, JobState.EXPIRED
 
 class JobNotFound(FacefuseError):
     reason = Reason.JOB_NOT_FOUND
+
+
+class JobNotDone(FacefuseError):
+    """A result was asked of a job that has none (yet, or any more)."""
+
+    reason = Reason.JOB_NOT_DONE
+
+
+class SealBroken(FacefuseError):
+    """Stored data that does not authenticate: changed on disk, or another job's."""
+
+    reason = Reason.INTERNAL
 
 
 @dataclass(frozen=True)
@@ -95,7 +109,11 @@ def seal(aead: AESGCM, data: bytes, job_id: str) -> bytes:
 
 
 def unseal(aead: AESGCM, sealed: bytes, job_id: str) -> bytes:
-    return aead.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], job_id.encode())
+    try:
+        return aead.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], job_id.encode())
+    except InvalidTag:
+        raise SealBroken(f"the stored data of video job {job_id} does not authenticate: it was changed where it is "
+                         "stored, or it is another job's; it is not served") from None
 
 
 def load_key(key_b64: str | None, jobs_dir: Path) -> bytes:
@@ -107,7 +125,7 @@ def load_key(key_b64: str | None, jobs_dir: Path) -> bytes:
         return key
     path = jobs_dir / KEY_FILE_NAME
     if not path.is_file():
-        jobs_dir.mkdir(parents=True, exist_ok=True)
+        jobs_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         staging = jobs_dir / f".{KEY_FILE_NAME}.{secrets.token_hex(8)}"
         fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
@@ -159,12 +177,20 @@ class JobStore:
     def __init__(self, jobs_dir: Path, key: bytes, result_ttl_s: float, lease_s: float):
         self.dir = Path(jobs_dir)
         self.results_dir = self.dir / "results"
-        self.results_dir.mkdir(parents=True, exist_ok=True)
+        # Job ids, tenants and templates are in the database: readable by this user only,
+        # like the other state. SQLite gives the -wal and -shm files the database's mode.
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.results_dir.mkdir(mode=0o700, exist_ok=True)
+        database = self.dir / "jobs.sqlite3"
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT, 0o600))
+        for path in (database, *(self.dir / f"jobs.sqlite3{suffix}" for suffix in ("-wal", "-shm"))):
+            with contextlib.suppress(FileNotFoundError):
+                path.chmod(0o600)  # a store made before this was 0644
         self.aead = AESGCM(key)
         self.result_ttl_s = result_ttl_s
         self.lease_s = lease_s
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.dir / "jobs.sqlite3", check_same_thread=False, isolation_level=None, timeout=10)
+        self._db = sqlite3.connect(database, check_same_thread=False, isolation_level=None, timeout=10)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # an accepted job is on disk before the caller hears of it
         self._db.executescript(_SCHEMA)
@@ -260,8 +286,8 @@ class JobStore:
     def result(self, job_id: str, tenant: str) -> bytes:
         job = self.get(job_id, tenant)
         if job.state is not JobState.DONE:
-            raise FacefuseError(f"video job {job_id} is {job.state.value}, not done: no result to read",
-                                Reason.INVALID_ARGUMENT)
+            raise JobNotDone(f"video job {job_id} is {job.state.value}, not done: no result to read; "
+                             "read it once GetVideoJob says done")
         (name,) = self._row("SELECT result_file FROM jobs WHERE job_id = ?", (job_id,))
         return self._open((self.results_dir / name).read_bytes(), job_id)
 
@@ -309,7 +335,8 @@ class JobStore:
         name = f"{job_id}.{attempt}.mp4.enc"
         path = self.results_dir / name
         staging = path.with_suffix(".tmp")
-        staging.write_bytes(self._seal(result, job_id))
+        with os.fdopen(os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as handle:
+            handle.write(self._seal(result, job_id))
         os.replace(staging, path)
         now = time.time()
         changed = self._write(

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from facefuse.errors import FacefuseError, Reason
 from facefuse.gateway.jobs import (
-    THROUGHPUT_SMOOTHING, ClaimedJob, Job, JobNotFound, JobState, new_job_id, seal, unseal,
+    THROUGHPUT_SMOOTHING, ClaimedJob, Job, JobNotDone, JobNotFound, JobState, new_job_id, seal, unseal,
 )
 
 GROUP = "workers"
@@ -168,8 +168,8 @@ class RedisJobStore:
         job = self.get(job_id, tenant)
         sealed = self.redis.get(self._result_key(job_id)) if job.state is JobState.DONE else None
         if sealed is None:
-            raise FacefuseError(f"video job {job_id} is {job.state.value}, not done: no result to read",
-                                Reason.INVALID_ARGUMENT)
+            raise JobNotDone(f"video job {job_id} is {job.state.value}, not done: no result to read; "
+                             "read it once GetVideoJob says done")
         return unseal(self.aead, sealed, job_id)
 
     # ---- workers' side ---------------------------------------------------------------

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import socket
 import threading
 
 import grpc
@@ -18,6 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
+from facefuse.gateway.admission import AdmissionInterceptor
 from facefuse.gateway.handlers import add_service
 from facefuse.gateway.observability import Observability
 from facefuse.gateway.service import FaceFusionService
@@ -39,43 +42,87 @@ SERVICE_NAME = facefuse_pb2.DESCRIPTOR.services_by_name["FaceFusion"].full_name
 VIDEO_SERVICE_NAME = facefuse_pb2.DESCRIPTOR.services_by_name["VideoJobs"].full_name
 
 
+class GatewayBindError(RuntimeError):
+    """The gateway cannot listen where it was told to."""
+
+
 @contextlib.asynccontextmanager
 async def gateway_server(settings: GatewaySettings, port: int | None = None, video_settings: VideoSettings | None = None):
     """Yields (server, bound port, service, observability); stops gracefully on exit. The
-    video jobs service is `service.video`."""
-    triton = TritonPool.from_settings(settings)
-    observability = Observability(settings, triton)
-    server = grpc.aio.server(interceptors=[observability.interceptor], options=[
-        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ])
-    service = FaceFusionService(settings, triton)
-    add_service(service, server, "FaceFusion")
-    videos = video_jobs(server, service, triton, video_settings)
-    service.video = await videos.__aenter__()
-    health = health_aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    reflection.enable_server_reflection((SERVICE_NAME, VIDEO_SERVICE_NAME,
-                                         health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                                         reflection.SERVICE_NAME), server)
-    address = f"{settings.host}:{settings.port if port is None else port}"
+    video jobs service is `service.video`. GatewayBindError, with nothing left running,
+    when the port cannot be had."""
+    port = settings.port if port is None else port
+    address = f"{settings.host}:{port}"
     credentials = server_credentials(settings)
-    bound = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
-    if not bound:
-        raise RuntimeError(f"the gateway cannot listen on {address}")
-    await server.start()
-    observability.start(0 if port == 0 and settings.metrics_port is not None else settings.metrics_port)
-    await _set_health(health, any(await triton.ready()))
-    follower = asyncio.ensure_future(_follow_triton(triton, health, settings.health_poll_s))
+    check_port_free(settings.host, port)
+    async with contextlib.AsyncExitStack() as started:
+        triton = TritonPool.from_settings(settings)
+        started.push_async_callback(triton.close)
+        observability = Observability(settings, triton)
+        started.callback(observability.close)
+        service = FaceFusionService(settings, triton)
+        # The admission interceptor goes first: it wraps the handler the observing one
+        # returns, so admitted calls get their span and metrics, and refusals are decided
+        # before the request is read (facefuse.gateway.admission).
+        interceptors = [observability.interceptor]
+        if settings.refuse_from_metadata:
+            interceptors.insert(0, AdmissionInterceptor(service, observability.metrics))
+        server = grpc.aio.server(interceptors=interceptors, options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            # A second gateway on a taken port must fail, not share it and take half its calls.
+            ("grpc.so_reuseport", 0),
+        ])
+        started.push_async_callback(server.stop, None)
+        try:
+            bound = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+        except RuntimeError:
+            bound = 0
+        if not bound:
+            raise GatewayBindError(_cannot_bind(address, port, "cannot be bound"))
+        add_service(service, server, "FaceFusion")
+        # Bound first: a gateway that cannot listen starts no video worker.
+        service.video = await started.enter_async_context(video_jobs(server, service, triton, video_settings))
+        health = health_aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health, server)
+        reflection.enable_server_reflection((SERVICE_NAME, VIDEO_SERVICE_NAME,
+                                             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                                             reflection.SERVICE_NAME), server)
+        await server.start()
+        observability.start(0 if port == 0 and settings.metrics_port is not None else settings.metrics_port)
+        await _set_health(health, any(await triton.ready()))
+        follower = asyncio.ensure_future(_follow_triton(triton, health, settings.health_poll_s))
+        try:
+            yield server, bound, service, observability
+        finally:
+            follower.cancel()
+            await _set_health(health, False)
+            await server.stop(grace=5)
+
+
+def _cannot_bind(address: str, port: int, why: str) -> str:
+    return (f"the gateway cannot listen on {address}: the port {why}; stop what holds it or choose another "
+            f"with FACEFUSE_GATEWAY_PORT or --port (0 picks a free one)")
+
+
+def check_port_free(host: str, port: int) -> None:
+    """GatewayBindError naming the port and the setting when something already listens on
+    it. gRPC would fail too, but with a C-core log line and an untyped RuntimeError; this
+    probe binds as gRPC does (SO_REUSEADDR, no SO_REUSEPORT) and lets go at once."""
+    if port == 0:
+        return
     try:
-        yield server, bound, service, observability
-    finally:
-        follower.cancel()
-        await _set_health(health, False)
-        await server.stop(grace=5)
-        await videos.__aexit__(None, None, None)
-        await triton.close()
-        observability.close()
+        infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError:
+        return  # gRPC reports an unresolvable host itself
+    for family, kind, proto, _, where in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(where)
+            except OSError as error:
+                if error.errno == errno.EADDRINUSE:
+                    raise GatewayBindError(_cannot_bind(f"{host}:{port}", port, "is in use")) from None
 
 
 def server_credentials(settings: GatewaySettings) -> grpc.ServerCredentials | None:
@@ -146,6 +193,8 @@ class GatewayThread:
     def __enter__(self) -> "GatewayThread":
         self._thread.start()
         self._ready.wait(timeout=30)
+        if isinstance(self._error, GatewayBindError):
+            raise self._error  # typed, and its message says what to change
         if self._error is not None:
             raise RuntimeError(f"the gateway did not start: {self._error}") from self._error
         return self

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
 import uuid
+from contextvars import ContextVar
 
 import numpy as np
 from facefuse_client.v1 import facefuse_pb2 as pb
@@ -35,6 +37,8 @@ TEMPLATE_INFO_TTL_S = 1.0
 FORMAT_NAMES = {pb.IMAGE_FORMAT_UNSPECIFIED: "jpeg", pb.JPEG: "jpeg", pb.PNG: "png", pb.WEBP: "webp"}
 # Echoed back and logged: short, and no characters that could forge a log line.
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# The principal of a call the admission interceptor already authenticated and admitted.
+ADMITTED: ContextVar[Principal | None] = ContextVar("facefuse_gateway_admitted", default=None)
 
 
 def check_request_id(request_id: str) -> str:
@@ -112,17 +116,25 @@ class FaceFusionService(pb_grpc.FaceFusionServicer):
     async def _guard(self, context, scope: str, method: str, request_id: str, work):
         """Authenticate, admit, run; any failure becomes a status with its reason.
 
-        work(principal, request_id) gets the checked request id (see check_request_id)."""
+        Behind the admission interceptor (facefuse.gateway.admission) the caller was
+        authenticated and admitted before its request was read: its principal is in
+        ADMITTED. work(principal, request_id) gets the checked request id (see
+        check_request_id)."""
         started = time.perf_counter()
         principal: Principal | None = None
         raw_request_id, request_id = request_id, "-"
         try:
-            principal = self.auth.authenticate(dict(context.invocation_metadata() or ()))
+            principal = ADMITTED.get()
+            if principal is None:  # not seen by the admission interceptor (a server built without it)
+                principal = self.auth.authenticate(context.invocation_metadata() or ())
+                principal.require(scope)
+                quota = self.quotas.admit(principal)
+            else:
+                quota = contextlib.nullcontext()  # the interceptor holds the call's place
             note_call(tenant=principal.tenant)
-            principal.require(scope)
             request_id = check_request_id(raw_request_id)
             note_call(request_id=request_id)
-            with self.quotas.admit(principal):
+            with quota:
                 release = self.router.choose()
                 CURRENT_RELEASE.set(release)  # every Triton call of this request goes to one release
                 result = await work(principal, request_id)
@@ -134,7 +146,7 @@ class FaceFusionService(pb_grpc.FaceFusionServicer):
         except FacefuseError as error:
             log.info("%s %s tenant=%s request=%s %.1f ms", method, error.reason.value,
                      principal.tenant if principal else "-", request_id, (time.perf_counter() - started) * 1000)
-            await context.abort_with_status(status_for(error))
+            await context.abort_with_status(status_for(error, context.time_remaining()))
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - the caller gets INTERNAL, the log gets the trace
@@ -180,6 +192,32 @@ class FaceFusionService(pb_grpc.FaceFusionServicer):
         # Only a share of the deadline may go to the predicted wait: the throughput it is
         # computed from wobbles on a shared machine, and a call admitted at the edge is
         # dropped later (a slow refusal) or answered too late (lost work).
+        if remaining * self.settings.admission_deadline_share < max(wait, floor):
+            raise Overloaded(
+                f"calls admitted now wait about {wait * 1000:.0f} ms and the deadline leaves {remaining * 1000:.0f} ms; "
+                "try again shortly or with a longer deadline",
+                retry_after_s=self.settings.overloaded_retry_after_s,
+            )
+
+    def refuse_if_full(self, context, routes: tuple[tuple[str, ...], ...]) -> None:
+        """Before a Fuse or FuseMany is read: refuse it as _check_deadline would refuse
+        the cheapest call it can be, one Triton call along the fastest of `routes` (the
+        model sequences it may need): DEADLINE_EXCEEDED when the deadline is shorter than
+        that route's fastest answer, OVERLOADED when no Triton call is free or the
+        predicted wait does not fit. A lower bound only: the exact checks run once the
+        request says how many calls it needs."""
+        remaining = self._deadline(context) - time.monotonic()
+        floor = min(sum(self._latency(m).floor() for m in route) for route in routes)
+        if remaining < floor:
+            raise DeadlineExceeded(
+                f"the deadline leaves {remaining * 1000:.0f} ms; the fastest recent answer took {floor * 1000:.0f} ms"
+            )
+        pool = self.triton
+        capacity = pool.capacity()
+        if pool.reserved + 1 > capacity:
+            raise Overloaded(f"{pool.reserved} Triton calls are reserved of {capacity}; try again shortly",
+                             retry_after_s=pool.retry_after_s)
+        wait = pool.expected_wait_s(1)
         if remaining * self.settings.admission_deadline_share < max(wait, floor):
             raise Overloaded(
                 f"calls admitted now wait about {wait * 1000:.0f} ms and the deadline leaves {remaining * 1000:.0f} ms; "

@@ -57,6 +57,10 @@ class GatewaySettings(BaseSettings):
     # throughput, Little's law) fits in this share of its deadline; else OVERLOADED at once.
     admission_deadline_share: float = Field(default=0.8, gt=0.0, le=1.0)
     overloaded_retry_after_s: float = 1.0
+    # Refuse a call (bad credentials, quota, no free Triton call) from its metadata,
+    # before its photo is read (facefuse.gateway.admission). Off: the same refusals,
+    # decided after the request is read; kept for `bench shedding --compare`.
+    refuse_from_metadata: bool = True
 
     max_image_bytes: int = Field(default_factory=lambda: get_settings().max_image_bytes)
     max_templates_per_call: int = 10
