@@ -3,7 +3,8 @@
 - Each replica has its own channel whose gRPC service config retries UNAVAILABLE
   (a replica restarting, a connection reset) with backoff inside the call's deadline.
 - A call goes to the least loaded replica. If it failed with UNAVAILABLE, the same
-  request is sent to the next replica (a failover). If it is still unanswered after
+  request is sent to the next replica (a failover, once no other attempt of the call
+  is running: never more than two at once). If it is still unanswered after
   `hedge_delay_ms`, it is sent once more, to the next live replica (one hedge per call,
   none when the deadline comes before the hedge delay, none to a cooling replica); the
   first answer wins and the other attempt is cancelled. Every attempt gets only what is
@@ -372,7 +373,10 @@ class TritonPool:
                         raise error  # the answer: the request itself is bad, or time ran out
                     call_event("triton.unavailable", model=model, replica=replica.url, why=why)
                     last_error = error
-                    if spare:  # that replica is down: fail over now
+                    # That replica is down: fail over now, unless another attempt still
+                    # runs (a hedge's replica refused while the first works on): at most two
+                    # attempts at once, and the call's dispatch slot is free for the new one.
+                    if spare and not attempts:
                         self.failovers += 1
                         launch(spare.pop(0), "failover")
             raise last_error or Unavailable("no Triton replica answered")
