@@ -331,7 +331,8 @@ def test_every_call_succeeds_when_a_replica_is_killed_under_load_and_traffic_ret
     # UNAVAILABLE, if any, is one the SDK's declared retry then completed).
     assert fuse_calls.pop("OK") == len(callers.posters)
     assert set(fuse_calls) <= {"UNAVAILABLE"}
-    assert counter(metrics, "facefuse_gateway_retries_total") >= counter(metrics, "facefuse_gateway_failovers_won_total") >= 2
+    failovers_sent = counter(metrics, "facefuse_gateway_retries_total")
+    assert failovers_sent >= counter(metrics, "facefuse_gateway_failovers_won_total") == failovers_won >= 2
     assert counter(metrics, "facefuse_gateway_hedges_sent_total") == 0
     assert counter(metrics, "facefuse_gateway_hedges_won_total") == 0  # failovers are not hedges
 
@@ -380,7 +381,8 @@ def test_a_hedge_fires_and_wins_when_one_replica_is_slow(triton, second_replica,
     for span in fuse_spans:
         assert [(e["why"], e["replica"]) for e in events_named(span, "triton.attempt")] == \
             [("first", proxy.url), ("hedge", second_replica.url)]
-        assert events_named(span, "triton.answered") == [{"model": FUSION, "replica": second_replica.url, "why": "hedge"}]
+        assert events_named(span, "triton.answered") == [
+            {"model": FUSION, "replica": second_replica.url, "why": "hedge"}]
         assert events_named(span, "triton.unavailable") == []
 
 
@@ -439,3 +441,19 @@ def test_a_replica_cooling_down_after_unavailable_takes_failovers_but_no_hedges(
     assert counter(metrics, "facefuse_gateway_retries_total") == 1
     assert counter(metrics, "facefuse_gateway_hedges_sent_total") == 0
     assert attempts_on_down == 1
+
+
+def test_a_hedge_refused_as_unavailable_starts_no_third_attempt_while_the_first_still_runs(triton, credentials,
+                                                                                           astronaut):
+    """At most two attempts at once: the failed hedge's replica is down, but the first
+    attempt is still running, so no further replica is sent the call."""
+    down = f"127.0.0.1:{free_port()}"
+    with proxies(triton.grpc_url, 1.0, 0.0) as (slow, fast), \
+            running_gateway(credentials, [slow.url, down, fast.url], releases_file=None,
+                            hedge_delay_ms=300) as gateway, \
+            FacefuseClient(target(gateway), api_key=credentials.full_key) as sdk:
+        assert sdk.fuse(astronaut, TEMPLATE, timeout_s=60).image[:2] == b"\xff\xd8"
+        metrics = scrape(gateway)
+    assert counter(metrics, "facefuse_gateway_hedges_sent_total") == 1  # to the down replica
+    assert counter(metrics, "facefuse_gateway_retries_total") == 0
+    assert (slow.inferences, fast.inferences) == (1, 0)
