@@ -146,3 +146,28 @@ def test_the_server_environment_carries_no_facefuse_secret(monkeypatch):
     env = triton.server_environment()
     assert "FACEFUSE_TRITON_ADMIN_KEY" not in env and "FACEFUSE_GATEWAY_JWT_SECRET" not in env
     assert env["FACEFUSE_TEMPLATE_DIR"] == "/templates"
+
+
+def test_the_launch_finds_the_highest_directory_a_user_cannot_enter():
+    import pwd
+    import shutil
+    import tempfile
+
+    from facefuse.server.launch import hidden_ancestor
+
+    nobody = pwd.struct_passwd(("nobody", "x", 65534, 65534, "", "/nonexistent", "/usr/sbin/nologin"))
+    base = Path(tempfile.mkdtemp(dir="/tmp"))  # pytest's own folders are 0700 all the way down
+    try:
+        base.chmod(0o755)
+        outer, inner = base / "outer", base / "outer" / "inner"
+        (inner / "models").mkdir(parents=True)
+        outer.chmod(0o755)
+        inner.chmod(0o700)
+        assert hidden_ancestor(inner / "models" / "fuse", nobody) == inner
+        outer.chmod(0o750)  # nobody is neither owner nor group: no search permission
+        assert hidden_ancestor(inner / "models" / "fuse", nobody) == outer
+        outer.chmod(0o755)
+        inner.chmod(0o711)
+        assert hidden_ancestor(inner / "models" / "fuse", nobody) is None
+    finally:
+        shutil.rmtree(base)

@@ -108,18 +108,23 @@ async def _drive(triton, photo: bytes, concurrency: int, requests: int) -> tuple
 
 
 def _stage_statistics(client: grpcclient.InferenceServerClient) -> dict[str, dict]:
-    stats = client.get_inference_statistics(as_json=True)["model_stats"]
-    out = {}
-    for model in stats:
+    return stage_statistics(client.get_inference_statistics(as_json=True)["model_stats"])
+
+
+def stage_statistics(model_stats: list[dict]) -> dict[str, dict]:
+    """Per stage, summed over its loaded versions: after `models publish` a stage has two
+    (each its own entry under the same name), and Triton's JSON leaves out a count that
+    is zero (a version that never served has no `success.count`)."""
+    out: dict[str, dict] = {}
+    for model in model_stats:
         if model["name"] not in STAGES:
             continue
-        s = model["inference_stats"]
-        out[model["name"]] = {
-            "requests": int(s["success"]["count"]) if "success" in s else 0,
-            "executions": int(model.get("execution_count", 0)),
-            "queue_ns": int(s.get("queue", {}).get("ns", 0)),
-            "compute_ns": sum(int(s.get(k, {}).get("ns", 0)) for k in ("compute_input", "compute_infer", "compute_output")),
-        }
+        s = model.get("inference_stats", {})
+        totals = out.setdefault(model["name"], {"requests": 0, "executions": 0, "queue_ns": 0, "compute_ns": 0})
+        totals["requests"] += int(s.get("success", {}).get("count", 0))
+        totals["executions"] += int(model.get("execution_count", 0))
+        totals["queue_ns"] += int(s.get("queue", {}).get("ns", 0))
+        totals["compute_ns"] += sum(int(s.get(k, {}).get("ns", 0)) for k in ("compute_input", "compute_infer", "compute_output"))
     return out
 
 

@@ -99,27 +99,39 @@ def hidden_ancestor(path: Path, user: pwd.struct_passwd) -> Path | None:
 
 def expose(paths: list[Path], user: pwd.struct_passwd) -> list[Path]:
     """Make each path reachable for `user` inside this mount namespace (see module doc);
-    returns the directories that were covered."""
-    needed: dict[Path, set[str]] = {}
-    for path in paths:
-        path = path.resolve()
-        ancestor = hidden_ancestor(path, user)
-        if ancestor is not None:
-            needed.setdefault(ancestor, set()).add(path.relative_to(ancestor).parts[0])
-    for ancestor, children in needed.items():
-        # Park each needed child on a staging tmpfs, cover the ancestor, move them back.
-        staging = tempfile.mkdtemp(prefix="facefuse-expose-", dir="/dev/shm")
-        for child in children:
-            os.mkdir(f"{staging}/{child}")
-            _mount(str(ancestor / child), f"{staging}/{child}", None, MS_BIND | MS_REC)
-            _mount("none", f"{staging}/{child}", None, MS_REMOUNT | MS_BIND | MS_RDONLY)
-        _mount("tmpfs", str(ancestor), "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
-        for child in children:
-            os.mkdir(ancestor / child)
-            _mount(f"{staging}/{child}", str(ancestor / child), None, MS_MOVE)
-            os.rmdir(f"{staging}/{child}")
-        os.rmdir(staging)
-    return sorted(needed)
+    returns the directories that were covered. Covering works top-down, a round per
+    depth: below a covered directory the next hidden one (pytest's 0700 temporary
+    folders nest three deep) is found and covered in the next round."""
+    covered: list[Path] = []
+    for _ in range(64):  # deeper than any real path: a bound on the rounds
+        needed: dict[Path, set[str]] = {}
+        # A path as given and where its symlinks lead (the venv's python -> a pyenv build).
+        for path in {Path(os.path.abspath(p)) for p in paths} | {Path(p).resolve() for p in paths}:
+            ancestor = hidden_ancestor(path, user)
+            if ancestor is not None:
+                needed.setdefault(ancestor, set()).add(path.relative_to(ancestor).parts[0])
+        if not needed:
+            return covered
+        for ancestor, children in needed.items():
+            _cover(ancestor, children)
+            covered.append(ancestor)
+    raise OSError(f"cannot make {paths} reachable for {user.pw_name}")
+
+
+def _cover(ancestor: Path, children: set[str]) -> None:
+    """Park each child on a staging tmpfs, cover the ancestor with an empty tmpfs any
+    user may enter, move the children back (read-only)."""
+    staging = tempfile.mkdtemp(prefix="facefuse-expose-", dir="/dev/shm")
+    for child in children:
+        os.mkdir(f"{staging}/{child}")
+        _mount(str(ancestor / child), f"{staging}/{child}", None, MS_BIND | MS_REC)
+        _mount("none", f"{staging}/{child}", None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+    _mount("tmpfs", str(ancestor), "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
+    for child in children:
+        os.mkdir(ancestor / child)
+        _mount(f"{staging}/{child}", str(ancestor / child), None, MS_MOVE)
+        os.rmdir(f"{staging}/{child}")
+    os.rmdir(staging)
 
 
 def drop_to(user: pwd.struct_passwd) -> None:

@@ -197,6 +197,14 @@ def test_publish_canary_promote_rollback_under_live_traffic_fails_no_call(stack,
     assert actions[-4:] == ["publish", "canary", "promote", "rollback"]
     assert all(e["by"] for e in read_audit(repository))
 
+    # The photo bench's statistics after a publish: summed over fuse's two versions.
+    from facefuse.bench.photo import _stage_statistics
+
+    raw = [m for m in triton.client().get_inference_statistics(as_json=True)["model_stats"] if m["name"] == "fuse"]
+    assert len({m["version"] for m in raw}) >= 2
+    assert _stage_statistics(triton.client())["fuse"]["requests"] == \
+        sum(int(m["inference_stats"].get("success", {}).get("count", 0)) for m in raw) > 0
+
 
 def test_a_restarted_server_serves_the_promoted_release_not_the_newest_version(stack, versioned):
     triton, _, admin = stack

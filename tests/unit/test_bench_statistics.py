@@ -1,0 +1,21 @@
+"""The photo bench's per-stage statistics, as Triton reports them after a hot swap."""
+
+from __future__ import annotations
+
+from facefuse.bench.photo import stage_statistics
+
+
+def test_statistics_are_summed_over_versions_and_a_version_that_never_served_counts_zero():
+    model_stats = [
+        {"name": "fuse", "version": "1", "execution_count": "10",
+         "inference_stats": {"success": {"count": "12", "ns": "5"}, "queue": {"count": "12", "ns": "1000"},
+                             "compute_infer": {"count": "10", "ns": "4000"}}},
+        # Just published: loaded, no call yet. Triton's JSON leaves the zero counts out.
+        {"name": "fuse", "version": "2", "inference_stats": {"success": {}, "queue": {}}},
+        {"name": "fuse", "version": "3", "execution_count": "2",
+         "inference_stats": {"success": {"count": "3"}, "compute_input": {"ns": "500"}}},
+        {"name": "face_fusion", "version": "1", "inference_stats": {"success": {"count": "99"}}},  # an ensemble: not a stage
+    ]
+    stats = stage_statistics(model_stats)
+    assert stats["fuse"] == {"requests": 15, "executions": 12, "queue_ns": 1000, "compute_ns": 4500}
+    assert "face_fusion" not in stats
