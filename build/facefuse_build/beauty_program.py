@@ -174,7 +174,7 @@ class BeautyProgram(torch.nn.Module):
             near = ((d + (FEATURE_MARGIN + FEATURE_RAMP) * w) / (FEATURE_RAMP * w)).clamp(0, 1)
             features = near if features is None else torch.maximum(features, near)
         clear = 1 - features
-        small = FuseProgram.convert(F.adaptive_avg_pool2d(image, cells), self.rgb_to_ycc)
+        small = FuseProgram.convert(F.avg_pool2d(image, MASK_STRIDE), self.rgb_to_ycc)
         skin_colour = self.skin_colour(small, inside * clear)
         skin = inside * clear * skin_colour
         reach = reach * clear * skin_colour
@@ -320,6 +320,7 @@ class BeautyProgram(torch.nn.Module):
         user = torch.cat([(user[..., :2] + 0.5) * to_working - 0.5, user[..., 2:] * to_working], -1)
         shape = (profile_degree.reshape(batch, 1) * 0.01).clamp(0, 1).expand(batch, count).reshape(-1, 1, 1)
         geometry = mesh + shape * (FuseProgram.pose_onto(user, mesh) - mesh)
+        beauty = torch.where(beauty == beauty, beauty, torch.zeros_like(beauty))  # NaN: off
         strength = (beauty.reshape(batch, 1, 4) * (1.0 / FULL_STRENGTH)).expand(batch, count, 4).reshape(-1, 4)
         out, changed = self.apply(image, geometry[..., :2], strength)
         faces_u8 = (out.clamp(0, 1) * 255.0 + 0.5).floor().to(torch.uint8).permute(0, 2, 3, 1)

@@ -55,6 +55,8 @@ LANDMARKS_TOLERANCE = Tolerance(atol=0.05, rtol=1e-3)
 FUSE_TOLERANCE = Tolerance(atol=3.0, rtol=0.0)
 # Embedding: the same float32 graph in another runtime plus a folded uint8 prelude; the
 # outputs are about 8 at most, so 1e-3 is far below anything that moves a cosine.
+# beautify: uint8 pixels, like fuse (a bilinear lookup may round the other way).
+BEAUTY_TOLERANCE = Tolerance(atol=3.0, rtol=0.0)
 EMBEDDING_TOLERANCE = Tolerance(atol=1e-3, rtol=1e-3)
 # FP16 TensorRT engines are kept only if they stay within these against ONNX Runtime.
 FP16_TOLERANCES = {
@@ -251,6 +253,23 @@ def fuse_inputs(faces_and_meshes: list[tuple[str, np.ndarray, np.ndarray]]) -> l
                     "fuse_degree": np.array([[fuse_degree]], np.float32),
                     "profile_degree": np.array([[profile_degree]], np.float32),
                 }))
+    return feeds
+
+
+def beauty_inputs(faces_and_meshes: list[tuple[str, np.ndarray, np.ndarray]]) -> list[tuple[str, dict]]:
+    """Each sample face at a few beauty settings, at the full crop size and the smallest working size."""
+    feeds = []
+    for name, faces, meshes in faces_and_meshes:
+        small_faces, small_meshes, _ = scale_crops(faces[:1], meshes[:1], np.zeros((1, 2, 3), np.float32),
+                                                   min(WORKING_CROP_PX))
+        for values, (crops, geometry) in (([0, 0, 0, 0], (faces, meshes)), ([50, 50, 50, 50], (faces, meshes)),
+                                          ([100, 30, 70, 100], (small_faces, small_meshes))):
+            size = crops.shape[1]
+            feeds.append((f"{name}@{size} beauty={values}", {
+                "faces": crops[None, :1], "face_masks": np.zeros((1, 1, size, size), np.uint8),
+                "face_meshes": geometry[None, :1], "user_meshes": meshes[None, :1],
+                "profile_degree": np.array([[50.0]], np.float32), "beauty": np.array([values], np.float32),
+            }))
     return feeds
 
 

@@ -172,9 +172,37 @@ def model_specs(profile: Profile, settings: Settings) -> list[ModelSpec]:
             takes_video_frames=True,
         ),
         ModelSpec(
+            # After fuse (the poster's faces) or beauty_faces (a photo's): on CPU faces
+            # without beauty pass through (facefuse.stages.beautify).
+            "beautify",
+            (_renamed(c.WORKING_FACES, "faces"), c.FACE_MASKS, c.FACE_MESHES, _renamed(c.FACE_MESHES, "user_meshes"),
+             c.PROFILE_DEGREE, c.BEAUTY),
+            (_renamed(c.WORKING_FACES, "beautified_faces"), _renamed(c.FACE_MASKS, "beautified_masks")), network=True,
+            max_batch_size=8, max_queue_delay_us=1000, instances_cpu=1, instances_per_gpu=1,
+        ),
+        ModelSpec(
+            "beauty_faces", (c.IMAGE, *detector_out, LETTERBOX_SCALE, c.FACE_INDEX),
+            (c.FACES, c.FACE_AFFINES, c.FACE_MASKS, c.PROFILE_DEGREE),
+            network=False, max_batch_size=16, max_queue_delay_us=PYTHON_STAGE_QUEUE_DELAY_US, ragged_inputs=("image",),
+            parameters={
+                "detector_input_px": str(profile.detector_input_px),
+                "score_threshold": str(s.detector_score_threshold),
+                "nms_iou": str(s.detector_nms_iou),
+                "min_face_px": str(s.min_face_px),
+                "max_face_outside_fraction": str(s.max_face_outside_fraction),
+            },
+        ),
+        ModelSpec(
+            "beauty_paste",
+            (c.IMAGE, _renamed(c.WORKING_FACES, "beautified_faces"), _renamed(c.FACE_MASKS, "beautified_masks"),
+             c.FACE_AFFINES, c.ADD_LABEL, c.OUTPUT_FORMAT, c.OUTPUT_QUALITY),
+            (c.PHOTO,), network=False, max_batch_size=16, max_queue_delay_us=PYTHON_STAGE_QUEUE_DELAY_US,
+            ragged_inputs=("image", "beautified_faces", "beautified_masks", "face_affines"),
+        ),
+        ModelSpec(
             "postprocess",
             (c.TEMPLATE_ID, TEMPLATE_VERSION, FUSED_FACES, FUSED_MASKS, _renamed(c.FACE_AFFINES, "template_affines"),
-             c.ADD_LABEL, c.OUTPUT_FORMAT, c.OUTPUT_QUALITY),
+             c.ADD_LABEL, c.OUTPUT_FORMAT, c.OUTPUT_QUALITY, c.BEAUTY),
             (c.POSTER,), network=False, max_batch_size=16, max_queue_delay_us=PYTHON_STAGE_QUEUE_DELAY_US,
             ragged_inputs=("fused_faces", "fused_masks", "template_affines"),
             parameters={"template_dir": str(s.templates_path)},
@@ -230,14 +258,46 @@ TEMPLATE_SIDE = (
         "fuse", _identity("user_faces", "user_meshes", "template_faces", "template_meshes", "fuse_degree", "profile_degree"),
         _identity("fused_faces", "fused_masks"),
     ),
+    # The fused faces' geometry is the template's mesh moved toward the user's shape by
+    # profile_degree: beautify makes it from the same tensors fuse read.
+    Step(
+        "beautify",
+        {"faces": "fused_faces", "face_masks": "fused_masks", "face_meshes": "template_meshes",
+         "user_meshes": "user_meshes", "profile_degree": "profile_degree", "beauty": "beauty"},
+        {"beautified_faces": "poster_faces", "beautified_masks": "poster_masks"},
+    ),
     Step(
         "postprocess",
-        _identity("template_id", "template_version", "fused_faces", "fused_masks", "template_affines",
-                  "add_label", "output_format", "output_quality"),
+        {**_identity("template_id", "template_version", "template_affines", "add_label", "output_format", "output_quality",
+                     "beauty"),
+         "fused_faces": "poster_faces", "fused_masks": "poster_masks"},
         _identity("poster"),
     ),
 )
-FUSE_OPTIONS = (c.FACE_INDICES, c.FUSE_DEGREE, c.PROFILE_DEGREE, c.ADD_LABEL, c.OUTPUT_FORMAT, c.OUTPUT_QUALITY)
+FUSE_OPTIONS = (c.FACE_INDICES, c.FUSE_DEGREE, c.PROFILE_DEGREE, c.ADD_LABEL, c.OUTPUT_FORMAT, c.OUTPUT_QUALITY, c.BEAUTY)
+# Beautify: a photo's faces adjusted and put back into the photo.
+BEAUTIFY_SIDE = (
+    *USER_SIDE[:2],
+    Step(
+        "beauty_faces", _identity("image", "box_deltas", "face_probs", "keypoint_deltas", "letterbox_scale", "face_index"),
+        {"faces": "photo_faces", "face_affines": "photo_affines", "face_masks": "photo_masks",
+         "profile_degree": "photo_profile_degree"},
+    ),
+    Step("face_landmarks", {"faces": "photo_faces"}, {"face_meshes": "photo_meshes", "face_presence": "photo_presence"}),
+    Step(
+        "beautify",
+        {"faces": "photo_faces", "face_masks": "photo_masks", "face_meshes": "photo_meshes", "user_meshes": "photo_meshes",
+         "profile_degree": "photo_profile_degree", "beauty": "beauty"},
+        _identity("beautified_faces", "beautified_masks"),
+    ),
+    Step(
+        "beauty_paste",
+        {**_identity("image", "beautified_faces", "beautified_masks", "add_label", "output_format", "output_quality"),
+         "face_affines": "photo_affines"},
+        _identity("photo"),
+    ),
+)
+BEAUTIFY_OPTIONS = (c.FACE_INDEX, c.BEAUTY, c.ADD_LABEL, c.OUTPUT_FORMAT, c.OUTPUT_QUALITY)
 USER_FACES = _renamed(c.FACES, "user_faces")
 USER_MESHES = _renamed(c.FACE_MESHES, "user_meshes")
 USER_VERDICT = (_renamed(c.FACE_QUALITY, "user_quality"), _renamed(c.FACE_WARNINGS, "user_warnings"))
@@ -253,6 +313,7 @@ ENSEMBLES = (
     EnsembleSpec(
         "face_fusion", (c.IMAGE_BYTES, c.TEMPLATE_ID, *FUSE_OPTIONS), (c.POSTER, *USER_VERDICT), USER_SIDE + TEMPLATE_SIDE,
     ),
+    EnsembleSpec("face_beautify", (c.IMAGE_BYTES, *BEAUTIFY_OPTIONS), (c.PHOTO,), BEAUTIFY_SIDE),
 )
 ENSEMBLE_MAX_BATCH_SIZE = 8
 
@@ -359,7 +420,7 @@ def check_ensembles(ensembles: dict[str, dict], models: dict[str, dict]) -> list
                     problems.append(f"{where}: model has no input {model_name!r}")
                 elif tensor not in produced:
                     problems.append(f"{where}: ensemble tensor {tensor!r} is used before it is produced")
-                elif not _same_type(tensors[tensor], model_inputs[model_name]):
+                elif not _fits(tensors[tensor], model_inputs[model_name]):
                     problems.append(f"{where}: {tensor!r} {_sig(tensors[tensor])} != input {model_name!r} {_sig(model_inputs[model_name])}")
             for model_name, tensor in step["output_map"].items():
                 if model_name not in model_outputs:
@@ -383,6 +444,14 @@ def check_ensembles(ensembles: dict[str, dict], models: dict[str, dict]) -> list
 
 def _same_type(a: dict, b: dict) -> bool:
     return a["data_type"] == b["data_type"] and list(a["dims"]) == list(b["dims"])
+
+
+def _fits(tensor: dict, model_input: dict) -> bool:
+    """A tensor fits an input of its type whose dims are its own or -1 (any size), as
+    Triton's ensemble check allows: a photo's 384 px crops go where any working size may."""
+    dims, wanted = list(tensor["dims"]), list(model_input["dims"])
+    return tensor["data_type"] == model_input["data_type"] and len(dims) == len(wanted) and all(
+        w in (d, -1) for d, w in zip(dims, wanted))
 
 
 def _sig(t: dict) -> str:

@@ -68,6 +68,12 @@ ADD_LABEL = TensorSpec("add_label", "BOOL", (1,))
 OUTPUT_FORMAT = TensorSpec("output_format", "STRING", (1,))
 OUTPUT_QUALITY = TensorSpec("output_quality", "INT32", (1,))
 POSTER = TensorSpec("poster", "STRING", (1,))
+# Beauty: smoothing, brightening, slimming, eye enlarging, each 0..100 (0: off).
+BEAUTY = TensorSpec("beauty", "FP32", (4,))
+# Beautify: the photo's face to adjust, numbered left to right (-1: every face).
+FACE_INDEX = TensorSpec("face_index", "INT32", (1,))
+FACE_MASKS = TensorSpec("face_masks", "UINT8", (-1, -1, -1))
+PHOTO = TensorSpec("photo", "STRING", (1,))
 # The user's face verdict: a score in 0..1 and warnings joined by commas ("" for none).
 FACE_QUALITY = TensorSpec("face_quality", "FP32", (1,))
 FACE_WARNINGS = TensorSpec("face_warnings", "STRING", (1,))

@@ -14,6 +14,7 @@ from tritonclient.grpc import InferenceServerClient, InferInput, InferRequestedO
 
 from facefuse import contract as c
 from facefuse.errors import OptionError
+from facefuse.vision.beauty import BeautyOptions
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class FuseOptions:
     add_label: bool = True
     output_format: str = "jpeg"
     output_quality: int = c.DEFAULT_OUTPUT_QUALITY
+    beauty: BeautyOptions = BeautyOptions()
 
     def validated(self) -> "FuseOptions":
         low, high = c.DEGREE_RANGE
@@ -34,6 +36,7 @@ class FuseOptions:
             raise OptionError(f"output format {self.output_format!r} is not one of {', '.join(c.OUTPUT_FORMATS)}")
         if not 1 <= self.output_quality <= 100:
             raise OptionError(f"output quality {self.output_quality} is out of range; use 1..100")
+        self.beauty.validated()
         return self
 
 
@@ -82,6 +85,21 @@ def option_inputs(template_id: str, face_indices, options: FuseOptions) -> list[
         _tensor("add_label", "BOOL", np.array([[options.add_label]], np.bool_)),
         _tensor("output_format", "BYTES", _bytes(options.output_format)),
         _tensor("output_quality", "INT32", np.array([[options.output_quality]], np.int32)),
+        _tensor("beauty", "FP32", options.beauty.tensor()),
+    ]
+
+
+def beautify_inputs(image: bytes, beauty: BeautyOptions, face_index: int = -1, add_label: bool = True,
+                    output_format: str = "jpeg", output_quality: int = c.DEFAULT_OUTPUT_QUALITY) -> list[InferInput]:
+    """face_beautify: a photo's faces (all: -1, or one, numbered left to right) adjusted."""
+    FuseOptions(add_label=add_label, output_format=output_format, output_quality=output_quality, beauty=beauty).validated()
+    return [
+        _tensor("image_bytes", "BYTES", _bytes(image)),
+        _tensor("face_index", "INT32", np.array([[face_index]], np.int32)),
+        _tensor("beauty", "FP32", beauty.tensor()),
+        _tensor("add_label", "BOOL", np.array([[add_label]], np.bool_)),
+        _tensor("output_format", "BYTES", _bytes(output_format)),
+        _tensor("output_quality", "INT32", np.array([[output_quality]], np.int32)),
     ]
 
 
@@ -111,6 +129,7 @@ def fuse_inputs(user_faces: np.ndarray, user_meshes: np.ndarray, template_id: st
 
 
 POSTER_OUTPUT = [InferRequestedOutput("poster")]
+PHOTO_OUTPUT = [InferRequestedOutput("photo")]
 # face_fusion: the poster and the verdict on the user's face.
 FUSION_OUTPUTS = [InferRequestedOutput(n) for n in ("poster", "user_quality", "user_warnings")]
 ANALYZE_OUTPUTS = [InferRequestedOutput(n) for n in ("user_faces", "user_meshes", "user_boxes", "user_quality", "user_warnings")]

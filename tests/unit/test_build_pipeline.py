@@ -54,8 +54,9 @@ def test_a_second_build_with_nothing_changed_touches_nothing(built):
 
 @pytest.mark.parametrize(("weights", "rebuilt"), [
     ("RETINAFACE", ["face_detector"]),
-    # fuse reads the mesh model's left/right point pairing: it follows the mesh weights.
-    ("FACE_MESH", ["face_landmarks", "fuse"]),
+    # fuse reads the mesh model's left/right point pairing, and beautify its point
+    # numbering: both follow the mesh weights.
+    ("FACE_MESH", ["face_landmarks", "fuse", "beautify"]),
 ])
 def test_a_changed_weight_file_rebuilds_only_the_models_made_from_it(built, monkeypatch, weights, rebuilt):
     # Back to the real weights first: an earlier case leaves its changed fingerprint behind.
@@ -68,7 +69,7 @@ def test_a_changed_weight_file_rebuilds_only_the_models_made_from_it(built, monk
     monkeypatch.setattr(pipeline, "RECIPES", recipes)
     report = pipeline.build_repository(Profile("cpu"), built, log=lambda *_: None)
     assert report.built == rebuilt
-    assert sorted(report.unchanged) == sorted({"face_detector", "face_landmarks", "fuse", "face_embedding"} - set(rebuilt))
+    assert sorted(report.unchanged) == sorted({"face_detector", "face_landmarks", "fuse", "beautify", "face_embedding"} - set(rebuilt))
 
 
 def test_the_eval_embedding_is_built_and_checked_outside_the_served_repository(built):

@@ -12,6 +12,7 @@ from facefuse.server.adapter import array, parameters, respond_each, response, t
 from facefuse.stages.postprocess import postprocess
 from facefuse.stages.template_bank import TemplateBank
 from facefuse.templates import TemplateStore
+from facefuse.vision.beauty import poster_detail_share
 
 
 class TritonPythonModel:
@@ -31,6 +32,7 @@ class TritonPythonModel:
                 output_format=text(request, "output_format").lower(),
                 output_quality=int(array(request, "output_quality").reshape(-1)[0]),
                 details=template.paste_details(affines, fused_faces.shape[1]),
+                detail_share=poster_detail_share(array(request, "beauty").reshape(-1)[0]),
             )
             return response(poster=np.array([[poster]], dtype=np.object_))
 

@@ -12,11 +12,13 @@ from facefuse.vision.detail import TemplateFaceDetail
 def postprocess(
     template_image: np.ndarray, fused_faces: np.ndarray, fused_masks: np.ndarray,
     template_affines: np.ndarray, add_label: bool, output_format: str, output_quality: int,
-    details: list[TemplateFaceDetail | None] | None = None,
+    details: list[TemplateFaceDetail | None] | None = None, detail_share: float = 1.0,
 ) -> bytes:
     """Unknown formats and qualities out of range raise OptionError from the encoder.
-    details: the template faces' detail statistics, if the caller keeps them."""
-    poster = paste_faces(template_image, fused_faces, fused_masks, template_affines, details=details)
+    details: the template faces' detail statistics, if the caller keeps them;
+    detail_share: how much of their detail to match (vision.beauty.poster_detail_share)."""
+    poster = paste_faces(template_image, fused_faces, fused_masks, template_affines, details=details,
+                         detail_share=detail_share)
     if add_label:
         poster = draw_label(poster)
     return encode_image(poster, output_format, output_quality)

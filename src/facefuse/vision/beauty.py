@@ -16,6 +16,16 @@ from facefuse.errors import OptionError
 # In the order of the `beauty` tensor's four values.
 EFFECTS = ("smoothing", "brightening", "slimming", "eye_enlarging")
 BEAUTY_RANGE = (0.0, 100.0)
+# A poster's fine detail is brought up to the template face's when it is pasted
+# (facefuse.vision.detail); smoothing lowers that target, to this share at 100, or the
+# paste would put back as grain what smoothing took away.
+DETAIL_SHARE_AT_FULL_SMOOTHING = 0.15
+
+
+def poster_detail_share(smoothing: float) -> float:
+    """The share of the template face's detail a poster smoothed by `smoothing` (0..100) is matched to."""
+    strength = min(max(float(smoothing), 0.0), 100.0) / 100.0 if smoothing == smoothing else 0.0
+    return 1.0 - (1.0 - DETAIL_SHARE_AT_FULL_SMOOTHING) * strength
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import cv2
 import numpy as np
 
@@ -19,6 +21,7 @@ def paste_faces(
     match_detail: bool = True,
     grain_seed: int = GRAIN_SEED,
     details: list[TemplateFaceDetail | None] | None = None,
+    detail_share: float = 1.0,
 ) -> np.ndarray:
     """Alpha-blend each fused crop into the template through its soft mask, with its
     fine detail matched to the template face's at the poster's resolution.
@@ -26,6 +29,7 @@ def paste_faces(
     affines map template pixels to crop pixels. Only the bounding box a crop covers is
     touched, and pixels where the mask is 0 keep the template's exact values. details:
     the template faces' statistics if the caller keeps them (measured here otherwise).
+    detail_share: the share of the template's detail to match (beauty smoothing lowers it).
     """
     poster = template_rgb.copy()
     crop_px = fused_faces.shape[1]
@@ -55,6 +59,8 @@ def paste_faces(
             detail = details[index] if details is not None else template_face_detail(template_rgb, affine, crop_px)
             if detail is not None:
                 detail = detail.window(rows, cols)
+                if detail_share < 1.0:
+                    detail = dataclasses.replace(detail, typical=tuple(t * detail_share for t in detail.typical))
                 blended = match_template_detail(blended, alpha * detail.face, detail.inner, detail, grain_seed)
         poster[y0 : y0 + alpha.shape[0], x0 : x0 + alpha.shape[1]] = blended
     return poster
