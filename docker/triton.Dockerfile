@@ -44,8 +44,8 @@ RUN facefuse models build --profile "${PROFILE}" --gpus "${GPUS}" \
  && find /opt/facefuse/repository -name '__pycache__' -prune -exec rm -rf {} +
 # The library that fills Triton's keys into its arguments from the environment, so no
 # key is ever in /proc/PID/cmdline (facefuse.server.secret_args; the chart preloads it).
-# Built against Debian 12's glibc 2.36: it runs on the serving image's newer glibc.
-RUN apt-get update -q && apt-get install -y -q --no-install-recommends gcc libc6-dev \
+# Built against Debian 12's glibc 2.36 (gcc pulls libc6-dev): it runs on the serving image's newer glibc.
+RUN apt-get update -q && apt-get install -y -q --no-install-recommends gcc=4:12.2.0-3 \
  && python -c "from pathlib import Path; from facefuse.server.secret_args import build_library; build_library(Path('/opt/facefuse/lib'))"
 
 # ---- stage 2: the serving image ---------------------------------------------------
