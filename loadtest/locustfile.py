@@ -6,8 +6,9 @@
 writes the capacity report.) gRPC is patched for gevent, and every call's timing reaches
 Locust through a client interceptor firing `events.request`.
 
-The mix: Fuse into one template (most calls), FuseMany into five templates, and a few
-percent of bad photos that must come back with their typed reason; a correct refusal
+The mix: Fuse into one template (most calls; a third of them with beauty on the
+poster), FuseMany into five templates, Beautify (a photo back with all four beauty
+effects), and a few percent of bad photos that must come back with their typed reason; a correct refusal
 counts as a success, anything else as a failure. With --video-share S (or
 FACEFUSE_LOADTEST_VIDEO_SHARE), that share of the users are VideoUsers instead: each
 submits a video job, polls it until done and downloads the MP4, reported under the
@@ -33,7 +34,7 @@ from facefuse_client.v1 import facefuse_pb2 as pb  # noqa: E402
 from facefuse_client.v1 import facefuse_pb2_grpc as pb_grpc  # noqa: E402
 
 from facefuse.capacity.mix import (  # noqa: E402
-    BAD_PHOTO, DEFAULT_VIDEO_TEMPLATE, FUSE, FUSE_MANY, FUSE_MANY_TEMPLATES, SINGLE_FACE_TEMPLATES, VIDEO_DOWNLOAD,
+    BAD_PHOTO, BEAUTIFY, BEAUTY_VALUES, DEFAULT_VIDEO_TEMPLATE, FUSE, FUSE_BEAUTY_SHARE, FUSE_MANY, FUSE_MANY_TEMPLATES, SINGLE_FACE_TEMPLATES, VIDEO_DOWNLOAD,
     VIDEO_JOB, VIDEO_POLL, VIDEO_RUNNING, VIDEO_SUBMIT, WEIGHTS,
 )
 from facefuse.capacity.photo_pool import bad_photos, good_photos  # noqa: E402
@@ -132,7 +133,9 @@ class GatewayUser(GatewayClient):
     @task(WEIGHTS[FUSE])
     def fuse(self):
         photo = random.choice(self.photos)
-        request = pb.FuseRequest(photo=photo.data, template_id=random.choice(SINGLE_FACE_TEMPLATES))
+        options = pb.FuseOptions(beauty=pb.BeautyOptions(**BEAUTY_VALUES)) if random.random() < FUSE_BEAUTY_SHARE \
+            else pb.FuseOptions()
+        request = pb.FuseRequest(photo=photo.data, template_id=random.choice(SINGLE_FACE_TEMPLATES), options=options)
         self._call(self.stub.Fuse, request, FUSE)
 
     @task(WEIGHTS[FUSE_MANY])
@@ -140,6 +143,12 @@ class GatewayUser(GatewayClient):
         photo = random.choice(self.photos)
         request = pb.FuseManyRequest(photo=photo.data, template_ids=list(FUSE_MANY_TEMPLATES))
         self._call(self.stub.FuseMany, request, FUSE_MANY)
+
+    @task(WEIGHTS[BEAUTIFY])
+    def beautify(self):
+        photo = random.choice(self.photos)
+        request = pb.BeautifyRequest(photo=photo.data, beauty=pb.BeautyOptions(**BEAUTY_VALUES))
+        self._call(self.stub.Beautify, request, BEAUTIFY)
 
     @task(WEIGHTS[BAD_PHOTO])
     def bad_photo(self):

@@ -363,6 +363,10 @@ def fuse(
     label: bool = typer.Option(True, help="Stamp the AI-synthesized label."),
     target: str = typer.Option(None, help="Gateway host:port (default 127.0.0.1:FACEFUSE_GATEWAY_PORT)."),
     api_key: str = typer.Option(None, envvar="FACEFUSE_API_KEY", help="API key (default: the local dev key)."),
+    smoothing: float = typer.Option(0.0, min=0, max=100, help="Beauty on the fused face: skin smoothing 0..100."),
+    brightening: float = typer.Option(0.0, min=0, max=100, help="Beauty: skin brightening 0..100."),
+    slimming: float = typer.Option(0.0, min=0, max=100, help="Beauty: face slimming 0..100."),
+    eye_enlarging: float = typer.Option(0.0, min=0, max=100, help="Beauty: eye enlarging 0..100."),
 ) -> None:
     """Fuse photo(s) into a template through a running gateway (`facefuse serve`)."""
     from facefuse_client import FacefuseClient, FacefuseError
@@ -377,10 +381,43 @@ def fuse(
     with FacefuseClient(target or f"127.0.0.1:{gateway_settings.port}", api_key=key) as client:
         try:
             poster = fuse_files(client, photos, template, output, face, fuse_degree=fuse_degree,
-                                profile_degree=profile_degree, add_label=label)
+                                profile_degree=profile_degree, add_label=label, smoothing=smoothing,
+                                brightening=brightening, slimming=slimming, eye_enlarging=eye_enlarging)
         except (FacefuseError, ValueError) as exc:
             fail(str(exc))
     typer.echo(describe(poster, output))
+
+
+@app.command()
+def beautify(
+    photo: Path = typer.Argument(..., exists=True, dir_okay=False, help="The photo."),
+    output: Path = typer.Option(..., "-o", "--output", help="Where to write the result (.jpg, .png, .webp)."),
+    smoothing: float = typer.Option(0.0, min=0, max=100, help="Skin smoothing 0..100 (0: off)."),
+    brightening: float = typer.Option(0.0, min=0, max=100, help="Skin brightening 0..100."),
+    slimming: float = typer.Option(0.0, min=0, max=100, help="Face slimming 0..100."),
+    eye_enlarging: float = typer.Option(0.0, min=0, max=100, help="Eye enlarging 0..100."),
+    face: int = typer.Option(None, help="Only this face (0 = leftmost); default every face."),
+    label: bool = typer.Option(True, help="Stamp the AI-synthesized label."),
+    target: str = typer.Option(None, help="Gateway host:port (default 127.0.0.1:FACEFUSE_GATEWAY_PORT)."),
+    api_key: str = typer.Option(None, envvar="FACEFUSE_API_KEY", help="API key (default: the local dev key)."),
+) -> None:
+    """Beauty on a photo's faces through a running gateway (`facefuse serve`)."""
+    from facefuse_client import FacefuseClient, FacefuseError
+    from facefuse_client.cli import beautify_file
+
+    from facefuse.gateway.dev_key import dev_key_path
+    from facefuse.gateway.settings import GatewaySettings
+
+    gateway_settings = GatewaySettings()
+    key_path = dev_key_path(gateway_settings)
+    key = api_key or (key_path.read_text().strip() if key_path.is_file() else None)
+    with FacefuseClient(target or f"127.0.0.1:{gateway_settings.port}", api_key=key) as client:
+        try:
+            beautify_file(client, photo, output, face, label, smoothing=smoothing, brightening=brightening,
+                          slimming=slimming, eye_enlarging=eye_enlarging)
+        except FacefuseError as exc:
+            fail(str(exc))
+    typer.echo(f"wrote {output}")
 
 
 @app.command()

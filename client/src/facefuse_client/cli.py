@@ -1,4 +1,4 @@
-"""`facefuse-client`: fuse photos and list templates through the gateway.
+"""`facefuse-client`: fuse and beautify photos, list templates, through the gateway.
 
 argparse (standard library) keeps the client's dependencies to gRPC and protobuf.
 """
@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from facefuse_client.client import DEFAULT_TIMEOUT_S, FacefuseClient, Poster
+from facefuse_client.client import BEAUTY_FIELDS, DEFAULT_TIMEOUT_S, BeautifiedPhoto, FacefuseClient, Poster
 from facefuse_client.errors import FacefuseError
 
 DEFAULT_TARGET = "127.0.0.1:50051"
@@ -38,6 +38,21 @@ def fuse_files(client: FacefuseClient, photos: list[Path], template: str, output
     return poster
 
 
+def output_format(output: Path) -> str:
+    return {".png": "png", ".webp": "webp"}.get(output.suffix.lower(), "jpeg")
+
+
+def beautify_file(client: FacefuseClient, photo: Path, output: Path, face_index: int | None = None,
+                  add_label: bool = True, **beauty) -> BeautifiedPhoto:
+    """A photo file beautified (every face, or face_index), written to `output` in the
+    format its suffix names (.png, .webp, else JPEG)."""
+    result = client.beautify(photo.read_bytes(), face_index=face_index, add_label=add_label,
+                             output_format=output_format(output), **beauty)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_bytes(result.image)
+    return result
+
+
 def describe(poster: Poster, output) -> str:
     """One line for the user: where the poster went, its quality score and warnings."""
     warnings = f", warnings: {', '.join(poster.warnings)}" if poster.warnings else ""
@@ -49,12 +64,25 @@ def cmd_fuse(args) -> int:
         try:
             poster = fuse_files(client, [Path(p) for p in args.photos], args.template, Path(args.output), args.face,
                                 fuse_degree=args.fuse_degree, profile_degree=args.profile_degree,
-                                add_label=not args.no_label)
+                                add_label=not args.no_label, **{f: getattr(args, f) for f in BEAUTY_FIELDS})
         except ValueError as error:
             print(error, file=sys.stderr)
             return 2
     print(describe(poster, args.output))
     return 0
+
+
+def cmd_beautify(args) -> int:
+    with _client(args) as client:
+        beautify_file(client, Path(args.photo), Path(args.output), args.face, not args.no_label,
+                      **{f: getattr(args, f) for f in BEAUTY_FIELDS})
+    print(f"wrote {args.output}")
+    return 0
+
+
+def add_beauty_arguments(command: argparse.ArgumentParser) -> None:
+    for field in BEAUTY_FIELDS:
+        command.add_argument(f"--{field.replace('_', '-')}", dest=field, type=float, help="0..100 (default 0: off)")
 
 
 def cmd_templates(args) -> int:
@@ -79,7 +107,15 @@ def parser() -> argparse.ArgumentParser:
     fuse.add_argument("--profile-degree", type=float, help="0..100 face shape (default 50)")
     fuse.add_argument("--face", type=int, action="append", help="template face per photo (0 = leftmost)")
     fuse.add_argument("--no-label", action="store_true", help="leave out the AI-synthesized label")
+    add_beauty_arguments(fuse)
     fuse.set_defaults(run=cmd_fuse)
+    beautify = sub.add_parser("beautify", help="smooth, brighten, slim and enlarge eyes in a photo")
+    beautify.add_argument("photo", help="photo file")
+    beautify.add_argument("-o", "--output", required=True, help="result file (.jpg, .png, .webp)")
+    beautify.add_argument("--face", type=int, help="only this face (0 = leftmost; default every face)")
+    beautify.add_argument("--no-label", action="store_true", help="leave out the AI-synthesized label")
+    add_beauty_arguments(beautify)
+    beautify.set_defaults(run=cmd_beautify)
     templates = sub.add_parser("templates", help="list templates")
     templates.set_defaults(run=cmd_templates)
     return p

@@ -75,6 +75,12 @@ class Poster:
 
 
 @dataclass(frozen=True)
+class BeautifiedPhoto:
+    image: bytes
+    format: str
+
+
+@dataclass(frozen=True)
 class Template:
     template_id: str
     version: int
@@ -101,8 +107,19 @@ def credentials_metadata(api_key: str | None, token: str | None) -> tuple[tuple[
     return ()
 
 
-def fuse_options(fuse_degree=None, profile_degree=None, add_label=None, output_format="jpeg", output_quality=None) -> pb.FuseOptions:
-    options = pb.FuseOptions(output_format=FORMATS[output_format])
+BEAUTY_FIELDS = ("smoothing", "brightening", "slimming", "eye_enlarging")
+
+
+def beauty_options(smoothing=None, brightening=None, slimming=None, eye_enlarging=None) -> pb.BeautyOptions:
+    """Each 0..100 (None or 0: off); the gateway refuses others with InvalidRequestError."""
+    values = {"smoothing": smoothing, "brightening": brightening, "slimming": slimming, "eye_enlarging": eye_enlarging}
+    return pb.BeautyOptions(**{k: v for k, v in values.items() if v is not None})
+
+
+def fuse_options(fuse_degree=None, profile_degree=None, add_label=None, output_format="jpeg", output_quality=None,
+                 smoothing=None, brightening=None, slimming=None, eye_enlarging=None) -> pb.FuseOptions:
+    options = pb.FuseOptions(output_format=FORMATS[output_format],
+                             beauty=beauty_options(smoothing, brightening, slimming, eye_enlarging))
     if fuse_degree is not None:
         options.fuse_degree = fuse_degree
     if profile_degree is not None:
@@ -112,6 +129,23 @@ def fuse_options(fuse_degree=None, profile_degree=None, add_label=None, output_f
     if output_quality is not None:
         options.output_quality = output_quality
     return options
+
+
+def _beautify_request(photo, face_index, add_label, output_format, output_quality, request_id, beauty
+                      ) -> pb.BeautifyRequest:
+    request = pb.BeautifyRequest(photo=photo, beauty=beauty_options(**beauty), output_format=FORMATS[output_format],
+                                 request_id=request_id or uuid.uuid4().hex)
+    if face_index is not None:
+        request.face_index = face_index
+    if add_label is not None:
+        request.add_label = add_label
+    if output_quality is not None:
+        request.output_quality = output_quality
+    return request
+
+
+def _beautified(reply: pb.BeautifyResponse) -> BeautifiedPhoto:
+    return BeautifiedPhoto(reply.image, {v: k for k, v in FORMATS.items()}.get(reply.format, "jpeg"))
 
 
 def _poster(message: pb.Poster) -> Poster:
@@ -150,7 +184,8 @@ class FacefuseClient:
     def fuse(self, photo: bytes, template_id: str, *, face_index: int = 0, request_id: str = "",
              timeout_s: float | None = None, **options) -> Poster:
         """One photo into one face of a template (options: fuse_degree, profile_degree,
-        add_label, output_format, output_quality)."""
+        add_label, output_format, output_quality, and beauty for the fused face:
+        smoothing, brightening, slimming, eye_enlarging, each 0..100)."""
         request = _fuse_request(photo, template_id, face_index, None, fuse_options(**options), request_id)
         return _poster(self._call(self._stub.Fuse, request, timeout_s).poster)
 
@@ -166,6 +201,14 @@ class FacefuseClient:
         request = pb.FuseManyRequest(photo=photo, template_ids=list(template_ids), options=fuse_options(**options),
                                      request_id=request_id or uuid.uuid4().hex)
         return [_poster(p) for p in self._call(self._stub.FuseMany, request, timeout_s).posters]
+
+    def beautify(self, photo: bytes, *, face_index: int | None = None, add_label: bool | None = None,
+                 output_format: str = "jpeg", output_quality: int | None = None, request_id: str = "",
+                 timeout_s: float | None = None, **beauty) -> BeautifiedPhoto:
+        """The photo with beauty applied to every face (or only face_index, numbered left
+        to right): smoothing, brightening, slimming, eye_enlarging, each 0..100."""
+        request = _beautify_request(photo, face_index, add_label, output_format, output_quality, request_id, beauty)
+        return _beautified(self._call(self._stub.Beautify, request, timeout_s))
 
     def list_templates(self, timeout_s: float | None = None) -> list[Template]:
         reply = self._call(self._stub.ListTemplates, pb.ListTemplatesRequest(), timeout_s)
@@ -215,6 +258,12 @@ class AsyncFacefuseClient:
         request = pb.FuseManyRequest(photo=photo, template_ids=list(template_ids), options=fuse_options(**options),
                                      request_id=request_id or uuid.uuid4().hex)
         return [_poster(p) for p in (await self._call(self._stub.FuseMany, request, timeout_s)).posters]
+
+    async def beautify(self, photo: bytes, *, face_index: int | None = None, add_label: bool | None = None,
+                       output_format: str = "jpeg", output_quality: int | None = None, request_id: str = "",
+                       timeout_s: float | None = None, **beauty) -> BeautifiedPhoto:
+        request = _beautify_request(photo, face_index, add_label, output_format, output_quality, request_id, beauty)
+        return _beautified(await self._call(self._stub.Beautify, request, timeout_s))
 
     async def list_templates(self, timeout_s: float | None = None) -> list[Template]:
         reply = await self._call(self._stub.ListTemplates, pb.ListTemplatesRequest(), timeout_s)

@@ -17,6 +17,7 @@ from facefuse_client.v1 import facefuse_pb2_grpc as pb_grpc
 from facefuse import contract
 from facefuse.errors import FacefuseError, ImageError, OptionError, Reason, TemplateError
 from facefuse.gateway.auth import SCOPE_FUSE, SCOPE_TEMPLATES, Authenticator, Principal
+from facefuse.gateway.beauty import BeautifyCalls, beauty_from
 from facefuse.gateway.errors import DeadlineExceeded, GatewayError, Overloaded, status_for
 from facefuse.gateway.latency import LatencyWindow
 from facefuse.gateway.observability import note_call
@@ -83,6 +84,7 @@ def options_from(message: pb.FuseOptions) -> FuseOptions:
         add_label=message.add_label if message.HasField("add_label") else defaults.add_label,
         output_format=_output_format(message.output_format),
         output_quality=message.output_quality if message.HasField("output_quality") else defaults.output_quality,
+        beauty=beauty_from(message.beauty),
     )
     return options.validated()
 
@@ -93,7 +95,7 @@ def _output_format(value: int) -> str:
     return FORMAT_NAMES[value]
 
 
-class FaceFusionService(pb_grpc.FaceFusionServicer):
+class FaceFusionService(BeautifyCalls, pb_grpc.FaceFusionServicer):
     def __init__(self, settings: GatewaySettings, triton: TritonPool):
         self.settings = settings
         self.triton = triton

@@ -35,19 +35,33 @@ VIDEO_JOB_FAILED: VideoJobState
 VIDEO_JOB_CANCELLED: VideoJobState
 VIDEO_JOB_EXPIRED: VideoJobState
 
+class BeautyOptions(_message.Message):
+    __slots__ = ("smoothing", "brightening", "slimming", "eye_enlarging")
+    SMOOTHING_FIELD_NUMBER: _ClassVar[int]
+    BRIGHTENING_FIELD_NUMBER: _ClassVar[int]
+    SLIMMING_FIELD_NUMBER: _ClassVar[int]
+    EYE_ENLARGING_FIELD_NUMBER: _ClassVar[int]
+    smoothing: float
+    brightening: float
+    slimming: float
+    eye_enlarging: float
+    def __init__(self, smoothing: _Optional[float] = ..., brightening: _Optional[float] = ..., slimming: _Optional[float] = ..., eye_enlarging: _Optional[float] = ...) -> None: ...
+
 class FuseOptions(_message.Message):
-    __slots__ = ("fuse_degree", "profile_degree", "add_label", "output_format", "output_quality")
+    __slots__ = ("fuse_degree", "profile_degree", "add_label", "output_format", "output_quality", "beauty")
     FUSE_DEGREE_FIELD_NUMBER: _ClassVar[int]
     PROFILE_DEGREE_FIELD_NUMBER: _ClassVar[int]
     ADD_LABEL_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FORMAT_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_QUALITY_FIELD_NUMBER: _ClassVar[int]
+    BEAUTY_FIELD_NUMBER: _ClassVar[int]
     fuse_degree: float
     profile_degree: float
     add_label: bool
     output_format: ImageFormat
     output_quality: int
-    def __init__(self, fuse_degree: _Optional[float] = ..., profile_degree: _Optional[float] = ..., add_label: _Optional[bool] = ..., output_format: _Optional[_Union[ImageFormat, str]] = ..., output_quality: _Optional[int] = ...) -> None: ...
+    beauty: BeautyOptions
+    def __init__(self, fuse_degree: _Optional[float] = ..., profile_degree: _Optional[float] = ..., add_label: _Optional[bool] = ..., output_format: _Optional[_Union[ImageFormat, str]] = ..., output_quality: _Optional[int] = ..., beauty: _Optional[_Union[BeautyOptions, _Mapping]] = ...) -> None: ...
 
 class FaceMapping(_message.Message):
     __slots__ = ("photo", "template_face_index")
@@ -114,6 +128,34 @@ class FuseManyResponse(_message.Message):
     request_id: str
     posters: _containers.RepeatedCompositeFieldContainer[Poster]
     def __init__(self, request_id: _Optional[str] = ..., posters: _Optional[_Iterable[_Union[Poster, _Mapping]]] = ...) -> None: ...
+
+class BeautifyRequest(_message.Message):
+    __slots__ = ("photo", "beauty", "face_index", "add_label", "output_format", "output_quality", "request_id")
+    PHOTO_FIELD_NUMBER: _ClassVar[int]
+    BEAUTY_FIELD_NUMBER: _ClassVar[int]
+    FACE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    ADD_LABEL_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_QUALITY_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    photo: bytes
+    beauty: BeautyOptions
+    face_index: int
+    add_label: bool
+    output_format: ImageFormat
+    output_quality: int
+    request_id: str
+    def __init__(self, photo: _Optional[bytes] = ..., beauty: _Optional[_Union[BeautyOptions, _Mapping]] = ..., face_index: _Optional[int] = ..., add_label: _Optional[bool] = ..., output_format: _Optional[_Union[ImageFormat, str]] = ..., output_quality: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class BeautifyResponse(_message.Message):
+    __slots__ = ("request_id", "image", "format")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    image: bytes
+    format: ImageFormat
+    def __init__(self, request_id: _Optional[str] = ..., image: _Optional[bytes] = ..., format: _Optional[_Union[ImageFormat, str]] = ...) -> None: ...
 
 class ListTemplatesRequest(_message.Message):
     __slots__ = ()

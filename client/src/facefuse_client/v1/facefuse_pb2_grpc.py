@@ -49,6 +49,11 @@ class FaceFusionStub:
                 request_serializer=facefuse__client_dot_v1_dot_facefuse__pb2.ListTemplatesRequest.SerializeToString,
                 response_deserializer=facefuse__client_dot_v1_dot_facefuse__pb2.ListTemplatesResponse.FromString,
                 _registered_method=True)
+        self.Beautify = channel.unary_unary(
+                '/facefuse.v1.FaceFusion/Beautify',
+                request_serializer=facefuse__client_dot_v1_dot_facefuse__pb2.BeautifyRequest.SerializeToString,
+                response_deserializer=facefuse__client_dot_v1_dot_facefuse__pb2.BeautifyResponse.FromString,
+                _registered_method=True)
 
 
 class FaceFusionServicer:
@@ -75,6 +80,14 @@ class FaceFusionServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Beautify(self, request, context):
+        """One photo back with beauty applied to every face (or to one chosen face). The
+        same auth, quotas, deadlines, reasons and AI label as fusion.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FaceFusionServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -92,6 +105,11 @@ def add_FaceFusionServicer_to_server(servicer, server):
                     servicer.ListTemplates,
                     request_deserializer=facefuse__client_dot_v1_dot_facefuse__pb2.ListTemplatesRequest.FromString,
                     response_serializer=facefuse__client_dot_v1_dot_facefuse__pb2.ListTemplatesResponse.SerializeToString,
+            ),
+            'Beautify': grpc.unary_unary_rpc_method_handler(
+                    servicer.Beautify,
+                    request_deserializer=facefuse__client_dot_v1_dot_facefuse__pb2.BeautifyRequest.FromString,
+                    response_serializer=facefuse__client_dot_v1_dot_facefuse__pb2.BeautifyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -175,6 +193,33 @@ class FaceFusion:
             '/facefuse.v1.FaceFusion/ListTemplates',
             facefuse__client_dot_v1_dot_facefuse__pb2.ListTemplatesRequest.SerializeToString,
             facefuse__client_dot_v1_dot_facefuse__pb2.ListTemplatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Beautify(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/facefuse.v1.FaceFusion/Beautify',
+            facefuse__client_dot_v1_dot_facefuse__pb2.BeautifyRequest.SerializeToString,
+            facefuse__client_dot_v1_dot_facefuse__pb2.BeautifyResponse.FromString,
             options,
             channel_credentials,
             insecure,
