@@ -561,8 +561,21 @@ def bench_shedding(
     duration_s: float = typer.Option(30.0, help="Length of each phase."),
     timeout_s: float = typer.Option(1.0, help="Each call's deadline."),
     out_dir: Path = typer.Option(Path("var/bench"), help="Where shedding.json/.md go."),
+    no_backoff: bool = typer.Option(False, "--no-backoff", help="Instead: 32 callers that ignore retry-after against "
+                                    "4 polite ones, server on CPU 0 and load on CPU 1 (shedding-no-backoff.json/.md)."),
+    compare: bool = typer.Option(False, "--compare", help="With --no-backoff: also a gateway that refuses only after "
+                                 "reading the request, for a before/after in one run."),
 ) -> None:
-    """Goodput and rejection latency at a multiple of the sustainable rate."""
+    """Goodput and rejection latency at a multiple of the sustainable rate, or (--no-backoff)
+    under callers that retry at once."""
+    if no_backoff:
+        from facefuse.bench.shedding import run_no_backoff_bench
+
+        try:
+            run_no_backoff_bench(duration_s, timeout_s, out_dir, compare, echo=typer.echo)
+        except RuntimeError as exc:
+            fail(str(exc))
+        return
     from facefuse.bench.shedding import run_shedding_bench
 
     run_shedding_bench(concurrency, overload, duration_s, timeout_s, out_dir, echo=typer.echo)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 from pathlib import Path
 
 import numpy as np
@@ -106,3 +107,28 @@ def test_fuse_queues_photos_before_video_frames_and_serves_a_frame_sent_at_the_l
     fused = triton_client.infer("fuse", inputs, outputs=FUSE_OUTPUTS, priority=VIDEO_FRAME_PRIORITY)
     assert fused.as_numpy("fused_faces").shape == (1, 1, 384, 384, 3)
     assert fused.as_numpy("fused_masks").max() > 0
+
+    # Under contention: a backlog of video frames, then photo calls (no priority given,
+    # as the gateway sends them). Queued in arrival order, the photos would finish behind
+    # the whole backlog; queued by priority, they pass every frame not already running.
+    config = triton_client.get_model_config("fuse", as_json=True)["config"]
+    batch = int(config["max_batch_size"])
+    # Enough frames that, whatever has finished or runs when the photos arrive (at most a
+    # batch per instance, and a batch in the making), many still wait behind them.
+    frames, photos = 8 * batch, 4
+    finished: queue.Queue = queue.Queue()
+
+    def done(tag):
+        return lambda result, error: finished.put((tag, error))
+
+    for _ in range(frames):
+        triton_client.async_infer("fuse", inputs, done("frame"), outputs=FUSE_OUTPUTS, priority=VIDEO_FRAME_PRIORITY)
+    order = [finished.get(timeout=300)]  # the backlog is being worked through: the rest wait in the queue
+    for _ in range(photos):
+        triton_client.async_infer("fuse", inputs, done("photo"), outputs=FUSE_OUTPUTS)
+    order += [finished.get(timeout=300) for _ in range(frames + photos - 1)]
+    assert [error for _, error in order if error is not None] == []
+    tags = [tag for tag, _ in order]
+    last_photo = max(i for i, tag in enumerate(tags) if tag == "photo")
+    # In arrival order at most the frames batched with the photos would finish after them.
+    assert tags[last_photo + 1:].count("frame") >= 2 * batch, tags

@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from facefuse_client import FacefuseClient, InvalidPhotoError, RetryableError
+from facefuse_client import AuthError, FacefuseClient, InvalidPhotoError, RetryableError
 from gateway_helpers import TEMPLATE, gateway_settings
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from prometheus_client.parser import text_string_to_metric_families
@@ -310,10 +310,13 @@ def test_json_logs_carry_request_and_trace_ids_but_never_keys_tokens_or_image_by
                 client.fuse(garbage, TEMPLATE, request_id="log-bad-photo-1")
         with FacefuseClient(target, token=token) as client:
             client.fuse(grace_hopper, TEMPLATE, request_id="log-jwt-1")
-        with FacefuseClient(target, api_key=wrong_key) as client, pytest.raises(Exception):
+        with FacefuseClient(target, api_key=wrong_key) as client, pytest.raises(AuthError):
             client.list_templates()
 
     entries = [json.loads(line) for line in lines]  # every line is one JSON object
+    # The secrets checks below prove something only if the calls carrying them were logged.
+    refusals = [e for e in entries if "ListTemplates UNAUTHENTICATED" in e["message"]]
+    assert len(refusals) == 1, [e["message"] for e in entries]
     by_request = {e.get("request_id"): e for e in entries}
     for request_id, tenant in (("log-ok-1", "tenant-full"), ("log-bad-photo-1", "tenant-full"),
                                ("log-jwt-1", "jwt-tenant")):
