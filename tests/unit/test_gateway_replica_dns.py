@@ -38,7 +38,7 @@ def urls_after_each_refresh(dns: Dns, static: tuple[str, ...] = (), busy: str | 
                         if replica.url == busy:
                             replica.in_flight = 1
                 seen.append([r.url for r in pool.replicas])
-            return seen, [r.url for r in pool._retiring]
+            return seen, [r.url for r in pool.replica_set.retiring]
         finally:
             await pool.close()
 
@@ -72,7 +72,7 @@ def test_a_call_before_any_address_is_known_is_unavailable_not_a_crash():
         pool = TritonPool(["dns:///triton-pods.ns.svc:8001"], hedge_delay_s=1.0, max_inflight_per_replica=4,
                           resolver=Dns())
         try:
-            pool._by_load()
+            pool.admission.order()
         finally:
             await pool.close()
 

@@ -18,7 +18,7 @@ def order_of(setup) -> list[str]:
         pool = TritonPool(["a:1", "b:1", "c:1"], hedge_delay_s=1.0, max_inflight_per_replica=2, cooldown_s=30.0)
         try:
             setup(pool)
-            return [r.url for r in pool._by_load()]
+            return [r.url for r in pool.admission.order()]
         finally:
             await pool.close()
 
