@@ -15,6 +15,10 @@ class ReleaseStateError(ModelAdminError):
     """The command does not fit the current state (no candidate, nothing to roll back to...)."""
 
 
+class NoReleaseState(ReleaseStateError):
+    """The repository has no release state yet (ModelAdmin.ensure_initialised creates it)."""
+
+
 class GateFailed(ModelAdminError):
     """A candidate failed a check before taking traffic; `report` holds every figure."""
 

@@ -20,7 +20,7 @@ from typing import Callable
 
 from facefuse.fileperms import share
 from facefuse.models_admin import gates, versions
-from facefuse.models_admin.errors import GateFailed, ReleaseStateError
+from facefuse.models_admin.errors import GateFailed, NoReleaseState, ReleaseStateError
 from facefuse.models_admin.pinning import apply_state, release_ensemble_dirs
 from facefuse.models_admin.releases import (
     ENSEMBLE_NAMES, Release, ReleaseState, audit, first_state, load_state, now, release_ensemble, release_lock, save_state,
@@ -110,10 +110,24 @@ class ModelAdmin:
         return (ready or found)[-1]
 
     def state(self) -> ReleaseState:
-        """The release state; created on first use from the versions that serve now."""
+        """The release state on disk. Reads only: `ensure_initialised` creates it."""
         state = load_state(self.repository)
-        if state is not None:
-            return state
+        if state is None:
+            raise NoReleaseState(f"{self.repository} has no release state yet; the first `facefuse models publish`, "
+                                 "canary, promote or rollback creates it from the versions Triton serves now")
+        return state
+
+    @_changes_release_state
+    def ensure_initialised(self) -> ReleaseState:
+        """The release state, created on first use (`_initialise`) if there is none yet."""
+        try:
+            return self.state()
+        except NoReleaseState:
+            return self._initialise()
+
+    def _initialise(self) -> ReleaseState:
+        """Release 1 from the versions that serve now: configs pinned to them, models and
+        the release's ensembles loaded, then the state saved and audited."""
         state = first_state({m: self._loaded_version(m) for m in versions.VERSIONED_MODELS
                              if versions.versions(self.repository, m)})
         # Pin everything before any second version can exist: "latest" would pick a candidate.
@@ -152,7 +166,7 @@ class ModelAdmin:
         """A new version as the candidate release, loaded and gated; (release, gate report)."""
         if model not in versions.VERSIONED_MODELS:
             raise ReleaseStateError(f"{model!r} has no versions; publish one of {', '.join(versions.VERSIONED_MODELS)}")
-        state = self.state()
+        state = self.ensure_initialised()
         if state.candidate is not None:
             raise ReleaseStateError(f"release {state.candidate} is already the candidate; promote it or "
                                     "`facefuse models rollback` to discard it first")
@@ -261,7 +275,7 @@ class ModelAdmin:
     # ---- traffic -----------------------------------------------------------------------
     @_changes_release_state
     def canary(self, release: int, percent: float) -> None:
-        state = self.state()
+        state = self.ensure_initialised()
         if state.candidate != release:
             raise ReleaseStateError(f"release {release} is not the candidate (candidate: {state.candidate}); "
                                     "publish it first")
@@ -275,7 +289,7 @@ class ModelAdmin:
 
     @_changes_release_state
     def promote(self, release: int | None = None) -> int:
-        state = self.state()
+        state = self.ensure_initialised()
         release = release if release is not None else state.candidate
         if release is None or release not in (state.candidate, state.previous) or release == state.serving:
             raise ReleaseStateError(f"nothing to promote: the candidate is {state.candidate}, the previous release "
@@ -299,7 +313,7 @@ class ModelAdmin:
     @_changes_release_state
     def rollback(self) -> int:
         """Stop a canary (its candidate is discarded), else serve the previous release again."""
-        state = self.state()
+        state = self.ensure_initialised()
         if state.candidate is not None:
             candidate = state.candidate
             imported = {m: versions.provenance(self.repository, m, v).get("origin") == "import"
