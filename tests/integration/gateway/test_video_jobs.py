@@ -19,10 +19,11 @@ from pathlib import Path
 
 import av
 import cv2
+import grpc
 import numpy as np
 import pytest
 from facefuse_client import AsyncFacefuseClient, FacefuseClient, TemplateNotFoundError
-from facefuse_client.errors import JobNotFoundError
+from facefuse_client.errors import JobNotDoneError, JobNotFoundError
 from gateway_helpers import gateway_settings, target
 from redis_server import redis_server
 
@@ -187,6 +188,19 @@ def test_an_unknown_video_template_is_refused_at_submission(video_gateway, crede
         with pytest.raises(TemplateNotFoundError):
             client.videos.submit(astronaut, "no-such-video")
         assert [t.template_id for t in client.videos.list_templates()] == [TEMPLATE]
+
+
+def test_reading_a_cancelled_jobs_result_is_a_failed_precondition_not_an_invalid_argument(
+        credentials, triton, video_root, astronaut):
+    # No worker: the job is still queued when it is cancelled.
+    with _gateway(credentials, triton, video_root, "cancelled", worker_in_gateway=False) as gateway:
+        with FacefuseClient(target(gateway), api_key=credentials.full_key) as client:
+            job = client.videos.submit(astronaut, TEMPLATE)
+            assert client.videos.cancel(job.job_id).state == "cancelled"
+            with pytest.raises(JobNotDoneError) as refused:
+                client.videos.download(job.job_id)
+    assert (refused.value.code, refused.value.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "JOB_NOT_DONE")
+    assert "cancelled" in refused.value.message
 
 
 def test_an_accepted_job_survives_a_gateway_restart_and_a_cancelled_one_stays_cancelled(
