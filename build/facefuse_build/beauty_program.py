@@ -7,8 +7,8 @@ crops with their 468-point meshes and four strengths (0..100) per request:
   below the hairline, less the eyes, brows, lips and nostrils, and less whatever is not
   skin-coloured or is dark (hair, a beard, glasses); blended in by the strength;
 - brightening: the skin's luma lifted on a midtone curve, darker patches more (so the
-  tone evens out), with R, G and B scaled by one factor per pixel: hue and the
-  colour's proportions stay; the same skin region, reaching down the neck over a short
+  tone evens out), as the same grey added to R, G and B: hue stays exactly and the
+  skin gets fairer, not more saturated; the same skin region, reaching down the neck over a short
   falloff so that no seam appears at the jaw;
 - slimming: the jaw and cheek contour (the lower face oval) pulled toward the face's
   centre line, most at the jaw's corners and nothing at the chin's tip or the ears;
@@ -213,16 +213,16 @@ class BeautyProgram(torch.nn.Module):
         return ab[:, 0:3] * image + ab[:, 3:6]
 
     def brighten(self, image: torch.Tensor, skin: torch.Tensor) -> torch.Tensor:
-        """Lifted image (strength 1), R, G, B scaled alike so hue and proportions stay."""
+        """Lifted image (strength 1): the same grey added to R, G and B, so hue (set by
+        their differences) stays exactly and the chroma does not grow with the luma (a
+        scaled red face turned orange); never past white in any channel."""
         luma = (image * self.rgb_to_ycc[0].view(1, 3, 1, 1)).sum(1, keepdim=True)
         small_luma, small_skin = F.avg_pool2d(luma, MASK_STRIDE), F.avg_pool2d(skin, MASK_STRIDE)
         mean, _ = FuseProgram.weighted_stats(small_luma, small_skin)
         local = F.interpolate(self.box(small_luma * small_skin, 2) / self.box(small_skin, 2).clamp_min(1e-3),
                               size=luma.shape[-2:], mode="bilinear", align_corners=False)
-        lifted = luma + MAX_LIFT * luma * (1 - luma) + MAX_EVENING * (mean - local).clamp_min(0)
-        gain = lifted / luma.clamp_min(1e-3)
-        gain = torch.minimum(gain, 1.0 / image.amax(1, keepdim=True).clamp_min(1e-3)).clamp_min(1.0)
-        return image * gain
+        lift = MAX_LIFT * luma * (1 - luma) + MAX_EVENING * (mean - local).clamp_min(0)
+        return image + torch.minimum(lift, 1 - image.amax(1, keepdim=True)).clamp_min(0)
 
     # ---- warps ------------------------------------------------------------------
     def jaw_field(self, mesh_xy: torch.Tensor, width: torch.Tensor, amount: torch.Tensor, grid: torch.Tensor

@@ -190,6 +190,7 @@ def model_specs(profile: Profile, settings: Settings) -> list[ModelSpec]:
                 "nms_iou": str(s.detector_nms_iou),
                 "min_face_px": str(s.min_face_px),
                 "max_face_outside_fraction": str(s.max_face_outside_fraction),
+                "second_pass_tiles": str(s.detector_second_pass_tiles),
             },
         ),
         ModelSpec(

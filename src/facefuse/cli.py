@@ -420,6 +420,17 @@ def beautify(
     typer.echo(f"wrote {output}")
 
 
+@app.command("beauty-strip")
+def beauty_strip(
+    out: Path = typer.Option(Path("docs/beauty-strip.png"), help="The strip: photo | each effect at 50 | all four at 70."),
+    steps_dir: Path = typer.Option(None, "--steps", help="Also a sheet per photo of every effect at 0, 25, 50, 75, 100."),
+) -> None:
+    """The beauty effects on public-domain package photos, through the embedded Triton."""
+    from facefuse.beauty_strip import make_strips
+
+    make_strips(out, steps_dir, echo=typer.echo)
+
+
 @app.command()
 def video(
     photo: Path = typer.Argument(..., exists=True, dir_okay=False, help="The user's photo."),

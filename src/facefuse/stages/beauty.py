@@ -10,7 +10,7 @@ import numpy as np
 
 from facefuse.contract import FACE_CROP_PX, MAX_FACES
 from facefuse.errors import FaceError, OptionError
-from facefuse.stages.align import AlignedFaces, AlignParams, align_faces, detect
+from facefuse.stages.align import AlignedFaces, AlignParams, DetectBatch, align_faces, detect, detect_in_tiles
 from facefuse.vision.codec import encode_image
 from facefuse.vision.compositing import draw_label, paste_faces
 from facefuse.vision.detection import check_face, choose_main_face, faces_left_to_right
@@ -20,12 +20,15 @@ ALL_FACES = -1
 
 def beauty_faces(
     image: np.ndarray, box_deltas: np.ndarray, face_probs: np.ndarray, keypoint_deltas: np.ndarray,
-    letterbox_scale: float, face_index: int, params: AlignParams,
+    letterbox_scale: float, face_index: int, params: AlignParams, detect_batch: DetectBatch | None = None,
 ) -> AlignedFaces:
     """The photo's usable faces (up to MAX_FACES, numbered left to right), or only face
     `face_index` of them; aligned into the canonical crop. Faces too small or cut off by
-    the border are left alone; when none is usable the main face's refusal is raised."""
+    the border are left alone; when none is usable the main face's refusal is raised.
+    detect_batch: the detector, for align's second pass on tiles when the first finds nothing."""
     detections = detect(box_deltas, face_probs, keypoint_deltas, letterbox_scale, params)
+    if not detections and detect_batch is not None:
+        detections = detect_in_tiles(image, params, detect_batch)
     usable = []
     for detection in faces_left_to_right(detections, MAX_FACES):
         try:
