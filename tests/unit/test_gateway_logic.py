@@ -12,7 +12,7 @@ from facefuse_client.v1 import facefuse_pb2 as pb
 from google.rpc import error_details_pb2, status_pb2
 
 from facefuse.errors import ImageError, OptionError, Reason
-from facefuse.gateway.admission import RefusalLog
+from facefuse.gateway.admission import GATES, RefusalLog
 from facefuse.gateway.auth import Authenticator, Principal, add_key, hash_key
 from facefuse.gateway.errors import RateLimited, Unauthenticated, pushback_ms, status_for
 from facefuse.gateway.quotas import Quotas
@@ -222,3 +222,9 @@ def test_refusal_lines_are_thinned_per_second_and_the_left_out_are_counted():
     now[0] = 101.1
     assert refusals.line("RATE_LIMITED") == 3
     assert refusals.line("RATE_LIMITED") == 0
+
+
+def test_every_facefuse_method_is_gated_before_its_request_is_read():
+    services = [pb.DESCRIPTOR.services_by_name[name] for name in ("FaceFusion", "VideoJobs")]
+    methods = {f"/{service.full_name}/{method.name}" for service in services for method in service.methods}
+    assert methods == set(GATES)  # a new RPC without a gate would be refused only after its photo is read

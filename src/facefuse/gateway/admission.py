@@ -28,6 +28,7 @@ from facefuse_client.v1 import facefuse_pb2
 
 from facefuse.errors import OptionError
 from facefuse.gateway.auth import SCOPE_FUSE, SCOPE_TEMPLATES, Principal
+from facefuse.gateway.beauty import BEAUTIFY_ENSEMBLE
 from facefuse.gateway.errors import GatewayError, status_for
 from facefuse.gateway.observability import CallRecord, GatewayMetrics
 from facefuse.gateway.service import ADMITTED, FaceFusionService
@@ -52,6 +53,7 @@ ANALYSED = ("face_analyze", "face_fuse")
 GATES = {
     f"/{PHOTO_SERVICE}/Fuse": Gate(SCOPE_FUSE, (("face_fusion",), ANALYSED)),
     f"/{PHOTO_SERVICE}/FuseMany": Gate(SCOPE_FUSE, (ANALYSED,)),
+    f"/{PHOTO_SERVICE}/Beautify": Gate(SCOPE_FUSE, ((BEAUTIFY_ENSEMBLE,),)),
     f"/{PHOTO_SERVICE}/ListTemplates": Gate(SCOPE_TEMPLATES),
     f"/{VIDEO_SERVICE}/SubmitVideoJob": Gate(SCOPE_FUSE),
     f"/{VIDEO_SERVICE}/GetVideoJob": Gate(SCOPE_FUSE),

@@ -134,7 +134,7 @@ def test_publish_refuses_callers_without_the_admin_key(stack, versioned, credent
     repository = versioned.model_repository_dir
     # Release state exists whatever ran before (its first use sets it up, with the key),
     # so the refused caller always goes the whole publish path, and must leave it as it was.
-    admin.state()
+    admin.ensure_initialised()
     state_before, versions_before = load_state(repository), versions.versions(repository, "fuse")
     candidate = brighter_fuse(serving_model_path(repository, "fuse"), tmp_path / "brighter.onnx")
     wrong = ModelAdmin(versioned, TritonAdmin(triton.grpc_url, "not-the-key", triton.gateway_key), log=lambda *_: None,
