@@ -23,6 +23,11 @@ with release_lock(Path(sys.argv[1])):
 """
 
 
+class KeyTakingTriton:
+    def check_access(self) -> None:
+        pass
+
+
 def test_a_command_that_changes_the_releases_waits_for_one_already_running(tmp_path):
     save_state(tmp_path, first_state({m: 1 for m in VERSIONED_MODELS}))
     marker = tmp_path / "first-done"
@@ -37,7 +42,7 @@ def test_a_command_that_changes_the_releases_waits_for_one_already_running(tmp_p
             told_to_wait.set()
 
     def promote() -> None:
-        admin = ModelAdmin(Settings(model_repository_dir=tmp_path), admin=None, log=log)
+        admin = ModelAdmin(Settings(model_repository_dir=tmp_path), admin=KeyTakingTriton(), log=log)
         try:
             admin.promote()
         except ReleaseStateError as exc:  # nothing to promote: it ran, after the first command

@@ -49,6 +49,10 @@ def built_profile(repository: Path) -> str:
     return "cpu"
 
 
+# What `facefuse models` runs: each checks the admin key before it changes anything.
+COMMANDS = ("publish", "canary", "promote", "rollback")
+
+
 def _changes_release_state(method):
     """Run the method holding the repository's release lock (releases.release_lock);
     calls it makes to other such methods of the same admin reuse the lock."""
@@ -58,6 +62,10 @@ def _changes_release_state(method):
             return method(self, *args, **kwargs)
         waiting = lambda: self.log("another `facefuse models` command is changing the releases; waiting for it")  # noqa: E731
         with release_lock(self.repository, waiting):
+            if method.__name__ in COMMANDS:
+                # A wrong or missing admin key fails here, before a version is imported
+                # or the state changed: half a publish could not be undone without it.
+                self.admin.check_access()
             self._holds_lock = True
             try:
                 return method(self, *args, **kwargs)

@@ -31,6 +31,11 @@ class TritonAdmin:
                     "server's admin key (`facefuse serve` prints where it comes from)") from None
             raise ModelAdminError(f"Triton at {self.url} could not {what}: {message}") from None
 
+    def check_access(self) -> None:
+        """AdminCredentialError unless Triton takes this admin key (a read of the
+        repository index): a command checks before it changes anything."""
+        self._repository_call("list its model repository", lambda: self.client.get_model_repository_index(headers=self.headers))
+
     def load(self, model: str) -> None:
         """Load, or reload from the repository: the loaded model serves until the new one is ready."""
         self._repository_call(f"load {model}", lambda: self.client.load_model(model, headers=self.headers))

@@ -127,8 +127,6 @@ def face_region(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.abs(a.astype(np.int16) - b.astype(np.int16)).sum(-1) > 6
 
 
-@pytest.mark.xfail(strict=True, reason="models_admin: a publish that Triton refuses (no admin key) leaves its imported "
-                                        "version in the repository; check the key before importing (issue 21, item 7)")
 def test_publish_refuses_callers_without_the_admin_key(stack, versioned, credentials, tmp_path):
     triton, gateway, admin = stack
     repository = versioned.model_repository_dir
