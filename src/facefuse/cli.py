@@ -302,10 +302,10 @@ def gateway_video_worker(
     import logging
 
     from facefuse.gateway.settings import GatewaySettings
-    from facefuse.gateway.result_objects import result_objects
-    from facefuse.gateway.video_service import open_job_store
     from facefuse.gateway.triton import TritonPool
-    from facefuse.gateway.video_worker import VideoWorker
+    from facefuse.jobs.result_objects import result_objects
+    from facefuse.jobs.store import open_job_store
+    from facefuse.jobs.worker import VideoWorker
     from facefuse.video.settings import get_video_settings
     from facefuse.video.templates import VideoTemplateStore
 

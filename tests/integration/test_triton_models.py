@@ -93,7 +93,7 @@ def test_the_server_and_every_stub_run_with_the_malloc_tunables(triton):
 
 def test_fuse_queues_photos_before_video_frames_and_serves_a_frame_sent_at_the_low_level(triton_client, astronaut):
     from facefuse.contract import PHOTO_PRIORITY, PRIORITY_LEVELS, VIDEO_FRAME_PRIORITY
-    from facefuse.gateway.video_worker import FUSE_OUTPUTS, fuse_frame_inputs
+    from facefuse.jobs.worker import FUSE_OUTPUTS, fuse_frame_inputs
     from facefuse.triton_client import ANALYZE_OUTPUTS, analyze_inputs
     from facefuse.video.fusion import VideoOptions
 

@@ -7,8 +7,8 @@ import pytest
 from redis_server import redis_server
 
 from facefuse.errors import FacefuseError, Reason
-from facefuse.gateway.jobs import JobNotFound, JobState
-from facefuse.gateway.jobs_redis import RedisJobStore
+from facefuse.jobs.redis_store import RedisJobStore
+from facefuse.jobs.store import JobNotFound, JobState
 
 KEY = base64.b64decode(base64.b64encode(b"k" * 32))
 PHOTO = b"\xff\xd8\xff" + b"a selfie nobody else may read" * 10

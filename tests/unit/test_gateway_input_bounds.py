@@ -12,7 +12,8 @@ from facefuse_client.v1 import facefuse_pb2 as pb
 from facefuse.errors import OptionError
 from facefuse.gateway.auth import Authenticator, add_key
 from facefuse.gateway.errors import Overloaded, Unauthenticated
-from facefuse.gateway.service import check_request_id, options_from
+from facefuse.gateway.guard import check_request_id
+from facefuse.gateway.service import options_from
 from facefuse.gateway.settings import GatewaySettings
 from facefuse.gateway.triton import TritonPool
 from facefuse.templates import check_template_id

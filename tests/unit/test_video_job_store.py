@@ -10,7 +10,7 @@ import pytest
 
 from facefuse.errors import FacefuseError, Reason
 from facefuse.gateway.errors import status_for
-from facefuse.gateway.jobs import JobNotFound, JobState, JobStore, SealBroken, load_key
+from facefuse.jobs.store import JobNotFound, JobState, JobStore, SealBroken, load_key
 
 PHOTO = b"\xff\xd8\xff" + b"a selfie nobody else may read" * 10
 VIDEO = b"\x00\x00\x00\x18ftypisom" + b"fused frames" * 100
@@ -212,7 +212,7 @@ def test_the_generated_key_file_is_private(tmp_path):
 CLOSE_WHILE_READING = """
 import sqlite3, sys, threading
 from pathlib import Path
-from facefuse.gateway.jobs import JobStore, load_key
+from facefuse.jobs.store import JobStore, load_key
 
 folder = Path(sys.argv[1])
 for round in range(20):

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from facefuse.gateway.video_worker import TritonFrameFuser
+from facefuse.jobs.worker import TritonFrameFuser
 from facefuse.video.fusion import VideoOptions
 from facefuse.video.settings import VideoSettings
 

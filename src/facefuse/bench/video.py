@@ -28,7 +28,7 @@ import numpy as np
 from facefuse import samples
 from facefuse.bench.photo import _server_cpu_ms
 from facefuse.gateway.triton import TritonPool
-from facefuse.gateway.video_worker import TritonFrameFuser
+from facefuse.jobs.worker import TritonFrameFuser
 from facefuse.models_admin.releases import serving_model_path
 from facefuse.settings import get_settings
 from facefuse.triton_client import ANALYZE_OUTPUTS, analyze_inputs, instance_counts

@@ -31,7 +31,8 @@ from facefuse.gateway.auth import SCOPE_FUSE, SCOPE_TEMPLATES, Principal
 from facefuse.gateway.beauty import BEAUTIFY_ENSEMBLE
 from facefuse.gateway.errors import GatewayError, status_for
 from facefuse.gateway.observability import CallRecord, GatewayMetrics
-from facefuse.gateway.service import ADMITTED, FaceFusionService
+from facefuse.gateway.guard import ADMITTED
+from facefuse.gateway.service import FaceFusionService
 
 log = logging.getLogger("facefuse.gateway")
 

@@ -25,10 +25,8 @@ import jwt
 
 from facefuse.gateway.errors import PermissionDenied, Unauthenticated
 from facefuse.gateway.settings import GatewaySettings
+from facefuse.scopes import SCOPE_FUSE, SCOPE_TEMPLATES, SCOPES  # noqa: F401 - the gateway's names for them
 
-SCOPE_FUSE = "fuse"
-SCOPE_TEMPLATES = "templates:read"
-SCOPES = (SCOPE_FUSE, SCOPE_TEMPLATES)
 API_KEY_HEADER = "x-api-key"
 AUTHORIZATION_HEADER = "authorization"
 # Key ids and tenants appear in logs and messages: short, no spaces or control characters.

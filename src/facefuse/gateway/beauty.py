@@ -6,10 +6,12 @@ from facefuse_client.v1 import facefuse_pb2 as pb
 
 from facefuse import contract
 from facefuse.errors import OptionError
-from facefuse.gateway.auth import SCOPE_FUSE, Principal
+from facefuse.gateway.auth import SCOPE_FUSE
+from facefuse.gateway.guard import Call
 from facefuse.stages.beauty import ALL_FACES
 from facefuse.triton_client import PHOTO_OUTPUT, FuseOptions, beautify_inputs
 from facefuse.vision.beauty import BeautyOptions
+from facefuse.vision.codec import check_photo
 
 BEAUTIFY_ENSEMBLE = "face_beautify"
 FORMATS = {"jpeg": pb.JPEG, "png": pb.PNG, "webp": pb.WEBP}
@@ -35,11 +37,11 @@ class BeautifyCalls:
     is not versioned by model releases (it holds no fusion model), so it is called by name."""
 
     async def Beautify(self, request: pb.BeautifyRequest, context) -> pb.BeautifyResponse:
-        from facefuse.gateway.service import _output_format, check_photo  # the module that imports this one
+        from facefuse.gateway.service import _output_format  # the module that imports this one
 
         deadline = self._deadline(context)
 
-        async def work(principal: Principal, request_id: str) -> pb.BeautifyResponse:
+        async def work(call: Call) -> pb.BeautifyResponse:
             defaults = FuseOptions()
             options = FuseOptions(
                 add_label=request.add_label if request.HasField("add_label") else defaults.add_label,
@@ -56,6 +58,6 @@ class BeautifyCalls:
                 result = await self.triton.infer(BEAUTIFY_ENSEMBLE, inputs, PHOTO_OUTPUT, deadline,
                                                  service=self._latency(BEAUTIFY_ENSEMBLE))
             image = bytes(result.as_numpy("photo").reshape(-1)[0])
-            return pb.BeautifyResponse(request_id=request_id, image=image, format=FORMATS[options.output_format])
+            return pb.BeautifyResponse(request_id=call.request_id, image=image, format=FORMATS[options.output_format])
 
-        return await self._guard(context, SCOPE_FUSE, "Beautify", request.request_id, work)
+        return await self.guard(context, SCOPE_FUSE, "Beautify", request.request_id, work)

@@ -10,7 +10,6 @@ Without a state file (nothing ever published) calls go to the plain ensembles.
 
 from __future__ import annotations
 
-import contextvars
 import json
 import logging
 import random
@@ -22,8 +21,6 @@ from facefuse.models_admin.releases import ReleaseState, release_ensemble
 
 log = logging.getLogger("facefuse.gateway")
 
-# The release the current call was routed to (None: the plain ensembles).
-CURRENT_RELEASE: contextvars.ContextVar[int | None] = contextvars.ContextVar("facefuse_release", default=None)
 RELEASE_HEADER = "facefuse-release"
 
 

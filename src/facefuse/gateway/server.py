@@ -26,8 +26,12 @@ from facefuse.gateway.observability import Observability
 from facefuse.gateway.service import FaceFusionService
 from facefuse.gateway.settings import GatewaySettings
 from facefuse.gateway.triton import TritonPool
-from facefuse.gateway.video_service import video_jobs
-from facefuse.video.settings import VideoSettings
+from facefuse.jobs.result_objects import result_objects
+from facefuse.jobs.service import VideoJobsService
+from facefuse.jobs.store import open_job_store
+from facefuse.jobs.worker import VideoWorker
+from facefuse.video.settings import VideoSettings, get_video_settings
+from facefuse.video.templates import VideoTemplateStore
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
     """uvloop where installed (less event-loop overhead per call), else asyncio's."""
@@ -44,6 +48,28 @@ VIDEO_SERVICE_NAME = facefuse_pb2.DESCRIPTOR.services_by_name["VideoJobs"].full_
 
 class GatewayBindError(RuntimeError):
     """The gateway cannot listen where it was told to."""
+
+
+@contextlib.asynccontextmanager
+async def video_jobs(server, photos: FaceFusionService, triton: TritonPool, settings: VideoSettings | None = None):
+    """Adds VideoJobs (facefuse.jobs) to a gRPC server (before it starts), guarded by the
+    photo service's call guard, and runs a worker on `triton` beside it when
+    settings.worker_in_gateway; yields the service (its worker as `.worker`)."""
+    settings = settings or get_video_settings()
+    store = open_job_store(settings)
+    templates = VideoTemplateStore(settings.template_dir)
+    results = result_objects(settings)
+    service = VideoJobsService(photos.guard, store, templates, settings, photos.settings.max_image_bytes, results)
+    add_service(service, server, "VideoJobs")  # malformed bodies: INVALID_ARGUMENT, not UNKNOWN
+    service.worker = VideoWorker(store, triton, templates, settings, results=results) if settings.worker_in_gateway else None
+    task = asyncio.ensure_future(service.worker.run()) if service.worker else None
+    try:
+        yield service
+    finally:
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        store.close()
 
 
 @contextlib.asynccontextmanager

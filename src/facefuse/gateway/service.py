@@ -3,26 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import re
 import time
-import uuid
-from contextvars import ContextVar
 
 import numpy as np
 from facefuse_client.v1 import facefuse_pb2 as pb
 from facefuse_client.v1 import facefuse_pb2_grpc as pb_grpc
 
 from facefuse import contract
-from facefuse.errors import FacefuseError, ImageError, OptionError, Reason, TemplateError
-from facefuse.gateway.auth import SCOPE_FUSE, SCOPE_TEMPLATES, Authenticator, Principal
+from facefuse.errors import OptionError, Reason, TemplateError
+from facefuse.gateway.auth import SCOPE_FUSE, SCOPE_TEMPLATES, Authenticator
 from facefuse.gateway.beauty import BeautifyCalls, beauty_from
-from facefuse.gateway.errors import DeadlineExceeded, GatewayError, Overloaded, status_for
+from facefuse.gateway.errors import DeadlineExceeded, Overloaded
+from facefuse.gateway.guard import Call, CallGuard
 from facefuse.gateway.latency import LatencyWindow
-from facefuse.gateway.observability import note_call
 from facefuse.gateway.quotas import Quotas
-from facefuse.gateway.routing import CURRENT_RELEASE, RELEASE_HEADER, ReleaseRouter
+from facefuse.gateway.routing import ReleaseRouter
 from facefuse.gateway.settings import GatewaySettings
 from facefuse.gateway.triton import TritonPool
 from facefuse.templates import TemplateStore, check_template_id
@@ -30,42 +26,12 @@ from facefuse.triton_client import (
     ANALYZE_OUTPUTS, FUSION_OUTPUTS, POSTER_OUTPUT, FuseOptions, analyze_inputs, fusion_inputs, option_inputs,
     poster_bytes, user_face_inputs, user_verdict,
 )
-from facefuse.vision.codec import SUPPORTED_FORMATS, sniff_format
+from facefuse.vision.codec import check_photo
 
 log = logging.getLogger("facefuse.gateway")
 
 TEMPLATE_INFO_TTL_S = 1.0
 FORMAT_NAMES = {pb.IMAGE_FORMAT_UNSPECIFIED: "jpeg", pb.JPEG: "jpeg", pb.PNG: "png", pb.WEBP: "webp"}
-# Echoed back and logged: short, and no characters that could forge a log line.
-REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-# The principal of a call the admission interceptor already authenticated and admitted.
-ADMITTED: ContextVar[Principal | None] = ContextVar("facefuse_gateway_admitted", default=None)
-
-
-def check_request_id(request_id: str) -> str:
-    """The caller's id, or a new one when none was sent."""
-    if not request_id:
-        return uuid.uuid4().hex
-    if not REQUEST_ID_PATTERN.match(request_id):
-        raise OptionError(f"request_id of {len(request_id)} characters is invalid; use 1-128 characters of "
-                          "A-Z, a-z, 0-9, '.', '_', ':' and '-'")
-    return request_id
-
-
-def check_photo(photo: bytes, max_bytes: int, what: str = "photo") -> None:
-    """Size and magic bytes only: the gateway never decodes pixels."""
-    if not photo:
-        raise ImageError(f"the {what} is empty (0 bytes)")
-    if len(photo) > max_bytes:
-        raise ImageError(f"the {what} is {len(photo)} bytes; at most {max_bytes} are accepted", Reason.IMAGE_TOO_LARGE)
-    fmt = sniff_format(photo)
-    if fmt is None:
-        raise ImageError(f"the {what}'s bytes are not a JPEG, PNG, WEBP or BMP image (first bytes {photo[:8]!r})")
-    if fmt not in SUPPORTED_FORMATS:
-        raise ImageError(f"{what} format {fmt} is not supported; send JPEG, PNG, WEBP or BMP",
-                         Reason.IMAGE_FORMAT_UNSUPPORTED)
-
-
 async def gather_or_cancel(*coroutines):
     """Results in order; the first failure cancels the rest and is raised as itself."""
     tasks = [asyncio.ensure_future(c) for c in coroutines]
@@ -104,6 +70,8 @@ class FaceFusionService(BeautifyCalls, pb_grpc.FaceFusionServicer):
         self.store = TemplateStore(settings.template_dir)
         self._face_counts: dict[str, tuple[int, float]] = {}
         self.router = ReleaseRouter(settings.releases_file)
+        # One guard for every RPC of the gateway; VideoJobs gets this one too (server.video_jobs).
+        self.guard = CallGuard(self.auth, self.quotas, self.router)
         self._latencies: dict[str, LatencyWindow] = {}  # recent Triton calls per model
 
     # ---- plumbing ------------------------------------------------------------------
@@ -114,46 +82,6 @@ class FaceFusionService(BeautifyCalls, pb_grpc.FaceFusionServicer):
         else:
             remaining -= self.settings.deadline_margin_ms / 1000
         return time.monotonic() + min(remaining, self.settings.max_timeout_s)
-
-    async def _guard(self, context, scope: str, method: str, request_id: str, work):
-        """Authenticate, admit, run; any failure becomes a status with its reason.
-
-        Behind the admission interceptor (facefuse.gateway.admission) the caller was
-        authenticated and admitted before its request was read: its principal is in
-        ADMITTED. work(principal, request_id) gets the checked request id (see
-        check_request_id)."""
-        started = time.perf_counter()
-        principal: Principal | None = None
-        raw_request_id, request_id = request_id, "-"
-        try:
-            principal = ADMITTED.get()
-            if principal is None:  # not seen by the admission interceptor (a server built without it)
-                principal = self.auth.authenticate(context.invocation_metadata() or ())
-                principal.require(scope)
-                quota = self.quotas.admit(principal)
-            else:
-                quota = contextlib.nullcontext()  # the interceptor holds the call's place
-            note_call(tenant=principal.tenant)
-            request_id = check_request_id(raw_request_id)
-            note_call(request_id=request_id)
-            with quota:
-                release = self.router.choose()
-                CURRENT_RELEASE.set(release)  # every Triton call of this request goes to one release
-                result = await work(principal, request_id)
-            if release is not None:
-                context.set_trailing_metadata(((RELEASE_HEADER, str(release)),))
-            log.info("%s ok tenant=%s request=%s %.1f ms", method, principal.tenant, request_id,
-                     (time.perf_counter() - started) * 1000)
-            return result
-        except FacefuseError as error:
-            log.info("%s %s tenant=%s request=%s %.1f ms", method, error.reason.value,
-                     principal.tenant if principal else "-", request_id, (time.perf_counter() - started) * 1000)
-            await context.abort_with_status(status_for(error, context.time_remaining()))
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # noqa: BLE001 - the caller gets INTERNAL, the log gets the trace
-            log.exception("%s failed request=%s", method, request_id)
-            await context.abort_with_status(status_for(GatewayError("internal error", Reason.INTERNAL)))
 
     def _template_faces(self, template_id: str) -> int:
         """Faces of a template, from its info file; cached for a second, so a new or
@@ -227,22 +155,24 @@ class FaceFusionService(BeautifyCalls, pb_grpc.FaceFusionServicer):
                 retry_after_s=self.settings.overloaded_retry_after_s,
             )
 
-    async def _infer(self, model: str, inputs, outputs, deadline: float):
+    async def _infer(self, model: str, inputs, outputs, deadline: float, release: int | None):
+        """release: the call's (Call.release); every Triton call of one request goes to it."""
         # The window learns Triton's answer time only (not the gateway's queue): the floor
         # and the queue's drop rule are about service time.
-        return await self.triton.infer(self.router.model(model, CURRENT_RELEASE.get()), inputs, outputs, deadline,
+        return await self.triton.infer(self.router.model(model, release), inputs, outputs, deadline,
                                        service=self._latency(model))
 
-    async def _analyze(self, photo: bytes, deadline: float) -> tuple[np.ndarray, np.ndarray, tuple[float, list[str]]]:
+    async def _analyze(self, photo: bytes, deadline: float,
+                       release: int | None) -> tuple[np.ndarray, np.ndarray, tuple[float, list[str]]]:
         """The photo's face, its mesh and the verdict on it (quality, warnings)."""
-        result = await self._infer("face_analyze", analyze_inputs(photo), ANALYZE_OUTPUTS, deadline)
+        result = await self._infer("face_analyze", analyze_inputs(photo), ANALYZE_OUTPUTS, deadline, release)
         return result.as_numpy("user_faces")[0], result.as_numpy("user_meshes")[0], user_verdict(result)
 
     async def _fuse_analyzed(self, user_inputs: list, template_id: str, indices, options: FuseOptions,
-                             deadline: float) -> bytes:
+                             deadline: float, release: int | None) -> bytes:
         """user_inputs: user_face_inputs(), shared by every template of a call."""
         result = await self._infer("face_fuse", [*user_inputs, *option_inputs(template_id, indices, options)],
-                                   POSTER_OUTPUT, deadline)
+                                   POSTER_OUTPUT, deadline, release)
         return poster_bytes(result)
 
     @staticmethod
@@ -255,11 +185,11 @@ class FaceFusionService(BeautifyCalls, pb_grpc.FaceFusionServicer):
     async def Fuse(self, request: pb.FuseRequest, context) -> pb.FuseResponse:
         deadline = self._deadline(context)
 
-        async def work(principal: Principal, request_id: str) -> pb.FuseResponse:
+        async def work(call: Call) -> pb.FuseResponse:
             options = options_from(request.options)
             face_count = self._template_faces(request.template_id)
             if request.faces:
-                image, verdict = await self._fuse_mapped(request, face_count, options, deadline)
+                image, verdict = await self._fuse_mapped(request, face_count, options, deadline, call.release)
             else:
                 check_photo(request.photo, self.settings.max_image_bytes)
                 if not 0 <= request.template_face_index < face_count:
@@ -271,14 +201,15 @@ class FaceFusionService(BeautifyCalls, pb_grpc.FaceFusionServicer):
                 self._check_deadline(("face_fusion",), deadline, calls=1)
                 inputs = fusion_inputs(request.photo, request.template_id, request.template_face_index, options)
                 with self.triton.reserve(1):
-                    result = await self._infer("face_fusion", inputs, FUSION_OUTPUTS, deadline)
+                    result = await self._infer("face_fusion", inputs, FUSION_OUTPUTS, deadline, call.release)
                 image, verdict = poster_bytes(result), user_verdict(result)
-            return pb.FuseResponse(request_id=request_id, poster=self._poster(request.template_id, image, options, verdict))
+            return pb.FuseResponse(request_id=call.request_id,
+                                   poster=self._poster(request.template_id, image, options, verdict))
 
-        return await self._guard(context, SCOPE_FUSE, "Fuse", request.request_id, work)
+        return await self.guard(context, SCOPE_FUSE, "Fuse", request.request_id, work)
 
     async def _fuse_mapped(self, request: pb.FuseRequest, face_count: int, options: FuseOptions,
-                           deadline: float) -> tuple[bytes, tuple[float, list[str]]]:
+                           deadline: float, release: int | None) -> tuple[bytes, tuple[float, list[str]]]:
         """Multi-face: each photo analysed once (concurrently), then one face_fuse with K faces.
         The poster's quality is its weakest photo's; its warnings, all of theirs."""
         mappings = list(request.faces)
@@ -297,19 +228,19 @@ class FaceFusionService(BeautifyCalls, pb_grpc.FaceFusionServicer):
             check_photo(mapping.photo, self.settings.max_image_bytes, f"photo {number}")
         self._check_deadline(("face_analyze", "face_fuse"), deadline, calls=len(mappings) + 1)
         with self.triton.reserve(len(mappings) + 1):  # every analysis and the fuse, before any of them
-            analysed = await gather_or_cancel(*[self._analyze(m.photo, deadline) for m in mappings])
+            analysed = await gather_or_cancel(*[self._analyze(m.photo, deadline, release) for m in mappings])
             faces = np.concatenate([f for f, _, _ in analysed])
             meshes = np.concatenate([m for _, m, _ in analysed])
             verdict = (min(q for _, _, (q, _) in analysed),
                        list(dict.fromkeys(w for _, _, (_, ws) in analysed for w in ws)))
             image = await self._fuse_analyzed(user_face_inputs(faces, meshes), request.template_id, indices, options,
-                                              deadline)
+                                              deadline, release)
         return image, verdict
 
     async def FuseMany(self, request: pb.FuseManyRequest, context) -> pb.FuseManyResponse:
         deadline = self._deadline(context)
 
-        async def work(principal: Principal, request_id: str) -> pb.FuseManyResponse:
+        async def work(call: Call) -> pb.FuseManyResponse:
             options = options_from(request.options)
             templates = list(request.template_ids)
             if not 1 <= len(templates) <= self.settings.max_templates_per_call:
@@ -319,16 +250,16 @@ class FaceFusionService(BeautifyCalls, pb_grpc.FaceFusionServicer):
             check_photo(request.photo, self.settings.max_image_bytes)
             self._check_deadline(("face_analyze", "face_fuse"), deadline, calls=1 + len(templates))
             with self.triton.reserve(1 + len(templates)):  # the analysis and every template, before any work
-                faces, meshes, verdict = await self._analyze(request.photo, deadline)
+                faces, meshes, verdict = await self._analyze(request.photo, deadline, call.release)
                 user_inputs = user_face_inputs(faces, meshes)
                 images = await gather_or_cancel(
-                    *[self._fuse_analyzed(user_inputs, t, [0], options, deadline) for t in templates]
+                    *[self._fuse_analyzed(user_inputs, t, [0], options, deadline, call.release) for t in templates]
                 )
             return pb.FuseManyResponse(
-                request_id=request_id, posters=[self._poster(t, i, options, verdict) for t, i in zip(templates, images)]
+                request_id=call.request_id, posters=[self._poster(t, i, options, verdict) for t, i in zip(templates, images)]
             )
 
-        return await self._guard(context, SCOPE_FUSE, "FuseMany", request.request_id, work)
+        return await self.guard(context, SCOPE_FUSE, "FuseMany", request.request_id, work)
 
     def _template_infos(self) -> list[dict]:
         """Every readable template; a damaged one is logged and left out, not fatal to the list."""
@@ -342,7 +273,7 @@ class FaceFusionService(BeautifyCalls, pb_grpc.FaceFusionServicer):
         return infos
 
     async def ListTemplates(self, request: pb.ListTemplatesRequest, context) -> pb.ListTemplatesResponse:
-        async def work(principal: Principal, request_id: str) -> pb.ListTemplatesResponse:
+        async def work(call: Call) -> pb.ListTemplatesResponse:
             infos = self._template_infos()
             return pb.ListTemplatesResponse(templates=[
                 pb.TemplateInfo(template_id=i["template_id"], version=i["version"], face_count=i["face_count"],
@@ -350,4 +281,4 @@ class FaceFusionService(BeautifyCalls, pb_grpc.FaceFusionServicer):
                 for i in infos
             ])
 
-        return await self._guard(context, SCOPE_TEMPLATES, "ListTemplates", "", work)
+        return await self.guard(context, SCOPE_TEMPLATES, "ListTemplates", "", work)

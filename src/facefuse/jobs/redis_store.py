@@ -1,6 +1,6 @@
 """Video jobs on Redis Streams: one queue shared by gateways and workers on many machines.
 
-The same contract as the embedded store (facefuse.gateway.jobs.JobStore), on Redis:
+The same contract as the embedded store (facefuse.jobs.store.JobStore), on Redis:
 - each job is a hash (`<prefix>job:<id>`): state, tenant, options, the encrypted photo;
 - the queue is a stream (`<prefix>queue`) read by the consumer group `workers`: a
   worker takes an entry with XREADGROUP, its lease is the entry's pending idle time
@@ -22,7 +22,7 @@ import redis
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from facefuse.errors import FacefuseError, Reason
-from facefuse.gateway.jobs import (
+from facefuse.jobs.store import (
     THROUGHPUT_SMOOTHING, ClaimedJob, Job, JobNotDone, JobNotFound, JobState, new_job_id, seal, unseal,
 )
 

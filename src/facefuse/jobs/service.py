@@ -1,32 +1,43 @@
 """facefuse.v1.VideoJobs: submit, poll, cancel and read fused-video jobs.
 
-The gateway checks what is cheap (auth, photo bytes, template id, options), stores the
-job and answers with its id; the work happens in a VideoWorker (facefuse.gateway.
-video_worker), in this process or another one on the same machine sharing the store.
+The service checks what is cheap (photo bytes, template id, options), stores the job
+and answers with its id; the work happens in a VideoWorker (facefuse.jobs.worker), in
+this process or another one sharing the store. Auth, quotas, the release and the
+mapping of errors to statuses are the gateway's call guard's, which the gateway hands
+in (facefuse.gateway.server.video_jobs), as FaceFusion uses it: one place for each.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import json
+from typing import Any, Awaitable, Callable, Protocol, TypeVar
 
 from facefuse_client.v1 import facefuse_pb2 as pb
 from facefuse_client.v1 import facefuse_pb2_grpc as pb_grpc
 
 from facefuse.errors import TemplateError
-from facefuse.gateway.auth import SCOPE_FUSE, SCOPE_TEMPLATES, Principal
-from facefuse.gateway.handlers import add_service
-from facefuse.gateway.jobs import Job, JobState, JobStore, load_key
-from facefuse.gateway.result_objects import ResultObjects, result_objects
-from facefuse.gateway.service import FaceFusionService, check_photo
-from facefuse.gateway.triton import TritonPool
-from facefuse.gateway.video_worker import VideoWorker
+from facefuse.jobs.result_objects import ResultObjects
+from facefuse.jobs.store import Job, JobState, JobStore
+from facefuse.jobs.worker import VideoWorker
+from facefuse.scopes import SCOPE_FUSE, SCOPE_TEMPLATES
 from facefuse.templates import check_template_id
 from facefuse.video.fusion import VideoOptions
-from facefuse.video.settings import VideoSettings, get_video_settings
+from facefuse.video.settings import VideoSettings
 from facefuse.video.templates import VideoTemplateStore
+from facefuse.vision.codec import check_photo
+
+T = TypeVar("T")
+
+
+class Guard(Protocol):
+    """The gateway's call guard (facefuse.gateway.guard.CallGuard): authenticates and
+    admits the caller for `scope`, runs work(call) and turns failures into statuses.
+    `call.call.principal.tenant` is the caller's tenant."""
+
+    async def __call__(self, context, scope: str, method: str, request_id: str,
+                       work: Callable[[Any], Awaitable[T]]) -> T: ...
 
 STATES = {
     JobState.QUEUED: pb.VIDEO_JOB_QUEUED, JobState.RUNNING: pb.VIDEO_JOB_RUNNING, JobState.DONE: pb.VIDEO_JOB_DONE,
@@ -66,53 +77,54 @@ def job_message(job: Job, results: ResultObjects | None = None) -> pb.VideoJob:
 
 
 class VideoJobsService(pb_grpc.VideoJobsServicer):
-    def __init__(self, photos: FaceFusionService, store: JobStore, templates: VideoTemplateStore,
-                 settings: VideoSettings, results: ResultObjects | None = None):
-        # Auth, quotas and error mapping are the photo service's: one place for each.
-        self.photos, self.store, self.templates, self.settings = photos, store, templates, settings
-        self.results = results
+    def __init__(self, guard: Guard, store: JobStore, templates: VideoTemplateStore, settings: VideoSettings,
+                 max_image_bytes: int, results: ResultObjects | None = None):
+        """max_image_bytes: the photo limit, the gateway's as for its photo calls."""
+        self.guard, self.store, self.templates, self.settings = guard, store, templates, settings
+        self.max_image_bytes, self.results = max_image_bytes, results
         self.worker: VideoWorker | None = None
 
     async def SubmitVideoJob(self, request: pb.SubmitVideoJobRequest, context) -> pb.VideoJob:
-        async def work(principal: Principal, _request_id: str) -> pb.VideoJob:
+        async def work(call) -> pb.VideoJob:
             options = video_options_from(request.options)
             check_template_id(request.template_id)
             try:
                 info = self.templates.info(request.template_id)
             except OSError:
                 raise TemplateError(f"video template {request.template_id!r} is not registered") from None
-            check_photo(request.photo, self.photos.settings.max_image_bytes)
+            check_photo(request.photo, self.max_image_bytes)
             # SQLite commits with an fsync: off the event loop, which photo calls share.
             job = await asyncio.to_thread(
-                self.store.submit, principal.tenant, request.template_id, json.dumps(dataclasses.asdict(options)),
+                self.store.submit, call.principal.tenant, request.template_id, json.dumps(dataclasses.asdict(options)),
                 request.photo, int(info["frame_count"]), self.settings.max_queued_jobs_per_tenant,
             )
             return job_message(job)
 
-        return await self.photos._guard(context, SCOPE_FUSE, "SubmitVideoJob", "-", work)
+        return await self.guard(context, SCOPE_FUSE, "SubmitVideoJob", "-", work)
 
     async def GetVideoJob(self, request: pb.GetVideoJobRequest, context) -> pb.VideoJob:
-        async def work(principal: Principal, _request_id: str) -> pb.VideoJob:
-            return job_message(await asyncio.to_thread(self.store.get, request.job_id, principal.tenant), self.results)
+        async def work(call) -> pb.VideoJob:
+            job = await asyncio.to_thread(self.store.get, request.job_id, call.principal.tenant)
+            return job_message(job, self.results)
 
-        return await self.photos._guard(context, SCOPE_FUSE, "GetVideoJob", request.job_id, work)
+        return await self.guard(context, SCOPE_FUSE, "GetVideoJob", request.job_id, work)
 
     async def CancelVideoJob(self, request: pb.CancelVideoJobRequest, context) -> pb.VideoJob:
-        async def work(principal: Principal, _request_id: str) -> pb.VideoJob:
-            return job_message(await asyncio.to_thread(self.store.cancel, request.job_id, principal.tenant))
+        async def work(call) -> pb.VideoJob:
+            return job_message(await asyncio.to_thread(self.store.cancel, request.job_id, call.principal.tenant))
 
-        return await self.photos._guard(context, SCOPE_FUSE, "CancelVideoJob", request.job_id, work)
+        return await self.guard(context, SCOPE_FUSE, "CancelVideoJob", request.job_id, work)
 
     async def ReadVideoResult(self, request: pb.ReadVideoResultRequest, context):
-        async def work(principal: Principal, _request_id: str) -> bytes:
-            return await asyncio.to_thread(self.store.result, request.job_id, principal.tenant)
+        async def work(call) -> bytes:
+            return await asyncio.to_thread(self.store.result, request.job_id, call.principal.tenant)
 
-        video = await self.photos._guard(context, SCOPE_FUSE, "ReadVideoResult", request.job_id, work)
+        video = await self.guard(context, SCOPE_FUSE, "ReadVideoResult", request.job_id, work)
         for start in range(0, len(video), RESULT_CHUNK_BYTES):
             yield pb.VideoChunk(data=video[start:start + RESULT_CHUNK_BYTES])
 
     async def ListVideoTemplates(self, request: pb.ListVideoTemplatesRequest, context) -> pb.ListVideoTemplatesResponse:
-        async def work(principal: Principal, _request_id: str) -> pb.ListVideoTemplatesResponse:
+        async def work(call) -> pb.ListVideoTemplatesResponse:
             infos = [self.templates.info(t) for t in self.templates.ids()]
             return pb.ListVideoTemplatesResponse(templates=[
                 pb.VideoTemplateInfo(template_id=i["template_id"], version=i["version"], width=i["width"],
@@ -121,38 +133,4 @@ class VideoJobsService(pb_grpc.VideoJobsServicer):
                 for i in infos
             ])
 
-        return await self.photos._guard(context, SCOPE_TEMPLATES, "ListVideoTemplates", "-", work)
-
-
-def open_job_store(settings: VideoSettings) -> JobStore:
-    """Redis Streams where settings.redis_url is set (many machines), else embedded SQLite."""
-    if settings.redis_url and not settings.result_key_b64:
-        raise ValueError("FACEFUSE_VIDEO_REDIS_URL needs FACEFUSE_VIDEO_RESULT_KEY_B64: every machine must hold "
-                         "the same key to read the photos and results it shares")
-    key = load_key(settings.result_key_b64.get_secret_value() if settings.result_key_b64 else None, settings.jobs_dir)
-    if settings.redis_url:
-        from facefuse.gateway.jobs_redis import RedisJobStore
-
-        return RedisJobStore(settings.redis_url, key, settings.result_ttl_s, settings.lease_s)
-    return JobStore(settings.jobs_dir, key, settings.result_ttl_s, settings.lease_s)
-
-
-@contextlib.asynccontextmanager
-async def video_jobs(server, photos: FaceFusionService, triton: TritonPool, settings: VideoSettings | None = None):
-    """Adds VideoJobs to a gRPC server (before it starts) and runs a worker beside it
-    when settings.worker_in_gateway; yields the service (its worker as `.worker`)."""
-    settings = settings or get_video_settings()
-    store = open_job_store(settings)
-    templates = VideoTemplateStore(settings.template_dir)
-    results = result_objects(settings)
-    service = VideoJobsService(photos, store, templates, settings, results)
-    add_service(service, server, "VideoJobs")  # malformed bodies: INVALID_ARGUMENT, not UNKNOWN
-    service.worker = VideoWorker(store, triton, templates, settings, results=results) if settings.worker_in_gateway else None
-    task = asyncio.ensure_future(service.worker.run()) if service.worker else None
-    try:
-        yield service
-    finally:
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-        store.close()
+        return await self.guard(context, SCOPE_TEMPLATES, "ListVideoTemplates", "-", work)

@@ -31,6 +31,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from facefuse.errors import FacefuseError, Reason
+from facefuse.video.settings import VideoSettings
 
 NONCE_BYTES = 12
 KEY_FILE_NAME = "result.key"
@@ -390,3 +391,16 @@ class JobStore:
             self._write("UPDATE jobs SET state = 'expired', result_file = NULL, photo = NULL WHERE job_id = ?",
                           (job_id,))
         return len(rows)
+
+
+def open_job_store(settings: VideoSettings) -> JobStore:
+    """Redis Streams where settings.redis_url is set (many machines), else embedded SQLite."""
+    if settings.redis_url and not settings.result_key_b64:
+        raise ValueError("FACEFUSE_VIDEO_REDIS_URL needs FACEFUSE_VIDEO_RESULT_KEY_B64: every machine must hold "
+                         "the same key to read the photos and results it shares")
+    key = load_key(settings.result_key_b64.get_secret_value() if settings.result_key_b64 else None, settings.jobs_dir)
+    if settings.redis_url:
+        from facefuse.jobs.redis_store import RedisJobStore  # redis-py only where it is used
+
+        return RedisJobStore(settings.redis_url, key, settings.result_ttl_s, settings.lease_s)
+    return JobStore(settings.jobs_dir, key, settings.result_ttl_s, settings.lease_s)

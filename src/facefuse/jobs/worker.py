@@ -12,6 +12,9 @@ job keeps at most `frames_in_flight` fuse calls in Triton's queues, and before s
 more it waits (up to `photo_priority_max_wait_s`) while photo calls are in flight, so
 a poster request waits behind the frames already executing at most, never behind a
 whole video.
+
+The event loop is shared with the gateway's photo calls: whatever blocks (template
+loads, store writes, reading the finished MP4) runs in a thread.
 """
 
 from __future__ import annotations
@@ -24,16 +27,15 @@ import socket
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 from tritonclient.grpc import InferInput, InferRequestedOutput
 
 from facefuse.contract import VIDEO_FRAME_PRIORITY
 from facefuse.errors import FacefuseError, Reason
-from facefuse.gateway.errors import Overloaded
-from facefuse.gateway.jobs import ClaimedJob, JobStore
-from facefuse.gateway.result_objects import ResultObjects
-from facefuse.gateway.triton import TritonPool
+from facefuse.jobs.result_objects import ResultObjects
+from facefuse.jobs.store import ClaimedJob, JobStore
 from facefuse.triton_client import ANALYZE_OUTPUTS, analyze_inputs
 from facefuse.video.fusion import StageTimes, VideoOptions, fuse_video
 from facefuse.video.settings import VideoSettings
@@ -45,6 +47,17 @@ FUSE_OUTPUTS = [InferRequestedOutput("fused_faces"), InferRequestedOutput("fused
 # One frame's fuse call: generous, as it may queue behind photo traffic.
 FRAME_TIMEOUT_S = 60.0
 ANALYZE_TIMEOUT_S = 30.0
+
+
+class TritonCalls(Protocol):
+    """What the worker needs of the gateway's Triton pool (facefuse.gateway.triton.TritonPool):
+    its calls go through the same admission, dispatch queue and replicas as photo calls.
+    A call refused because the replicas are full raises a FacefuseError whose reason is
+    OVERLOADED, with `retry_after_s`."""
+
+    def calls_in_flight(self) -> int: ...
+
+    async def infer(self, model: str, inputs, outputs, deadline: float, *, priority: int = ...) -> Any: ...
 
 
 class JobStopped(Exception):
@@ -72,7 +85,7 @@ def fuse_frame_inputs(user_faces, user_meshes, template_face, template_mesh, opt
 class TritonFrameFuser:
     """fuse_frame for fusion.fuse_video, on Triton, with photo calls given way."""
 
-    def __init__(self, triton: TritonPool, user_faces, user_meshes, options: VideoOptions, settings: VideoSettings,
+    def __init__(self, triton: TritonCalls, user_faces, user_meshes, options: VideoOptions, settings: VideoSettings,
                  in_flight: list[int]):
         self.triton, self.options, self.settings = triton, options, settings
         self.user_faces, self.user_meshes = user_faces, user_meshes
@@ -97,10 +110,12 @@ class TritonFrameFuser:
                 try:
                     result = await self.triton.infer("fuse", inputs, FUSE_OUTPUTS, deadline, priority=VIDEO_FRAME_PRIORITY)
                     break
-                except Overloaded as shed:
+                except FacefuseError as shed:
+                    if shed.reason is not Reason.OVERLOADED:
+                        raise
                     # Photo traffic fills the replicas: a background frame waits its turn
                     # rather than failing the whole job (the frame's deadline still holds).
-                    wait_s = shed.retry_after_s or 1.0
+                    wait_s = getattr(shed, "retry_after_s", None) or 1.0
                     if time.monotonic() + wait_s > deadline:
                         raise
                 finally:
@@ -110,7 +125,7 @@ class TritonFrameFuser:
 
 
 class VideoWorker:
-    def __init__(self, store: JobStore, triton: TritonPool, templates: VideoTemplateStore, settings: VideoSettings,
+    def __init__(self, store: JobStore, triton: TritonCalls, templates: VideoTemplateStore, settings: VideoSettings,
                  name: str | None = None, results: ResultObjects | None = None):
         """results: the object store finished videos are uploaded to, where one is configured."""
         self.store, self.triton, self.templates, self.settings = store, triton, templates, settings
@@ -161,7 +176,7 @@ class VideoWorker:
             out_path = Path(scratch) / "fused.mp4"
             try:
                 options = VideoOptions(**json.loads(job.options)).validated()
-                template = self.templates.load(job.template_id)
+                template = await asyncio.to_thread(self.templates.load, job.template_id)
                 analysed = await self.triton.infer("face_analyze", analyze_inputs(claimed.photo), ANALYZE_OUTPUTS,
                                                    time.monotonic() + ANALYZE_TIMEOUT_S)
                 del claimed  # the photo is not needed past this point
@@ -177,21 +192,26 @@ class VideoWorker:
                 frames = await fuse_video(template, fuser, out_path, options, self.settings.max_video_kbps,
                                           progress=progress, times=times)
                 self.last_times = times
+                video = await asyncio.to_thread(out_path.read_bytes)
                 if self.results is not None:  # before the job reads done, so its URL works at once
-                    await asyncio.to_thread(self.results.put, job.job_id, out_path.read_bytes())
-                published = await asyncio.to_thread(self.store.finish, job.job_id, self.name, attempt,
-                                                    out_path.read_bytes(), frames, time.perf_counter() - started)
+                    await asyncio.to_thread(self.results.put, job.job_id, video)
+                published = await asyncio.to_thread(self.store.finish, job.job_id, self.name, attempt, video, frames,
+                                                    time.perf_counter() - started)
                 log.info("video job %s %s: %d frames in %.1f s", job.job_id, "done" if published else "superseded",
                          frames, time.perf_counter() - started)
             except JobStopped:
                 log.info("video job %s stopped (cancelled or taken over)", job.job_id)
             except FacefuseError as error:
                 log.info("video job %s failed: %s", job.job_id, error.reason.value)
-                self.store.fail(job.job_id, self.name, attempt, error.reason.value, error.detail)
+                await asyncio.to_thread(self.store.fail, job.job_id, self.name, attempt, error.reason.value,
+                                        error.detail)
             except asyncio.CancelledError:
-                # Shutting down: the job goes back to the queue for the next worker.
+                # Shutting down: the job goes back to the queue for the next worker. On the loop,
+                # not in a thread: the store is closed once this task ends, and a second cancel
+                # would end it while a thread still wrote.
                 self.store.release(job.job_id, self.name, attempt)
                 raise
             except Exception:  # noqa: BLE001 - the job fails with INTERNAL; the log has the trace
                 log.exception("video job %s failed", job.job_id)
-                self.store.fail(job.job_id, self.name, attempt, Reason.INTERNAL.value, "internal error")
+                await asyncio.to_thread(self.store.fail, job.job_id, self.name, attempt, Reason.INTERNAL.value,
+                                        "internal error")

@@ -47,7 +47,7 @@ class VideoSettings(BaseSettings):
     photo_priority_max_wait_s: float = 2.0
     max_queued_jobs_per_tenant: int = 20
 
-    # S3-compatible object storage for finished videos (facefuse.gateway.result_objects):
+    # S3-compatible object storage for finished videos (facefuse.jobs.result_objects):
     # set the bucket and GetVideoJob also returns a presigned URL of the MP4. None: results
     # are only streamed by the gateway. Credentials: boto3's chain (AWS_* variables, ...).
     s3_bucket: str | None = None

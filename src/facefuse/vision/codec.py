@@ -37,6 +37,20 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
+def check_photo(photo: bytes, max_bytes: int, what: str = "photo") -> None:
+    """Size and magic bytes only, for the gateway and the job service, which never decode pixels."""
+    if not photo:
+        raise ImageError(f"the {what} is empty (0 bytes)")
+    if len(photo) > max_bytes:
+        raise ImageError(f"the {what} is {len(photo)} bytes; at most {max_bytes} are accepted", Reason.IMAGE_TOO_LARGE)
+    fmt = sniff_format(photo)
+    if fmt is None:
+        raise ImageError(f"the {what}'s bytes are not a JPEG, PNG, WEBP or BMP image (first bytes {photo[:8]!r})")
+    if fmt not in SUPPORTED_FORMATS:
+        raise ImageError(f"{what} format {fmt} is not supported; send JPEG, PNG, WEBP or BMP",
+                         Reason.IMAGE_FORMAT_UNSUPPORTED)
+
+
 def decode_image(data: bytes, max_side_px: int, target_side_px: int | None = None) -> np.ndarray:
     """Decode to an RGB uint8 array, upright per EXIF, alpha flattened onto white.
 

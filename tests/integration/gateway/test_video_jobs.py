@@ -328,7 +328,7 @@ def test_with_object_storage_a_done_job_gives_a_presigned_url_of_a_playable_mp4_
     import boto3
     from s3_server import s3_server
 
-    from facefuse.gateway.result_objects import ResultObjects
+    from facefuse.jobs.result_objects import ResultObjects
 
     with pytest.MonkeyPatch.context() as env, s3_server() as endpoint:
         # boto3's credential chain; moto accepts any key.
