@@ -168,6 +168,13 @@ def main(argv: list[str] | None = None) -> None:
     if user is not None:
         if private:
             expose(args.expose, user)
+        else:
+            unreachable = [p for p in args.expose if hidden_ancestor(Path(os.path.abspath(p)), user)]
+            if unreachable:
+                print(f"facefuse launch: tritonserver's user {user.pw_name} cannot reach {unreachable[0]}, and this "
+                      "process may not create a mount namespace to expose it: make its folders searchable for "
+                      f"{user.pw_name}, or set FACEFUSE_TRITON_USER=\"\" to run tritonserver as root", file=sys.stderr)
+                sys.exit(EX_OSERR)
         drop_to(user)
     # After the uid change: changing credentials clears the parent-death signal.
     _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
