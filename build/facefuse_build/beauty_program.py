@@ -3,7 +3,7 @@
 A tensor program authored in PyTorch and exported to ONNX, like `fuse`. It takes face
 crops with their 468-point meshes and four strengths (0..100) per request:
 
-- smoothing: a guided (edge-preserving) filter of the skin only: the face oval kept
+- smoothing: a guided (edge-preserving) filter of the skin's luma only: the face oval kept
   below the hairline, less the eyes, brows, lips and nostrils, and less whatever is not
   skin-coloured or is dark (hair, a beard, glasses); blended in by the strength;
 - brightening: the skin's luma lifted on a midtone curve, darker patches more (so the
@@ -60,8 +60,9 @@ NOSE_BRIDGE, CHIN = 168, 152
 # The lower oval from one ear to the other through the chin (clockwise in FACE_OVAL).
 JAW = (454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234)
 
-# Masks are made on a grid this many times coarser than the crop (they are smooth).
-MASK_STRIDE = 8
+# Masks are made on a grid this many times coarser than the crop (they are smooth), the
+# warps' displacement on a finer one (an eye's ellipse is a few cells of it across).
+MASK_STRIDE, WARP_STRIDE = 8, 4
 # Feature margins and ramps, as shares of the face's width.
 FEATURE_MARGIN, FEATURE_RAMP = 0.025, 0.03
 # The face polygon: the oval pulled toward the nose tip (the forehead more, below the
@@ -87,8 +88,6 @@ MAX_SLIMMING, SLIM_RADIUS = 0.12, 0.45
 # ellipse's half-width is EYE_REACH eye half-widths, its half-height the brow gap's
 # EYE_BROW_SHARE, and both stop short of the face's edge by the same share.
 MAX_EYE_BULGE, EYE_REACH, EYE_BROW_SHARE = 0.25, 1.45, 0.90
-# A pixel counts as changed by a warp from this displacement (pixels) on.
-WARP_ALPHA_PX = 0.5
 FULL_STRENGTH = 100.0
 
 
@@ -114,6 +113,7 @@ class BeautyProgram(torch.nn.Module):
         self.register_buffer("oval_shrink", torch.tensor(shrink).view(1, -1, 1), persistent=False)
         self.register_buffer("jaw_weight", _jaw_weights().view(1, -1, 1), persistent=False)
         self.register_buffer("mask_points", FuseProgram.cell_centres(crop_px // MASK_STRIDE, MASK_STRIDE), persistent=False)
+        self.register_buffer("warp_points", FuseProgram.cell_centres(crop_px // WARP_STRIDE, WARP_STRIDE), persistent=False)
         full = torch.arange(crop_px, dtype=torch.float32)
         iy, ix = torch.meshgrid(full, full, indexing="ij")
         self.register_buffer("identity_grid", torch.stack([ix, iy]).view(1, 2, crop_px, crop_px), persistent=False)
@@ -149,12 +149,30 @@ class BeautyProgram(torch.nn.Module):
         return (oval[..., 0].amax(1) - oval[..., 0].amin(1)).clamp_min(1.0).view(-1, 1, 1)
 
     # ---- masks ----------------------------------------------------------------
-    def skin_regions(self, image: torch.Tensor, mesh_xy: torch.Tensor, width: torch.Tensor
+    def feature_ellipses(self, mesh_xy: torch.Tensor, width: torch.Tensor, cells) -> torch.Tensor:
+        """(N, 1, C, C) on the mask grid: 1 on the eyes, brows, lips and nostrils (each an
+        axis-aligned ellipse around its contour, grown by FEATURE_MARGIN), falling to 0
+        over FEATURE_RAMP. Ellipses cost a few operations per cell; polygons' distances
+        cost one per cell and edge (most of this program's time when they were used)."""
+        p = FuseProgram.first_cells(self.mask_points, cells)  # (1, P, 2)
+        px, py = p[..., 0], p[..., 1]  # (1, P)
+        margin, ramp = FEATURE_MARGIN * width.view(-1, 1), FEATURE_RAMP * width.view(-1, 1)
+        features = None
+        for name in ("right_eye", "left_eye", "right_brow", "left_brow", "lips", "nostrils"):
+            contour = self.points(mesh_xy, name)
+            low, high = contour.amin(1), contour.amax(1)  # (N, 2)
+            centre, axes = 0.5 * (low + high), 0.5 * (high - low) + margin
+            rx, ry = axes[:, 0:1], axes[:, 1:2]
+            r = torch.sqrt(((px - centre[:, 0:1]) / rx) ** 2 + ((py - centre[:, 1:2]) / ry) ** 2 + 1e-9)
+            near = (((1 - r) * torch.minimum(rx, ry) + ramp) / ramp).clamp(0, 1)
+            features = near if features is None else torch.maximum(features, near)
+        return features.view(-1, 1, cells, cells)
+
+    def skin_regions(self, small_ycc: torch.Tensor, mesh_xy: torch.Tensor, width: torch.Tensor, size
                      ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(skin, reach) at full size: skin is the face's skin (the smoothing and the
+        """(skin, reach) on the mask grid: skin is the face's skin (the smoothing and the
         colour statistics), reach the skin the colour effects touch, fading out down the
-        neck and over the ears."""
-        size = image.shape[-1]
+        neck and over the ears. small_ycc: the image on the mask grid."""
         w = width.view(-1, 1, 1, 1)
         oval = self.points(mesh_xy, "oval")
         centre = mesh_xy[:, 4:5]
@@ -168,18 +186,9 @@ class BeautyProgram(torch.nn.Module):
         row_y = FuseProgram.first_cells(self.mask_points, cells)[..., 1].view(1, 1, cells, cells)
         below = ((row_y - eye_y.view(-1, 1, 1, 1)) / (0.1 * w)).clamp(0, 1)
         reach = torch.where(face >= 0, reach, reach * below)
-        features = None
-        for name in ("right_eye", "left_eye", "right_brow", "left_brow", "lips", "nostrils"):
-            d = self.polygon_distance(self.points(mesh_xy, name), size)
-            near = ((d + (FEATURE_MARGIN + FEATURE_RAMP) * w) / (FEATURE_RAMP * w)).clamp(0, 1)
-            features = near if features is None else torch.maximum(features, near)
-        clear = 1 - features
-        small = FuseProgram.convert(F.avg_pool2d(image, MASK_STRIDE), self.rgb_to_ycc)
-        skin_colour = self.skin_colour(small, inside * clear)
-        skin = inside * clear * skin_colour
-        reach = reach * clear * skin_colour
-        up = F.interpolate(torch.cat([skin, reach], 1), size=(size, size), mode="bilinear", align_corners=False)
-        return up[:, 0:1], up[:, 1:2]
+        clear = 1 - self.feature_ellipses(mesh_xy, width, cells)
+        skin_colour = self.skin_colour(small_ycc, inside * clear)
+        return inside * clear * skin_colour, reach * clear * skin_colour
 
     @staticmethod
     def skin_colour(ycc: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
@@ -200,8 +209,8 @@ class BeautyProgram(torch.nn.Module):
         return F.avg_pool2d(x, (k, 1), stride=1, padding=(radius, 0), count_include_pad=False)
 
     def guided_smooth(self, image: torch.Tensor, radius: int) -> torch.Tensor:
-        """Self-guided filter per channel (He et al.), its coefficients made at half size:
-        flat texture goes to its local mean, edges stronger than SMOOTH_EPS stay."""
+        """Self-guided filter of one channel (He et al.), its coefficients made at half
+        size: flat texture goes to its local mean, edges stronger than SMOOTH_EPS stay."""
         size = image.shape[-1]
         half = F.avg_pool2d(image, 2)
         mean = self.box(half, radius)
@@ -210,19 +219,7 @@ class BeautyProgram(torch.nn.Module):
         b = mean - a * mean
         ab = F.interpolate(self.box(torch.cat([a, b], 1), radius), size=(size, size), mode="bilinear",
                            align_corners=False)
-        return ab[:, 0:3] * image + ab[:, 3:6]
-
-    def brighten(self, image: torch.Tensor, skin: torch.Tensor) -> torch.Tensor:
-        """Lifted image (strength 1): the same grey added to R, G and B, so hue (set by
-        their differences) stays exactly and the chroma does not grow with the luma (a
-        scaled red face turned orange); never past white in any channel."""
-        luma = (image * self.rgb_to_ycc[0].view(1, 3, 1, 1)).sum(1, keepdim=True)
-        small_luma, small_skin = F.avg_pool2d(luma, MASK_STRIDE), F.avg_pool2d(skin, MASK_STRIDE)
-        mean, _ = FuseProgram.weighted_stats(small_luma, small_skin)
-        local = F.interpolate(self.box(small_luma * small_skin, 2) / self.box(small_skin, 2).clamp_min(1e-3),
-                              size=luma.shape[-2:], mode="bilinear", align_corners=False)
-        lift = MAX_LIFT * luma * (1 - luma) + MAX_EVENING * (mean - local).clamp_min(0)
-        return image + torch.minimum(lift, 1 - image.amax(1, keepdim=True)).clamp_min(0)
+        return ab[:, 0:1] * image + ab[:, 1:2]
 
     # ---- warps ------------------------------------------------------------------
     def jaw_field(self, mesh_xy: torch.Tensor, width: torch.Tensor, amount: torch.Tensor, grid: torch.Tensor
@@ -284,29 +281,48 @@ class BeautyProgram(torch.nn.Module):
         """image (N, 3, S, S) in 0..1, mesh_xy (N, 468, 2) in its pixels, strength (N, 4)
         in 0..1 -> (image, changed (N, 1, S, S) in 0..1)."""
         size = image.shape[-1]
+        cells = size // MASK_STRIDE
         s = strength.clamp(0, 1).view(-1, 4, 1, 1)
         smoothing, brightening, slimming, enlarging = s[:, 0:1], s[:, 1:2], s[:, 2:3], s[:, 3:4]
         width = self.face_width(mesh_xy, self.points(mesh_xy, "oval"))
-        skin, reach = self.skin_regions(image, mesh_xy, width)
+        luma = (image * self.rgb_to_ycc[0].view(1, 3, 1, 1)).sum(1, keepdim=True)
+        small_ycc = FuseProgram.convert(F.avg_pool2d(image, MASK_STRIDE), self.rgb_to_ycc)
+        skin, reach = self.skin_regions(small_ycc, mesh_xy, width, size)
+        # Brightening's evening: part of a patch's shortfall from the skin's mean luma.
+        small_luma = small_ycc[:, 0:1]
+        mean, _ = FuseProgram.weighted_stats(small_luma, skin)
+        local = self.box(small_luma * skin, 2) / self.box(skin, 2).clamp_min(1e-3)
+        shortfall = (mean - local).clamp_min(0)
 
-        smooth_weight = (MAX_SMOOTHING * smoothing) * skin
-        image = image + smooth_weight * (self.guided_smooth(image, SMOOTH_RADIUS) - image)
-        bright_weight = brightening * reach
-        image = image + bright_weight * (self.brighten(image, skin) - image)
-        changed = torch.maximum(smooth_weight, bright_weight).clamp(0, 1)
-
-        # The warps: a displacement on the mask grid, upsampled; pixel p takes image(p - d).
-        cells = size // MASK_STRIDE
-        grid = FuseProgram.first_cells(self.mask_points, cells).transpose(1, 2)  # (1, 2, P)
+        # The warps: a displacement on the warp grid; pixel p takes image(p - d). A lookup
+        # at a displacement of exactly 0 returns the pixel itself, bit for bit, so the
+        # lookup needs no blend with the image; `moved` marks the warped cells for the mask.
+        warp_cells = size // WARP_STRIDE
+        grid = FuseProgram.first_cells(self.warp_points, warp_cells).transpose(1, 2)  # (1, 2, P)
         field = self.jaw_field(mesh_xy, width, slimming.view(-1, 1, 1), grid) \
             + self.eye_field(mesh_xy, enlarging.view(-1, 1, 1), grid)
-        field = F.interpolate(field.reshape(-1, 2, cells, cells), size=(size, size), mode="bilinear",
-                              align_corners=False)
-        warp_weight = (torch.sqrt((field * field).sum(1, keepdim=True) + 1e-12) / WARP_ALPHA_PX).clamp(0, 1)
-        warp_weight = torch.where(field.abs().sum(1, keepdim=True) > 0, warp_weight, torch.zeros_like(warp_weight))
-        warped = self.sample(image, self.identity_grid[:, :, :size, :size] - field)
-        image = image + warp_weight * (warped - image)
-        return image, torch.maximum(changed, warp_weight)
+        field = field.reshape(-1, 2, warp_cells, warp_cells)
+        moved = (field.abs().sum(1, keepdim=True) > 0).to(field.dtype)
+        warp = F.interpolate(torch.cat([field, moved], 1), size=(size, size), mode="bilinear", align_corners=False)
+        field, moved = warp[:, 0:2], warp[:, 2:3]
+
+        # Everything else the full-size pixels need, upsampled at once.
+        up = F.interpolate(torch.cat([skin, reach, shortfall], 1), size=(size, size), mode="bilinear",
+                           align_corners=False)
+        skin, reach, shortfall = up[:, 0:1], up[:, 1:2], up[:, 2:3]
+
+        # Both colour effects change luma only, as one grey added to R, G and B: the hue
+        # (set by their differences) stays exactly, and the work is on one channel.
+        smooth_weight = (MAX_SMOOTHING * smoothing) * skin
+        smoothed = luma + smooth_weight * (self.guided_smooth(luma, SMOOTH_RADIUS) - luma)
+        bright_weight = brightening * reach
+        lift = MAX_LIFT * smoothed * (1 - smoothed) + MAX_EVENING * shortfall
+        headroom = 1 - image.amax(1, keepdim=True) - (smoothed - luma)  # never past white in any channel
+        image = image + ((smoothed - luma) + bright_weight * torch.minimum(lift, headroom).clamp_min(0))
+        changed = torch.maximum(smooth_weight, bright_weight)
+
+        image = self.sample(image, self.identity_grid[:, :, :size, :size] - field)
+        return image, torch.maximum(changed, moved).clamp(0, 1)
 
     def forward(self, faces: torch.Tensor, face_masks: torch.Tensor, face_meshes: torch.Tensor,
                 user_meshes: torch.Tensor, profile_degree: torch.Tensor, beauty: torch.Tensor

@@ -488,12 +488,14 @@ def bench_photo(
     requests: int = typer.Option(60, help="Posters per concurrency level, and per block of a round."),
     rounds: int = typer.Option(8, min=1, help="Alternating Triton/baseline blocks at the highest concurrency."),
     out_dir: Path = typer.Option(Path("var/bench"), help="Where photo-bench.json/.md go."),
+    beauty: float = typer.Option(None, min=0, max=100, help="Also: posters with all four beauty effects at this "
+                                 "value vs off, and Beautify calls, in alternating blocks (CPU ms per call)."),
 ) -> None:
     """Triton posters/s and latency vs the same stages hand-rolled, one process per core."""
     from facefuse.bench.photo import run_photo_bench
 
     levels = [int(c) for c in concurrency.split(",") if c.strip()]
-    run_photo_bench(levels, requests, out_dir, rounds=rounds, echo=typer.echo)
+    run_photo_bench(levels, requests, out_dir, rounds=rounds, echo=typer.echo, beauty=beauty)
 
 
 @bench_app.command("video")

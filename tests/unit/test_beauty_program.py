@@ -211,6 +211,31 @@ def test_each_face_of_a_batch_gets_its_own_strengths(program, face):
     assert np.array_equal(out[1, 0].numpy(), beautify(program, face, values=[60, 60, 60, 60])[0])
 
 
+def test_the_cpu_stage_runs_the_program_only_for_requests_that_ask_for_beauty(program, face):
+    from facefuse.stages.beauty import run_where_asked
+
+    crop, mesh = face
+    feeds = {
+        "faces": np.stack([crop, crop, crop])[:, None], "face_masks": np.zeros((3, 1, 384, 384), np.uint8),
+        "face_meshes": np.stack([mesh] * 3)[:, None], "user_meshes": np.stack([mesh] * 3)[:, None],
+        "profile_degree": np.zeros((3, 1), np.float32),
+        "beauty": np.array([[0, 0, 0, 0], [70, 0, 40, 0], [0, 0, 0, 0]], np.float32),
+    }
+    ran = []
+
+    def run(batch):
+        ran.append(len(batch["beauty"]))
+        with torch.no_grad():
+            out = program(*[torch.from_numpy(batch[n]) for n in
+                            ("faces", "face_masks", "face_meshes", "user_meshes", "profile_degree", "beauty")])
+        return [o.numpy() for o in out]
+
+    faces, masks = run_where_asked(feeds, ["beautified_faces", "beautified_masks"], run)
+    assert ran == [1]
+    assert np.array_equal(faces[0, 0], crop) and np.array_equal(faces[2, 0], crop) and not masks[[0, 2]].any()
+    assert np.array_equal(faces[1, 0], beautify(program, face, values=[70, 0, 40, 0])[0])
+
+
 @pytest.mark.parametrize("field", ["smoothing", "brightening", "slimming", "eye_enlarging"])
 @pytest.mark.parametrize("value", [-1.0, 100.5, float("nan")])
 def test_beauty_values_out_of_range_are_refused_with_the_name_and_range(field, value):

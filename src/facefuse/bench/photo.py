@@ -70,6 +70,9 @@ class BenchReport:
     compute_bound_posters_per_s: float = 0.0
     memory: dict = field(default_factory=dict)
     ratios: dict = field(default_factory=dict)
+    # With --beauty V: posters with all four beauty effects at V vs off, and Beautify
+    # calls (facefuse.bench.beauty.BeautyCost).
+    beauty: dict = field(default_factory=dict)
 
 
 def _percentiles(latencies_s: list[float]) -> tuple[float, float, float]:
@@ -262,7 +265,7 @@ class BaselineWorkers:
 
 # ---- the run -------------------------------------------------------------------------
 def run_photo_bench(concurrencies: list[int], requests_per_level: int, out_dir: Path, rounds: int = 8,
-                    echo=print) -> BenchReport:
+                    echo=print, beauty: float | None = None) -> BenchReport:
     """Triton at each concurrency; at the highest one, `rounds` blocks of Triton and of
     the baseline alternate (ABBA order), so that the ratio compares the two over the same
     minutes: this shared machine's speed drifts by 10-20% within minutes."""
@@ -306,6 +309,11 @@ def run_photo_bench(concurrencies: list[int], requests_per_level: int, out_dir: 
                 report.triton.append(result)
                 echo(f"triton   c={concurrency:<3} {result.posters_per_s:7.2f} posters/s  "
                      f"p50 {result.p50_ms:7.1f} ms  p99 {result.p99_ms:7.1f} ms")
+            if beauty is not None:
+                from facefuse.bench.beauty import measure_beauty_cost
+
+                report.beauty = asdict(measure_beauty_cost(triton, client, photo, TEMPLATE, beauty, top_concurrency,
+                                                           requests_per_level, rounds, echo))
             client.close()
     finally:
         baseline.close()
@@ -429,5 +437,9 @@ def write_report(report: BenchReport, out_dir: Path) -> tuple[Path, Path]:
         f"Server memory (tritonserver + stubs): {json.dumps(report.memory)}",
         "",
     ]
+    if report.beauty:
+        from facefuse.bench.beauty import BeautyCost, report_lines
+
+        lines += report_lines(BeautyCost(**report.beauty))
     md_path.write_text("\n".join(lines))
     return json_path, md_path

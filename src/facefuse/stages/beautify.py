@@ -10,21 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from facefuse.server.onnx_runner import TritonPythonModel as OnnxRunner
-
-PASS_THROUGH = {"beautified_faces": "faces", "beautified_masks": "face_masks"}
-
-
-def run_where_asked(feeds: dict[str, np.ndarray], output_names: list[str], run) -> list[np.ndarray]:
-    """run(feeds) on the batch rows whose `beauty` is not all 0; the other rows' outputs are their inputs."""
-    asked = np.any(feeds["beauty"] != 0, axis=1)
-    if asked.all():
-        return run(feeds)
-    outputs = [feeds[PASS_THROUGH[name]].copy() for name in output_names]
-    if asked.any():
-        rows = np.nonzero(asked)[0]
-        for out, part in zip(outputs, run({k: v[rows] for k, v in feeds.items()})):
-            out[rows] = part
-    return outputs
+from facefuse.stages.beauty import run_where_asked
 
 
 class TritonPythonModel(OnnxRunner):

@@ -16,6 +16,8 @@ from facefuse.vision.compositing import draw_label, paste_faces
 from facefuse.vision.detection import check_face, choose_main_face, faces_left_to_right
 
 ALL_FACES = -1
+# beautify's outputs and the inputs they are when a request asks for no beauty.
+PASS_THROUGH = {"beautified_faces": "faces", "beautified_masks": "face_masks"}
 
 
 def beauty_faces(
@@ -64,3 +66,17 @@ def beauty_paste(
     if add_label:
         photo = draw_label(photo)
     return encode_image(photo, output_format, output_quality)
+
+
+def run_where_asked(feeds: dict[str, np.ndarray], output_names: list[str], run) -> list[np.ndarray]:
+    """run(feeds) on the batch rows whose `beauty` is not all 0; the other rows' outputs
+    are their inputs (the program is the identity there)."""
+    asked = np.any(feeds["beauty"] != 0, axis=1)
+    if asked.all():
+        return run(feeds)
+    outputs = [feeds[PASS_THROUGH[name]].copy() for name in output_names]
+    if asked.any():
+        rows = np.nonzero(asked)[0]
+        for out, part in zip(outputs, run({k: v[rows] for k, v in feeds.items()})):
+            out[rows] = part
+    return outputs
