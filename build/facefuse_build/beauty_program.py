@@ -217,9 +217,9 @@ class BeautyProgram(torch.nn.Module):
         var = (self.box(half * half, radius) - mean * mean).clamp_min(0)
         a = var / (var + SMOOTH_EPS)
         b = mean - a * mean
-        ab = F.interpolate(self.box(torch.cat([a, b], 1), radius), size=(size, size), mode="bilinear",
-                           align_corners=False)
-        return ab[:, 0:1] * image + ab[:, 1:2]
+        a, b = (F.interpolate(self.box(x, radius), size=(size, size), mode="bilinear", align_corners=False)
+                for x in (a, b))
+        return a * image + b
 
     # ---- warps ------------------------------------------------------------------
     def jaw_field(self, mesh_xy: torch.Tensor, width: torch.Tensor, amount: torch.Tensor, grid: torch.Tensor
@@ -303,13 +303,12 @@ class BeautyProgram(torch.nn.Module):
             + self.eye_field(mesh_xy, enlarging.view(-1, 1, 1), grid)
         field = field.reshape(-1, 2, warp_cells, warp_cells)
         moved = (field.abs().sum(1, keepdim=True) > 0).to(field.dtype)
-        warp = F.interpolate(torch.cat([field, moved], 1), size=(size, size), mode="bilinear", align_corners=False)
-        field, moved = warp[:, 0:2], warp[:, 2:3]
 
-        # Everything else the full-size pixels need, upsampled at once.
-        up = F.interpolate(torch.cat([skin, reach, shortfall], 1), size=(size, size), mode="bilinear",
-                           align_corners=False)
-        skin, reach, shortfall = up[:, 0:1], up[:, 1:2], up[:, 2:3]
+        # Upsampled one by one: slicing channels off one upsampled tensor copies them.
+        def full(x: torch.Tensor) -> torch.Tensor:
+            return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+
+        field, moved, skin, reach, shortfall = full(field), full(moved), full(skin), full(reach), full(shortfall)
 
         # Both colour effects change luma only, as one grey added to R, G and B: the hue
         # (set by their differences) stays exactly, and the work is on one channel.
