@@ -13,7 +13,7 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-from facefuse.contract import MAX_FACES, WORKING_CROP_PX, WORKING_FACES, TensorSpec
+from facefuse.contract import FACE_MASKS, MAX_FACES, WORKING_CROP_PX, WORKING_FACES, TensorSpec
 
 
 @dataclass(frozen=True)
@@ -31,13 +31,14 @@ def shape_range(spec: TensorSpec, max_batch_size: int) -> ShapeRange:
     """Explicit min/opt/max for one input: the batch dimension spans 1..max_batch_size
     (optimised for half of it, what dynamic batching typically forms under load); a
     leading faces dimension spans 1..MAX_FACES (optimised for one face, the selfie case);
-    the two sides of a working-size crop (template faces) span WORKING_CROP_PX, optimised
-    for the largest. Every other dimension must be static."""
+    the two sides of a working-size crop (faces, and their masks beside them in
+    `beautify`) span WORKING_CROP_PX, optimised for the largest. Every other dimension
+    must be static."""
     inner_min, inner_opt, inner_max = [], [], []
     for position, dim in enumerate(spec.dims):
         if dim == -1 and position == 0:
             inner_min.append(1), inner_opt.append(1), inner_max.append(MAX_FACES)
-        elif dim == -1 and spec.dims == WORKING_FACES.dims and position in (1, 2):
+        elif dim == -1 and spec.dims in (WORKING_FACES.dims, FACE_MASKS.dims) and position in (1, 2):
             inner_min.append(min(WORKING_CROP_PX)), inner_opt.append(max(WORKING_CROP_PX)), inner_max.append(max(WORKING_CROP_PX))
         elif dim == -1:
             raise ValueError(f"input {spec.name!r} has a dynamic dimension {position + 1} TensorRT cannot profile")
