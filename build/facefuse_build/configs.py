@@ -101,6 +101,15 @@ def _renamed(spec: TensorSpec, name: str) -> TensorSpec:
 def model_specs(profile: Profile, settings: Settings) -> list[ModelSpec]:
     detector_in, detector_out = _detector_tensors(profile)
     s = settings
+    # AlignParams.from_parameters reads these (align and beauty_faces cut faces alike).
+    face_gates = {
+        "detector_input_px": str(profile.detector_input_px),
+        "score_threshold": str(s.detector_score_threshold),
+        "nms_iou": str(s.detector_nms_iou),
+        "min_face_px": str(s.min_face_px),
+        "max_face_outside_fraction": str(s.max_face_outside_fraction),
+        "second_pass_tiles": str(s.detector_second_pass_tiles),
+    }
     return [
         ModelSpec(
             "decode", (c.IMAGE_BYTES,), (c.IMAGE, detector_in[0], LETTERBOX_SCALE), network=False,
@@ -119,14 +128,7 @@ def model_specs(profile: Profile, settings: Settings) -> list[ModelSpec]:
         ModelSpec(
             "align", (c.IMAGE, *detector_out, LETTERBOX_SCALE), (c.FACES, c.FACE_AFFINES, c.FACE_BOXES),
             network=False, max_batch_size=16, max_queue_delay_us=PYTHON_STAGE_QUEUE_DELAY_US, ragged_inputs=("image",),
-            parameters={
-                "detector_input_px": str(profile.detector_input_px),
-                "score_threshold": str(s.detector_score_threshold),
-                "nms_iou": str(s.detector_nms_iou),
-                "min_face_px": str(s.min_face_px),
-                "max_face_outside_fraction": str(s.max_face_outside_fraction),
-                "second_pass_tiles": str(s.detector_second_pass_tiles),
-            },
+            parameters=face_gates,
         ),
         ModelSpec(
             "face_landmarks", (c.FACES,), (c.FACE_MESHES, FACE_PRESENCE), network=True,
@@ -184,14 +186,7 @@ def model_specs(profile: Profile, settings: Settings) -> list[ModelSpec]:
             "beauty_faces", (c.IMAGE, *detector_out, LETTERBOX_SCALE, c.FACE_INDEX),
             (c.FACES, c.FACE_AFFINES, c.FACE_MASKS, c.PROFILE_DEGREE),
             network=False, max_batch_size=16, max_queue_delay_us=PYTHON_STAGE_QUEUE_DELAY_US, ragged_inputs=("image",),
-            parameters={
-                "detector_input_px": str(profile.detector_input_px),
-                "score_threshold": str(s.detector_score_threshold),
-                "nms_iou": str(s.detector_nms_iou),
-                "min_face_px": str(s.min_face_px),
-                "max_face_outside_fraction": str(s.max_face_outside_fraction),
-                "second_pass_tiles": str(s.detector_second_pass_tiles),
-            },
+            parameters=face_gates,
         ),
         ModelSpec(
             "beauty_paste",

@@ -103,14 +103,8 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
             behavior = handler.unary_unary
 
             async def unary(request_iterator, context):
-                principal, place = await self._admit(rpc, gate, counted, context)
-                with place:
-                    request = await self._read(context)
-                    token = ADMITTED.set(principal)
-                    try:
-                        return await behavior(request, context)
-                    finally:
-                        ADMITTED.reset(token)
+                async with self._admitted(rpc, gate, counted, context) as request:
+                    return await behavior(request, context)
 
             return grpc.stream_unary_rpc_method_handler(unary, request_deserializer=handler.request_deserializer,
                                                         response_serializer=handler.response_serializer)
@@ -118,19 +112,26 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
             stream_behavior = handler.unary_stream
 
             async def stream(request_iterator, context):
-                principal, place = await self._admit(rpc, gate, counted, context)
-                with place:
-                    request = await self._read(context)
-                    token = ADMITTED.set(principal)
-                    try:
-                        async for reply in stream_behavior(request, context):
-                            yield reply
-                    finally:
-                        ADMITTED.reset(token)
+                async with self._admitted(rpc, gate, counted, context) as request:
+                    async for reply in stream_behavior(request, context):
+                        yield reply
 
             return grpc.stream_stream_rpc_method_handler(stream, request_deserializer=handler.request_deserializer,
                                                          response_serializer=handler.response_serializer)
         return handler
+
+    @contextlib.asynccontextmanager
+    async def _admitted(self, rpc: str, gate: Gate, counted: bool, context):
+        """The call's request, read once the caller is admitted; its quota place and its
+        principal (ADMITTED, for the call guard) held until the call ends."""
+        principal, place = await self._admit(rpc, gate, counted, context)
+        with place:
+            request = await self._read(context)
+            token = ADMITTED.set(principal)
+            try:
+                yield request
+            finally:
+                ADMITTED.reset(token)
 
     async def _admit(self, rpc: str, gate: Gate, counted: bool, context) -> tuple[Principal, contextlib.ExitStack]:
         """The caller and its quota place (held until the stack closes); a refusal aborts

@@ -29,6 +29,18 @@ class AlignParams:
     second_pass_tiles: int = 3
     min_tiling_scale: float = 1.5
 
+    @classmethod
+    def from_parameters(cls, p: dict[str, str]) -> "AlignParams":
+        """From a stage's config parameters (align, beauty_faces)."""
+        return cls(
+            detector_input_px=int(p["detector_input_px"]),
+            score_threshold=float(p["score_threshold"]),
+            nms_iou=float(p["nms_iou"]),
+            min_face_px=int(p["min_face_px"]),
+            max_face_outside_fraction=float(p["max_face_outside_fraction"]),
+            second_pass_tiles=int(p.get("second_pass_tiles", "0")),
+        )
+
 
 # The detector on a batch of letterboxed images (N, S, S, 3) uint8 -> its raw outputs,
 # (box_deltas, face_probs, keypoint_deltas) with a leading N: Triton's face_detector

@@ -23,14 +23,13 @@ import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import grpc
 import pytest
 from facefuse_client import FacefuseClient, RetryableError
 from gateway_helpers import TEMPLATE, running_gateway, successes, target, wait_until
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+from otlp_receiver import OtlpReceiver, events_named
 from prometheus_client.parser import text_string_to_metric_families
 
 from facefuse.server.triton import embedded_triton, free_port
@@ -126,62 +125,6 @@ class RestartableReplica:
 
 
 # ---- what the gateway reports -------------------------------------------------------
-class SpanReceiver:
-    """OTLP/HTTP (protobuf, as the gateway's Python exporter sends): span names,
-    attributes and events with their attributes."""
-
-    def __init__(self):
-        self.spans: list[dict] = []
-        self._lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                receiver._add(trace_service_pb2.ExportTraceServiceRequest.FromString(body))
-                reply = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
-
-            def log_message(self, *args):
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_port}/v1/traces"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def _add(self, request) -> None:
-        spans = []
-        for resource_spans in request.resource_spans:
-            service = next((a.value.string_value for a in resource_spans.resource.attributes
-                            if a.key == "service.name"), "?")
-            for scope in resource_spans.scope_spans:
-                spans += [{"service": service, "name": span.name, "attributes": _attributes(span.attributes),
-                           "events": [(e.name, _attributes(e.attributes)) for e in span.events]}
-                          for span in scope.spans]
-        with self._lock:
-            self.spans += spans
-
-    def of(self, service: str) -> list[dict]:
-        with self._lock:
-            return [s for s in self.spans if s["service"] == service]
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
-def _attributes(key_values) -> dict:
-    return {kv.key: getattr(kv.value, kv.value.WhichOneof("value")) for kv in key_values}
-
-
-def events_named(span: dict, name: str) -> list[dict]:
-    return [attributes for event, attributes in span["events"] if event == name]
-
-
 def scrape(gateway) -> dict[str, dict[tuple, float]]:
     """The gateway's Prometheus text, as {sample name: {label values: value}}."""
     with urllib.request.urlopen(f"http://127.0.0.1:{gateway.metrics_port}/metrics", timeout=5) as reply:
@@ -273,7 +216,7 @@ def proxies(upstream: str, *infer_delays_s: float):
 # ---- fixtures -------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def receiver():
-    receiver = SpanReceiver()
+    receiver = OtlpReceiver()
     yield receiver
     receiver.close()
 
@@ -288,7 +231,7 @@ def second_replica(settings, triton):
         replica.close()
 
 
-def observed_gateway(credentials, urls: list[str], receiver: SpanReceiver, service: str, **settings):
+def observed_gateway(credentials, urls: list[str], receiver: OtlpReceiver, service: str, **settings):
     """The real gateway, tracing every call to `receiver` under its own service name."""
     return running_gateway(credentials, urls, releases_file=None, otlp_traces_url=receiver.url,
                            trace_service_name=service, trace_sample_ratio=1.0, **settings)
