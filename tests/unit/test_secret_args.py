@@ -11,7 +11,8 @@ import pytest
 from facefuse.server.secret_args import build_library, secret_placeholder
 
 SHOW = ("import os, sys; print(repr(sys.argv[1:])); print(repr(open('/proc/self/cmdline', 'rb').read()));"
-        "print(repr(open('/proc/self/environ', 'rb').read())); print(repr(os.environ.get('FF_TEST_KEY')))")
+        "print(repr(open('/proc/self/environ', 'rb').read())); print(repr(os.environ.get('FF_TEST_KEY')));"
+        "print(repr(os.environ.get('LD_PRELOAD')))")
 
 
 @pytest.fixture(scope="module")
@@ -29,12 +30,13 @@ def run_preloaded(library, *args, env_key="s3cr3t-value"):
 
 def test_the_program_gets_the_key_while_its_command_line_and_environment_show_none(library):
     result = run_preloaded(library, f"--grpc-restricted-protocol=a,b:admin-key={secret_placeholder('FF_TEST_KEY')}")
-    argv, cmdline, environ, variable = result.stdout.splitlines()
     assert result.returncode == 0, result.stderr
+    argv, cmdline, environ, variable, preload = result.stdout.splitlines()
     assert argv == repr(["--grpc-restricted-protocol=a,b:admin-key=s3cr3t-value"])
     assert "s3cr3t-value" not in cmdline and "@secret:FF_TEST_KEY" in cmdline
-    assert "s3cr3t-value" not in environ and "LD_PRELOAD" not in variable
-    assert variable == "None"  # children the program starts do not inherit it
+    assert "s3cr3t-value" not in environ
+    # Children the program starts inherit neither the key nor the library.
+    assert variable == "None" and preload == "None"
 
 
 def test_a_placeholder_without_its_variable_stops_the_program_instead_of_starting_keyless(library):
