@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 from facefuse.contract import FACE_CROP_PX, MESH_POINTS, WORKING_CROP_PX
 from facefuse_build.export import batch_and_faces_axes, onnx_from_module
-from facefuse_build.fuse_program import FACE_OVAL, FOREHEAD, FuseProgram
+from facefuse_build.fuse_program import FACE_OVAL, FOREHEAD, FuseProgram, signed_distance
 
 INPUT_NAMES = ("faces", "face_masks", "face_meshes", "user_meshes", "profile_degree", "beauty")
 OUTPUT_NAMES = ("beautified_faces", "beautified_masks")
@@ -127,21 +127,7 @@ class BeautyProgram(torch.nn.Module):
     def polygon_distance(self, polygon: torch.Tensor, size) -> torch.Tensor:
         """Signed distance (N, 1, C, C) on the mask grid, positive inside the polygon."""
         cells = size // MASK_STRIDE
-        n = polygon.shape[0]
-        p = FuseProgram.first_cells(self.mask_points, cells)
-        px, py = p[..., 0:1], p[..., 1:2]
-        following = torch.roll(polygon, -1, dims=1)
-        ax, ay = polygon[..., 0].unsqueeze(1), polygon[..., 1].unsqueeze(1)
-        bx, by = following[..., 0].unsqueeze(1), following[..., 1].unsqueeze(1)
-        abx, aby = bx - ax, by - ay
-        t = (((px - ax) * abx + (py - ay) * aby) / (abx * abx + aby * aby).clamp_min(1e-6)).clamp(0, 1)
-        dx, dy = px - (ax + t * abx), py - (ay + t * aby)
-        dist = torch.sqrt(dx * dx + dy * dy + 1e-6).amin(-1)
-        straddles = (ay > py) != (by > py)
-        rise = torch.where(aby == 0, torch.full_like(aby, 1e-6), aby)
-        crosses = straddles & (px < ax + (py - ay) * abx / rise)
-        inside = crosses.to(torch.float32).sum(-1).remainder(2.0)
-        return (dist * (inside * 2 - 1)).view(n, 1, cells, cells)
+        return signed_distance(FuseProgram.first_cells(self.mask_points, cells), polygon, cells)
 
     @staticmethod
     def face_width(mesh_xy: torch.Tensor, oval: torch.Tensor) -> torch.Tensor:

@@ -184,6 +184,26 @@ def beard_zone(xy: np.ndarray, mesh_xy: np.ndarray) -> np.ndarray:
     return below & (np.abs(xy[:, 0] - nose[0]) < BEARD_HALF_WIDTH * half_width)
 
 
+def signed_distance(p: torch.Tensor, polygon: torch.Tensor, cells: int) -> torch.Tensor:
+    """(N, 1, cells, cells): from grid points p (1, cells*cells, 2) to each closed polygon
+    (N, E, 2), positive inside. Shared with the beauty program's masks."""
+    n = polygon.shape[0]
+    px, py = p[..., 0:1], p[..., 1:2]  # (1, P, 1)
+    following = torch.roll(polygon, -1, dims=1)
+    ax, ay = polygon[..., 0].unsqueeze(1), polygon[..., 1].unsqueeze(1)  # (N, 1, E)
+    bx, by = following[..., 0].unsqueeze(1), following[..., 1].unsqueeze(1)
+    abx, aby = bx - ax, by - ay
+    t = (((px - ax) * abx + (py - ay) * aby) / (abx * abx + aby * aby).clamp_min(1e-6)).clamp(0, 1)  # (N, P, E)
+    dx, dy = px - (ax + t * abx), py - (ay + t * aby)
+    dist = torch.sqrt(dx * dx + dy * dy + 1e-6).amin(-1)
+    # Crossing number of a ray toward +x decides inside/outside.
+    straddles = (ay > py) != (by > py)
+    rise = torch.where(aby == 0, torch.full_like(aby, 1e-6), aby)
+    crosses = straddles & (px < ax + (py - ay) * abx / rise)
+    inside = crosses.to(torch.float32).sum(-1).remainder(2.0)
+    return (dist * (inside * 2 - 1)).view(n, 1, cells, cells)
+
+
 class FuseProgram(torch.nn.Module):
     def __init__(
         self,
@@ -408,24 +428,8 @@ class FuseProgram(torch.nn.Module):
     # ---- masks ----------------------------------------------------------------
     def polygon_distance(self, polygon: torch.Tensor, size) -> torch.Tensor:
         """Signed distance (N, 1, F/8, F/8), positive inside, from a coarse grid to a closed polygon."""
-        n = polygon.shape[0]
         cells = size // DISTANCE_DOWNSCALE
-        p = self.first_cells(self.mask_points, cells)  # 1, P, 2
-        px, py = p[..., 0:1], p[..., 1:2]  # (1, P, 1)
-        following = torch.roll(polygon, -1, dims=1)
-        ax, ay = polygon[..., 0].unsqueeze(1), polygon[..., 1].unsqueeze(1)  # (N, 1, E)
-        bx, by = following[..., 0].unsqueeze(1), following[..., 1].unsqueeze(1)
-        abx, aby = bx - ax, by - ay
-        t = (((px - ax) * abx + (py - ay) * aby) / (abx * abx + aby * aby).clamp_min(1e-6)).clamp(0, 1)  # (N, P, E)
-        dx, dy = px - (ax + t * abx), py - (ay + t * aby)
-        dist = torch.sqrt(dx * dx + dy * dy + 1e-6).amin(-1)
-        # Crossing number of a ray toward +x decides inside/outside.
-        straddles = (ay > py) != (by > py)
-        rise = torch.where(aby == 0, torch.full_like(aby, 1e-6), aby)
-        crosses = straddles & (px < ax + (py - ay) * abx / rise)
-        inside = crosses.to(torch.float32).sum(-1).remainder(2.0)
-        signed = dist * (inside * 2 - 1)
-        return signed.view(n, 1, cells, cells)
+        return signed_distance(self.first_cells(self.mask_points, cells), polygon, cells)
 
     def face_polygon(self, mesh_xy: torch.Tensor) -> torch.Tensor:
         oval = mesh_xy.index_select(1, self.oval_index)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Optional
 
@@ -352,6 +351,18 @@ def gateway_add_key(
     typer.echo(key)
 
 
+def _gateway_client(target: str | None, api_key: str | None):
+    """An SDK client for a running gateway: `target`, else this machine's at
+    FACEFUSE_GATEWAY_PORT; `api_key`, else the local dev key `serve` wrote."""
+    from facefuse_client import FacefuseClient
+
+    from facefuse.gateway.dev_key import read_dev_key
+    from facefuse.gateway.settings import GatewaySettings
+
+    settings = GatewaySettings()
+    return FacefuseClient(target or f"127.0.0.1:{settings.port}", api_key=api_key or read_dev_key(settings))
+
+
 @app.command()
 def fuse(
     photos: list[Path] = typer.Argument(..., exists=True, dir_okay=False, help="The user's photo(s); several map onto several template faces."),
@@ -369,16 +380,10 @@ def fuse(
     eye_enlarging: float = typer.Option(0.0, min=0, max=100, help="Beauty: eye enlarging 0..100."),
 ) -> None:
     """Fuse photo(s) into a template through a running gateway (`facefuse serve`)."""
-    from facefuse_client import FacefuseClient, FacefuseError
+    from facefuse_client import FacefuseError
     from facefuse_client.cli import describe, fuse_files
 
-    from facefuse.gateway.dev_key import dev_key_path
-    from facefuse.gateway.settings import GatewaySettings
-
-    gateway_settings = GatewaySettings()
-    key_path = dev_key_path(gateway_settings)
-    key = api_key or (key_path.read_text().strip() if key_path.is_file() else None)
-    with FacefuseClient(target or f"127.0.0.1:{gateway_settings.port}", api_key=key) as client:
+    with _gateway_client(target, api_key) as client:
         try:
             poster = fuse_files(client, photos, template, output, face, fuse_degree=fuse_degree,
                                 profile_degree=profile_degree, add_label=label, smoothing=smoothing,
@@ -402,16 +407,10 @@ def beautify(
     api_key: str = typer.Option(None, envvar="FACEFUSE_API_KEY", help="API key (default: the local dev key)."),
 ) -> None:
     """Beauty on a photo's faces through a running gateway (`facefuse serve`)."""
-    from facefuse_client import FacefuseClient, FacefuseError
+    from facefuse_client import FacefuseError
     from facefuse_client.cli import beautify_file
 
-    from facefuse.gateway.dev_key import dev_key_path
-    from facefuse.gateway.settings import GatewaySettings
-
-    gateway_settings = GatewaySettings()
-    key_path = dev_key_path(gateway_settings)
-    key = api_key or (key_path.read_text().strip() if key_path.is_file() else None)
-    with FacefuseClient(target or f"127.0.0.1:{gateway_settings.port}", api_key=key) as client:
+    with _gateway_client(target, api_key) as client:
         try:
             beautify_file(client, photo, output, face, label, smoothing=smoothing, brightening=brightening,
                           slimming=slimming, eye_enlarging=eye_enlarging)
@@ -444,15 +443,9 @@ def video(
     timeout_s: float = typer.Option(1800.0, help="Give up waiting after this long (the job goes on)."),
 ) -> None:
     """Fuse a photo into a video template as a job: submit, show progress, download."""
-    from facefuse_client import FacefuseClient, FacefuseError
+    from facefuse_client import FacefuseError
     from facefuse_client.video import VideoJobFailed
 
-    from facefuse.gateway.dev_key import dev_key_path
-    from facefuse.gateway.settings import GatewaySettings
-
-    gateway_settings = GatewaySettings()
-    key_path = dev_key_path(gateway_settings)
-    key = api_key or (key_path.read_text().strip() if key_path.is_file() else None)
 
     def show(job) -> None:
         where = f"queue position {job.queue_position}" if job.state == "queued" else f"{job.progress:6.1%}"
@@ -460,7 +453,7 @@ def video(
         bar = "#" * int(job.progress * 30)
         typer.echo(f"\r{job.job_id} {job.state:9s} [{bar:30s}] {where}{eta}   ", nl=False, err=True)
 
-    with FacefuseClient(target or f"127.0.0.1:{gateway_settings.port}", api_key=key) as client:
+    with _gateway_client(target, api_key) as client:
         try:
             data = client.videos.fuse_video(photo.read_bytes(), template, on_progress=show, timeout_s=timeout_s,
                                             fuse_degree=fuse_degree, profile_degree=profile_degree, add_label=label)
@@ -681,11 +674,10 @@ def eval_quality(
     if not selected:
         fail("no case matches --kinds/--cases; `facefuse eval devset` lists them")
     if target and not api_key:
-        from facefuse.gateway.dev_key import dev_key_path
+        from facefuse.gateway.dev_key import read_dev_key
         from facefuse.gateway.settings import GatewaySettings
 
-        key_path = dev_key_path(GatewaySettings())
-        api_key = key_path.read_text().strip() if key_path.is_file() else None
+        api_key = read_dev_key(GatewaySettings())
     plan = EvalPlan(selected, tuple(t for t in templates.split(",") if t), settings)
     result = run_quality_eval(plan, out_dir, target, api_key, command=" ".join(["facefuse", *sys.argv[1:]]), echo=typer.echo)
     typer.echo((out_dir / "summary.md").read_text())

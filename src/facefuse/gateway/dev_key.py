@@ -29,3 +29,9 @@ def ensure_dev_key(settings: GatewaySettings) -> str:
     with os.fdopen(fd, "w") as handle:
         handle.write(key + "\n")
     return key
+
+
+def read_dev_key(settings: GatewaySettings) -> str | None:
+    """The local key `serve` wrote, or None when there is none."""
+    path = dev_key_path(settings)
+    return path.read_text().strip() if path.is_file() else None
