@@ -5,13 +5,18 @@ dicts, each validated against Triton's own `ModelConfig` protobuf schema
 (`json_format.ParseDict`), and `check_ensembles` verifies every ensemble step's
 input_map/output_map against the target model (names, dtypes, shapes). Nothing is
 hand-written or edited after generation.
+
+A profile's measured tuning (`tuned/<profile>.json`, written by `facefuse bench sweep`
+with the table it was chosen from) overrides the instance counts, preferred batch sizes
+and queue delays below; `Tuning` reads and checks it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from google.protobuf import json_format, text_format
@@ -29,6 +34,7 @@ PROFILES = ("cpu", "gpu")
 # gave about 24 posters/s at concurrency 8, 1-5 ms about 25; each Python stage adds up
 # to this delay to an idle server's latency.
 PYTHON_STAGE_QUEUE_DELAY_US = 1000
+TUNED_DIR = Path(__file__).resolve().with_name("tuned")
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,77 @@ class ModelSpec:
     takes_video_frames: bool = False
 
 
+# What a tuning may set per model (ModelSpec fields).
+TUNABLE_FIELDS = ("instances_cpu", "cpu_preferred_batch_sizes", "max_queue_delay_us")
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Measured overrides of the specs' serving settings for one profile.
+
+    python_stage_queue_delay_us: the queue delay of every Python stage (None: the
+    PYTHON_STAGE_QUEUE_DELAY_US default); models: model -> {TUNABLE_FIELDS: value}, where
+    a preferred batch size list of None means "as large as possible".
+    """
+
+    python_stage_queue_delay_us: int | None = None
+    models: dict[str, dict] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str = "tuning") -> "Tuning":
+        delay = data.get("python_stage_queue_delay_us")
+        if delay is not None and (not isinstance(delay, int) or delay < 0):
+            raise BuildError(f"{where}: python_stage_queue_delay_us must be a whole number of microseconds >= 0, got {delay!r}")
+        models: dict[str, dict] = {}
+        for model, fields in (data.get("models") or {}).items():
+            unknown = set(fields) - set(TUNABLE_FIELDS)
+            if unknown:
+                raise BuildError(f"{where}: {model} sets {sorted(unknown)}; a tuning may set only {', '.join(TUNABLE_FIELDS)}")
+            checked = dict(fields)
+            for name in ("instances_cpu", "max_queue_delay_us"):
+                value = checked.get(name)
+                if name in checked and (not isinstance(value, int) or value < (1 if name == "instances_cpu" else 0)):
+                    raise BuildError(f"{where}: {model}.{name} = {value!r} is not a valid count")
+            if "cpu_preferred_batch_sizes" in checked and checked["cpu_preferred_batch_sizes"] is not None:
+                sizes = checked["cpu_preferred_batch_sizes"]
+                if not sizes or any(not isinstance(n, int) or n < 1 for n in sizes):
+                    raise BuildError(f"{where}: {model}.cpu_preferred_batch_sizes = {sizes!r}: use a list of batch sizes >= 1 or null")
+                checked["cpu_preferred_batch_sizes"] = tuple(sizes)
+            models[model] = checked
+        return cls(delay, models)
+
+    def to_dict(self) -> dict:
+        models = {m: {k: list(v) if isinstance(v, tuple) else v for k, v in f.items()} for m, f in sorted(self.models.items())}
+        return {"python_stage_queue_delay_us": self.python_stage_queue_delay_us, "models": models}
+
+    def merged(self, other: "Tuning") -> "Tuning":
+        """This tuning with other's settings on top."""
+        models = {m: dict(f) for m, f in self.models.items()}
+        for model, fields in other.models.items():
+            models.setdefault(model, {}).update(fields)
+        delay = other.python_stage_queue_delay_us
+        return Tuning(self.python_stage_queue_delay_us if delay is None else delay, models)
+
+    def apply(self, specs: list["ModelSpec"]) -> list["ModelSpec"]:
+        names = {s.name for s in specs}
+        unknown = set(self.models) - names
+        if unknown:
+            raise BuildError(f"tuning names models {sorted(unknown)} that the profile does not have ({', '.join(sorted(names))})")
+        return [replace(s, **self.models.get(s.name, {})) for s in specs]
+
+
+def tuned(profile_name: str, directory: Path = TUNED_DIR) -> Tuning:
+    """The committed tuning of a profile; none (the specs as written) when it has no file."""
+    path = directory / f"{profile_name}.json"
+    if not path.is_file():
+        return Tuning()
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise BuildError(f"{path} is not valid JSON ({exc}); rewrite it with `facefuse bench sweep --write`") from None
+    return Tuning.from_dict(data, str(path))
+
+
 def _detector_tensors(profile: Profile) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
     s = profile.detector_input_px
     priors = c.detector_prior_count(s)
@@ -98,7 +175,15 @@ def _renamed(spec: TensorSpec, name: str) -> TensorSpec:
     return TensorSpec(name, spec.dtype, spec.dims)
 
 
-def model_specs(profile: Profile, settings: Settings) -> list[ModelSpec]:
+def model_specs(profile: Profile, settings: Settings, tuning: Tuning | None = None) -> list[ModelSpec]:
+    """The profile's models; tuning None: the profile's committed tuning (`tuned`)."""
+    tuning = tuned(profile.name) if tuning is None else tuning
+    python_delay_us = PYTHON_STAGE_QUEUE_DELAY_US if tuning.python_stage_queue_delay_us is None \
+        else tuning.python_stage_queue_delay_us
+    return tuning.apply(_model_specs(profile, settings, python_delay_us))
+
+
+def _model_specs(profile: Profile, settings: Settings, python_delay_us: int) -> list[ModelSpec]:
     detector_in, detector_out = _detector_tensors(profile)
     s = settings
     # AlignParams.from_parameters reads these (align and beauty_faces cut faces alike).
@@ -113,7 +198,7 @@ def model_specs(profile: Profile, settings: Settings) -> list[ModelSpec]:
     return [
         ModelSpec(
             "decode", (c.IMAGE_BYTES,), (c.IMAGE, detector_in[0], LETTERBOX_SCALE), network=False,
-            max_batch_size=16, max_queue_delay_us=PYTHON_STAGE_QUEUE_DELAY_US,
+            max_batch_size=16, max_queue_delay_us=python_delay_us,
             parameters={
                 "detector_input_px": str(profile.detector_input_px),
                 "max_image_side_px": str(s.max_image_side_px),
@@ -127,7 +212,7 @@ def model_specs(profile: Profile, settings: Settings) -> list[ModelSpec]:
         ),
         ModelSpec(
             "align", (c.IMAGE, *detector_out, LETTERBOX_SCALE), (c.FACES, c.FACE_AFFINES, c.FACE_BOXES),
-            network=False, max_batch_size=16, max_queue_delay_us=PYTHON_STAGE_QUEUE_DELAY_US, ragged_inputs=("image",),
+            network=False, max_batch_size=16, max_queue_delay_us=python_delay_us, ragged_inputs=("image",),
             parameters=face_gates,
         ),
         ModelSpec(
@@ -137,7 +222,7 @@ def model_specs(profile: Profile, settings: Settings) -> list[ModelSpec]:
         ModelSpec(
             # The mesh passes through, so `fuse` only runs once the face is accepted.
             "face_quality", (c.FACES, c.FACE_MESHES, c.FACE_AFFINES), (CHECKED_MESHES, c.FACE_QUALITY, c.FACE_WARNINGS),
-            network=False, max_batch_size=16, max_queue_delay_us=PYTHON_STAGE_QUEUE_DELAY_US,
+            network=False, max_batch_size=16, max_queue_delay_us=python_delay_us,
             parameters={
                 "max_yaw_deg": str(s.max_yaw_deg),
                 "max_pitch_deg": str(s.max_pitch_deg),
@@ -154,7 +239,7 @@ def model_specs(profile: Profile, settings: Settings) -> list[ModelSpec]:
             "template_bank", (c.TEMPLATE_ID, c.FACE_INDICES, _renamed(c.FACE_MESHES, "user_meshes")),
             (TEMPLATE_VERSION, _renamed(c.WORKING_FACES, "template_faces"), _renamed(c.FACE_MESHES, "template_meshes"),
              _renamed(c.FACE_AFFINES, "template_affines")),
-            network=False, max_batch_size=16, max_queue_delay_us=PYTHON_STAGE_QUEUE_DELAY_US,
+            network=False, max_batch_size=16, max_queue_delay_us=python_delay_us,
             ragged_inputs=("face_indices", "user_meshes"),
             parameters={"template_dir": str(s.templates_path)},
         ),
@@ -167,7 +252,8 @@ def model_specs(profile: Profile, settings: Settings) -> list[ModelSpec]:
             max_batch_size=8, max_queue_delay_us=1000, instances_cpu=2, instances_per_gpu=1,
             # On CPU a batch costs more per face than one face at a time (measured 35 ms
             # at batch 1, 43 ms/face at batch 4: the working set outgrows the caches),
-            # so the cpu profile runs one poster per execution on two instances: with a
+            # so the cpu profile runs one poster per execution on several instances
+            # (how many: tuned/cpu.json, measured by `facefuse bench sweep`): with a
             # preferred batch size of 1 the batcher sends each request at once. On GPU
             # the 1 ms delay lets batches form.
             cpu_preferred_batch_sizes=(1,),
@@ -185,22 +271,26 @@ def model_specs(profile: Profile, settings: Settings) -> list[ModelSpec]:
         ModelSpec(
             "beauty_faces", (c.IMAGE, *detector_out, LETTERBOX_SCALE, c.FACE_INDEX),
             (c.FACES, c.FACE_AFFINES, c.FACE_MASKS, c.PROFILE_DEGREE),
-            network=False, max_batch_size=16, max_queue_delay_us=PYTHON_STAGE_QUEUE_DELAY_US, ragged_inputs=("image",),
+            network=False, max_batch_size=16, max_queue_delay_us=python_delay_us, ragged_inputs=("image",),
             parameters=face_gates,
         ),
         ModelSpec(
             "beauty_paste",
             (c.IMAGE, _renamed(c.WORKING_FACES, "beautified_faces"), _renamed(c.FACE_MASKS, "beautified_masks"),
              c.FACE_AFFINES, c.ADD_LABEL, c.OUTPUT_FORMAT, c.OUTPUT_QUALITY),
-            (c.PHOTO,), network=False, max_batch_size=16, max_queue_delay_us=PYTHON_STAGE_QUEUE_DELAY_US,
+            (c.PHOTO,), network=False, max_batch_size=16, max_queue_delay_us=python_delay_us,
             ragged_inputs=("image", "beautified_faces", "beautified_masks", "face_affines"),
         ),
         ModelSpec(
             "postprocess",
             (c.TEMPLATE_ID, TEMPLATE_VERSION, FUSED_FACES, FUSED_MASKS, _renamed(c.FACE_AFFINES, "template_affines"),
-             c.ADD_LABEL, c.OUTPUT_FORMAT, c.OUTPUT_QUALITY, c.BEAUTY),
-            (c.POSTER,), network=False, max_batch_size=16, max_queue_delay_us=PYTHON_STAGE_QUEUE_DELAY_US,
-            ragged_inputs=("fused_faces", "fused_masks", "template_affines"),
+             c.ADD_LABEL, c.OUTPUT_FORMAT, c.OUTPUT_QUALITY, c.BEAUTY,
+             # what the verification compares the fused faces with (facefuse.stages.verify)
+             _renamed(c.WORKING_FACES, "template_faces"), _renamed(c.FACE_MESHES, "template_meshes"),
+             _renamed(c.FACES, "user_faces"), _renamed(c.FACE_MESHES, "user_meshes"), c.PROFILE_DEGREE),
+            (c.POSTER,), network=False, max_batch_size=16, max_queue_delay_us=python_delay_us,
+            ragged_inputs=("fused_faces", "fused_masks", "template_affines", "template_faces", "template_meshes",
+                           "user_faces", "user_meshes"),
             parameters={"template_dir": str(s.templates_path)},
         ),
     ]
@@ -265,7 +355,7 @@ TEMPLATE_SIDE = (
     Step(
         "postprocess",
         {**_identity("template_id", "template_version", "template_affines", "add_label", "output_format", "output_quality",
-                     "beauty"),
+                     "beauty", "template_faces", "template_meshes", "user_faces", "user_meshes", "profile_degree"),
          "fused_faces": "poster_faces", "fused_masks": "poster_masks"},
         _identity("poster"),
     ),
@@ -454,9 +544,11 @@ def _sig(t: dict) -> str:
     return f"{t['data_type']}{list(t['dims'])}"
 
 
-def repository_configs(profile: Profile, settings: Settings, planned: frozenset[str] = frozenset()) -> tuple[dict[str, dict], dict[str, dict]]:
-    """(model configs, ensemble configs) for a profile, validated and cross-checked."""
-    models = {s.name: model_config(s, profile, s.name in planned) for s in model_specs(profile, settings)}
+def repository_configs(profile: Profile, settings: Settings, planned: frozenset[str] = frozenset(),
+                       tuning: Tuning | None = None) -> tuple[dict[str, dict], dict[str, dict]]:
+    """(model configs, ensemble configs) for a profile, validated and cross-checked;
+    tuning None: the profile's committed tuning."""
+    models = {s.name: model_config(s, profile, s.name in planned) for s in model_specs(profile, settings, tuning)}
     ensembles = {e.name: ensemble_config(e) for e in ENSEMBLES}
     for config in (*models.values(), *ensembles.values()):
         validate(config)

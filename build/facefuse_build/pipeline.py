@@ -318,13 +318,23 @@ def build_repository(profile: Profile, settings: Settings, force: bool = False, 
         model_versions.prune(repository, recipe.name, set(state.loaded_versions(recipe.name)) if state else set())
 
     planned = frozenset(n for n in specs if _newest(repository, n).with_name("model.plan").is_file()) if profile.name == "gpu" else frozenset()
+    report.configs_written += write_configs(profile, settings, planned)
+    return report
+
+
+def write_configs(profile: Profile, settings: Settings, planned: frozenset[str] = frozenset(),
+                  tuning: configs.Tuning | None = None) -> list[str]:
+    """Every model and ensemble config of the repository settings name; returns those that
+    changed. tuning None: the profile's committed tuning (`facefuse bench sweep` passes its own)."""
+    written = []
     # Where releases are managed, configs load the kept releases' versions and pin ensembles.
-    models, ensembles = apply_state(*configs.repository_configs(profile, settings, planned), state)
+    models, ensembles = apply_state(*configs.repository_configs(profile, settings, planned, tuning),
+                                    load_state(settings.model_repository_dir))
     for name, config in models.items():
-        if configs.write_if_changed(repository / name / "config.pbtxt", configs.pbtxt(config)):
-            report.configs_written.append(name)
+        if configs.write_if_changed(settings.model_repository_dir / name / "config.pbtxt", configs.pbtxt(config)):
+            written.append(name)
     for name, config in ensembles.items():
         (settings.ensembles_dir / name / VERSION).mkdir(parents=True, exist_ok=True)
         if configs.write_if_changed(settings.ensembles_dir / name / "config.pbtxt", configs.pbtxt(config)):
-            report.configs_written.append(name)
-    return report
+            written.append(name)
+    return written

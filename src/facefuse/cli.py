@@ -560,6 +560,33 @@ def bench_fuzz(
     run_fuzz_bench(decode_count, gateway_count, concurrency, out_dir, echo=typer.echo)
 
 
+@bench_app.command("sweep")
+def bench_sweep(
+    concurrency: int = typer.Option(None, help="Client concurrency of every measurement (default 8; --quick 4)."),
+    requests: int = typer.Option(None, help="Posters per measurement (default 160; --quick 24)."),
+    p99_factor: float = typer.Option(1.2, help="Feasible: p99 at most this times the default configuration's p99."),
+    quick: bool = typer.Option(False, "--quick", help="One knob, two values, short measurements (for tests)."),
+    write: bool = typer.Option(False, "--write", help="Make the chosen configuration the cpu profile's defaults "
+                               "(build/facefuse_build/tuned/cpu.json + cpu-sweep.md) and regenerate the configs."),
+    out_dir: Path = typer.Option(Path("var/bench/sweep"), help="Where sweep.json/.md and the repository copy go."),
+) -> None:
+    """Instance counts, preferred batch sizes and queue delays of the cpu profile, measured one knob at a time."""
+    import dataclasses
+
+    from facefuse.bench.sweep import SweepPlan, run_sweep
+    from facefuse.capacity.loadtest import shell_command
+
+    plan = SweepPlan.quick() if quick else SweepPlan()
+    plan = dataclasses.replace(plan, p99_factor=p99_factor, **{k: v for k, v in
+                               (("concurrency", concurrency), ("requests", requests)) if v is not None})
+    try:
+        run_sweep(get_settings(), plan, out_dir, write=write, command=shell_command(["facefuse", *sys.argv[1:]]),
+                  echo=typer.echo)
+    except RuntimeError as exc:
+        fail(str(exc))
+    typer.echo((out_dir / "sweep.md").read_text())
+
+
 @bench_app.command("shedding")
 def bench_shedding(
     concurrency: int = typer.Option(8, help="Most closed-loop callers tried for the sustainable rate (2, 4, ... up to this)."),

@@ -32,7 +32,9 @@ class SwapPlan:
     after_s: float = 30.0  # after the rollback
 
 
-def _copy_repository(settings: Settings, root: Path) -> Settings:
+def copy_repository(settings: Settings, root: Path) -> Settings:
+    """The built repository and ensembles copied under root, without release state or
+    release ensembles; returns settings that point at the copy."""
     shutil.rmtree(root, ignore_errors=True)
     repository, ensembles = root / "model_repository", root / "ensembles"
     shutil.copytree(settings.model_repository_dir, repository,
@@ -75,7 +77,7 @@ def run_swap_bench(settings: Settings, out_dir: Path, plan: SwapPlan = SwapPlan(
     from facefuse.server.triton import embedded_triton
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    local = _copy_repository(settings, out_dir / "repository")
+    local = copy_repository(settings, out_dir / "repository")
     candidate = candidate or serving_model_path(local.model_repository_dir, "fuse")
     shutil.copyfile(candidate, out_dir / "candidate.onnx")  # publish reads it while the copy may change
     admin_key = secrets.token_urlsafe(24)

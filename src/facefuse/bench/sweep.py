@@ -1,0 +1,333 @@
+"""`facefuse bench sweep`: the cpu profile's serving settings, tuned by measurement.
+
+In the spirit of Triton's Model Analyzer (which does not install here): for each
+candidate configuration the model configs are generated from the typed specs with that
+tuning (`facefuse_build.configs.Tuning`) into a copy of the built repository, a real
+tritonserver starts on it, and `bench photo`'s client drives the `face_fusion` ensemble
+at a fixed concurrency: posters/s, p50/p99 and Triton's per-stage statistics.
+
+The search is a hill climb, one knob at a time from the specs' defaults (the grid's
+product would take hours on two cores): every other value of a knob is measured with
+the best settings found so far, and kept when it is feasible (no failed call, p99 within
+`p99_factor` x the default's p99) and at least `min_gain` faster. Then the winner and the
+default alternate in ABBA blocks, so the last comparison sees the same minutes of this
+shared machine; the winner is adopted only if it is still faster there and within the
+bound. `--write` makes it the profile's defaults (`build/facefuse_build/tuned/cpu.json`,
+the table beside it) and regenerates the built repository's configs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import os
+import platform
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from facefuse import samples
+from facefuse.bench.photo import _accumulate, _drive, _result, _stage_figures, _stage_statistics
+from facefuse.settings import Settings
+
+PROFILE = "cpu"
+TUNED_TABLE = "cpu-sweep.md"
+
+
+@dataclass(frozen=True)
+class Knob:
+    """One serving setting: a ModelSpec field of some models, or (models empty) the
+    queue delay every Python stage shares."""
+
+    label: str
+    values: tuple
+    models: tuple[str, ...] = ()
+    field: str = "python_stage_queue_delay_us"
+
+    def tuning(self, value):
+        from facefuse_build.configs import Tuning
+
+        if not self.models:
+            return Tuning(python_stage_queue_delay_us=value)
+        return Tuning(models={m: {self.field: value} for m in self.models})
+
+
+# The stages that hold the time (bench photo at concurrency 8: fuse's compute, the
+# Python hops' queue delay, decode and the two networks), not every field of every model.
+DEFAULT_KNOBS = (
+    Knob("python stages' queue delay (us)", (0, 250, 1000, 4000)),
+    Knob("fuse instances", (1, 2, 3), ("fuse",), "instances_cpu"),
+    Knob("fuse preferred batch", ((1,), None), ("fuse",), "cpu_preferred_batch_sizes"),
+    Knob("networks' queue delay (us)", (0, 1000, 4000), ("face_detector", "face_landmarks"), "max_queue_delay_us"),
+    Knob("detector + landmarks instances", (1, 2), ("face_detector", "face_landmarks"), "instances_cpu"),
+    Knob("decode + postprocess instances", (1, 2), ("decode", "postprocess"), "instances_cpu"),
+)
+QUICK_KNOBS = (Knob("python stages' queue delay (us)", (0, 1000)),)
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    knobs: tuple[Knob, ...] = DEFAULT_KNOBS
+    concurrency: int = 8
+    requests: int = 160
+    confirm_rounds: int = 2  # ABBA pairs of blocks, winner vs default
+    p99_factor: float = 1.2  # feasible: p99 <= this x the default's p99
+    min_gain: float = 0.03  # a change must be at least this much faster to be kept
+
+    @classmethod
+    def quick(cls) -> "SweepPlan":
+        return cls(QUICK_KNOBS, concurrency=4, requests=24, confirm_rounds=1)
+
+
+@dataclass
+class Point:
+    """One configuration, measured once."""
+
+    label: str
+    tuning: dict
+    posters_per_s: float = 0.0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    requests: int = 0
+    error: str | None = None
+    load_average_1m: float = 0.0
+    stages: dict = field(default_factory=dict)
+    latencies_s: list[float] = field(default_factory=list, repr=False)
+
+
+@dataclass
+class SweepReport:
+    machine: dict
+    plan: dict
+    default: dict
+    p99_bound_ms: float = 0.0
+    points: list[dict] = field(default_factory=list)
+    confirmation: dict = field(default_factory=dict)
+    chosen: dict = field(default_factory=dict)  # the tuning adopted (empty: the defaults)
+    chosen_label: str = "default"
+    command: str = ""
+    date: str = ""
+
+
+# ---- the decisions (pure) ---------------------------------------------------------
+def feasible(point: Point, p99_bound_ms: float) -> bool:
+    return point.error is None and point.requests > 0 and point.p99_ms <= p99_bound_ms
+
+
+def pick(candidates: list[Point], incumbent: Point, p99_bound_ms: float, min_gain: float) -> Point:
+    """The fastest feasible candidate that beats the incumbent by min_gain, else the incumbent."""
+    better = [p for p in candidates if feasible(p, p99_bound_ms)
+              and p.posters_per_s >= incumbent.posters_per_s * (1 + min_gain)]
+    return max(better, key=lambda p: p.posters_per_s) if better else incumbent
+
+
+def confirmed(default_blocks: list[Point], winner_blocks: list[Point], p99_factor: float) -> dict:
+    """ABBA blocks of the default and the winner: the winner is adopted when its median
+    throughput beats the default's and its pooled p99 stays within p99_factor x the
+    default's pooled p99 (both from these blocks, the same minutes of the machine)."""
+    def pooled(blocks):
+        latencies = [s for b in blocks if b.error is None for s in b.latencies_s]
+        return float(np.percentile(np.asarray(latencies) * 1000, 99)) if latencies else float("inf")
+
+    def median_rate(blocks):
+        return statistics.median(b.posters_per_s if b.error is None else 0.0 for b in blocks)
+
+    default_rate, winner_rate = median_rate(default_blocks), median_rate(winner_blocks)
+    default_p99, winner_p99 = pooled(default_blocks), pooled(winner_blocks)
+    bound = default_p99 * p99_factor
+    adopted = all(b.error is None for b in winner_blocks) and winner_rate > default_rate and winner_p99 <= bound
+    return {"default_posters_per_s": round(default_rate, 2), "winner_posters_per_s": round(winner_rate, 2),
+            "default_p99_ms": round(default_p99, 1), "winner_p99_ms": round(winner_p99, 1),
+            "p99_bound_ms": round(bound, 1), "adopted": adopted}
+
+
+def label_of(tuning, defaults) -> str:
+    """What a tuning changes from the defaults, e.g. 'fuse.instances_cpu=3'."""
+    changes = []
+    if tuning.python_stage_queue_delay_us not in (None, defaults.python_stage_queue_delay_us):
+        changes.append(f"python_delay_us={tuning.python_stage_queue_delay_us}")
+    for model, fields in sorted(tuning.models.items()):
+        for name, value in sorted(fields.items()):
+            if defaults.models.get(model, {}).get(name) != value:
+                shown = "max" if value is None else ",".join(map(str, value)) if isinstance(value, tuple) else value
+                changes.append(f"{model}.{name}={shown}")
+    return "; ".join(changes) or "default"
+
+
+def spec_defaults(knobs: tuple[Knob, ...], settings: Settings):
+    """The specs' own values of the swept settings, as a Tuning (the committed tuning left out)."""
+    from facefuse_build.configs import PYTHON_STAGE_QUEUE_DELAY_US, Profile, Tuning, model_specs
+
+    specs = {s.name: s for s in model_specs(Profile(PROFILE), settings, Tuning())}
+    models: dict[str, dict] = {}
+    for knob in knobs:
+        for model in knob.models:
+            models.setdefault(model, {})[knob.field] = getattr(specs[model], knob.field)
+    return Tuning(PYTHON_STAGE_QUEUE_DELAY_US, models)
+
+
+# ---- measuring ------------------------------------------------------------------------
+def measure(settings: Settings, tuning, label: str, plan: SweepPlan, photo: bytes) -> Point:
+    """Configs for this tuning written into the copy settings name, a fresh tritonserver
+    on it, a warm-up, then plan.requests posters at plan.concurrency."""
+    from tritonclient.utils import InferenceServerException
+
+    from facefuse.server.triton import TritonStartError, embedded_triton
+    from facefuse.triton_client import instance_counts
+    from facefuse_build.configs import Profile
+    from facefuse_build.pipeline import write_configs
+
+    point = Point(label, tuning.to_dict(), load_average_1m=round(os.getloadavg()[0], 2))
+    write_configs(Profile(PROFILE), settings, tuning=tuning)
+    try:
+        with embedded_triton(settings) as triton:
+            client = triton.client()
+            try:
+                asyncio.run(_drive(triton, photo, plan.concurrency, plan.concurrency * 3))
+                before = _stage_statistics(client)
+                latencies, seconds = asyncio.run(_drive(triton, photo, plan.concurrency, plan.requests))
+                totals: dict = {}
+                _accumulate(totals, before, _stage_statistics(client))
+                point.stages = _stage_figures(totals, len(latencies), instance_counts(client))
+            finally:
+                client.close()
+    except (TritonStartError, InferenceServerException) as exc:  # a config Triton refuses or that fails calls: a result
+        point.error = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
+        return point
+    result = _result(plan.concurrency, latencies, seconds)
+    point.posters_per_s, point.p50_ms, point.p99_ms = result.posters_per_s, result.p50_ms, result.p99_ms
+    point.requests, point.latencies_s = result.requests, latencies
+    return point
+
+
+def run_sweep(settings: Settings, plan: SweepPlan, out_dir: Path, write: bool = False, command: str = "",
+              tuned_dir: Path | None = None, echo=print) -> SweepReport:
+    from facefuse.bench.swap import copy_repository
+    from facefuse_build.configs import TUNED_DIR, Profile, Tuning
+    from facefuse_build.pipeline import write_configs
+
+    tuned_dir = tuned_dir or TUNED_DIR
+    photo = samples.astronaut()
+    local = copy_repository(settings, out_dir / "repository")
+    defaults = spec_defaults(plan.knobs, settings)
+    report = SweepReport(
+        machine={"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+                 "python": platform.python_version()},
+        plan={**asdict(plan), "knobs": [asdict(k) for k in plan.knobs]},
+        default=defaults.to_dict(), command=command, date=datetime.date.today().isoformat(),
+    )
+
+    def run(tuning) -> Point:
+        point = measure(local, tuning, label_of(tuning, defaults), plan, photo)
+        report.points.append(_row(point))
+        echo(_line(point))
+        return point
+
+    default = incumbent = run(defaults)
+    if default.error:
+        raise RuntimeError(f"the default configuration failed: {default.error}")
+    report.p99_bound_ms = round(default.p99_ms * plan.p99_factor, 1)
+    for knob in plan.knobs:
+        now = incumbent.tuning.get("models", {}).get(knob.models[0], {}).get(knob.field) if knob.models \
+            else incumbent.tuning["python_stage_queue_delay_us"]
+        current = Tuning.from_dict(incumbent.tuning)
+        others = [v for v in knob.values if not _same(v, now)]
+        tried = [run(current.merged(knob.tuning(v))) for v in others]
+        incumbent = pick(tried, incumbent, report.p99_bound_ms, plan.min_gain)
+
+    winner = Tuning.from_dict(incumbent.tuning)
+    if incumbent is not default and plan.confirm_rounds > 0:
+        echo(f"confirming {incumbent.label} against the default in {plan.confirm_rounds * 2} ABBA blocks")
+        blocks: dict[str, list[Point]] = {"default": [], "winner": []}
+        for index in range(plan.confirm_rounds * 2):
+            order = ("default", "winner") if index % 4 in (0, 3) else ("winner", "default")
+            for who in order:
+                point = measure(local, defaults if who == "default" else winner, who, plan, photo)
+                echo("  " + _line(point))
+                blocks[who].append(point)
+        report.confirmation = confirmed(blocks["default"], blocks["winner"], plan.p99_factor)
+        adopted = report.confirmation["adopted"]
+    else:
+        adopted = incumbent is not default
+    if adopted:
+        report.chosen, report.chosen_label = winner.to_dict(), incumbent.label
+    echo(f"chosen: {report.chosen_label}")
+    write_report(report, out_dir)
+    if write:
+        tuned = Tuning.from_dict(report.chosen) if report.chosen else defaults
+        write_tuning(report, tuned, tuned_dir)
+        changed = write_configs(Profile(PROFILE), settings)
+        echo(f"wrote {tuned_dir / (PROFILE + '.json')} and {tuned_dir / TUNED_TABLE}; configs regenerated: "
+             f"{', '.join(changed) or 'none changed'} (a running server takes them at its next start)")
+    return report
+
+
+def _same(a, b) -> bool:
+    return (tuple(a) if isinstance(a, (list, tuple)) else a) == (tuple(b) if isinstance(b, (list, tuple)) else b)
+
+
+def _row(point: Point) -> dict:
+    row = asdict(point)
+    row.pop("latencies_s")
+    return row
+
+
+def _line(point: Point) -> str:
+    if point.error:
+        return f"{point.label:<60} failed: {point.error}"
+    return (f"{point.label:<60} {point.posters_per_s:6.2f} posters/s  p50 {point.p50_ms:6.1f} ms  "
+            f"p99 {point.p99_ms:6.1f} ms  (load {point.load_average_1m})")
+
+
+# ---- writing ------------------------------------------------------------------------
+def table_lines(report: SweepReport) -> list[str]:
+    plan = report.plan
+    lines = [
+        f"# `facefuse bench sweep` ({report.machine['cpu_count']} cores, {report.machine['processor']}, {report.date})",
+        "",
+        f"Command: `{report.command}`. Each row: configs generated with that tuning, a fresh tritonserver, "
+        f"{plan['concurrency'] * 3} warm-up posters, then {plan['requests']} posters of the astronaut into "
+        f"`hopper-portrait` at concurrency {plan['concurrency']} (`face_fusion` ensemble, bench photo's client). "
+        f"Feasible: no failed call and p99 <= {plan['p99_factor']:g} x the default's p99 "
+        f"= **{report.p99_bound_ms:g} ms**; a change is kept when at least {plan['min_gain']:.0%} faster.",
+        "",
+        "| configuration (change from the default) | posters/s | p50 ms | p99 ms | feasible | load avg 1m | busiest stage queue |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in report.points:
+        if row["error"]:
+            lines.append(f"| {row['label']} | failed: {row['error']} | | | no | {row['load_average_1m']} | |")
+            continue
+        ok = "yes" if row["p99_ms"] <= report.p99_bound_ms else "no"
+        queues = {k: v["queue_ms_per_request"] for k, v in row["stages"].items()}
+        busiest = max(queues, key=queues.get) if queues else ""
+        lines.append(f"| {row['label']} | {row['posters_per_s']} | {row['p50_ms']} | {row['p99_ms']} | {ok} | "
+                     f"{row['load_average_1m']} | {busiest} {queues.get(busiest, '')} ms |")
+    c = report.confirmation
+    if c:
+        lines += ["", f"Confirmation, {plan['confirm_rounds'] * 2} blocks each in ABBA order: default "
+                  f"{c['default_posters_per_s']} posters/s (p99 {c['default_p99_ms']} ms), winner "
+                  f"{c['winner_posters_per_s']} posters/s (p99 {c['winner_p99_ms']} ms, bound {c['p99_bound_ms']} ms): "
+                  + ("adopted." if c["adopted"] else "**not adopted** (the defaults stay).")]
+    lines += ["", f"**Chosen: {report.chosen_label}.**", ""]
+    return lines
+
+
+def write_report(report: SweepReport, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "sweep.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
+    (out_dir / "sweep.md").write_text("\n".join(table_lines(report)))
+
+
+def write_tuning(report: SweepReport, tuning, tuned_dir: Path) -> None:
+    """The profile's defaults (read by facefuse_build.configs.tuned) and the table they came from."""
+    tuned_dir.mkdir(parents=True, exist_ok=True)
+    data = {**tuning.to_dict(), "chosen_by": {
+        "command": report.command, "date": report.date, "label": report.chosen_label,
+        "concurrency": report.plan["concurrency"], "p99_bound_ms": report.p99_bound_ms, "table": TUNED_TABLE,
+    }}
+    (tuned_dir / f"{PROFILE}.json").write_text(json.dumps(data, indent=2) + "\n")
+    (tuned_dir / TUNED_TABLE).write_text("\n".join(table_lines(report)))
