@@ -13,13 +13,22 @@ counts as a success, anything else as a failure. With --video-share S (or
 FACEFUSE_LOADTEST_VIDEO_SHARE), that share of the users are VideoUsers instead: each
 submits a video job, polls it until done and downloads the MP4, reported under the
 "Video ..." names of facefuse.capacity.mix, apart from the photo rows.
+
+With --arrival-rate R the users are replaced by one OpenLoopUser: calls of the same mix
+arrive at R per second on a schedule (facefuse.capacity.check.arrival_times), whether or
+not earlier calls have answered, and each call's outcome goes to --open-loop-log
+(`facefuse capacity check` runs it).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import time
+
+import gevent
+from gevent.pool import Group
 
 from locust import LoadTestShape, User, between, events, task
 
@@ -33,9 +42,10 @@ from facefuse_client.errors import REASON_KEY  # noqa: E402
 from facefuse_client.v1 import facefuse_pb2 as pb  # noqa: E402
 from facefuse_client.v1 import facefuse_pb2_grpc as pb_grpc  # noqa: E402
 
+from facefuse.capacity.check import arrival_times  # noqa: E402
 from facefuse.capacity.mix import (  # noqa: E402
     BAD_PHOTO, BEAUTIFY, BEAUTY_VALUES, DEFAULT_VIDEO_TEMPLATE, FUSE, FUSE_BEAUTY_SHARE, FUSE_MANY, FUSE_MANY_TEMPLATES, SINGLE_FACE_TEMPLATES, VIDEO_DOWNLOAD,
-    VIDEO_JOB, VIDEO_POLL, VIDEO_RUNNING, VIDEO_SUBMIT, WEIGHTS,
+    POSTERS_PER_REQUEST, VIDEO_JOB, VIDEO_POLL, VIDEO_RUNNING, VIDEO_SUBMIT, WEIGHTS,
 )
 from facefuse.capacity.photo_pool import bad_photos, good_photos  # noqa: E402
 from facefuse.capacity.shapes import ShapeParams, users_at  # noqa: E402
@@ -57,6 +67,26 @@ def _arguments(parser):
     parser.add_argument("--video-share", type=float, default=float(os.environ.get("FACEFUSE_LOADTEST_VIDEO_SHARE", 0)),
                         help="share of the users (0..1) that submit video jobs instead of photo calls")
     parser.add_argument("--video-template", default=DEFAULT_VIDEO_TEMPLATE, help="video template the jobs use")
+    parser.add_argument("--call-timeout-s", type=float, default=TIMEOUT_S, help="each photo call's deadline")
+    parser.add_argument("--arrival-rate", type=float, default=0.0,
+                        help="open loop: calls per second arriving on a schedule (0: closed-loop users)")
+    parser.add_argument("--open-loop-s", type=float, default=60.0, help="open loop: seconds of arrivals")
+    parser.add_argument("--open-loop-arrivals", default="poisson", help="open loop: poisson | uniform")
+    parser.add_argument("--open-loop-seed", type=int, default=1)
+    parser.add_argument("--open-loop-log", default="", help="open loop: a JSON line per call goes here")
+
+
+def failure(error, expected):
+    """Why a call counts as failed (None: it did what was expected); error is None or a grpc.RpcError."""
+    if error is None:
+        return AssertionError(f"expected {expected}, the call succeeded") if expected else None
+    if reason_of(error) != expected:
+        return error
+    return None
+
+
+def reason_of(error) -> str:
+    return dict(error.trailing_metadata() or ()).get(REASON_KEY, error.code().name)
 
 
 class LocustInterceptor(grpc.UnaryUnaryClientInterceptor):
@@ -76,15 +106,8 @@ class LocustInterceptor(grpc.UnaryUnaryClientInterceptor):
         call = continuation(details, request)
         error = call.exception()
         elapsed_ms = (time.perf_counter() - start) * 1000
-        exception, length = None, 0
-        if error is None:
-            length = call.result().ByteSize()
-            if expected:
-                exception = AssertionError(f"expected {expected}, the call succeeded")
-        else:
-            reason = dict(error.trailing_metadata() or ()).get(REASON_KEY, error.code().name)
-            if reason != expected:
-                exception = error
+        length = call.result().ByteSize() if error is None else 0
+        exception = failure(error, expected)
         self.environment.events.request.fire(
             request_type="grpc", name=name, response_time=elapsed_ms, response_length=length,
             exception=exception, context={},
@@ -116,7 +139,7 @@ class GatewayClient(User):
         """The response, or None when the call failed (the interceptor reported it)."""
         metadata = list(self.auth) + [(NAME_KEY, name)] + ([(EXPECT_KEY, expect)] if expect else [])
         try:
-            return method(request, timeout=TIMEOUT_S, metadata=metadata)
+            return method(request, timeout=self.environment.parsed_options.call_timeout_s, metadata=metadata)
         except grpc.RpcError:
             return None
 
@@ -127,34 +150,83 @@ class GatewayClient(User):
         )
 
 
+    def _photo_call(self, name):
+        """(stub method, request, name, expected reason) of one call of the mix."""
+        if name == FUSE:
+            options = pb.FuseOptions(beauty=pb.BeautyOptions(**BEAUTY_VALUES)) if random.random() < FUSE_BEAUTY_SHARE \
+                else pb.FuseOptions()
+            request = pb.FuseRequest(photo=random.choice(self.photos).data,
+                                     template_id=random.choice(SINGLE_FACE_TEMPLATES), options=options)
+            return self.stub.Fuse, request, name, None
+        if name == FUSE_MANY:
+            request = pb.FuseManyRequest(photo=random.choice(self.photos).data, template_ids=list(FUSE_MANY_TEMPLATES))
+            return self.stub.FuseMany, request, name, None
+        if name == BEAUTIFY:
+            request = pb.BeautifyRequest(photo=random.choice(self.photos).data, beauty=pb.BeautyOptions(**BEAUTY_VALUES))
+            return self.stub.Beautify, request, name, None
+        photo = random.choice(self.bad)
+        request = pb.FuseRequest(photo=photo.data, template_id=random.choice(SINGLE_FACE_TEMPLATES))
+        return self.stub.Fuse, request, BAD_PHOTO, photo.expected_reason
+
+
 class GatewayUser(GatewayClient):
     wait_time = between(0.0, 0.2)
 
     @task(WEIGHTS[FUSE])
     def fuse(self):
-        photo = random.choice(self.photos)
-        options = pb.FuseOptions(beauty=pb.BeautyOptions(**BEAUTY_VALUES)) if random.random() < FUSE_BEAUTY_SHARE \
-            else pb.FuseOptions()
-        request = pb.FuseRequest(photo=photo.data, template_id=random.choice(SINGLE_FACE_TEMPLATES), options=options)
-        self._call(self.stub.Fuse, request, FUSE)
+        self._call(*self._photo_call(FUSE))
 
     @task(WEIGHTS[FUSE_MANY])
     def fuse_many(self):
-        photo = random.choice(self.photos)
-        request = pb.FuseManyRequest(photo=photo.data, template_ids=list(FUSE_MANY_TEMPLATES))
-        self._call(self.stub.FuseMany, request, FUSE_MANY)
+        self._call(*self._photo_call(FUSE_MANY))
 
     @task(WEIGHTS[BEAUTIFY])
     def beautify(self):
-        photo = random.choice(self.photos)
-        request = pb.BeautifyRequest(photo=photo.data, beauty=pb.BeautyOptions(**BEAUTY_VALUES))
-        self._call(self.stub.Beautify, request, BEAUTIFY)
+        self._call(*self._photo_call(BEAUTIFY))
 
     @task(WEIGHTS[BAD_PHOTO])
     def bad_photo(self):
-        photo = random.choice(self.bad)
-        request = pb.FuseRequest(photo=photo.data, template_id=random.choice(SINGLE_FACE_TEMPLATES))
-        self._call(self.stub.Fuse, request, BAD_PHOTO, expect=photo.expected_reason)
+        self._call(*self._photo_call(BAD_PHOTO))
+
+
+class OpenLoopUser(GatewayClient):
+    """The only user of an open-loop run: sends each call of the mix at its scheduled
+    arrival in a greenlet of its own, waits for the last answers, then stops the run."""
+
+
+    @task
+    def arrivals(self):
+        options = self.environment.parsed_options
+        schedule = arrival_times(options.arrival_rate, options.open_loop_s, options.open_loop_arrivals,
+                                 options.open_loop_seed)
+        rng = random.Random(options.open_loop_seed)
+        names = rng.choices(list(WEIGHTS), weights=list(WEIGHTS.values()), k=len(schedule))
+        calls = Group()
+        with open(options.open_loop_log or os.devnull, "a") as log:
+            start = time.perf_counter()
+            for at, name in zip(schedule, names):
+                gevent.sleep(max(0.0, start + at - time.perf_counter()))
+                calls.spawn(self._arrive, start, at, name, log)
+            calls.join(timeout=options.call_timeout_s + 2)
+            calls.kill()
+        self.environment.runner.quit()
+
+    def _arrive(self, start, at, name, log):
+        method, request, name, expected = self._photo_call(name)
+        sent = time.perf_counter()
+        metadata = list(self.auth) + [(NAME_KEY, name)] + ([(EXPECT_KEY, expected)] if expected else [])
+        try:
+            method(request, timeout=self.environment.parsed_options.call_timeout_s, metadata=metadata)
+            error = None
+        except grpc.RpcError as rpc_error:
+            error = rpc_error
+        done = time.perf_counter()
+        failed = failure(error, expected)
+        log.write(json.dumps({
+            "t": round(at, 4), "name": name, "ok": failed is None, "posters": POSTERS_PER_REQUEST[name],
+            "reason": None if failed is None else (reason_of(error) if error is not None else "UNEXPECTED_SUCCESS"),
+            "latency_ms": round((done - (start + at)) * 1000, 2), "lag_ms": round((sent - (start + at)) * 1000, 2),
+        }) + "\n")
 
 
 class VideoUser(GatewayClient):
@@ -213,6 +285,11 @@ def _video_share(environment, **_):
     """Users are split by class weight; with no video share the video class is left out."""
     share = min(max(environment.parsed_options.video_share, 0.0), 1.0)
     GatewayUser.weight, VideoUser.weight = round((1 - share) * 100), round(share * 100)
+    # The open loop replaces the users: it alone runs with --arrival-rate, and only then.
+    open_loop = environment.parsed_options.arrival_rate > 0
+    OpenLoopUser.weight = 1 if open_loop else 0
+    if open_loop:
+        GatewayUser.weight = VideoUser.weight = 0
     environment.user_classes[:] = [c for c in environment.user_classes if c.weight > 0]
 
 

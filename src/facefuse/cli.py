@@ -712,11 +712,16 @@ def eval_quality(
                f"{out_dir / 'summary.md'}, {out_dir / 'contact-sheet.png'}")
 
 
-@app.command()
+capacity_app = typer.Typer(help="Size a campaign from measured throughput; `capacity check` tests the prediction.")
+app.add_typer(capacity_app, name="capacity")
+
+
+@capacity_app.callback(invoke_without_command=True)
 def capacity(
-    peak_tasks: int = typer.Option(..., help="Fusion tasks expected at the peak."),
-    window_s: float = typer.Option(..., help="Over how many seconds they arrive."),
-    p99_ms: float = typer.Option(..., help="p99 latency target in milliseconds."),
+    ctx: typer.Context,
+    peak_tasks: Optional[int] = typer.Option(None, help="Fusion tasks expected at the peak (required)."),
+    window_s: Optional[float] = typer.Option(None, help="Over how many seconds they arrive (required)."),
+    p99_ms: Optional[float] = typer.Option(None, help="p99 latency target in milliseconds (required)."),
     from_report: Path = typer.Option(
         Path("loadtest/reports/cpu-2core/capacity.json"), "--from",
         help="Load-test capacity JSON or `bench photo` JSON (default: the committed report for the 2-core CPU box).",
@@ -728,6 +733,10 @@ def capacity(
     """Replicas and GPUs per stage for a campaign peak, from measured throughput."""
     from facefuse.capacity.planner import Assumptions, measurement_from_file, plan, render
 
+    if ctx.invoked_subcommand is not None:
+        return
+    if peak_tasks is None or window_s is None or p99_ms is None:
+        fail("facefuse capacity needs --peak-tasks, --window-s and --p99-ms (or `facefuse capacity check --help`)")
     if not from_report.is_file():
         fail(f"{from_report} does not exist; run a load test (see README) or `facefuse bench photo` and pass --from")
     try:
@@ -737,6 +746,46 @@ def capacity(
     except ValueError as exc:
         fail(str(exc))
     typer.echo(render(result))
+
+
+@capacity_app.command("check")
+def capacity_check(
+    from_report: Path = typer.Option(
+        Path("loadtest/reports/cpu-2core/capacity.json"), "--from", help="Load-test capacity JSON whose prediction is checked.",
+    ),
+    slo_p99_ms: float = typer.Option(..., help="The SLO: p99 latency in milliseconds the predicted rate must hold."),
+    multipliers: str = typer.Option("1,1.2", help="Comma-separated multiples of the predicted rate, one phase each."),
+    duration_s: float = typer.Option(120.0, help="Seconds of arrivals per phase."),
+    warmup_s: float = typer.Option(10.0, help="Arrivals in a phase's first seconds left out of its figures."),
+    call_timeout_s: float = typer.Option(10.0, help="A call not answered in this long fails."),
+    arrivals: str = typer.Option("poisson", help="poisson (independent callers) or uniform (evenly spaced)."),
+    out_dir: Path = typer.Option(Path("var/loadtest/check"), help="Where check.json/.md and Locust's files go."),
+    target: str = typer.Option(None, help="Gateway host:port of a running stack (default: start Triton + gateway here)."),
+    api_key: str = typer.Option(None, envvar="FACEFUSE_API_KEY", help="With --target: the gateway API key."),
+) -> None:
+    """Offer the report's predicted rate (and multiples) as an open loop; goodput and p99 met or broken."""
+    from facefuse.capacity.check import ARRIVALS, CheckPlan, run_check
+    from facefuse.capacity.loadtest import shell_command
+
+    if not from_report.is_file():
+        fail(f"{from_report} does not exist; run `facefuse loadtest run` and pass its capacity.json")
+    if arrivals not in ARRIVALS:
+        fail(f"--arrivals {arrivals!r} is not one of {', '.join(ARRIVALS)}")
+    if target and not api_key:
+        fail("--target needs --api-key (or FACEFUSE_API_KEY)")
+    try:
+        levels = tuple(float(m) for m in multipliers.split(",") if m.strip())
+    except ValueError:
+        fail(f"--multipliers {multipliers!r} is not a list of numbers such as 1,1.2")
+    if warmup_s >= duration_s:
+        fail(f"--warmup-s {warmup_s:g} leaves nothing of a {duration_s:g} s phase")
+    plan = CheckPlan(slo_p99_ms, levels, duration_s, warmup_s, call_timeout_s, arrivals)
+    try:
+        run_check(from_report, plan, out_dir, shell_command(["facefuse", *sys.argv[1:]]),
+                  (target, api_key) if target else None, echo=typer.echo)
+    except (ValueError, RuntimeError) as exc:
+        fail(str(exc))
+    typer.echo((out_dir / "check.md").read_text())
 
 
 @app.command("capacity-videos")

@@ -98,3 +98,15 @@ def test_a_tuning_that_sets_something_else_or_nonsense_is_refused(bad):
 def test_a_tuning_for_a_model_the_profile_lacks_is_refused():
     with pytest.raises(BuildError, match="no_such_stage"):
         configs.model_specs(Profile("cpu"), SETTINGS, Tuning(models={"no_such_stage": {"instances_cpu": 2}}))
+
+
+def test_the_written_tuning_is_what_the_profile_reads_back(tmp_path):
+    from facefuse.bench.sweep import SweepReport, write_tuning
+
+    report = SweepReport(machine={"cpu_count": 2, "processor": "x86_64"}, plan={"concurrency": 8, "requests": 10,
+                         "p99_factor": 1.2, "min_gain": 0.03, "confirm_rounds": 1}, default={}, p99_bound_ms=900.0,
+                         chosen_label="fuse.instances_cpu=3", command="facefuse bench sweep --write", date="2026-12-07")
+    chosen = Tuning(1000, {"fuse": {"instances_cpu": 3, "cpu_preferred_batch_sizes": (1,)}})
+    write_tuning(report, chosen, tmp_path)
+    assert configs.tuned("cpu", tmp_path) == chosen
+    assert "fuse.instances_cpu=3" in (tmp_path / "cpu-sweep.md").read_text()
