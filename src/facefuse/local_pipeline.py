@@ -25,6 +25,7 @@ from facefuse.stages.align import AlignedFaces, AlignParams, align_faces, align_
 from facefuse.stages.decode import DecodedImage, DecodeParams, decode
 from facefuse.stages.face_quality import check_faces
 from facefuse.stages.postprocess import postprocess
+from facefuse.stages.verify import refuse_failed, verify_fused_faces
 from facefuse.templates import TemplateArtifact, check_template_id
 from facefuse.vision.detection import check_face, faces_left_to_right
 from facefuse.vision.face_quality import Assessment, QualityLimits
@@ -102,6 +103,12 @@ class LocalPipeline:
             meshes, _presence = self.landmarks.run(None, {"faces": aligned.faces[None]})
         return meshes[0]
 
+    def find_meshes(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The face-mesh network on crops that are not the user's (the verification's look
+        at the fused faces); counted as postprocess, where Triton runs it."""
+        meshes, presence = self.landmarks.run(None, {"faces": crops[None]})
+        return meshes[0], presence[0]
+
     def run_fuse(self, user_faces, user_meshes, template_faces, template_meshes, fuse_degree, profile_degree):
         feed = {
             "user_faces": user_faces[None], "user_meshes": user_meshes[None],
@@ -135,6 +142,8 @@ class LocalPipeline:
             faces, meshes, affines = template.select(np.asarray(face_indices))
         fused_faces, fused_masks = self.run_fuse(user.faces, user.meshes, faces, meshes, fuse_degree, profile_degree)
         with self._stage("postprocess"):
+            refuse_failed(verify_fused_faces(fused_faces, faces, meshes, user.faces, user.meshes, profile_degree,
+                                             self.find_meshes))
             return postprocess(template.image, fused_faces, fused_masks, affines, add_label, output_format, output_quality,
                                details=template.paste_details(affines, fused_faces.shape[1]))
 

@@ -55,6 +55,7 @@ _CLASSES = {
     "FACE_POSE_UNSUPPORTED": InvalidPhotoError,
     "FACE_OCCLUDED": InvalidPhotoError,
     "FACE_QUALITY_LOW": InvalidPhotoError,
+    "FUSION_QUALITY_LOW": InvalidPhotoError,
     "IMAGE_DECODE_FAILED": InvalidPhotoError,
     "IMAGE_FORMAT_UNSUPPORTED": InvalidPhotoError,
     "IMAGE_TOO_LARGE": InvalidPhotoError,

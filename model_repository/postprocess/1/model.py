@@ -1,4 +1,5 @@
-"""postprocess: fused crops pasted into the template, AI label, encoded poster.
+"""postprocess: every fused face verified (refused as FUSION_QUALITY_LOW if it fails),
+then pasted into the template, AI label, encoded poster.
 
 The template image comes from this stage's own template bank, at the version that
 `template_bank` resolved for the request.
@@ -9,8 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from facefuse.server.adapter import array, parameters, respond_each, response, text
+from facefuse.server.landmarks_bls import find_meshes
 from facefuse.stages.postprocess import postprocess
 from facefuse.stages.template_bank import TemplateBank
+from facefuse.stages.verify import refuse_failed, verify_fused_faces
 from facefuse.templates import TemplateStore
 from facefuse.vision.beauty import poster_detail_share
 
@@ -23,6 +26,11 @@ class TritonPythonModel:
         def handle(request):
             template = self.bank.get(text(request, "template_id"), int(array(request, "template_version").reshape(-1)[0]))
             fused_faces, affines = array(request, "fused_faces")[0], array(request, "template_affines")[0]
+            refuse_failed(verify_fused_faces(
+                fused_faces, array(request, "template_faces")[0], array(request, "template_meshes")[0],
+                array(request, "user_faces")[0], array(request, "user_meshes")[0],
+                float(array(request, "profile_degree").reshape(-1)[0]), find_meshes,
+            ))
             poster = postprocess(
                 template.image,
                 fused_faces,
