@@ -130,10 +130,10 @@ FILL_FULL_COVERAGE = 0.35
 # The fill replaces the template's pixels fully from fuse degree 1 / FILL_BY_DEGREE up: a
 # share of the template's own pixels left there showed its glasses or eyes as a ghost.
 FILL_BY_DEGREE = 2.0
-# Shine: skin luma more than SHINE_KNEE skin spreads over its surroundings (a box
-# SHINE_WINDOW_PX wide, about 0.15 of a working crop) keeps only SHINE_SLOPE of the
-# excess, before the colour transfer.
-SHINE_KNEE, SHINE_SLOPE, SHINE_WINDOW_PX = 0.5, 0.2, 51
+# Shine: skin luma more than SHINE_KNEE skin spreads over its surroundings (a box of
+# SHINE_WINDOW_CELLS grid cells, about 0.15 of a working crop) keeps only SHINE_SLOPE of
+# the excess, before the colour transfer.
+SHINE_KNEE, SHINE_SLOPE, SHINE_WINDOW_CELLS = 0.5, 0.2, 13
 # Around features the skin test does not apply either, this many grid cells out.
 FEATURE_MARGIN_CELLS = 2
 # The mask's signed distance is smoother still: an 8x smaller grid.
@@ -555,28 +555,31 @@ class FuseProgram(torch.nn.Module):
         limit = lambda ratio: ratio.clamp(1.0 / self.max_spread_ratio, self.max_spread_ratio)  # noqa: E731
         luma_ratio, tint_ratio = limit(template_luma_std / user_luma_std), limit(template_tint_std / user_tint_std)
 
-        def recolour(ycc: torch.Tensor, shine: torch.Tensor, scale: int) -> torch.Tensor:
-            luma = self.without_shine(ycc[:, :1], shine, user_luma_std, scale)
+        def recolour(ycc: torch.Tensor, shine: torch.Tensor, at_grid: bool) -> torch.Tensor:
+            luma = self.without_shine(ycc[:, :1], shine, user_luma_std, at_grid)
             luma = (luma - user_luma) * luma_ratio + template_luma
             tint = (self.chroma_per_luma(ycc) - user_tint) * tint_ratio + template_tint
             return torch.cat([luma, tint * (luma + CHROMA_LUMA_FLOOR)], 1)
 
-        matched_small = recolour(user_small, shine_region, GRID_STRIDE)
+        matched_small = recolour(user_small, shine_region, True)
         shading = self.masked_blur(template_small, lighting_region) - self.masked_blur(matched_small, lighting_region)
         size = user.shape[-1] // DETAIL_SCALE
         shading = F.interpolate(self.convert(shading, self.ycc_to_rgb), size=(size, size), mode="bilinear", align_corners=False)
         shine_full = F.interpolate(shine_region, size=user.shape[-2:], mode="bilinear", align_corners=False)
-        return self.convert(recolour(self.convert(user, self.rgb_to_ycc), shine_full, 1), self.ycc_to_rgb), shading
+        return self.convert(recolour(self.convert(user, self.rgb_to_ycc), shine_full, False), self.ycc_to_rgb), shading
 
     @staticmethod
-    def without_shine(luma: torch.Tensor, where: torch.Tensor, spread: torch.Tensor, scale: int = 1) -> torch.Tensor:
+    def without_shine(luma: torch.Tensor, where: torch.Tensor, spread: torch.Tensor, at_grid: bool) -> torch.Tensor:
         """Luma with its highlights compressed: what rises more than SHINE_KNEE skin spreads
-        over its surroundings (a box mean of SHINE_WINDOW_PX of the full-size crop, scaled
-        by `scale` for a smaller image) keeps SHINE_SLOPE of the excess, in `where` (same
-        size as luma). Window sizes are constants: the exported graph cannot derive them
-        from the working size."""
-        window = SHINE_WINDOW_PX // scale // 2 * 2 + 1
-        surroundings = F.avg_pool2d(luma, window, stride=1, padding=window // 2, count_include_pad=False)
+        over its surroundings (a box mean SHINE_WINDOW_CELLS grid cells wide) keeps
+        SHINE_SLOPE of the excess, in `where` (same size as luma). luma is at grid size
+        (at_grid) or full size; the mean is taken at grid size either way (a 51-pixel box at
+        full size made the program 15 times slower)."""
+        small = luma if at_grid else F.avg_pool2d(luma, GRID_STRIDE)
+        window = SHINE_WINDOW_CELLS
+        surroundings = F.avg_pool2d(small, window, stride=1, padding=window // 2, count_include_pad=False)
+        if not at_grid:
+            surroundings = F.interpolate(surroundings, size=luma.shape[-2:], mode="bilinear", align_corners=False)
         over = (luma - surroundings - SHINE_KNEE * spread).clamp_min(0)
         return luma - where * (1 - SHINE_SLOPE) * over
 

@@ -19,7 +19,6 @@ from facefuse.vision.poster_check import PosterVerdict, check_fused_face
 # (K, FACE_CROP_PX, FACE_CROP_PX, 3) uint8 -> meshes (K, 468, 3) in those pixels, presence (K,)
 MeshFinder = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
-CHECK_SCALE = 0.5
 HINT = ("this photo did not fuse cleanly into this template; a sharper, evenly lit photo looking at the camera, "
         "with nothing over the eyes or mouth, usually does")
 
@@ -41,17 +40,9 @@ def verify_fused_faces(
     meshes, presence = find_meshes(np.ascontiguousarray(crops))
     scale = size / FACE_CROP_PX
     found = np.concatenate([(meshes[..., :2] + 0.5) * scale - 0.5, meshes[..., 2:] * scale], -1)
-    # The checks look at half-size crops: blobs, features and tone show there as well, at
-    # a quarter of the cost.
-    def half(image):
-        return cv2.resize(image, None, fx=CHECK_SCALE, fy=CHECK_SCALE, interpolation=cv2.INTER_AREA)
-
-    def halved(mesh):
-        return np.concatenate([(mesh[..., :2] + 0.5) * CHECK_SCALE - 0.5, mesh[..., 2:] * CHECK_SCALE], -1)
-
     return [
-        check_fused_face(half(fused_faces[k]), half(template_faces[k]), halved(template_meshes[k]), half(user_faces[k]),
-                         halved(user_meshes[k]), halved(found[k]), float(presence[k]), profile_degree)
+        check_fused_face(fused_faces[k], template_faces[k], template_meshes[k], user_faces[k], user_meshes[k],
+                         found[k], float(presence[k]), profile_degree)
         for k in range(len(fused_faces))
     ]
 
