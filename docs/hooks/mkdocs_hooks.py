@@ -3,8 +3,9 @@
 - A page holding `<!-- generated: settings -->` or `<!-- generated: proto -->` gets the
   configuration reference (settings_reference) or the API reference (proto_reference)
   in its place at build time.
-- READMEs and reports that live next to what they describe (ensembles/, loadtest/) are
-  served as pages from where they are, not copied into docs/.
+- READMEs and reports that live next to what they describe (ensembles/, loadtest/, the
+  sweep table beside the tuned configs) are served as pages from where they are, not
+  copied into docs/.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import settings_reference  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 # Outside docs/, served under the same path: ensembles/README.md is the page ensembles/.
-MOUNTED = ["ensembles/README.md", "loadtest/README.md", "loadtest/reports/*/report.md", "loadtest/reports/*/*.png"]
+MOUNTED = ["ensembles/README.md", "loadtest/README.md", "loadtest/reports/*/report.md", "loadtest/reports/*/check.md",
+           "loadtest/reports/*/*.png", "build/facefuse_build/tuned/*.md"]
 GENERATED = {
     "<!-- generated: settings -->": settings_reference.render,
     "<!-- generated: proto -->": proto_reference.render,

@@ -89,7 +89,7 @@ def test_failed_calls_cost_goodput_and_are_counted_by_reason():
     records += [call(10.0, 30.0, ok=False, reason="OVERLOADED"), call(10.5, 10_000.0, ok=False, reason="DEADLINE_EXCEEDED")]
     phase = summarize(records, Phase(1.2, 1.0, 1.0), PLAN)
     assert phase.failures_by_reason == {"DEADLINE_EXCEEDED": 1, "OVERLOADED": 1}
-    assert phase.goodput_share == 0.8 and phase.verdict == "broken"
+    assert phase.goodput_share == 0.8 and phase.verdict == "broken" and phase.broken_by == ["goodput"]
 
 
 def test_a_correct_refusal_of_a_bad_photo_is_a_success_that_yields_no_poster():
@@ -102,6 +102,7 @@ def test_the_slo_breaks_when_p99_is_over_it_even_with_every_poster_delivered():
     records = [call(2 + i / 10, 100.0 if i < 90 else 900.0) for i in range(100)]
     phase = summarize(records, Phase(1.0, 1.0, 1.0), PLAN)
     assert phase.goodput_share == 1.0 and phase.p99_ms > 500.0 and phase.verdict == "broken"
+    assert phase.broken_by == ["p99"]
 
 
 def test_a_phase_without_calls_is_broken():
@@ -117,3 +118,4 @@ def test_conclusion_says_whether_the_prediction_holds_and_how_tight_it_is():
     assert "holds and is tight" in conclusion([phase(1.0, "met"), phase(1.2, "broken")])
     assert "conservative" in conclusion([phase(1.0, "met"), phase(1.2, "met")])
     assert "does not hold" in conclusion([phase(1.0, "broken"), phase(1.2, "broken")])
+    assert "utilisation of at most 0.75" in conclusion([phase(0.5, "met"), phase(0.75, "met"), phase(1.0, "broken")])

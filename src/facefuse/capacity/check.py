@@ -72,6 +72,7 @@ class Phase:
     max_send_lag_ms: float = 0.0  # how late the generator sent a call after its scheduled time
     load_average_1m: float = 0.0
     verdict: str = "broken"
+    broken_by: list[str] = field(default_factory=list)  # "p99", "goodput"
 
 
 # ---- the prediction ---------------------------------------------------------------
@@ -140,24 +141,38 @@ def summarize(records: list[dict], phase: Phase, plan: CheckPlan) -> Phase:
     latencies = np.asarray([r["latency_ms"] for r in ok]) if ok else np.asarray([math.inf])
     phase.p50_ms, phase.p99_ms = (round(float(np.percentile(latencies, q)), 1) for q in (50, 99))
     phase.max_send_lag_ms = round(max((r.get("lag_ms", 0.0) for r in window), default=0.0), 1)
-    phase.verdict = verdict(phase, plan)
+    phase.broken_by = broken_by(phase, plan)
+    phase.verdict = "broken" if phase.broken_by else "met"
     return phase
 
 
+def broken_by(phase: Phase, plan: CheckPlan) -> list[str]:
+    """What a phase broke: the p99 over the SLO, goodput under its share of the offered posters."""
+    broken = []
+    if phase.calls == 0 or phase.p99_ms > plan.slo_p99_ms:
+        broken.append("p99")
+    if phase.calls == 0 or phase.goodput_share < plan.goodput_share:
+        broken.append("goodput")
+    return broken
+
+
 def verdict(phase: Phase, plan: CheckPlan) -> str:
-    met = phase.calls > 0 and phase.p99_ms <= plan.slo_p99_ms and phase.goodput_share >= plan.goodput_share
-    return "met" if met else "broken"
+    return "broken" if broken_by(phase, plan) else "met"
 
 
 def conclusion(phases: list[Phase]) -> str:
-    """What the phases say about the prediction (the 1.0x phase and any above it)."""
+    """What the phases say about the prediction (the 1.0x phase, any above it, and the
+    highest below it that was met: how much of the predicted rate a replica holds)."""
     at_rate = next((p for p in phases if p.multiplier == 1.0), None)
     above = [p for p in phases if p.multiplier > 1.0]
+    held = [p.multiplier for p in phases if p.multiplier < 1.0 and p.verdict == "met"]
     if at_rate is None:
         return "no phase at the predicted rate"
     if at_rate.verdict == "broken":
         return ("the prediction does not hold: at the predicted rate the SLO or goodput broke; the planner is "
-                "optimistic for this replica (plan from a lower rate or a lower target utilisation)")
+                "optimistic for this replica" + (f" (met at {max(held):g}x: plan with a target utilisation of at "
+                                                 f"most {max(held):g})" if held else
+                                                 " (plan from a lower rate or a lower target utilisation)"))
     if above and all(p.verdict == "broken" for p in above):
         return "the prediction holds and is tight: met at the predicted rate, broken above it"
     if above:
@@ -193,7 +208,7 @@ def run_phase(host: str, api_key: str, phase: Phase, plan: CheckPlan, out_dir: P
         raise RuntimeError(f"locust exited with code {code} in {name}")
     phase = summarize(read_records(log), phase, plan)
     echo(f"{name}: goodput {phase.goodput_posters_per_s:g} posters/s ({phase.goodput_share:.1%} of offered), "
-         f"p50 {phase.p50_ms:g} ms, p99 {phase.p99_ms:g} ms, {phase.failures} failed -> {phase.verdict} "
+         f"p50 {phase.p50_ms:g} ms, p99 {phase.p99_ms:g} ms, {phase.failures} failed -> {_verdict_text(asdict(phase))} "
          f"(load {phase.load_average_1m})")
     return phase
 
@@ -228,6 +243,11 @@ def run_check(report: Path, plan: CheckPlan, out_dir: Path, command: str = "", t
     return result
 
 
+def _verdict_text(phase: dict) -> str:
+    broken = phase.get("broken_by") or []
+    return f"broken ({', '.join(broken)})" if phase["verdict"] == "broken" and broken else phase["verdict"]
+
+
 def markdown(result: dict) -> str:
     p, plan = result["prediction"], result["plan"]
     lines = [
@@ -243,13 +263,13 @@ def markdown(result: dict) -> str:
         f"{plan['call_timeout_s']:g} s fails. Met: p99 <= {plan['slo_p99_ms']:g} ms and at least "
         f"{plan['goodput_share']:.0%} of the offered posters delivered.",
         "",
-        "| offered | posters/s offered | goodput posters/s | delivered | p50 ms | p99 ms | failed calls | load avg 1m | SLO |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| offered | posters/s offered | goodput posters/s | delivered | p50 ms | p99 ms | failed calls | generator's worst lag ms | load avg 1m | SLO |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for ph in result["phases"]:
         failures = ", ".join(f"{k} {v}" for k, v in ph["failures_by_reason"].items()) or "0"
         lines.append(f"| {ph['multiplier']:g}x | {ph['offered_posters_per_s']:g} | {ph['goodput_posters_per_s']:g} | "
                      f"{ph['goodput_share']:.1%} | {ph['p50_ms']:g} | {ph['p99_ms']:g} | {failures} | "
-                     f"{ph['load_average_1m']} | **{ph['verdict']}** |")
+                     f"{ph['max_send_lag_ms']:g} | {ph['load_average_1m']} | **{_verdict_text(ph)}** |")
     lines += ["", f"**{result['conclusion'][0].upper()}{result['conclusion'][1:]}.**", ""]
     return "\n".join(lines)
