@@ -31,6 +31,7 @@ import numpy as np
 from tritonclient.utils import InferenceServerException
 
 from facefuse import contract, samples
+from facefuse.errors import Reason
 from facefuse.models_admin.errors import GateFailed
 from facefuse.models_admin.releases import release_ensemble
 from facefuse.templates import TemplateStore
@@ -198,15 +199,28 @@ def golden_gate(admin, serving: int, candidate: int, store: TemplateStore, margi
                  f"at most {margins.max_mesh_shift_px} allowed")
         for template_id in templates:
             template = store.load(template_id).image.astype(np.int16)
-            posters = {}
+            posters, refused = {}, {}
+            key = f"{name}->{template_id}"
             for round_ in range(max(1, margins.rounds)):
                 for side, release in (("serving", serving), ("candidate", candidate)):
-                    posters[side], elapsed = _fuse(admin, release, photo, template_id)
+                    try:
+                        posters[side], elapsed = _fuse(admin, release, photo, template_id)
+                    except InferenceServerException as exc:
+                        # postprocess's check refused the poster (FUSION_QUALITY_LOW)
+                        if Reason.FUSION_QUALITY_LOW.value not in (exc.message() or ""):
+                            raise
+                        refused[side] = exc.message()
+                        continue
                     if round_ > 0 or margins.rounds <= 1:  # the first round warms both
                         latency[side].append(elapsed)
+            if refused:
+                report["posters"][key] = {"refused": refused}
+                if "candidate" in refused and "serving" not in refused:
+                    fail(f"verification: {key} is refused by the poster check with the candidate "
+                         f"({refused['candidate']}), not with the serving version")
+                continue
             serving_poster, candidate_poster = (posters[s].astype(np.int16) for s in ("serving", "candidate"))
             region = np.abs(serving_poster - template).sum(-1) > FUSED_REGION_MIN_CHANGE
-            key = f"{name}->{template_id}"
             figures: dict = {"region_px": int(region.sum())}
             report["posters"][key] = figures
             if not region.any():

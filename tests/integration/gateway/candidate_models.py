@@ -1,6 +1,6 @@
 """Changed `fuse` programs for the version tests, made from the built one with the onnx API.
 
-- `brighter_fuse`: the real program with the fused face 12 levels brighter: a change
+- `darker_fuse`: the real program with the fused face 12 levels darker: a change
   that passes the gates and that any poster shows.
 - `template_returning_fuse`: returns the template face unchanged (a broken model that
   runs fine and keeps the tensor contract): the golden-set gate must stop it.
@@ -23,20 +23,22 @@ def _rename_output(graph: onnx.GraphProto, old: str, new: str) -> None:
         node.input[:] = [new if i == old else i for i in node.input]
 
 
-def brighter_fuse(built: Path, out: Path, levels: float = 12.0) -> Path:
+def darker_fuse(built: Path, out: Path, levels: float = -12.0) -> Path:
+    # Darker: enough to tell its posters apart. (Brighter, skin near white on
+    # a bright template tripped postprocess's check as a blown highlight.)
     model = onnx.load(str(built))
     graph = model.graph
     _rename_output(graph, OUTPUT, "fused_faces_base")
     graph.initializer.extend([
-        numpy_helper.from_array(np.array(levels, np.float32), "brighten_levels"),
-        numpy_helper.from_array(np.array(0.0, np.float32), "brighten_low"),
-        numpy_helper.from_array(np.array(255.0, np.float32), "brighten_high"),
+        numpy_helper.from_array(np.array(levels, np.float32), "shift_levels"),
+        numpy_helper.from_array(np.array(0.0, np.float32), "shift_low"),
+        numpy_helper.from_array(np.array(255.0, np.float32), "shift_high"),
     ])
     graph.node.extend([
-        helper.make_node("Cast", ["fused_faces_base"], ["brighten_float"], to=TensorProto.FLOAT),
-        helper.make_node("Add", ["brighten_float", "brighten_levels"], ["brighten_sum"]),
-        helper.make_node("Clip", ["brighten_sum", "brighten_low", "brighten_high"], ["brighten_clipped"]),
-        helper.make_node("Cast", ["brighten_clipped"], [OUTPUT], to=TensorProto.UINT8),
+        helper.make_node("Cast", ["fused_faces_base"], ["shift_float"], to=TensorProto.FLOAT),
+        helper.make_node("Add", ["shift_float", "shift_levels"], ["shift_sum"]),
+        helper.make_node("Clip", ["shift_sum", "shift_low", "shift_high"], ["shift_clipped"]),
+        helper.make_node("Cast", ["shift_clipped"], [OUTPUT], to=TensorProto.UINT8),
     ])
     onnx.save(model, str(out))
     return out
