@@ -46,12 +46,14 @@ MIN_FEATURE_CONTRAST = 0.4
 # template's face is at least SHINE_OVER_TEMPLATE darker; a blob of more than this
 # share of the skin's area fails.
 SHINE_LUMA, SHINE_MAX_CHROMA, SHINE_MAX_TEXTURE, SHINE_OVER_TEMPLATE = 0.9, 0.06, 0.03, 0.12
-MAX_SHINE_SHARE = 0.004
+MAX_SHINE_SHARE = 0.006
 # Two-tone: the skin's halves differ in mean luma (0..1) by this much more than the
 # template's halves.
 MAX_TWO_TONE = 0.08
-# Features and skin regions are grown or shrunk by this share of the inter-ocular distance.
+# Features and skin regions are grown or shrunk by this share of the inter-ocular distance;
+# the eyes, for the shine check, by this share (as far as glasses' lenses reach).
 FEATURE_MARGIN_IOD = 0.08
+LENS_MARGIN_IOD = 0.25
 
 
 @dataclass(frozen=True)
@@ -141,8 +143,12 @@ def check_fused_face(
 
     grow = FEATURE_MARGIN_IOD * iod
     features = np.zeros(fused.shape[:2], bool)
-    for points in (*FEATURES.values(), RIGHT_BROW, LEFT_BROW):
+    for points in (OUTER_LIPS, RIGHT_BROW, LEFT_BROW):
         features |= _polygon_mask(fused.shape, expected[list(points)], grow)
+    # Around the eyes as far as glasses' lenses reach: their reflections are the user's
+    # (or the template's) glasses, near white and smooth like shine.
+    for points in (RIGHT_EYE, LEFT_EYE):
+        features |= _polygon_mask(fused.shape, expected[list(points)], LENS_MARGIN_IOD * iod)
     skin = _polygon_mask(fused.shape, expected[list(FACE_OVAL)]) & ~features
     skin = cv2.erode(skin.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=max(1, int(grow))).astype(bool)
     chroma = np.hypot(fused_ycc[..., 1] - 0.5, fused_ycc[..., 2] - 0.5)
