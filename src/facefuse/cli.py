@@ -565,7 +565,7 @@ def bench_sweep(
     concurrency: int = typer.Option(None, help="Client concurrency of every measurement (default 8; --quick 4)."),
     requests: int = typer.Option(None, help="Posters per measurement (default 160; --quick 24)."),
     p99_factor: float = typer.Option(1.2, help="Feasible: p99 at most this times the default configuration's p99."),
-    quick: bool = typer.Option(False, "--quick", help="One knob, two values, short measurements (for tests)."),
+    quick: bool = typer.Option(False, "--quick", help="One knob, two values, short measurements, no confirmation (for tests)."),
     write: bool = typer.Option(False, "--write", help="Make the chosen configuration the cpu profile's defaults "
                                "(build/facefuse_build/tuned/cpu.json + cpu-sweep.md) and regenerate the configs."),
     out_dir: Path = typer.Option(Path("var/bench/sweep"), help="Where sweep.json/.md and the repository copy go."),

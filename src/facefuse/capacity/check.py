@@ -226,7 +226,7 @@ def run_check(report: Path, plan: CheckPlan, out_dir: Path, command: str = "", t
     echo(f"prediction ({report}): {prediction.posters_per_s:g} posters/s under p99 {plan.slo_p99_ms:g} ms "
          f"(closed loop, {prediction.users} users, p99 {prediction.p99_ms:g} ms)")
     phases = []
-    stack = contextlib.nullcontext((*target, None, None, None)) if target else local_stack()
+    stack = contextlib.nullcontext((target[0], None, target[1], None, None)) if target else local_stack()
     with stack as (host, _metrics_url, api_key, _triton_url, _gateway_key):
         for multiplier in plan.multipliers:
             posters = prediction.posters_per_s * multiplier
