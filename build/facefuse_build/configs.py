@@ -32,7 +32,8 @@ PROFILES = ("cpu", "gpu")
 # Python stages loop over requests anyway; a short delay lets requests queued under load
 # share one execute() call (one round trip to the stub). On the 2-core machine 200 us
 # gave about 24 posters/s at concurrency 8, 1-5 ms about 25; each Python stage adds up
-# to this delay to an idle server's latency.
+# to this delay to an idle server's latency. The cpu profile's measured value is in
+# tuned/cpu.json (`facefuse bench sweep`).
 PYTHON_STAGE_QUEUE_DELAY_US = 1000
 TUNED_DIR = Path(__file__).resolve().with_name("tuned")
 
