@@ -21,8 +21,9 @@ the same scale, smaller z nearer the camera):
    half-faces), and only skin-coloured pixels away from the eyes, brows and mouth (hair
    strands, hands and objects over cheeks and forehead stay out), but dark ones around
    the mouth and chin (a beard is the user's);
-4. colour: shine (a specular highlight) is compressed first; the user's face takes the template face's colour statistics (mean and spread
-   of luma, and of chroma per unit of luma, over the visible skin) and the template's
+4. colour: shine (a specular highlight) is compressed first; the user's face takes the
+   template face's colour statistics (mean and spread of luma, and of chroma per unit of
+   luma, over the visible skin) and the template's
    low-frequency light and colour (so a coloured cast on the user's photo goes, from the
    eyes too, and the template's lighting comes);
 5. appearance: template and colour-matched user face are mixed by `fuse_degree`, the
@@ -48,7 +49,7 @@ A learned swapper with the same inputs and outputs can replace this as a new ver
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +58,7 @@ import torch
 import torch.nn.functional as F
 
 from facefuse.contract import FACE_CROP_PX, MESH_POINTS, WORKING_CROP_PX
+from facefuse.vision.face_quality import FACE_OVAL, LEFT_EYE, RIGHT_EYE
 from facefuse_build.export import batch_and_faces_axes, onnx_from_module
 
 INPUT_NAMES = ("user_faces", "user_meshes", "template_faces", "template_meshes", "fuse_degree", "profile_degree")
@@ -64,20 +66,11 @@ OUTPUT_NAMES = ("fused_faces", "fused_masks")
 # ScatterElements with a max reduction (the depth test) needs opset 18.
 FUSE_OPSET = 18
 
-# MediaPipe face-mesh face oval, clockwise from the top of the forehead (index 10).
-FACE_OVAL = (
-    10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377,
-    152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109,
-)
 # Oval points on the upper forehead: pulled further in, so fringes and hairlines of
 # the template stay the template's.
 FOREHEAD = frozenset({10, 338, 297, 332, 284, 54, 103, 67, 109})
 NOSE_TIP = 4
-# Eye contours (MediaPipe indices).
-EYE_POINTS = frozenset({
-    33, 7, 163, 144, 145, 153, 154, 155, 133, 246, 161, 160, 159, 158, 157, 173,
-    263, 249, 390, 373, 374, 380, 381, 382, 362, 466, 388, 387, 386, 385, 384, 398,
-})
+EYE_POINTS = frozenset(RIGHT_EYE + LEFT_EYE)
 # Eyes, eyebrows and lips (MediaPipe indices): features, never tested for skin colour.
 FEATURE_POINTS = EYE_POINTS | frozenset({
     46, 53, 52, 65, 55, 70, 63, 105, 66, 107, 276, 283, 282, 295, 285, 300, 293, 334, 296, 336,
@@ -151,13 +144,10 @@ class MeshTopology:
     triangles: np.ndarray  # (T, 3) int64, counter-clockwise in image coordinates
     ring: np.ndarray  # (T,) bool: has a ring vertex (outside the face)
     feature: np.ndarray  # (T,) bool: touches an eye, brow or lip point
+    eye: np.ndarray  # (T,) bool: touches an eye point (never completed from the other side: a mirrored iris looks the wrong way)
     beard: np.ndarray  # (T,) bool: its centre lies in the beard zone
     groups: tuple[tuple[np.ndarray, int], ...]  # (triangle indices, window cells)
-    # Each mesh point's left/right partner (identity: no mirror completion), and the
-    # triangles touching an eye, which are never completed from the other side (a
-    # mirrored iris looks the wrong way).
-    mirror: np.ndarray = field(default_factory=lambda: np.arange(MESH_POINTS))
-    eye: np.ndarray | None = None
+    mirror: np.ndarray  # (468,) each mesh point's left/right partner (identity: no mirror completion)
 
 
 def ring_points(mesh_xy: np.ndarray | torch.Tensor, scale: float = RING_SCALE):
@@ -194,7 +184,7 @@ def mesh_topology(canonical_xy: np.ndarray, mirror_index=None, crop_px: int = FA
     if not taken.all():
         groups.append((np.nonzero(~taken)[0], int(need[~taken].max())))
     mirror = np.arange(MESH_POINTS) if mirror_index is None else np.asarray(mirror_index, np.int64)
-    return MeshTopology(triangles, ring, feature, beard, tuple(groups), mirror, eye)
+    return MeshTopology(triangles, ring, feature, eye, beard, tuple(groups), mirror)
 
 
 def beard_zone(xy: np.ndarray, mesh_xy: np.ndarray) -> np.ndarray:
@@ -251,8 +241,7 @@ class FuseProgram(torch.nn.Module):
         self.register_buffer("feature_triangle", torch.from_numpy(topology.feature).float(), persistent=False)
         self.register_buffer("beard_triangle", torch.from_numpy(topology.beard).float(), persistent=False)
         self.register_buffer("mirror_index", torch.from_numpy(np.asarray(topology.mirror, np.int64)), persistent=False)
-        eye = topology.eye if topology.eye is not None else np.zeros(len(topology.triangles), bool)
-        self.register_buffer("eye_triangle", torch.from_numpy(eye).float(), persistent=False)
+        self.register_buffer("eye_triangle", torch.from_numpy(topology.eye).float(), persistent=False)
         self.groups = []
         for index, (members, size) in enumerate(topology.groups):
             self.register_buffer(f"group_{index}", torch.from_numpy(members.astype(np.int64)), persistent=False)
@@ -492,15 +481,13 @@ class FuseProgram(torch.nn.Module):
         den = F.avg_pool2d(F.avg_pool2d(mask, k), 3, stride=1, padding=1, count_include_pad=False)
         return num / den.clamp_min(1e-3)
 
-    def skin_weight(self, user_small: torch.Tensor, skin: torch.Tensor, feature: torch.Tensor,
+    def skin_weight(self, user_small: torch.Tensor, skin: torch.Tensor, near_feature: torch.Tensor,
                     beard: torch.Tensor) -> torch.Tensor:
         """1 where the user's pixel (YCbCr, grid size) may be used: skin-coloured and not
-        dark, or inside an eye, brow or lip triangle or within FEATURE_MARGIN_CELLS of one
-        (features are never tested: brow hair past the mesh's brow line, lashes and eye
-        liner turned down left a brow or an eye thinned, and the template's glasses
+        dark, or near_feature (an eye, brow or lip triangle or within FEATURE_MARGIN_CELLS
+        of one: features are never tested; brow hair past the mesh's brow line, lashes and
+        eye liner turned down left a brow or an eye thinned, and the template's glasses
         showing through), or dark in the beard zone."""
-        reach = 2 * FEATURE_MARGIN_CELLS + 1
-        feature = F.max_pool2d(feature, reach, stride=1, padding=FEATURE_MARGIN_CELLS)
         mean, std = self.weighted_stats(user_small, skin)
         spread = std[:, 1:3].clamp_min(SKIN_CHROMA_MIN_SPREAD)
         chroma = torch.sqrt((((user_small[:, 1:3] - mean[:, 1:3]) / spread) ** 2).sum(1, keepdim=True))
@@ -509,7 +496,7 @@ class FuseProgram(torch.nn.Module):
         dark = ((SKIN_DARK_FROM - darkness) / (SKIN_DARK_FROM - SKIN_DARK_TO)).clamp(0, 1)
         turned_down = torch.maximum(off_colour, dark)
         turned_down = turned_down + beard * (off_colour * (1 - dark) - turned_down)
-        return 1 - (1 - feature) * turned_down
+        return 1 - (1 - near_feature) * turned_down
 
     @staticmethod
     def fill_from_surroundings(face: torch.Tensor, source: torch.Tensor, inside: torch.Tensor
@@ -664,11 +651,13 @@ class FuseProgram(torch.nn.Module):
         grid_cf = grid_xy.transpose(1, 2)  # (1, 2, P)
         at_grid = self.interpolate(triangle, target_vertices, values, grid_cf[:, 0], grid_cf[:, 1]) * covered.unsqueeze(1)
         uncovered = (1 - covered).unsqueeze(1)  # (N, 1, P)
-        user_grid = at_grid[:, 0:2] + uncovered * self.apply_similarity(grid_xy.expand(n, -1, -1), to_user).transpose(1, 2)
+        # Outside the mesh and its ring both the user's and the mirror map are the similarity.
+        outside_in_user = uncovered * self.apply_similarity(grid_xy.expand(n, -1, -1), to_user).transpose(1, 2)
+        user_grid = at_grid[:, 0:2] + outside_in_user
         template_grid = at_grid[:, 2:4] + uncovered * grid_cf
         # Displacements are upsampled (not positions): bilinear upsampling holds the
         # outermost grid values to the crop's edge, which is exact for a displacement of 0.
-        mirror_grid = at_grid[:, 5:7] + uncovered * self.apply_similarity(grid_xy.expand(n, -1, -1), to_user).transpose(1, 2)
+        mirror_grid = at_grid[:, 5:7] + outside_in_user
         shifts = torch.cat([user_grid - grid_cf, template_grid - grid_cf, mirror_grid - grid_cf, at_grid[:, 4:5]], 1)
         maps = shifts.reshape(n, 7, g, g)
         full = F.interpolate(maps[:, 0:6], size=(size, size), mode="bilinear", align_corners=False)
@@ -701,12 +690,12 @@ class FuseProgram(torch.nn.Module):
         inner = torch.clamp((distance - feather_px) / feather_px, 0, 1)
         skin = inner * visible_grid * (1 - feature_grid)
         user_small = self.convert(F.avg_pool2d(user_warped, GRID_STRIDE), self.rgb_to_ycc)
-        usable_sharp = face_mask * visible_grid * self.skin_weight(user_small, skin, feature_grid, beard_grid)
+        near_feature = F.max_pool2d(feature_grid, 2 * FEATURE_MARGIN_CELLS + 1, stride=1, padding=FEATURE_MARGIN_CELLS)
+        usable_sharp = face_mask * visible_grid * self.skin_weight(user_small, skin, near_feature, beard_grid)
         usable = self.smooth(usable_sharp)
 
         # 4-5. colour-matched user face mixed with the template face
-        away_from_features = 1 - F.max_pool2d(feature_grid, 2 * FEATURE_MARGIN_CELLS + 1, stride=1, padding=FEATURE_MARGIN_CELLS)
-        matched, shading = self.match_colour(user_warped, template_warped, skin, inner, self.smooth(away_from_features))
+        matched, shading = self.match_colour(user_warped, template_warped, skin, inner, self.smooth(1 - near_feature))
         face = self.mix_appearance(matched, shading, template_warped, skin, appearance)
 
         # 6. feathered blend into the warped template (or, in small turned-down patches of

@@ -33,6 +33,12 @@ RIGHT_BROW = (70, 63, 105, 66, 107, 55, 65, 52, 53, 46)
 LEFT_BROW = (300, 293, 334, 296, 336, 285, 295, 282, 283, 276)
 OUTER_LIPS = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185)
 NOSE_RIDGE = (168, 6, 197, 195, 5, 4)
+# The face oval, clockwise from the top of the forehead (index 10): the fuse program's
+# warp and mask and the poster check's skin region.
+FACE_OVAL = (
+    10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377,
+    152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109,
+)
 CHEEKS_AND_FOREHEAD = (50, 280, 205, 425, 151, 108, 337)
 CHEEK_LEFT, CHEEK_RIGHT, FOREHEAD_TOP, CHIN = 234, 454, 10, 152
 # The forehead-to-chin line of a face looking into the camera leans this much in the

@@ -26,14 +26,11 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from facefuse.vision.face_quality import LEFT_BROW, LEFT_EYE, OUTER_LIPS, RIGHT_BROW, RIGHT_EYE
+from facefuse.vision.face_quality import FACE_OVAL, LEFT_BROW, LEFT_EYE, OUTER_LIPS, RIGHT_BROW, RIGHT_EYE
 
 NOSE = (168, 6, 197, 195, 5, 4, 1, 2, 98, 327)
 FEATURES = {"right_eye": RIGHT_EYE, "left_eye": LEFT_EYE, "mouth": OUTER_LIPS}
 LANDMARK_POINTS = tuple(sorted({*RIGHT_EYE, *LEFT_EYE, *RIGHT_BROW, *LEFT_BROW, *OUTER_LIPS, *NOSE}))
-FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377,
-             152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109)
-
 # The mesh network's presence score under this: no face there any more.
 MIN_PRESENCE = 0.5
 # Median distance of the found feature points from where the fuse put them, in
