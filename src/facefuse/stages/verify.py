@@ -53,6 +53,3 @@ def refuse_failed(verdicts: list[PosterVerdict]) -> None:
     if failed:
         raise FusionQualityError(f"the fused poster failed its check ({'; '.join(failed)}): {HINT}")
 
-
-def poster_quality(verdicts: list[PosterVerdict]) -> float:
-    return min((v.quality for v in verdicts), default=1.0)

@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from facefuse.vision.face_quality import FACE_OVAL, LEFT_BROW, LEFT_EYE, OUTER_LIPS, RIGHT_BROW, RIGHT_EYE
+from facefuse.vision.face_region import inter_ocular
 
 NOSE = (168, 6, 197, 195, 5, 4, 1, 2, 98, 327)
 FEATURES = {"right_eye": RIGHT_EYE, "left_eye": LEFT_EYE, "mouth": OUTER_LIPS}
@@ -80,9 +81,8 @@ def expected_mesh(template_mesh: np.ndarray, user_mesh: np.ndarray, profile_degr
 
 
 def _iod(mesh: np.ndarray) -> float:
-    right = mesh[list(RIGHT_EYE), :2].mean(0)
-    left = mesh[list(LEFT_EYE), :2].mean(0)
-    return max(float(np.linalg.norm(left - right)), 1.0)
+    eyes = np.stack([mesh[list(RIGHT_EYE), :2].mean(0), mesh[list(LEFT_EYE), :2].mean(0)])
+    return max(inter_ocular(eyes), 1.0)
 
 
 def _polygon_mask(shape, points: np.ndarray, grow_px: float = 0.0) -> np.ndarray:
