@@ -15,15 +15,12 @@ the same scale, smaller z nearer the camera):
    pixel of the target comes from one place in each face: nothing is smoothed, mirrored
    or averaged, so features never double or smear;
 3. what of the user may be used: the face oval (forehead kept below the hairline), only
-   where the user's own mesh faces the camera (what a head turn hides is completed from
-   the other side of the user's face, the mirror image through the mesh's left/right
-   pairing, never for the eyes; the template's pixels there gave two-tone, ghosted
-   half-faces), and only skin-coloured pixels away from the eyes, brows and mouth (hair
-   strands, hands and objects over cheeks and forehead stay out), but dark ones around
-   the mouth and chin (a beard is the user's);
-4. colour: shine (a specular highlight) is compressed first; the user's face takes the
-   template face's colour statistics (mean and spread of luma, and of chroma per unit of
-   luma, over the visible skin) and the template's
+   where the user's own mesh faces the camera (parts hidden by a head turn are taken
+   from the template instead), and only skin-coloured pixels outside the eyes, brows
+   and mouth (hair strands, hands and objects over cheeks and forehead stay out), but
+   dark ones around the mouth and chin (a beard is the user's);
+4. colour: the user's face takes the template face's colour statistics (mean and spread
+   of luma, and of chroma per unit of luma, over the visible skin) and the template's
    low-frequency light and colour (so a coloured cast on the user's photo goes, from the
    eyes too, and the template's lighting comes);
 5. appearance: template and colour-matched user face are mixed by `fuse_degree`, the
@@ -58,7 +55,6 @@ import torch
 import torch.nn.functional as F
 
 from facefuse.contract import FACE_CROP_PX, MESH_POINTS, WORKING_CROP_PX
-from facefuse.vision.face_quality import FACE_OVAL, LEFT_EYE, RIGHT_EYE
 from facefuse_build.export import batch_and_faces_axes, onnx_from_module
 
 INPUT_NAMES = ("user_faces", "user_meshes", "template_faces", "template_meshes", "fuse_degree", "profile_degree")
@@ -66,13 +62,19 @@ OUTPUT_NAMES = ("fused_faces", "fused_masks")
 # ScatterElements with a max reduction (the depth test) needs opset 18.
 FUSE_OPSET = 18
 
+# MediaPipe face-mesh face oval, clockwise from the top of the forehead (index 10).
+FACE_OVAL = (
+    10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377,
+    152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109,
+)
 # Oval points on the upper forehead: pulled further in, so fringes and hairlines of
 # the template stay the template's.
 FOREHEAD = frozenset({10, 338, 297, 332, 284, 54, 103, 67, 109})
 NOSE_TIP = 4
-EYE_POINTS = frozenset(RIGHT_EYE + LEFT_EYE)
 # Eyes, eyebrows and lips (MediaPipe indices): features, never tested for skin colour.
-FEATURE_POINTS = EYE_POINTS | frozenset({
+FEATURE_POINTS = frozenset({
+    33, 7, 163, 144, 145, 153, 154, 155, 133, 246, 161, 160, 159, 158, 157, 173,
+    263, 249, 390, 373, 374, 380, 381, 382, 362, 466, 388, 387, 386, 385, 384, 398,
     46, 53, 52, 65, 55, 70, 63, 105, 66, 107, 276, 283, 282, 295, 285, 300, 293, 334, 296, 336,
     61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185,
     78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 415, 310, 311, 312, 13, 82, 81, 80, 191,
@@ -120,15 +122,6 @@ MIN_DETAIL_GAIN, MAX_DETAIL_GAIN = 1.0, 2.0
 # so a large patch (a beard's sides along the jaw) still takes the template's skin.
 FILL_WINDOW_CELLS = 9
 FILL_FULL_COVERAGE = 0.35
-# The fill replaces the template's pixels fully from fuse degree 1 / FILL_BY_DEGREE up: a
-# share of the template's own pixels left there showed its glasses or eyes as a ghost.
-FILL_BY_DEGREE = 2.0
-# Shine: skin luma more than SHINE_KNEE skin spreads over its surroundings (a box of
-# SHINE_WINDOW_CELLS grid cells, about 0.15 of a working crop) keeps only SHINE_SLOPE of
-# the excess, before the colour transfer.
-SHINE_KNEE, SHINE_SLOPE, SHINE_WINDOW_CELLS = 0.5, 0.2, 13
-# Around features the skin test does not apply either, this many grid cells out.
-FEATURE_MARGIN_CELLS = 2
 # The mask's signed distance is smoother still: an 8x smaller grid.
 DISTANCE_DOWNSCALE = 8
 ROTATION_ITERATIONS = 18
@@ -144,10 +137,8 @@ class MeshTopology:
     triangles: np.ndarray  # (T, 3) int64, counter-clockwise in image coordinates
     ring: np.ndarray  # (T,) bool: has a ring vertex (outside the face)
     feature: np.ndarray  # (T,) bool: touches an eye, brow or lip point
-    eye: np.ndarray  # (T,) bool: touches an eye point (never completed from the other side: a mirrored iris looks the wrong way)
     beard: np.ndarray  # (T,) bool: its centre lies in the beard zone
     groups: tuple[tuple[np.ndarray, int], ...]  # (triangle indices, window cells)
-    mirror: np.ndarray  # (468,) each mesh point's left/right partner (identity: no mirror completion)
 
 
 def ring_points(mesh_xy: np.ndarray | torch.Tensor, scale: float = RING_SCALE):
@@ -156,9 +147,8 @@ def ring_points(mesh_xy: np.ndarray | torch.Tensor, scale: float = RING_SCALE):
     return centre + (oval - centre) * scale
 
 
-def mesh_topology(canonical_xy: np.ndarray, mirror_index=None, crop_px: int = FACE_CROP_PX) -> MeshTopology:
-    """Delaunay triangulation of a frontal mesh and its ring, grouped by size for rasterising.
-    mirror_index: each point's left/right partner (mirror_index_from_meshes), if known."""
+def mesh_topology(canonical_xy: np.ndarray, crop_px: int = FACE_CROP_PX) -> MeshTopology:
+    """Delaunay triangulation of a frontal mesh and its ring, grouped by size for rasterising."""
     from scipy.spatial import Delaunay
 
     points = np.concatenate([canonical_xy[:, :2], ring_points(canonical_xy[:, :2])]).astype(np.float64)
@@ -171,7 +161,6 @@ def mesh_topology(canonical_xy: np.ndarray, mirror_index=None, crop_px: int = FA
         raise ValueError(f"{len(triangles)} triangles; the depth key holds at most {TRIANGLE_SLOTS}")
     ring = (triangles >= MESH_POINTS).any(1)
     feature = np.isin(triangles, list(FEATURE_POINTS)).any(1)
-    eye = np.isin(triangles, list(EYE_POINTS)).any(1)
     beard = beard_zone(points[triangles].mean(1), canonical_xy[:, :2]) & ~ring
     extent = (points[triangles].max(1) - points[triangles].min(1)).max(1)
     need = np.ceil(extent * WINDOW_MARGIN / GRID_STRIDE).astype(int) + 1
@@ -183,8 +172,7 @@ def mesh_topology(canonical_xy: np.ndarray, mirror_index=None, crop_px: int = FA
             taken[members] = True
     if not taken.all():
         groups.append((np.nonzero(~taken)[0], int(need[~taken].max())))
-    mirror = np.arange(MESH_POINTS) if mirror_index is None else np.asarray(mirror_index, np.int64)
-    return MeshTopology(triangles, ring, feature, eye, beard, tuple(groups), mirror)
+    return MeshTopology(triangles, ring, feature, beard, tuple(groups))
 
 
 def beard_zone(xy: np.ndarray, mesh_xy: np.ndarray) -> np.ndarray:
@@ -240,8 +228,6 @@ class FuseProgram(torch.nn.Module):
         self.register_buffer("ring_triangle", torch.from_numpy(topology.ring).float(), persistent=False)
         self.register_buffer("feature_triangle", torch.from_numpy(topology.feature).float(), persistent=False)
         self.register_buffer("beard_triangle", torch.from_numpy(topology.beard).float(), persistent=False)
-        self.register_buffer("mirror_index", torch.from_numpy(np.asarray(topology.mirror, np.int64)), persistent=False)
-        self.register_buffer("eye_triangle", torch.from_numpy(topology.eye).float(), persistent=False)
         self.groups = []
         for index, (members, size) in enumerate(topology.groups):
             self.register_buffer(f"group_{index}", torch.from_numpy(members.astype(np.int64)), persistent=False)
@@ -397,10 +383,6 @@ class FuseProgram(torch.nn.Module):
             result = term if result is None else result + term
         return result
 
-    def visibility(self, ratio: torch.Tensor) -> torch.Tensor:
-        """Per triangle, how much of the user's texture to use (0..1), from its facing ratio."""
-        return ((ratio - VISIBLE_FROM) / (VISIBLE_TO - VISIBLE_FROM)).clamp(0, 1) * (1 - self.ring_triangle)
-
     def facing(self, mesh: torch.Tensor) -> torch.Tensor:
         """Per triangle, how squarely it faces the camera (N, T): the 2D signed area
         over the 3D area of the mesh triangle (0 edge-on, negative turned away)."""
@@ -481,13 +463,11 @@ class FuseProgram(torch.nn.Module):
         den = F.avg_pool2d(F.avg_pool2d(mask, k), 3, stride=1, padding=1, count_include_pad=False)
         return num / den.clamp_min(1e-3)
 
-    def skin_weight(self, user_small: torch.Tensor, skin: torch.Tensor, near_feature: torch.Tensor,
+    def skin_weight(self, user_small: torch.Tensor, skin: torch.Tensor, feature: torch.Tensor,
                     beard: torch.Tensor) -> torch.Tensor:
         """1 where the user's pixel (YCbCr, grid size) may be used: skin-coloured and not
-        dark, or near_feature (an eye, brow or lip triangle or within FEATURE_MARGIN_CELLS
-        of one: features are never tested; brow hair past the mesh's brow line, lashes and
-        eye liner turned down left a brow or an eye thinned, and the template's glasses
-        showing through), or dark in the beard zone."""
+        dark, or inside an eye, brow or lip triangle (features are never tested), or dark
+        in the beard zone."""
         mean, std = self.weighted_stats(user_small, skin)
         spread = std[:, 1:3].clamp_min(SKIN_CHROMA_MIN_SPREAD)
         chroma = torch.sqrt((((user_small[:, 1:3] - mean[:, 1:3]) / spread) ** 2).sum(1, keepdim=True))
@@ -496,7 +476,7 @@ class FuseProgram(torch.nn.Module):
         dark = ((SKIN_DARK_FROM - darkness) / (SKIN_DARK_FROM - SKIN_DARK_TO)).clamp(0, 1)
         turned_down = torch.maximum(off_colour, dark)
         turned_down = turned_down + beard * (off_colour * (1 - dark) - turned_down)
-        return 1 - (1 - near_feature) * turned_down
+        return 1 - (1 - feature) * turned_down
 
     @staticmethod
     def fill_from_surroundings(face: torch.Tensor, source: torch.Tensor, inside: torch.Tensor
@@ -514,7 +494,7 @@ class FuseProgram(torch.nn.Module):
         return up[:, 0:3], up[:, 3:4]
 
     def match_colour(self, user: torch.Tensor, template: torch.Tensor, region: torch.Tensor,
-                     lighting_region: torch.Tensor, shine_region: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                     lighting_region: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """User face (RGB 0..1) recoloured to the template's skin statistics and lighting.
 
         Statistics come from `region` (visible skin, grid size). Returns the recoloured
@@ -527,11 +507,6 @@ class FuseProgram(torch.nn.Module):
         the template's colour, its shadows stay the same hue, and the eyes lose the cast
         with it (a constant chroma shift turned blue eyes green under magenta light and
         the whites purple under green).
-
-        Shine (a specular highlight on the nose or forehead: skin far brighter than the
-        skin's mean) is compressed first, in `shine_region` (skin away from the features:
-        eye whites and teeth keep their light). Stretched to a contrasty template's
-        spread, it came out as a white blob.
         """
         user_small = self.convert(F.avg_pool2d(user, GRID_STRIDE), self.rgb_to_ycc)
         template_small = self.convert(F.avg_pool2d(template, GRID_STRIDE), self.rgb_to_ycc)
@@ -542,33 +517,16 @@ class FuseProgram(torch.nn.Module):
         limit = lambda ratio: ratio.clamp(1.0 / self.max_spread_ratio, self.max_spread_ratio)  # noqa: E731
         luma_ratio, tint_ratio = limit(template_luma_std / user_luma_std), limit(template_tint_std / user_tint_std)
 
-        def recolour(ycc: torch.Tensor, shine: torch.Tensor, at_grid: bool) -> torch.Tensor:
-            luma = self.without_shine(ycc[:, :1], shine, user_luma_std, at_grid)
-            luma = (luma - user_luma) * luma_ratio + template_luma
+        def recolour(ycc: torch.Tensor) -> torch.Tensor:
+            luma = (ycc[:, :1] - user_luma) * luma_ratio + template_luma
             tint = (self.chroma_per_luma(ycc) - user_tint) * tint_ratio + template_tint
             return torch.cat([luma, tint * (luma + CHROMA_LUMA_FLOOR)], 1)
 
-        matched_small = recolour(user_small, shine_region, True)
+        matched_small = recolour(user_small)
         shading = self.masked_blur(template_small, lighting_region) - self.masked_blur(matched_small, lighting_region)
         size = user.shape[-1] // DETAIL_SCALE
         shading = F.interpolate(self.convert(shading, self.ycc_to_rgb), size=(size, size), mode="bilinear", align_corners=False)
-        shine_full = F.interpolate(shine_region, size=user.shape[-2:], mode="bilinear", align_corners=False)
-        return self.convert(recolour(self.convert(user, self.rgb_to_ycc), shine_full, False), self.ycc_to_rgb), shading
-
-    @staticmethod
-    def without_shine(luma: torch.Tensor, where: torch.Tensor, spread: torch.Tensor, at_grid: bool) -> torch.Tensor:
-        """Luma with its highlights compressed: what rises more than SHINE_KNEE skin spreads
-        over its surroundings (a box mean SHINE_WINDOW_CELLS grid cells wide) keeps
-        SHINE_SLOPE of the excess, in `where` (same size as luma). luma is at grid size
-        (at_grid) or full size; the mean is taken at grid size either way (a 51-pixel box at
-        full size made the program 15 times slower)."""
-        small = luma if at_grid else F.avg_pool2d(luma, GRID_STRIDE)
-        window = SHINE_WINDOW_CELLS
-        surroundings = F.avg_pool2d(small, window, stride=1, padding=window // 2, count_include_pad=False)
-        if not at_grid:
-            surroundings = F.interpolate(surroundings, size=luma.shape[-2:], mode="bilinear", align_corners=False)
-        over = (luma - surroundings - SHINE_KNEE * spread).clamp_min(0)
-        return luma - where * (1 - SHINE_SLOPE) * over
+        return self.convert(recolour(self.convert(user, self.rgb_to_ycc)), self.ycc_to_rgb), shading
 
     @staticmethod
     def chroma_per_luma(ycc: torch.Tensor) -> torch.Tensor:
@@ -638,51 +596,33 @@ class FuseProgram(torch.nn.Module):
         nearness = torch.floor((high - depth) / (high - low).clamp_min(1e-3) * DEPTH_LEVELS) + 1
         priority = nearness * (1 - self.ring_triangle)
         triangle, covered = self.rasterize(self.corners(target_vertices), priority, g)
-        ring_in_user = self.apply_similarity(ring, to_user)
         values = torch.cat([
-            torch.cat([user_xy, ring_in_user], 1),
+            torch.cat([user_xy, self.apply_similarity(ring, to_user)], 1),
             torch.cat([template_xy, ring], 1),
             self.vertex_inside.expand(n, -1, -1),
-            # where each point's left/right partner lies in the user's photo: the other
-            # side of the face, to complete what a head turn hides
-            torch.cat([user_xy.index_select(1, self.mirror_index), ring_in_user], 1),
         ], -1)
         grid_xy = self.first_cells(self.grid_points, g)  # (1, P, 2)
         grid_cf = grid_xy.transpose(1, 2)  # (1, 2, P)
         at_grid = self.interpolate(triangle, target_vertices, values, grid_cf[:, 0], grid_cf[:, 1]) * covered.unsqueeze(1)
         uncovered = (1 - covered).unsqueeze(1)  # (N, 1, P)
-        # Outside the mesh and its ring both the user's and the mirror map are the similarity.
-        outside_in_user = uncovered * self.apply_similarity(grid_xy.expand(n, -1, -1), to_user).transpose(1, 2)
-        user_grid = at_grid[:, 0:2] + outside_in_user
+        user_grid = at_grid[:, 0:2] + uncovered * self.apply_similarity(grid_xy.expand(n, -1, -1), to_user).transpose(1, 2)
         template_grid = at_grid[:, 2:4] + uncovered * grid_cf
         # Displacements are upsampled (not positions): bilinear upsampling holds the
         # outermost grid values to the crop's edge, which is exact for a displacement of 0.
-        mirror_grid = at_grid[:, 5:7] + outside_in_user
-        shifts = torch.cat([user_grid - grid_cf, template_grid - grid_cf, mirror_grid - grid_cf, at_grid[:, 4:5]], 1)
-        maps = shifts.reshape(n, 7, g, g)
-        full = F.interpolate(maps[:, 0:6], size=(size, size), mode="bilinear", align_corners=False)
+        shifts = torch.cat([user_grid - grid_cf, template_grid - grid_cf, at_grid[:, 4:5]], 1)
+        maps = shifts.reshape(n, 5, g, g)
+        full = F.interpolate(maps[:, 0:4], size=(size, size), mode="bilinear", align_corners=False)
         identity = self.identity_grid[:, :, :size, :size]
-        user_direct = self.sample(user, full[:, 0:2] + identity)
+        user_warped = self.sample(user, full[:, 0:2] + identity)
         template_warped = self.sample(template, full[:, 2:4] + identity)
-        user_mirrored = self.sample(user, full[:, 4:6] + identity)
 
-        # 3. where the user's face may be used: visible (or its mirror image visible, for
-        # what a head turn hides), skin or feature, inside the oval
-        target_facing = self.facing(target_3d).clamp_min(0.2)
-        visible = self.visibility(self.facing(user_3d) / target_facing)
-        # A mirrored triangle winds the other way round: its facing changes sign.
-        mirror_3d = torch.cat([user_mesh.index_select(1, self.mirror_index), ring_3d], 1)
-        mirror_visible = self.visibility(-self.facing(mirror_3d) / target_facing) * (1 - self.eye_triangle)
-        per_triangle = torch.stack([visible, self.feature_triangle.expand(n, -1), self.beard_triangle.expand(n, -1),
-                                    mirror_visible], 1)
-        at_triangle = torch.gather(per_triangle, 2, triangle.unsqueeze(1).expand(-1, 4, -1)) * covered.unsqueeze(1)
-        at_triangle = at_triangle.reshape(n, 4, g, g)
-        direct_grid, feature_grid, beard_grid = self.smooth(at_triangle[:, 0:1]), at_triangle[:, 1:2], at_triangle[:, 2:3]
-        mirrored_grid = (1 - direct_grid) * self.smooth(at_triangle[:, 3:4])
-        visible_grid = direct_grid + mirrored_grid
-        mirror_share = F.interpolate(mirrored_grid / visible_grid.clamp_min(1e-3), size=(size, size), mode="bilinear",
-                                     align_corners=False)
-        user_warped = user_direct + mirror_share * (user_mirrored - user_direct)
+        # 3. where the user's face may be used: visible, skin or feature, inside the oval
+        visible_ratio = self.facing(user_3d) / self.facing(target_3d).clamp_min(0.2)
+        visible = ((visible_ratio - VISIBLE_FROM) / (VISIBLE_TO - VISIBLE_FROM)).clamp(0, 1) * (1 - self.ring_triangle)
+        per_triangle = torch.stack([visible, self.feature_triangle.expand(n, -1), self.beard_triangle.expand(n, -1)], 1)
+        at_triangle = torch.gather(per_triangle, 2, triangle.unsqueeze(1).expand(-1, 3, -1)) * covered.unsqueeze(1)
+        at_triangle = at_triangle.reshape(n, 3, g, g)
+        visible_grid, feature_grid, beard_grid = self.smooth(at_triangle[:, 0:1]), at_triangle[:, 1:2], at_triangle[:, 2:3]
         coarse_distance = self.polygon_distance(self.face_polygon(target_xy), size)
         distance = F.interpolate(coarse_distance, size=(g, g), mode="bilinear", align_corners=False)
         feather_px = self.feather * size
@@ -690,26 +630,24 @@ class FuseProgram(torch.nn.Module):
         inner = torch.clamp((distance - feather_px) / feather_px, 0, 1)
         skin = inner * visible_grid * (1 - feature_grid)
         user_small = self.convert(F.avg_pool2d(user_warped, GRID_STRIDE), self.rgb_to_ycc)
-        near_feature = F.max_pool2d(feature_grid, 2 * FEATURE_MARGIN_CELLS + 1, stride=1, padding=FEATURE_MARGIN_CELLS)
-        usable_sharp = face_mask * visible_grid * self.skin_weight(user_small, skin, near_feature, beard_grid)
+        usable_sharp = face_mask * visible_grid * self.skin_weight(user_small, skin, feature_grid, beard_grid)
         usable = self.smooth(usable_sharp)
 
         # 4-5. colour-matched user face mixed with the template face
-        matched, shading = self.match_colour(user_warped, template_warped, skin, inner, self.smooth(1 - near_feature))
+        matched, shading = self.match_colour(user_warped, template_warped, skin, inner)
         face = self.mix_appearance(matched, shading, template_warped, skin, appearance)
 
         # 6. feathered blend into the warped template (or, in small turned-down patches of
         # the visible face, into the surrounding fused skin); alpha covers all that changed.
         # The fill is of skin only: features are usable but never skin (lashes and make-up
-        # averaged in make a smudge), and partly usable cells count little. It goes in with
-        # fuse_degree (fully from 1 / FILL_BY_DEGREE), so at 0 the template comes back exactly.
+        # averaged in make a smudge), and partly usable cells count little. It goes in by
+        # fuse_degree, so at 0 the template comes back exactly.
         fill_source = (usable_sharp * (1 - feature_grid)) ** 2
         fill, fill_weight = self.fill_from_surroundings(face, fill_source, self.smooth(face_mask * visible_grid))
-        fill_amount = (appearance * FILL_BY_DEGREE).clamp(0, 1)
-        fallback = template_warped + fill_amount * fill_weight * (fill - template_warped)
+        fallback = template_warped + appearance * fill_weight * (fill - template_warped)
         weight = F.interpolate(usable, size=(size, size), mode="bilinear", align_corners=False)
         fused = fallback + weight * (face - fallback)
-        alpha = F.interpolate((2 * maps[:, 6:7]).clamp(0, 1), size=(size, size), mode="bilinear", align_corners=False)
+        alpha = F.interpolate((2 * maps[:, 4:5]).clamp(0, 1), size=(size, size), mode="bilinear", align_corners=False)
         alpha = alpha * self.border_window(size)
 
         fused_u8 = (fused.clamp(0, 1) * 255.0 + 0.5).floor().to(torch.uint8)

@@ -2,7 +2,9 @@
 into the sample templates with the client SDK, stop.
 
 Writes one poster per (photo, template) plus `strip.png`: rows of
-photo | template | result at two degree settings, the picture in the README.
+photo | template | result at two degree settings, the picture in the README. A poster
+that postprocess's check refuses (FUSION_QUALITY_LOW) is a grey tile naming the refusal:
+that is the product's answer for that pair, not a failed run.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ import io
 from pathlib import Path
 
 import numpy as np
-from facefuse_client import FacefuseClient
-from PIL import Image
+from facefuse_client import FacefuseClient, InvalidPhotoError
+from PIL import Image, ImageDraw
 
 from facefuse import samples
 from facefuse.settings import get_settings
@@ -33,6 +35,12 @@ def _tile(data: bytes) -> Image.Image:
     image.thumbnail((TILE_PX, TILE_PX))
     tile = Image.new("RGB", (TILE_PX, TILE_PX), (255, 255, 255))
     tile.paste(image, ((TILE_PX - image.width) // 2, (TILE_PX - image.height) // 2))
+    return tile
+
+
+def _refused_tile(reason: str) -> Image.Image:
+    tile = Image.new("RGB", (TILE_PX, TILE_PX), (225, 225, 225))
+    ImageDraw.Draw(tile).multiline_text((12, TILE_PX // 2 - 12), f"refused:\n{reason}", fill=(60, 60, 60))
     return tile
 
 
@@ -61,7 +69,14 @@ def _fuse_all(client: FacefuseClient, store: TemplateStore, out_dir: Path, echo)
             Image.fromarray(store.load(template_id).image).save(template_png, format="PNG")
             row = [_tile(photo()), _tile(template_png.getvalue())]
             for fuse_degree, profile_degree in DEGREE_SETTINGS:
-                poster = client.fuse(photo(), template_id, fuse_degree=fuse_degree, profile_degree=profile_degree).image
+                try:
+                    poster = client.fuse(photo(), template_id, fuse_degree=fuse_degree, profile_degree=profile_degree).image
+                except InvalidPhotoError as error:
+                    if error.reason != "FUSION_QUALITY_LOW":
+                        raise
+                    row.append(_refused_tile(error.reason))
+                    echo(f"refused {photo_name} into {template_id} at {fuse_degree:g}/{profile_degree:g}: {error.reason}")
+                    continue
                 path = out_dir / f"{photo_name}_into_{template_id}_f{fuse_degree:g}_p{profile_degree:g}.jpg"
                 path.write_bytes(poster)
                 written.append(path)
