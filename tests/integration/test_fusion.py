@@ -99,10 +99,11 @@ def test_the_face_moves_toward_the_users_as_fuse_degree_rises(triton_client, tem
     assert similarity_to_user[-1] - similarity_to_user[0] > 0.1
 
 
-def test_profile_degree_changes_the_poster_visibly_at_each_step(triton_client, template, grace_hopper):
+def test_profile_degree_changes_the_poster_visibly_at_each_step(triton_client, template, astronaut):
     previous, changes = None, []
     for degree in (0, 50, 100):
-        poster = fuse(triton_client, grace_hopper, template="astronaut-poster", profile_degree=degree, add_label=False)
+        # (Grace Hopper into the astronaut posters at fuse 80 is refused by the poster check.)
+        poster = fuse(triton_client, astronaut, template="painted-hopper", profile_degree=degree, add_label=False)
         if previous is not None:
             changes.append(np.abs(poster.astype(int) - previous.astype(int)).mean())
         previous = poster
@@ -117,7 +118,7 @@ def test_the_label_is_on_by_default_and_can_be_switched_off(triton_client, templ
 
 
 def test_stylized_and_multi_face_templates_fuse(triton_client, grace_hopper, astronaut, template_store):
-    comic = fuse(triton_client, grace_hopper, template="comic-astronaut")
+    comic = fuse(triton_client, astronaut, template="comic-astronaut")
     assert comic.shape == template_store.load("comic-astronaut").image.shape
 
     group = template_store.load("group-six")
