@@ -53,6 +53,12 @@ class Profile:
     def detector_input_px(self) -> int:
         return c.DETECTOR_INPUT_PX[self.name]
 
+    @property
+    def in_process_steps(self) -> bool:
+        """The cpu profile runs the design's steps with their networks in-process
+        (facefuse.server.steps); the gpu profile serves every network on its own."""
+        return self.name == "cpu"
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -176,6 +182,10 @@ def _renamed(spec: TensorSpec, name: str) -> TensorSpec:
     return TensorSpec(name, spec.dtype, spec.dims)
 
 
+USER_FACES = _renamed(c.FACES, "user_faces")
+USER_MESHES = _renamed(c.FACE_MESHES, "user_meshes")
+
+
 def model_specs(profile: Profile, settings: Settings, tuning: Tuning | None = None) -> list[ModelSpec]:
     """The profile's models; tuning None: the profile's committed tuning (`tuned`)."""
     tuning = tuned(profile.name) if tuning is None else tuning
@@ -196,16 +206,25 @@ def _model_specs(profile: Profile, settings: Settings, python_delay_us: int) -> 
         "max_face_outside_fraction": str(s.max_face_outside_fraction),
         "second_pass_tiles": str(s.detector_second_pass_tiles),
     }
-    return [
+    decode_limits = {
+        "detector_input_px": str(profile.detector_input_px),
+        "max_image_side_px": str(s.max_image_side_px),
+        "decode_target_side_px": str(s.decode_target_side_px),
+        "max_image_bytes": str(s.max_image_bytes),
+    }
+    quality_limits = {  # QualityLimits.from_parameters reads these
+        "max_yaw_deg": str(s.max_yaw_deg),
+        "max_pitch_deg": str(s.max_pitch_deg),
+        "max_eyes_covered": str(s.max_eyes_covered),
+        "max_one_eye_covered": str(s.max_one_eye_covered),
+        "max_face_strands": str(s.max_face_strands),
+        "min_face_brightness": str(s.min_face_brightness),
+        "min_face_sharpness": str(s.min_face_sharpness),
+    }
+    stages = [
         ModelSpec(
             "decode", (c.IMAGE_BYTES,), (c.IMAGE, detector_in[0], LETTERBOX_SCALE), network=False,
-            max_batch_size=16, max_queue_delay_us=python_delay_us,
-            parameters={
-                "detector_input_px": str(profile.detector_input_px),
-                "max_image_side_px": str(s.max_image_side_px),
-                "decode_target_side_px": str(s.decode_target_side_px),
-                "max_image_bytes": str(s.max_image_bytes),
-            },
+            max_batch_size=16, max_queue_delay_us=python_delay_us, parameters=decode_limits,
         ),
         ModelSpec(
             "face_detector", detector_in, detector_out, network=True,
@@ -224,15 +243,7 @@ def _model_specs(profile: Profile, settings: Settings, python_delay_us: int) -> 
             # The mesh passes through, so `fuse` only runs once the face is accepted.
             "face_quality", (c.FACES, c.FACE_MESHES, c.FACE_AFFINES), (CHECKED_MESHES, c.FACE_QUALITY, c.FACE_WARNINGS),
             network=False, max_batch_size=16, max_queue_delay_us=python_delay_us,
-            parameters={
-                "max_yaw_deg": str(s.max_yaw_deg),
-                "max_pitch_deg": str(s.max_pitch_deg),
-                "max_eyes_covered": str(s.max_eyes_covered),
-                "max_one_eye_covered": str(s.max_one_eye_covered),
-                "max_face_strands": str(s.max_face_strands),
-                "min_face_brightness": str(s.min_face_brightness),
-                "min_face_sharpness": str(s.min_face_sharpness),
-            },
+            parameters=quality_limits,
         ),
         ModelSpec(
             # user_meshes is not read: it orders template_bank after the user side (see
@@ -295,6 +306,32 @@ def _model_specs(profile: Profile, settings: Settings, python_delay_us: int) -> 
             parameters={"template_dir": str(s.templates_path)},
         ),
     ]
+    if not profile.in_process_steps:
+        return stages
+    # The cpu profile's steps (facefuse.server.steps): a network and the stages around it
+    # in one stub. The stages above stay loaded for face_beautify and the video path.
+    one_thread = {"intra_op_threads": "1"}
+    return stages + [
+        ModelSpec(
+            "detect_faces", (c.IMAGE_BYTES,), (c.FACES, c.FACE_AFFINES, c.FACE_BOXES), network=False,
+            max_batch_size=16, max_queue_delay_us=python_delay_us, instances_cpu=2,
+            parameters={**decode_limits, **face_gates, **one_thread},
+        ),
+        ModelSpec(
+            "mesh_faces", (c.FACES, c.FACE_AFFINES), (c.FACE_MESHES, c.FACE_QUALITY, c.FACE_WARNINGS), network=False,
+            max_batch_size=16, max_queue_delay_us=python_delay_us, ragged_inputs=("faces", "face_affines"),
+            parameters={**quality_limits, **one_thread},
+        ),
+        ModelSpec(
+            "fuse_faces",
+            (USER_FACES, USER_MESHES, _renamed(c.WORKING_FACES, "template_faces"), _renamed(c.FACE_MESHES, "template_meshes"),
+             c.FUSE_DEGREE, c.PROFILE_DEGREE, c.BEAUTY),
+            (FUSED_FACES, FUSED_MASKS), network=False, max_batch_size=8, max_queue_delay_us=python_delay_us,
+            instances_cpu=2, ragged_inputs=("user_faces", "user_meshes", "template_faces", "template_meshes"),
+            parameters=one_thread,
+        ),
+    ]
+
 
 
 # ---- ensembles ---------------------------------------------------------------------
@@ -385,23 +422,37 @@ BEAUTIFY_SIDE = (
     ),
 )
 BEAUTIFY_OPTIONS = (c.FACE_INDEX, c.BEAUTY, c.ADD_LABEL, c.OUTPUT_FORMAT, c.OUTPUT_QUALITY)
-USER_FACES = _renamed(c.FACES, "user_faces")
-USER_MESHES = _renamed(c.FACE_MESHES, "user_meshes")
 USER_VERDICT = (_renamed(c.FACE_QUALITY, "user_quality"), _renamed(c.FACE_WARNINGS, "user_warnings"))
 
-ENSEMBLES = (
-    EnsembleSpec(
-        "face_analyze", (c.IMAGE_BYTES,),
-        (USER_FACES, USER_MESHES, _renamed(c.FACE_BOXES, "user_boxes"), *USER_VERDICT), USER_SIDE,
-    ),
-    EnsembleSpec(
-        "face_fuse", (USER_FACES, USER_MESHES, c.TEMPLATE_ID, *FUSE_OPTIONS), (c.POSTER,), TEMPLATE_SIDE,
-    ),
-    EnsembleSpec(
-        "face_fusion", (c.IMAGE_BYTES, c.TEMPLATE_ID, *FUSE_OPTIONS), (c.POSTER, *USER_VERDICT), USER_SIDE + TEMPLATE_SIDE,
-    ),
-    EnsembleSpec("face_beautify", (c.IMAGE_BYTES, *BEAUTIFY_OPTIONS), (c.PHOTO,), BEAUTIFY_SIDE),
+# The cpu profile: the same tensors between fewer hops (facefuse.server.steps).
+CPU_USER_SIDE = (
+    Step("detect_faces", _identity("image_bytes"),
+         {"faces": "user_faces", "face_affines": "user_affines", "face_boxes": "user_boxes"}),
+    Step("mesh_faces", {"faces": "user_faces", "face_affines": "user_affines"},
+         {"face_meshes": "user_meshes", "face_quality": "user_quality", "face_warnings": "user_warnings"}),
 )
+CPU_TEMPLATE_SIDE = (
+    TEMPLATE_SIDE[0],  # template_bank
+    Step("fuse_faces", _identity("user_faces", "user_meshes", "template_faces", "template_meshes", "fuse_degree",
+                                 "profile_degree", "beauty"),
+         {"fused_faces": "poster_faces", "fused_masks": "poster_masks"}),
+    TEMPLATE_SIDE[-1],  # postprocess
+)
+
+
+def ensemble_specs(profile: Profile) -> tuple[EnsembleSpec, ...]:
+    user, template = (CPU_USER_SIDE, CPU_TEMPLATE_SIDE) if profile.in_process_steps else (USER_SIDE, TEMPLATE_SIDE)
+    return (
+        EnsembleSpec(
+            "face_analyze", (c.IMAGE_BYTES,),
+            (USER_FACES, USER_MESHES, _renamed(c.FACE_BOXES, "user_boxes"), *USER_VERDICT), user,
+        ),
+        EnsembleSpec("face_fuse", (USER_FACES, USER_MESHES, c.TEMPLATE_ID, *FUSE_OPTIONS), (c.POSTER,), template),
+        EnsembleSpec(
+            "face_fusion", (c.IMAGE_BYTES, c.TEMPLATE_ID, *FUSE_OPTIONS), (c.POSTER, *USER_VERDICT), user + template,
+        ),
+        EnsembleSpec("face_beautify", (c.IMAGE_BYTES, *BEAUTIFY_OPTIONS), (c.PHOTO,), BEAUTIFY_SIDE),
+    )
 ENSEMBLE_MAX_BATCH_SIZE = 8
 
 
@@ -550,7 +601,7 @@ def repository_configs(profile: Profile, settings: Settings, planned: frozenset[
     """(model configs, ensemble configs) for a profile, validated and cross-checked;
     tuning None: the profile's committed tuning."""
     models = {s.name: model_config(s, profile, s.name in planned) for s in model_specs(profile, settings, tuning)}
-    ensembles = {e.name: ensemble_config(e) for e in ENSEMBLES}
+    ensembles = {e.name: ensemble_config(e) for e in ensemble_specs(profile)}
     for config in (*models.values(), *ensembles.values()):
         validate(config)
     problems = check_ensembles(ensembles, models)

@@ -316,6 +316,7 @@ def build_repository(profile: Profile, settings: Settings, force: bool = False, 
     state = load_state(repository)
     for recipe in (r for r in RECIPES if r.serving):
         model_versions.prune(repository, recipe.name, set(state.loaded_versions(recipe.name)) if state else set())
+    model_versions.sync_steps(repository, profile.in_process_steps)
 
     planned = frozenset(n for n in specs if _newest(repository, n).with_name("model.plan").is_file()) if profile.name == "gpu" else frozenset()
     report.configs_written += write_configs(profile, settings, planned)

@@ -78,8 +78,6 @@ PHOTO = TensorSpec("photo", "STRING", (1,))
 FACE_QUALITY = TensorSpec("face_quality", "FP32", (1,))
 FACE_WARNINGS = TensorSpec("face_warnings", "STRING", (1,))
 
-# The Triton models of one fusion, in pipeline order.
-STAGES = ("decode", "face_detector", "align", "face_landmarks", "face_quality", "template_bank", "fuse", "postprocess")
 
 # Request option ranges and defaults, shared by stages, gateway and CLI.
 DEGREE_RANGE = (0.0, 100.0)

@@ -135,10 +135,19 @@ FUSION_OUTPUTS = [InferRequestedOutput(n) for n in ("poster", "user_quality", "u
 ANALYZE_OUTPUTS = [InferRequestedOutput(n) for n in ("user_faces", "user_meshes", "user_boxes", "user_quality", "user_warnings")]
 
 
-def instance_counts(client, models=c.STAGES) -> dict[str, int]:
-    """Model instances per model, from Triton's configs (a sync gRPC client)."""
+def fusion_stages(client) -> tuple[str, ...]:
+    """The models one fusion runs in, in order (a sync gRPC client): face_fusion's steps,
+    which differ by profile (facefuse_build.configs), and face_landmarks, which postprocess
+    calls through BLS to verify the poster."""
+    config = client.get_model_config("face_fusion", as_json=True)["config"]
+    return tuple(dict.fromkeys([*(s["model_name"] for s in config["ensemble_scheduling"]["step"]), "face_landmarks"]))
+
+
+def instance_counts(client, models: tuple[str, ...] | None = None) -> dict[str, int]:
+    """Model instances per model (default: the fusion's stages), from Triton's configs
+    (a sync gRPC client), in the order given."""
     counts = {}
-    for name in models:
+    for name in models or fusion_stages(client):
         config = client.get_model_config(name, as_json=True)["config"]
         counts[name] = sum(int(g.get("count", 1)) for g in config.get("instance_group", [])) or 1
     return counts

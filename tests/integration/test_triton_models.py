@@ -9,13 +9,16 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
-from facefuse.contract import DETECTOR_INPUT_PX, STAGES
+from facefuse.contract import DETECTOR_INPUT_PX
+from facefuse.settings import get_settings
 from facefuse.server.triton import MALLOC_TUNABLES
 from facefuse.stages.align import AlignParams, align_faces, detect
 from facefuse.stages.decode import DecodeParams, decode
+from facefuse_build.configs import Profile, model_specs
 
-MODELS = STAGES
-ENSEMBLES = ("face_analyze", "face_fuse", "face_fusion")
+# The cpu profile's models: the stages, its networks and its in-process steps.
+MODELS = tuple(spec.name for spec in model_specs(Profile("cpu"), get_settings()))
+ENSEMBLES = ("face_analyze", "face_fuse", "face_fusion", "face_beautify")
 
 
 def infer(client, model, **inputs):

@@ -16,6 +16,6 @@ def test_statistics_are_summed_over_versions_and_a_version_that_never_served_cou
          "inference_stats": {"success": {"count": "3"}, "compute_input": {"ns": "500"}}},
         {"name": "face_fusion", "version": "1", "inference_stats": {"success": {"count": "99"}}},  # an ensemble: not a stage
     ]
-    stats = stage_statistics(model_stats)
+    stats = stage_statistics(model_stats, ("decode", "fuse", "postprocess"))
     assert stats["fuse"] == {"requests": 15, "executions": 12, "queue_ns": 1000, "compute_ns": 4500}
     assert "face_fusion" not in stats

@@ -50,15 +50,15 @@ def test_confirmation_adopts_the_winner_only_when_faster_in_the_same_minutes_and
 def test_label_names_only_what_differs_from_the_defaults():
     defaults = spec_defaults(DEFAULT_KNOBS, SETTINGS)
     assert label_of(defaults, defaults) == "default"
-    tuning = defaults.merged(Tuning(python_stage_queue_delay_us=250, models={"fuse": {"cpu_preferred_batch_sizes": None}}))
-    assert label_of(tuning, defaults) == "python_delay_us=250; fuse.cpu_preferred_batch_sizes=max"
+    tuning = defaults.merged(Tuning(python_stage_queue_delay_us=250, models={"fuse_faces": {"instances_cpu": 3}}))
+    assert label_of(tuning, defaults) == "python_delay_us=250; fuse_faces.instances_cpu=3"
 
 
 def test_spec_defaults_are_the_specs_own_values_not_the_committed_tuning():
     defaults = spec_defaults(DEFAULT_KNOBS, SETTINGS)
     specs = {s.name: s for s in configs.model_specs(Profile("cpu"), SETTINGS, Tuning())}
     assert defaults.python_stage_queue_delay_us == PYTHON_STAGE_QUEUE_DELAY_US
-    assert defaults.models["fuse"]["instances_cpu"] == specs["fuse"].instances_cpu
+    assert defaults.models["fuse_faces"]["instances_cpu"] == specs["fuse_faces"].instances_cpu
 
 
 def test_a_knob_on_several_models_sets_each_of_them():

@@ -78,7 +78,7 @@ def test_every_ensemble_step_maps_onto_its_model_inputs_and_outputs(profile):
 
 
 def test_a_miswired_ensemble_is_caught():
-    models, ensembles = configs.repository_configs(Profile("cpu"), SETTINGS)
+    models, ensembles = configs.repository_configs(Profile("gpu"), SETTINGS)
     broken = copy.deepcopy(ensembles)
     fuse_step = next(s for s in broken["face_fusion"]["ensemble_scheduling"]["step"] if s["model_name"] == "fuse")
     fuse_step["input_map"]["user_faces"] = "image"  # UINT8 [-1,-1,3] into [-1,384,384,3]
@@ -87,7 +87,7 @@ def test_a_miswired_ensemble_is_caught():
 
 
 def test_an_unused_ensemble_tensor_is_caught():
-    models, ensembles = configs.repository_configs(Profile("cpu"), SETTINGS)
+    models, ensembles = configs.repository_configs(Profile("gpu"), SETTINGS)
     broken = copy.deepcopy(ensembles)
     landmarks = next(s for s in broken["face_analyze"]["ensemble_scheduling"]["step"] if s["model_name"] == "face_landmarks")
     landmarks["output_map"]["face_presence"] = "user_presence"
@@ -118,3 +118,16 @@ def test_the_model_video_frames_go_through_queues_photos_before_frames(profile):
     assert fuse.default_priority_level == PHOTO_PRIORITY
     # Models frames do not go through keep one queue.
     assert configs.validate(models["decode"]).dynamic_batching.priority_levels == 0
+
+
+def test_both_profiles_chain_the_same_ensembles_the_cpu_one_through_its_in_process_steps():
+    cpu_models, cpu = configs.repository_configs(Profile("cpu"), SETTINGS)
+    gpu_models, gpu = configs.repository_configs(Profile("gpu"), SETTINGS)
+    steps = lambda config: [s["model_name"] for s in config["ensemble_scheduling"]["step"]]  # noqa: E731
+    assert steps(cpu["face_fusion"]) == ["detect_faces", "mesh_faces", "template_bank", "fuse_faces", "postprocess"]
+    assert steps(gpu["face_fusion"]) == ["decode", "face_detector", "align", "face_landmarks", "face_quality",
+                                         "template_bank", "fuse", "beautify", "postprocess"]
+    for name in ("face_analyze", "face_fuse", "face_fusion", "face_beautify"):  # same interface on both
+        assert cpu[name]["input"] == gpu[name]["input"] and cpu[name]["output"] == gpu[name]["output"], name
+    assert {"detect_faces", "mesh_faces", "fuse_faces"} <= set(cpu_models)
+    assert not {"detect_faces", "mesh_faces", "fuse_faces"} & set(gpu_models)

@@ -41,13 +41,38 @@ def test_a_state_naming_a_missing_release_is_refused():
 
 
 def test_configs_pin_every_ensemble_step_and_list_the_kept_versions():
-    models, ensembles = apply_state(*repository_configs(Profile("cpu"), Settings()), two_releases())
+    models, ensembles = apply_state(*repository_configs(Profile("gpu"), Settings()), two_releases())
     assert models["fuse"]["version_policy"] == {"specific": {"versions": [1, 2]}}
     for name, release_fuse in (("face_fusion", 1), ("face_fusion_r1", 1), ("face_fusion_r2", 2)):
         steps = {s["model_name"]: s["model_version"] for s in ensembles[name]["ensemble_scheduling"]["step"]}
         assert steps["fuse"] == release_fuse and steps["face_detector"] == 1 and steps["decode"] == -1
         validate(ensembles[name])
     assert {"face_analyze_r2", "face_fuse_r2"} <= set(ensembles)
+
+
+def test_the_cpu_profiles_steps_load_and_pin_their_networks_versions():
+    models, ensembles = apply_state(*repository_configs(Profile("cpu"), Settings()), two_releases())
+    assert models["fuse_faces"]["version_policy"] == models["fuse"]["version_policy"] == {"specific": {"versions": [1, 2]}}
+    assert models["detect_faces"]["version_policy"] == {"specific": {"versions": [1]}}
+    for name, release_fuse in (("face_fusion", 1), ("face_fusion_r1", 1), ("face_fusion_r2", 2)):
+        steps = {s["model_name"]: s["model_version"] for s in ensembles[name]["ensemble_scheduling"]["step"]}
+        assert list(steps) == ["detect_faces", "mesh_faces", "template_bank", "fuse_faces", "postprocess"]
+        assert (steps["detect_faces"], steps["mesh_faces"], steps["fuse_faces"]) == (1, 1, release_fuse)
+        validate(ensembles[name])
+
+
+def test_a_step_has_exactly_its_networks_versions_and_none_on_the_gpu_profile(tmp_path):
+    for number in (2, 3):
+        (tmp_path / "fuse" / str(number)).mkdir(parents=True)
+        (tmp_path / "fuse" / str(number) / "model.onnx").write_bytes(b"x")
+    (tmp_path / "fuse_faces" / "1").mkdir(parents=True)  # its network version is gone
+    versions.sync_steps(tmp_path, enabled=True)
+    assert sorted(p.name for p in (tmp_path / "fuse_faces").iterdir()) == ["2", "3"]
+    adapter = (tmp_path / "fuse_faces" / "3" / "model.py").read_text()
+    assert "from facefuse.server.steps import FuseFaces as TritonPythonModel" in adapter
+    assert sorted(p.name for p in (tmp_path / "detect_faces").iterdir()) == []  # no detector built
+    versions.sync_steps(tmp_path, enabled=False)
+    assert not (tmp_path / "fuse_faces").exists() and (tmp_path / "fuse" / "3" / "model.onnx").is_file()
 
 
 def test_without_a_state_configs_are_left_as_generated():

@@ -8,13 +8,7 @@ from facefuse.stages.decode import DecodeParams, decode
 
 class TritonPythonModel:
     def initialize(self, args):
-        p = parameters(args)
-        self.params = DecodeParams(
-            detector_input_px=int(p["detector_input_px"]),
-            max_image_side_px=int(p["max_image_side_px"]),
-            decode_target_side_px=int(p["decode_target_side_px"]),
-            max_image_bytes=int(p["max_image_bytes"]),
-        )
+        self.params = DecodeParams.from_parameters(parameters(args))
 
     def execute(self, requests):
         def handle(request):

@@ -9,16 +9,7 @@ from facefuse.vision.face_quality import QualityLimits
 
 class TritonPythonModel:
     def initialize(self, args):
-        p = parameters(args)
-        self.limits = QualityLimits(
-            max_yaw_deg=float(p["max_yaw_deg"]),
-            max_pitch_deg=float(p["max_pitch_deg"]),
-            max_eyes_covered=float(p["max_eyes_covered"]),
-            max_one_eye_covered=float(p["max_one_eye_covered"]),
-            max_strands=float(p["max_face_strands"]),
-            min_brightness=float(p["min_face_brightness"]),
-            min_sharpness=float(p["min_face_sharpness"]),
-        )
+        self.limits = QualityLimits.from_parameters(parameters(args))
 
     def execute(self, requests):
         def handle(request):

@@ -26,7 +26,6 @@ import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
 
 from facefuse import samples
-from facefuse.contract import STAGES
 from facefuse.settings import Settings, get_settings
 from facefuse.triton_client import (
     POSTER_OUTPUT,
@@ -110,17 +109,17 @@ async def _drive(triton, photo: bytes, concurrency: int, requests: int) -> tuple
     return latencies, elapsed
 
 
-def _stage_statistics(client: grpcclient.InferenceServerClient) -> dict[str, dict]:
-    return stage_statistics(client.get_inference_statistics(as_json=True)["model_stats"])
+def _stage_statistics(client: grpcclient.InferenceServerClient, stages: tuple[str, ...]) -> dict[str, dict]:
+    return stage_statistics(client.get_inference_statistics(as_json=True)["model_stats"], stages)
 
 
-def stage_statistics(model_stats: list[dict]) -> dict[str, dict]:
+def stage_statistics(model_stats: list[dict], stages: tuple[str, ...]) -> dict[str, dict]:
     """Per stage, summed over its loaded versions: after `models publish` a stage has two
     (each its own entry under the same name), and Triton's JSON leaves out a count that
     is zero (a version that never served has no `success.count`)."""
     out: dict[str, dict] = {}
     for model in model_stats:
-        if model["name"] not in STAGES:
+        if model["name"] not in stages:
             continue
         s = model.get("inference_stats", {})
         totals = out.setdefault(model["name"], {"requests": 0, "executions": 0, "queue_ns": 0, "compute_ns": 0})
@@ -132,9 +131,10 @@ def stage_statistics(model_stats: list[dict]) -> dict[str, dict]:
 
 
 def _stage_figures(totals: dict, posters: int, instances: dict[str, int]) -> dict:
-    """Per-stage batch, compute and queue figures from statistics summed by _accumulate."""
+    """Per-stage batch, compute and queue figures from statistics summed by _accumulate
+    (stages: the keys of instances, in their order)."""
     figures = {}
-    for name in STAGES:
+    for name in instances:
         t = totals.get(name, {})
         executions, requests = t.get("executions", 0), t.get("requests", 0)
         compute, queue = t.get("compute_ns", 0), t.get("queue_ns", 0)
@@ -284,7 +284,7 @@ def run_photo_bench(concurrencies: list[int], requests_per_level: int, out_dir: 
     try:
         with embedded_triton(settings) as triton:
             client = triton.client()
-            instances = instance_counts(client)
+            instances = instance_counts(client)  # the fusion's stages on this profile
             asyncio.run(_drive(triton, photo, top_concurrency, top_concurrency * 3))  # warm-up
 
             def triton_block(concurrency: int) -> tuple[list[float], float]:
@@ -299,7 +299,8 @@ def run_photo_bench(concurrencies: list[int], requests_per_level: int, out_dir: 
                 if concurrency < top_concurrency:
                     latencies, elapsed = triton_block(concurrency)
                 else:
-                    rounds_run = InterleavedRounds(baseline, photo, requests_per_level, client, triton.process.pid)
+                    rounds_run = InterleavedRounds(baseline, photo, requests_per_level, client, triton.process.pid,
+                                                   tuple(instances))
                     latencies, elapsed = rounds_run.run(report, rounds, lambda: triton_block(top_concurrency),
                                                         probe_block, echo)
                     report.stages_uncontended = _stage_figures(rounds_run.probe_stats, rounds * PROBE_POSTERS, instances)
@@ -339,23 +340,24 @@ class InterleavedRounds:
     order), each round opened by a concurrency-1 probe of Triton. Collects Triton's
     stage statistics for the blocks and the probes apart, and both sides' CPU time."""
 
-    def __init__(self, baseline: BaselineWorkers, photo: bytes, requests: int, client, server_pid: int):
+    def __init__(self, baseline: BaselineWorkers, photo: bytes, requests: int, client, server_pid: int,
+                 stages: tuple[str, ...]):
         self.baseline, self.photo, self.requests = baseline, photo, requests
-        self.client, self.server_pid = client, server_pid
+        self.client, self.server_pid, self.stages = client, server_pid, stages
         self.peak_stats: dict = {}
         self.probe_stats: dict = {}
         self.triton_cpu_ms: dict[str, float] = {}
         self.baseline_cpu_s: dict[str, float] = {}
 
     def _triton(self, triton_block) -> tuple[list[float], float]:
-        stats_before = _stage_statistics(self.client)
+        stats_before = _stage_statistics(self.client, self.stages)
         server_before, client_before = _server_cpu_ms(self.server_pid), time.process_time()
         latencies, seconds = triton_block()
         spent = {name: ms - server_before.get(name, 0.0) for name, ms in _server_cpu_ms(self.server_pid).items()}
         spent["client (bench process)"] = (time.process_time() - client_before) * 1000
         for name, ms in spent.items():
             self.triton_cpu_ms[name] = self.triton_cpu_ms.get(name, 0.0) + ms
-        _accumulate(self.peak_stats, stats_before, _stage_statistics(self.client))
+        _accumulate(self.peak_stats, stats_before, _stage_statistics(self.client, self.stages))
         return latencies, seconds
 
     def _baseline(self) -> tuple[list[float], float]:
@@ -369,9 +371,9 @@ class InterleavedRounds:
         Triton's latencies and seconds over all its blocks."""
         runs = {"triton": ([], 0.0), "baseline": ([], 0.0)}
         for index in range(rounds):
-            before = _stage_statistics(self.client)
+            before = _stage_statistics(self.client, self.stages)
             probe_block()
-            _accumulate(self.probe_stats, before, _stage_statistics(self.client))
+            _accumulate(self.probe_stats, before, _stage_statistics(self.client, self.stages))
             order = ("baseline", "triton") if index % 4 in (0, 3) else ("triton", "baseline")
             block = {}
             for who in order:
@@ -420,7 +422,9 @@ def write_report(report: BenchReport, out_dir: Path) -> tuple[Path, Path]:
     lines += ["", ("CPU ms per poster over those blocks: Triton's processes (utime + stime from /proc) and the "
                    "baseline's stages (process time around each stage call):"), "",
               "| stage or process | Triton | baseline |", "|---|---|---|"]
-    names = [*STAGES, *sorted(set(cpu["triton"]) - set(STAGES) - {"total"}), "total"]
+    # Triton's stages in pipeline order, then the baseline's stages (its own names), then processes.
+    stages = [*report.stages_at_peak, *(n for n in cpu["baseline"] if n not in report.stages_at_peak and n != "total")]
+    names = [*stages, *sorted(set(cpu["triton"]) - set(stages) - {"total"}), "total"]
     lines += [f"| {name} | {cpu['triton'].get(name, '-')} | {cpu['baseline'].get(name, '-')} |" for name in names]
     for title, stages in (("concurrency-1 probes, one per round (uncontended)", report.stages_uncontended),
                           ("highest concurrency", report.stages_at_peak)):

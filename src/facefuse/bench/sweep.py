@@ -55,15 +55,16 @@ class Knob:
         return Tuning(models={m: {self.field: value} for m in self.models})
 
 
-# The stages that hold the time (bench photo at concurrency 8: fuse's compute, the
-# Python hops' queue delay, decode and the two networks), not every field of every model.
+# The cpu profile's steps that hold the time (bench photo at concurrency 8: fuse_faces'
+# and postprocess's compute, the hops' queue delay), not every field of every model.
 DEFAULT_KNOBS = (
     Knob("python stages' queue delay (us)", (0, 250, 1000, 4000)),
-    Knob("fuse instances", (1, 2, 3), ("fuse",), "instances_cpu"),
-    Knob("fuse preferred batch", ((1,), None), ("fuse",), "cpu_preferred_batch_sizes"),
-    Knob("networks' queue delay (us)", (0, 1000, 4000), ("face_detector", "face_landmarks"), "max_queue_delay_us"),
-    Knob("detector + landmarks instances", (1, 2), ("face_detector", "face_landmarks"), "instances_cpu"),
-    Knob("decode + postprocess instances", (1, 2), ("decode", "postprocess"), "instances_cpu"),
+    Knob("fuse_faces instances", (1, 2, 3), ("fuse_faces",), "instances_cpu"),
+    Knob("postprocess instances", (1, 2, 3), ("postprocess",), "instances_cpu"),
+    Knob("detect_faces instances", (1, 2, 3), ("detect_faces",), "instances_cpu"),
+    Knob("mesh_faces instances", (1, 2), ("mesh_faces",), "instances_cpu"),
+    # postprocess's verification calls face_landmarks through BLS
+    Knob("face_landmarks queue delay (us)", (0, 1000), ("face_landmarks",), "max_queue_delay_us"),
 )
 QUICK_KNOBS = (Knob("python stages' queue delay (us)", (0, 1000)),)
 
@@ -187,11 +188,12 @@ def measure(settings: Settings, tuning, label: str, plan: SweepPlan, photo: byte
             client = triton.client()
             try:
                 asyncio.run(_drive(triton, photo, plan.concurrency, plan.concurrency * 3))
-                before = _stage_statistics(client)
+                instances = instance_counts(client)
+                before = _stage_statistics(client, tuple(instances))
                 latencies, seconds = asyncio.run(_drive(triton, photo, plan.concurrency, plan.requests))
                 totals: dict = {}
-                _accumulate(totals, before, _stage_statistics(client))
-                point.stages = _stage_figures(totals, len(latencies), instance_counts(client))
+                _accumulate(totals, before, _stage_statistics(client, tuple(instances)))
+                point.stages = _stage_figures(totals, len(latencies), instances)
             finally:
                 client.close()
     except (TritonStartError, InferenceServerException) as exc:  # a config Triton refuses or that fails calls: a result

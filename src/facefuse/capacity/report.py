@@ -17,7 +17,6 @@ from pathlib import Path
 
 from facefuse.capacity.mix import PHOTO_NAMES, VIDEO_DOWNLOAD, VIDEO_JOB, VIDEO_RUNNING, VIDEO_SUBMIT
 from facefuse.capacity.planner import Measurement
-from facefuse.contract import STAGES
 from facefuse.capacity.triton_metrics import Sample, stage_series, stage_totals
 
 # Seconds at the start of each user-count step left out (ramp transients).
@@ -142,7 +141,8 @@ def write_report(
     rows = read_history(history_csv)
     steps = steps_from_history(rows, posters_per_request)
     best = sustainable(steps, p99_target_ms)
-    totals = stage_totals(samples, STAGES)
+    stages = tuple(stage_instances)  # the fusion's stages on the served profile, in order
+    totals = stage_totals(samples, stages)
     stats_csv = history_csv.with_name(history_csv.name.replace("_stats_history", "_stats"))
     posters = posters_served(stats_csv, posters_per_request) if stats_csv.is_file() else 0.0
     bottleneck = max(totals, key=lambda s: totals[s]["busy_s"] / max(stage_instances.get(s, 1), 1)) if totals else "unknown"
@@ -161,7 +161,7 @@ def write_report(
                       "template_fps": (video_template or {}).get("fps", 0.0)})
     _plot_throughput(out_dir / "throughput_vs_users.png", steps, p99_target_ms)
     _plot_latency(out_dir / "latency_over_time.png", rows)
-    _plot_stages(out_dir / "stage_times.png", stage_series(samples, STAGES))
+    _plot_stages(out_dir / "stage_times.png", stage_series(samples, stages))
     result = {
         "command": command, "p99_target_ms": p99_target_ms, "bottleneck_stage": bottleneck,
         "steps": [asdict(s) for s in steps], "stages": totals, "capacity": asdict(measurement),

@@ -97,11 +97,21 @@ class ModelAdmin:
                           _read(self.repository / "template_bank" / "config.pbtxt"))
         settings = self.settings.model_copy(update={"template_dir": Path(built.group(1))}) if built else self.settings
         models, ensembles = apply_state(*configs.repository_configs(profile, settings), state)
-        for name in (*versions.VERSIONED_MODELS, "template_bank"):
+        # A step's versions mirror its network's (a version imported or removed since).
+        versions.sync_steps(self.repository, profile.in_process_steps)
+        for name in (*versions.VERSIONED_MODELS, "template_bank", *(s for s in versions.STEP_NETWORKS if s in models)):
             configs.write_if_changed(self.repository / name / "config.pbtxt", configs.pbtxt(models[name]))
         for name, config in ensembles.items():
             (self.settings.ensembles_dir / name / "1").mkdir(parents=True, exist_ok=True)
             configs.write_if_changed(self.settings.ensembles_dir / name / "config.pbtxt", configs.pbtxt(config))
+
+    def _load_network(self, model: str) -> None:
+        """Load (or reload with its new version list) a network, then the cpu profile's
+        step built on it: both serve the same versions before an ensemble names one."""
+        self.admin.load(model)
+        for step in versions.steps_of(model):
+            if (self.repository / step / "config.pbtxt").is_file():
+                self.admin.load(step)
 
     def _load_release(self, release: int) -> None:
         for name in ENSEMBLE_NAMES:
@@ -141,7 +151,7 @@ class ModelAdmin:
         # Pin everything before any second version can exist: "latest" would pick a candidate.
         self._write_configs(state)
         for name in versions.VERSIONED_MODELS:
-            self.admin.load(name)
+            self._load_network(name)
         self._load_release(state.serving)
         self._reload_plain_ensembles()
         save_state(self.repository, state)
@@ -220,7 +230,7 @@ class ModelAdmin:
         self._write_configs(state)
         save_state(self.repository, state)  # candidate at 0%: loaded, gated, but routed nowhere
         try:
-            self.admin.load(model)
+            self._load_network(model)
             if chosen.get("template_bank", 1) != serving.get("template_bank", 1):
                 self.admin.load("template_bank")
             self._load_release(release)
@@ -242,6 +252,8 @@ class ModelAdmin:
     def _remove_version(self, model: str, version: int) -> None:
         versions.note_removed(self.repository, model, version)
         shutil.rmtree(self.repository / model / str(version), ignore_errors=True)
+        for step in versions.steps_of(model):  # unloaded with the network's version
+            shutil.rmtree(self.repository / step / str(version), ignore_errors=True)
 
     def _discard(self, state: ReleaseState, release: int, remove_version: bool) -> None:
         """Take a candidate out: routed nowhere first, then unloaded, then removed."""
@@ -273,7 +285,11 @@ class ModelAdmin:
             if dropped_versions and dropped not in loaded and dropped not in unused and dropped != 1:
                 unused.append(dropped)
             if unused:
-                self.admin.load(model)  # the new version list: unused versions unload
+                # the new version list: unused versions unload (a step's with its network's)
+                if model == "template_bank":
+                    self.admin.load(model)
+                else:
+                    self._load_network(model)
                 if remove_versions or model == "template_bank":
                     for version in sorted(set(unused)):
                         self._remove_version(model, version)

@@ -3,7 +3,7 @@
 Given the generated configs (facefuse_build.configs) and the release state:
 - each versioned network gets `version_policy: specific` with the versions of the kept
   releases (serving, rollback target, candidate), so Triton loads exactly those, on a
-  reload as after a restart;
+  reload as after a restart; so does a cpu-profile step built on it (versions.STEP_NETWORKS);
 - the plain ensembles (`face_fusion`, ...) pin the serving release's versions instead
   of following "latest" (a candidate is the latest version, and must not leak);
 - every kept release gets its own ensembles, `face_fusion_r<N>` and so on.
@@ -15,10 +15,11 @@ import copy
 from pathlib import Path
 
 from facefuse.models_admin.releases import ENSEMBLE_NAMES, ReleaseState, release_ensemble
-from facefuse.models_admin.versions import VERSIONED_MODELS
+from facefuse.models_admin.versions import STEP_NETWORKS, VERSIONED_MODELS
 
 
 def _pinned(ensemble: dict, versions: dict[str, int], name: str) -> dict:
+    versions = {**versions, **{step: versions[net] for step, net in STEP_NETWORKS.items() if net in versions}}
     config = copy.deepcopy(ensemble)
     config["name"] = name
     for step in config["ensemble_scheduling"]["step"]:
@@ -35,6 +36,9 @@ def apply_state(models: dict[str, dict], ensembles: dict[str, dict], state: Rele
     models = copy.deepcopy(models)
     for name in (*VERSIONED_MODELS, "template_bank"):
         models[name]["version_policy"] = {"specific": {"versions": state.loaded_versions(name)}}
+    for step, network in STEP_NETWORKS.items():
+        if step in models:
+            models[step]["version_policy"] = {"specific": {"versions": state.loaded_versions(network)}}
     pinned = {name: _pinned(config, state.serving_versions(), name) for name, config in ensembles.items()}
     for release in state.kept():
         for name in ENSEMBLE_NAMES:

@@ -18,6 +18,15 @@ from pathlib import Path
 # The networks that have versions; the Python stages have one version each (1/).
 VERSIONED_MODELS = ("face_detector", "face_landmarks", "fuse")
 PROVENANCE_NAME = "version.json"
+# The cpu profile's steps (facefuse.server.steps) run a network in-process with the stages
+# around it. Step version N runs version N of its network, so a release names network
+# versions only and every step follows its network: `sync_steps` keeps the directories
+# in step, and configs and pinned ensembles give a step its network's versions.
+STEP_NETWORKS = {"detect_faces": "face_detector", "mesh_faces": "face_landmarks", "fuse_faces": "fuse"}
+STEP_ADAPTER = '''"""Generated: {step} version {version} runs {network} version {version} in-process."""
+
+from facefuse.server.steps import {cls} as TritonPythonModel  # noqa: F401
+'''
 
 
 def versions(repository: Path, model: str) -> list[int]:
@@ -89,3 +98,36 @@ def prune(repository: Path, model: str, keep: set[int] = frozenset(), keep_newes
         note_removed(repository, model, version)
         shutil.rmtree(Path(repository) / model / str(version), ignore_errors=True)
     return removed
+
+
+def steps_of(network: str) -> list[str]:
+    return [step for step, net in STEP_NETWORKS.items() if net == network]
+
+
+def sync_steps(repository: Path, enabled: bool) -> None:
+    """Make each step's version directories mirror its network's (enabled: the cpu profile),
+    or remove the steps (the gpu profile serves the networks on their own).
+
+    A step version holds only its model.py; the network file stays in the network's own
+    version directory, which the step reads (facefuse.server.steps)."""
+    import shutil
+
+    from facefuse.fileperms import share
+
+    for step, network in STEP_NETWORKS.items():
+        directory = Path(repository) / step
+        if not enabled:
+            shutil.rmtree(directory, ignore_errors=True)
+            continue
+        wanted = set(versions(repository, network))
+        directory.mkdir(parents=True, exist_ok=True)
+        for version in wanted:
+            adapter = directory / str(version) / "model.py"
+            text = STEP_ADAPTER.format(step=step, network=network, version=version,
+                                       cls="".join(part.title() for part in step.split("_")))
+            if not adapter.is_file() or adapter.read_text() != text:
+                adapter.parent.mkdir(exist_ok=True)
+                adapter.write_text(text)
+        for stale in (p for p in directory.iterdir() if p.name.isdigit() and int(p.name) not in wanted):
+            shutil.rmtree(stale, ignore_errors=True)
+        share(directory)  # tritonserver runs as its own user (facefuse.fileperms)

@@ -18,6 +18,16 @@ class DecodeParams:
     decode_target_side_px: int = 2048
     max_image_bytes: int = 10 * 1024 * 1024
 
+    @classmethod
+    def from_parameters(cls, p: dict[str, str]) -> "DecodeParams":
+        """From a stage's config parameters (decode, the cpu profile's detect_faces)."""
+        return cls(
+            detector_input_px=int(p["detector_input_px"]),
+            max_image_side_px=int(p["max_image_side_px"]),
+            decode_target_side_px=int(p["decode_target_side_px"]),
+            max_image_bytes=int(p["max_image_bytes"]),
+        )
+
 
 @dataclass(frozen=True)
 class DecodedImage:

@@ -101,6 +101,19 @@ class QualityLimits:
     warn_sharpness: float = 0.06
     warn_eye_distance_px: float = 30.0  # in the photo: faces of about 75 px and less
 
+    @classmethod
+    def from_parameters(cls, p: dict[str, str]) -> "QualityLimits":
+        """The refusal limits from a stage's config parameters (face_quality, mesh_faces)."""
+        return cls(
+            max_yaw_deg=float(p["max_yaw_deg"]),
+            max_pitch_deg=float(p["max_pitch_deg"]),
+            max_eyes_covered=float(p["max_eyes_covered"]),
+            max_one_eye_covered=float(p["max_one_eye_covered"]),
+            max_strands=float(p["max_face_strands"]),
+            min_brightness=float(p["min_face_brightness"]),
+            min_sharpness=float(p["min_face_sharpness"]),
+        )
+
 
 @dataclass(frozen=True)
 class FaceMeasures:

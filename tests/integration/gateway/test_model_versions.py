@@ -210,12 +210,16 @@ def test_publish_canary_promote_rollback_under_live_traffic_fails_no_call(stack,
     assert actions[-4:] == ["publish", "canary", "promote", "rollback"]
     assert all(e["by"] for e in read_audit(repository))
 
-    # The photo bench's statistics after a publish: summed over fuse's two versions.
+    # The photo bench's statistics after a publish: summed over the two versions of the
+    # model that runs fuse (the cpu profile's fuse_faces step follows fuse's versions).
     from facefuse.bench.photo import _stage_statistics
+    from facefuse.triton_client import fusion_stages
 
-    raw = [m for m in triton.client().get_inference_statistics(as_json=True)["model_stats"] if m["name"] == "fuse"]
+    stages = fusion_stages(triton.client())
+    fusing = "fuse_faces" if "fuse_faces" in stages else "fuse"
+    raw = [m for m in triton.client().get_inference_statistics(as_json=True)["model_stats"] if m["name"] == fusing]
     assert len({m["version"] for m in raw}) >= 2
-    assert _stage_statistics(triton.client())["fuse"]["requests"] == \
+    assert _stage_statistics(triton.client(), stages)[fusing]["requests"] == \
         sum(int(m["inference_stats"].get("success", {}).get("count", 0)) for m in raw) > 0
 
 
