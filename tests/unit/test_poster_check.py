@@ -1,5 +1,6 @@
 """The check every fused face gets before the poster ships, on a synthetic face."""
 
+import cv2
 import numpy as np
 import pytest
 
@@ -100,3 +101,69 @@ def test_a_failed_face_is_refused_with_its_own_reason():
         refuse_failed([check(face(3)), check(face(3), presence=0.1)])
     assert caught.value.reason is Reason.FUSION_QUALITY_LOW
     assert "face 1: face_lost" in str(caught.value)
+
+
+# The check works inside boxes (each polygon's, the face oval's) for speed; these hold it to
+# what the same masks and measures give on the whole crop.
+
+def _whole_crop_mask(points, grow_px=0.0):
+    mask = np.zeros((SIZE, SIZE), np.uint8)
+    cv2.fillPoly(mask, [pc._hull(points)], 1)
+    if grow_px >= 1:
+        size = 2 * round(grow_px) + 1
+        mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
+    return mask
+
+
+@pytest.mark.parametrize("offset", [(0, 0), (-110, 0), (0, 140), (120, -120), (-200, 60)])
+def test_the_skin_over_the_oval_s_box_is_the_whole_crop_s_skin(offset):
+    mesh = synthetic_mesh()
+    mesh[:, :2] += offset  # partly out of the crop too
+    iod = pc._iod(mesh)
+    features = np.zeros((SIZE, SIZE), np.uint8)
+    for points in (pc.OUTER_LIPS, pc.RIGHT_BROW, pc.LEFT_BROW):
+        features |= _whole_crop_mask(mesh[list(points)], pc.FEATURE_MARGIN_IOD * iod)
+    for points in (pc.RIGHT_EYE, pc.LEFT_EYE):
+        features |= _whole_crop_mask(mesh[list(points)], pc.LENS_MARGIN_IOD * iod)
+    whole = _whole_crop_mask(mesh[list(pc.FACE_OVAL)]) & (1 - features)
+    whole = cv2.erode(whole, np.ones((3, 3), np.uint8), iterations=max(1, int(pc.FEATURE_MARGIN_IOD * iod)))
+
+    skin, (x0, y0, x1, y1) = pc._skin_mask(mesh, iod, (SIZE, SIZE, 3))
+    boxed = np.zeros((SIZE, SIZE), np.uint8)
+    boxed[y0:y1, x0:x1] = skin
+    assert whole.any() and np.array_equal(boxed, whole)
+
+
+def test_growing_a_mask_from_its_runs_is_dilating_it():
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        radius, (height, width) = int(rng.integers(1, 30)), rng.integers(3, 120, 2)
+        points = rng.normal(0, 1, (int(rng.integers(3, 16)), 2)) * rng.uniform(0.2, 40, 2)
+        points += rng.uniform(-10, [width + 10, height + 10])
+        mask = np.zeros((height, width), np.uint8)
+        cv2.fillPoly(mask, [pc._hull(points)], 1)
+        assert np.array_equal(pc._grow(mask, radius), cv2.dilate(mask, pc._disc(radius)))
+    # Not a convex polygon (two blobs, a ring): dilate itself.
+    mask = np.zeros((60, 80), np.uint8)
+    mask[10:20, 5:15] = mask[40:45, 50:70] = 1
+    ring = cv2.circle(np.zeros((60, 80), np.uint8), (40, 30), 15, 1, 2)
+    for mask in (mask, ring):
+        assert np.array_equal(pc._grow(mask, 7), cv2.dilate(mask, pc._disc(7)))
+
+
+def test_texture_over_the_pixels_box_is_the_whole_crop_s():
+    luma = cv2.cvtColor(face(4), cv2.COLOR_RGB2YCrCb)[..., 0].copy()
+    whole = luma.astype(np.float32) / 255.0
+    whole = np.sqrt(np.maximum(cv2.blur(whole * whole, (5, 5)) - cv2.blur(whole, (5, 5)) ** 2, 0))
+    rows, columns = np.array([0, 1, 40, 200, 319]), np.array([3, 319, 41, 0, 160])
+    assert np.array_equal(pc._texture_at(luma, rows, columns), whole[rows, columns])
+    assert np.array_equal(pc._texture_at(luma, rows[2:3], columns[2:3]), whole[rows[2:3], columns[2:3]])
+
+
+def test_a_feature_s_spread_over_its_box_is_the_whole_crop_s():
+    image, mesh = face(5), synthetic_mesh()
+    luma = cv2.cvtColor(image, cv2.COLOR_RGB2YCrCb)[..., 0].astype(np.float32) / 255.0
+    for points in pc.FEATURES.values():
+        inside = luma[_whole_crop_mask(mesh[list(points)]).astype(bool)]
+        count, spread = pc._feature_spread(image, mesh[list(points)])
+        assert count == inside.size and spread == pytest.approx(float(inside.std()), abs=1e-6)
