@@ -23,7 +23,7 @@ from facefuse.gateway.server import GatewayThread
 from facefuse.gateway.settings import GatewaySettings
 from facefuse.server.triton import configured_gateway_key
 from facefuse.settings import get_settings
-from facefuse.triton_client import keyed_client
+from facefuse.triton_client import fusion_stages, keyed_client
 from photo_bytes import encoded, rgb_of  # noqa: F401 - re-exported to the gateway tests
 
 ISSUER = "https://auth.facefuse.test"
@@ -105,6 +105,16 @@ def _request_counts(url: str, model: str, kinds: tuple[str, ...]) -> int:
     finally:
         client.close()
     return sum(int(s["inference_stats"][kind].get("count", 0)) for s in stats for kind in kinds)
+
+
+def first_stage(triton) -> str:
+    """The model a fusion's photo reaches first (it decodes it): decode, or on the cpu
+    profile its detect_faces step."""
+    client = triton.client()
+    try:
+        return fusion_stages(client)[0]
+    finally:
+        client.close()
 
 
 def successes(url: str, model: str) -> int:
