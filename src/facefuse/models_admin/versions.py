@@ -12,8 +12,11 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import shutil
 import time
 from pathlib import Path
+
+from facefuse.fileperms import share
 
 # The networks that have versions; the Python stages have one version each (1/).
 VERSIONED_MODELS = ("face_detector", "face_landmarks", "fuse")
@@ -90,8 +93,6 @@ KEEP_NEWEST = 2
 def prune(repository: Path, model: str, keep: set[int] = frozenset(), keep_newest: int = KEEP_NEWEST) -> list[int]:
     """Remove versions that are neither in `keep` (loaded by a kept release) nor among the
     newest `keep_newest`; returns the removed numbers (never reused afterwards)."""
-    import shutil
-
     found = versions(repository, model)
     removed = [v for v in found[:-keep_newest] if v not in keep] if keep_newest else [v for v in found if v not in keep]
     for version in removed:
@@ -110,10 +111,6 @@ def sync_steps(repository: Path, enabled: bool) -> None:
 
     A step version holds only its model.py; the network file stays in the network's own
     version directory, which the step reads (facefuse.server.steps)."""
-    import shutil
-
-    from facefuse.fileperms import share
-
     for step, network in STEP_NETWORKS.items():
         directory = Path(repository) / step
         if not enabled:
