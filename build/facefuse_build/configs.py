@@ -300,7 +300,7 @@ def _model_specs(profile: Profile, settings: Settings, python_delay_us: int) -> 
              # what the verification compares the fused faces with (facefuse.stages.verify)
              _renamed(c.WORKING_FACES, "template_faces"), _renamed(c.FACE_MESHES, "template_meshes"),
              _renamed(c.FACES, "user_faces"), _renamed(c.FACE_MESHES, "user_meshes"), c.PROFILE_DEGREE),
-            (c.POSTER,), network=False, max_batch_size=16, max_queue_delay_us=python_delay_us,
+            (c.POSTER, *POSTER_VERDICT), network=False, max_batch_size=16, max_queue_delay_us=python_delay_us,
             ragged_inputs=("fused_faces", "fused_masks", "template_affines", "template_faces", "template_meshes",
                            "user_faces", "user_meshes"),
             parameters={"template_dir": str(s.templates_path)},
@@ -395,7 +395,7 @@ TEMPLATE_SIDE = (
         {**_identity("template_id", "template_version", "template_affines", "add_label", "output_format", "output_quality",
                      "beauty", "template_faces", "template_meshes", "user_faces", "user_meshes", "profile_degree"),
          "fused_faces": "poster_faces", "fused_masks": "poster_masks"},
-        _identity("poster"),
+        _identity("poster", "poster_quality", "poster_warnings"),
     ),
 )
 FUSE_OPTIONS = (c.FACE_INDICES, c.FUSE_DEGREE, c.PROFILE_DEGREE, c.ADD_LABEL, c.OUTPUT_FORMAT, c.OUTPUT_QUALITY, c.BEAUTY)
@@ -423,6 +423,8 @@ BEAUTIFY_SIDE = (
 )
 BEAUTIFY_OPTIONS = (c.FACE_INDEX, c.BEAUTY, c.ADD_LABEL, c.OUTPUT_FORMAT, c.OUTPUT_QUALITY)
 USER_VERDICT = (_renamed(c.FACE_QUALITY, "user_quality"), _renamed(c.FACE_WARNINGS, "user_warnings"))
+# The poster's own verdict, from the check postprocess gives it before it ships.
+POSTER_VERDICT = (c.POSTER_QUALITY, c.POSTER_WARNINGS)
 
 # The cpu profile: the same tensors between fewer hops (facefuse.server.steps).
 CPU_USER_SIDE = (
@@ -447,9 +449,11 @@ def ensemble_specs(profile: Profile) -> tuple[EnsembleSpec, ...]:
             "face_analyze", (c.IMAGE_BYTES,),
             (USER_FACES, USER_MESHES, _renamed(c.FACE_BOXES, "user_boxes"), *USER_VERDICT), user,
         ),
-        EnsembleSpec("face_fuse", (USER_FACES, USER_MESHES, c.TEMPLATE_ID, *FUSE_OPTIONS), (c.POSTER,), template),
+        EnsembleSpec("face_fuse", (USER_FACES, USER_MESHES, c.TEMPLATE_ID, *FUSE_OPTIONS), (c.POSTER, *POSTER_VERDICT),
+                     template),
         EnsembleSpec(
-            "face_fusion", (c.IMAGE_BYTES, c.TEMPLATE_ID, *FUSE_OPTIONS), (c.POSTER, *USER_VERDICT), user + template,
+            "face_fusion", (c.IMAGE_BYTES, c.TEMPLATE_ID, *FUSE_OPTIONS), (c.POSTER, *POSTER_VERDICT, *USER_VERDICT),
+            user + template,
         ),
         EnsembleSpec("face_beautify", (c.IMAGE_BYTES, *BEAUTIFY_OPTIONS), (c.PHOTO,), BEAUTIFY_SIDE),
     )

@@ -77,6 +77,10 @@ PHOTO = TensorSpec("photo", "STRING", (1,))
 # The user's face verdict: a score in 0..1 and warnings joined by commas ("" for none).
 FACE_QUALITY = TensorSpec("face_quality", "FP32", (1,))
 FACE_WARNINGS = TensorSpec("face_warnings", "STRING", (1,))
+# The poster's verdict, from the check it passed before shipping (facefuse.vision.poster_check):
+# a score in 0..1 and warnings joined by commas.
+POSTER_QUALITY = TensorSpec("poster_quality", "FP32", (1,))
+POSTER_WARNINGS = TensorSpec("poster_warnings", "STRING", (1,))
 
 
 # Request option ranges and defaults, shared by stages, gateway and CLI.

@@ -130,8 +130,9 @@ def fuse_inputs(user_faces: np.ndarray, user_meshes: np.ndarray, template_id: st
 
 POSTER_OUTPUT = [InferRequestedOutput("poster")]
 PHOTO_OUTPUT = [InferRequestedOutput("photo")]
-# face_fusion: the poster and the verdict on the user's face.
-FUSION_OUTPUTS = [InferRequestedOutput(n) for n in ("poster", "user_quality", "user_warnings")]
+# face_fuse: the poster and its own verdict; face_fusion: those and the verdict on the user's face.
+FUSE_OUTPUTS = [InferRequestedOutput(n) for n in ("poster", "poster_quality", "poster_warnings")]
+FUSION_OUTPUTS = [*FUSE_OUTPUTS, *(InferRequestedOutput(n) for n in ("user_quality", "user_warnings"))]
 ANALYZE_OUTPUTS = [InferRequestedOutput(n) for n in ("user_faces", "user_meshes", "user_boxes", "user_quality", "user_warnings")]
 
 
@@ -157,9 +158,22 @@ def poster_bytes(result) -> bytes:
     return bytes(result.as_numpy("poster").reshape(-1)[0])
 
 
-def user_verdict(result) -> tuple[float, list[str]]:
-    """The quality score and warnings of the user's face, from face_analyze or face_fusion."""
-    quality = float(result.as_numpy("user_quality").reshape(-1)[0])
-    text = result.as_numpy("user_warnings").reshape(-1)[0]
+# A quality score (0..1) and the warnings that lowered it.
+Verdict = tuple[float, list[str]]
+
+
+def _verdict(result, of: str) -> Verdict:
+    quality = float(result.as_numpy(f"{of}_quality").reshape(-1)[0])
+    text = result.as_numpy(f"{of}_warnings").reshape(-1)[0]
     text = text.decode() if isinstance(text, bytes) else str(text)
     return quality, [w for w in text.split(",") if w]
+
+
+def user_verdict(result) -> Verdict:
+    """The quality score and warnings of the user's face, from face_analyze or face_fusion."""
+    return _verdict(result, "user")
+
+
+def poster_verdict(result) -> Verdict:
+    """The poster's own quality score and warnings, from face_fuse or face_fusion."""
+    return _verdict(result, "poster")

@@ -52,7 +52,8 @@ def check(fused, template=None, presence=0.99, found=None):
 def test_a_clean_fused_face_passes():
     verdict = check(face(3))
     assert verdict.ok, verdict
-    assert 0 < verdict.quality <= 1
+    quality, warnings = pc.describe_poster([verdict])
+    assert 0.5 < quality <= 1 and warnings == (), (quality, warnings, verdict.margins)
 
 
 def test_an_eye_filled_with_skin_is_a_lost_feature():
@@ -103,6 +104,25 @@ def test_a_failed_face_is_refused_with_its_own_reason():
     assert "face 1: face_lost" in str(caught.value)
 
 
+def test_a_blurred_face_ships_marked_soft_with_a_lower_quality():
+    sharp = check(face(3))
+    soft = check(cv2.GaussianBlur(face(3), (0, 0), 2.0))
+    assert soft.ok and soft.measures["sharpness"] < 0.25 <= sharp.measures["sharpness"]
+    (sharp_quality, sharp_warnings), (soft_quality, soft_warnings) = (pc.describe_poster([v]) for v in (sharp, soft))
+    assert soft_warnings == ("SOFT",) and "SOFT" not in sharp_warnings
+    assert soft_quality < sharp_quality
+
+
+def test_a_poster_is_described_by_its_weakest_face_for_each_check():
+    clean = pc.PosterVerdict((), {"presence": 1.0, "contrast_mouth": 1.0, "shine": 1.0})
+    shiny = pc.PosterVerdict((), {"presence": 1.0, "contrast_mouth": 0.8, "shine": 0.2})
+    faded = pc.PosterVerdict((), {"presence": 1.0, "contrast_left_eye": 0.3, "contrast_mouth": 0.9, "shine": 0.9})
+    assert pc.describe_poster([clean]) == (1.0, ())
+    assert pc.describe_poster([clean, shiny]) == (round(0.9 * 0.6, 3), ("SHINE",))
+    # the contrast checks are one check to the caller: the weakest feature's margin counts once
+    assert pc.describe_poster([faded, shiny]) == (round(0.65 * 0.6, 3), ("FEATURES_FADED", "SHINE"))
+
+
 # The check works inside boxes (each polygon's, the face oval's) for speed; these hold it to
 # what the same masks and measures give on the whole crop.
 
@@ -128,10 +148,11 @@ def test_the_skin_over_the_oval_s_box_is_the_whole_crop_s_skin(offset):
     whole = _whole_crop_mask(mesh[list(pc.FACE_OVAL)]) & (1 - features)
     whole = cv2.erode(whole, np.ones((3, 3), np.uint8), iterations=max(1, int(pc.FEATURE_MARGIN_IOD * iod)))
 
-    skin, (x0, y0, x1, y1) = pc._skin_mask(mesh, iod, (SIZE, SIZE, 3))
-    boxed = np.zeros((SIZE, SIZE), np.uint8)
-    boxed[y0:y1, x0:x1] = skin
+    skin, oval, (x0, y0, x1, y1) = pc._skin_mask(mesh, iod, (SIZE, SIZE, 3))
+    boxed, boxed_oval = np.zeros((SIZE, SIZE), np.uint8), np.zeros((SIZE, SIZE), np.uint8)
+    boxed[y0:y1, x0:x1], boxed_oval[y0:y1, x0:x1] = skin, oval
     assert whole.any() and np.array_equal(boxed, whole)
+    assert np.array_equal(boxed_oval, _whole_crop_mask(mesh[list(pc.FACE_OVAL)]))
 
 
 def test_growing_a_mask_from_its_runs_is_dilating_it():

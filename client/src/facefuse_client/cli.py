@@ -54,9 +54,13 @@ def beautify_file(client: FacefuseClient, photo: Path, output: Path, face_index:
 
 
 def describe(poster: Poster, output) -> str:
-    """One line for the user: where the poster went, its quality score and warnings."""
-    warnings = f", warnings: {', '.join(poster.warnings)}" if poster.warnings else ""
-    return f"wrote {output} (quality {poster.quality:.2f}{warnings})"
+    """One line for the user: where the poster went, the poster's and the photo's scores and
+    warnings."""
+    def verdict(quality: float, warnings: tuple[str, ...]) -> str:
+        return f"{quality:.2f}" + (f", warnings: {', '.join(warnings)}" if warnings else "")
+
+    return (f"wrote {output} (quality {verdict(poster.quality, poster.warnings)}; "
+            f"photo {verdict(poster.photo_quality, poster.photo_warnings)})")
 
 
 def cmd_fuse(args) -> int:

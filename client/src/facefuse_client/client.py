@@ -69,9 +69,13 @@ class Poster:
     template_id: str
     image: bytes
     format: str
-    # How well the photo suits fusion (0..1) and what lowered it (e.g. STRONG_HEAD_TURN).
+    # How good the poster is (0..1, from the check it passed before shipping) and what
+    # lowered it (e.g. SHINE, SOFT).
     quality: float = 1.0
     warnings: tuple[str, ...] = ()
+    # How well the photo suits fusion (0..1) and what lowered it (e.g. STRONG_HEAD_TURN).
+    photo_quality: float = 1.0
+    photo_warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -150,7 +154,8 @@ def _beautified(reply: pb.BeautifyResponse) -> BeautifiedPhoto:
 
 def _poster(message: pb.Poster) -> Poster:
     fmt = {v: k for k, v in FORMATS.items()}.get(message.format, "jpeg")
-    return Poster(message.template_id, message.image, fmt, round(message.quality, 3), tuple(message.warnings))
+    return Poster(message.template_id, message.image, fmt, round(message.quality, 3), tuple(message.warnings),
+                  round(message.photo_quality, 3), tuple(message.photo_warnings))
 
 
 def _fuse_request(photo, template_id, face_index, faces, options, request_id) -> pb.FuseRequest:

@@ -23,8 +23,8 @@ from facefuse.gateway.settings import GatewaySettings
 from facefuse.gateway.triton import TritonPool
 from facefuse.templates import TemplateStore, check_template_id
 from facefuse.triton_client import (
-    ANALYZE_OUTPUTS, FUSION_OUTPUTS, POSTER_OUTPUT, FuseOptions, analyze_inputs, fusion_inputs, option_inputs,
-    poster_bytes, user_face_inputs, user_verdict,
+    ANALYZE_OUTPUTS, FUSE_OUTPUTS, FUSION_OUTPUTS, FuseOptions, analyze_inputs, fusion_inputs, option_inputs,
+    Verdict, poster_bytes, poster_verdict, user_face_inputs, user_verdict,
 )
 from facefuse.vision.codec import check_photo
 
@@ -163,23 +163,26 @@ class FaceFusionService(BeautifyCalls, pb_grpc.FaceFusionServicer):
                                        service=self._latency(model))
 
     async def _analyze(self, photo: bytes, deadline: float,
-                       release: int | None) -> tuple[np.ndarray, np.ndarray, tuple[float, list[str]]]:
+                       release: int | None) -> tuple[np.ndarray, np.ndarray, Verdict]:
         """The photo's face, its mesh and the verdict on it (quality, warnings)."""
         result = await self._infer("face_analyze", analyze_inputs(photo), ANALYZE_OUTPUTS, deadline, release)
         return result.as_numpy("user_faces")[0], result.as_numpy("user_meshes")[0], user_verdict(result)
 
     async def _fuse_analyzed(self, user_inputs: list, template_id: str, indices, options: FuseOptions,
-                             deadline: float, release: int | None) -> bytes:
-        """user_inputs: user_face_inputs(), shared by every template of a call."""
+                             deadline: float, release: int | None) -> tuple[bytes, Verdict]:
+        """The poster and its own verdict. user_inputs: user_face_inputs(), shared by every
+        template of a call."""
         result = await self._infer("face_fuse", [*user_inputs, *option_inputs(template_id, indices, options)],
-                                   POSTER_OUTPUT, deadline, release)
-        return poster_bytes(result)
+                                   FUSE_OUTPUTS, deadline, release)
+        return poster_bytes(result), poster_verdict(result)
 
     @staticmethod
-    def _poster(template_id: str, image: bytes, options: FuseOptions, verdict: tuple[float, list[str]]) -> pb.Poster:
+    def _poster(template_id: str, image: bytes, options: FuseOptions, verdict: Verdict,
+                photo_verdict: Verdict) -> pb.Poster:
         fmt = {"jpeg": pb.JPEG, "png": pb.PNG, "webp": pb.WEBP}[options.output_format]
-        quality, warnings = verdict
-        return pb.Poster(template_id=template_id, image=image, format=fmt, quality=quality, warnings=warnings)
+        (quality, warnings), (photo_quality, photo_warnings) = verdict, photo_verdict
+        return pb.Poster(template_id=template_id, image=image, format=fmt, quality=quality, warnings=warnings,
+                         photo_quality=photo_quality, photo_warnings=photo_warnings)
 
     # ---- RPCs --------------------------------------------------------------------------
     async def Fuse(self, request: pb.FuseRequest, context) -> pb.FuseResponse:
@@ -189,7 +192,8 @@ class FaceFusionService(BeautifyCalls, pb_grpc.FaceFusionServicer):
             options = options_from(request.options)
             face_count = self._template_faces(request.template_id)
             if request.faces:
-                image, verdict = await self._fuse_mapped(request, face_count, options, deadline, call.release)
+                image, verdict, photo_verdict = await self._fuse_mapped(request, face_count, options, deadline,
+                                                                        call.release)
             else:
                 check_photo(request.photo, self.settings.max_image_bytes)
                 if not 0 <= request.template_face_index < face_count:
@@ -202,16 +206,17 @@ class FaceFusionService(BeautifyCalls, pb_grpc.FaceFusionServicer):
                 inputs = fusion_inputs(request.photo, request.template_id, request.template_face_index, options)
                 with self.triton.reserve(1):
                     result = await self._infer("face_fusion", inputs, FUSION_OUTPUTS, deadline, call.release)
-                image, verdict = poster_bytes(result), user_verdict(result)
+                image, verdict, photo_verdict = poster_bytes(result), poster_verdict(result), user_verdict(result)
             return pb.FuseResponse(request_id=call.request_id,
-                                   poster=self._poster(request.template_id, image, options, verdict))
+                                   poster=self._poster(request.template_id, image, options, verdict, photo_verdict))
 
         return await self.guard(context, SCOPE_FUSE, "Fuse", request.request_id, work)
 
     async def _fuse_mapped(self, request: pb.FuseRequest, face_count: int, options: FuseOptions,
-                           deadline: float, release: int | None) -> tuple[bytes, tuple[float, list[str]]]:
+                           deadline: float, release: int | None) -> tuple[bytes, Verdict, Verdict]:
         """Multi-face: each photo analysed once (concurrently), then one face_fuse with K faces.
-        The poster's quality is its weakest photo's; its warnings, all of theirs."""
+        The poster's verdict is its own (every face checked); the photos' is the weakest
+        photo's score with all of their warnings."""
         mappings = list(request.faces)
         if len(mappings) > contract.MAX_FACES:
             raise OptionError(f"{len(mappings)} face mappings; at most {contract.MAX_FACES} per poster")
@@ -231,11 +236,11 @@ class FaceFusionService(BeautifyCalls, pb_grpc.FaceFusionServicer):
             analysed = await gather_or_cancel(*[self._analyze(m.photo, deadline, release) for m in mappings])
             faces = np.concatenate([f for f, _, _ in analysed])
             meshes = np.concatenate([m for _, m, _ in analysed])
-            verdict = (min(q for _, _, (q, _) in analysed),
-                       list(dict.fromkeys(w for _, _, (_, ws) in analysed for w in ws)))
-            image = await self._fuse_analyzed(user_face_inputs(faces, meshes), request.template_id, indices, options,
-                                              deadline, release)
-        return image, verdict
+            photo_verdict = (min(q for _, _, (q, _) in analysed),
+                             list(dict.fromkeys(w for _, _, (_, ws) in analysed for w in ws)))
+            image, verdict = await self._fuse_analyzed(user_face_inputs(faces, meshes), request.template_id, indices,
+                                                       options, deadline, release)
+        return image, verdict, photo_verdict
 
     async def FuseMany(self, request: pb.FuseManyRequest, context) -> pb.FuseManyResponse:
         deadline = self._deadline(context)
@@ -250,14 +255,14 @@ class FaceFusionService(BeautifyCalls, pb_grpc.FaceFusionServicer):
             check_photo(request.photo, self.settings.max_image_bytes)
             self._check_deadline(("face_analyze", "face_fuse"), deadline, calls=1 + len(templates))
             with self.triton.reserve(1 + len(templates)):  # the analysis and every template, before any work
-                faces, meshes, verdict = await self._analyze(request.photo, deadline, call.release)
+                faces, meshes, photo_verdict = await self._analyze(request.photo, deadline, call.release)
                 user_inputs = user_face_inputs(faces, meshes)
-                images = await gather_or_cancel(
+                posters = await gather_or_cancel(
                     *[self._fuse_analyzed(user_inputs, t, [0], options, deadline, call.release) for t in templates]
                 )
-            return pb.FuseManyResponse(
-                request_id=call.request_id, posters=[self._poster(t, i, options, verdict) for t, i in zip(templates, images)]
-            )
+            return pb.FuseManyResponse(request_id=call.request_id, posters=[
+                self._poster(t, image, options, verdict, photo_verdict) for t, (image, verdict) in zip(templates, posters)
+            ])
 
         return await self.guard(context, SCOPE_FUSE, "FuseMany", request.request_id, work)
 

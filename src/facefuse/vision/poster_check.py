@@ -13,8 +13,12 @@ it, in the template's crop, with the face mesh found again on the fused face:
 - even skin: the face's two halves are not two tones (a turned face half completed
   from elsewhere), beyond what the template's own light gives.
 
-Each check gives a margin in [0, 1] (1: far inside its limit, 0: at it); the poster's
-quality is the smallest, and a check under its limit fails the poster. Meshes are in
+- sharpness: the face's detail against the template's own face there (a soft poster is
+  shipped, with a warning: it is not broken, only less than it could be).
+
+Each check gives a margin in [0, 1] (1: far inside its limit, 0: at it), and a check under
+its limit fails the poster. The poster's quality and warnings, the ones its caller gets,
+come from those margins (describe_poster), so they describe the poster, not the photo. Meshes are in
 crop pixels of their own crop (the fused face at the working size, the user's at
 FACE_CROP_PX).
 
@@ -55,6 +59,13 @@ MAX_SHINE_SHARE = 0.006
 # Two-tone: the skin's halves differ in mean luma (0..1) by this much more than the
 # template's halves.
 MAX_TWO_TONE = 0.08
+# Sharpness: the Laplacian energy inside the face oval over the template's there, in the
+# working crop (where a sharp template photo reads far sharper than a selfie brought up
+# to it: Grace Hopper's posters read 0.06-1.0, median 0.25). The margin is 0 at
+# SOFT_RATIO_ZERO and 1 at SHARP_RATIO, so SOFT warns under 0.25: on the 48 posters rated
+# by eye (docs/quality.md#poster-verdict) that flagged 14, one of them publishable; at
+# 0.75 it flagged 31, eight publishable. It lowers quality; it never fails a poster.
+SOFT_RATIO_ZERO, SHARP_RATIO = 0.1, 0.4
 # Features and skin regions are grown or shrunk by this share of the inter-ocular distance;
 # the eyes, for the shine check, by this share (as far as glasses' lenses reach).
 FEATURE_MARGIN_IOD = 0.08
@@ -84,8 +95,8 @@ _Box = tuple[int, int, int, int]
 
 @dataclass(frozen=True)
 class PosterVerdict:
-    quality: float  # the smallest margin, 0..1
     failures: tuple[str, ...]  # e.g. "feature_lost:left_eye"; empty: the poster may ship
+    margins: dict[str, float] = field(default_factory=dict)  # by check, 0..1 (see the module)
     measures: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -213,13 +224,15 @@ def _feature_spread(rgb: np.ndarray, points: np.ndarray) -> tuple[int, float]:
     return count, float(spread[0, 0]) / 255.0
 
 
-def _skin_mask(expected: np.ndarray, iod: float, shape) -> tuple[np.ndarray, _Box]:
-    """The skin the shine and two-tone checks read (uint8 1, over the returned box around the
-    face oval): the oval less the features grown by their margins, eroded away from them.
-    Each feature is grown in its own box and cut out where that meets the oval's."""
-    oval = _hull(expected[_OVAL])
-    box = _box(oval, shape, _SKIN_BOX_MARGIN)
-    skin = _hull_mask(oval, box)
+def _skin_mask(expected: np.ndarray, iod: float, shape) -> tuple[np.ndarray, np.ndarray, _Box]:
+    """The skin the shine and two-tone checks read and the whole face oval (both uint8 1,
+    over the returned box around the oval): the skin is the oval less the features grown
+    by their margins, eroded away from them. Each feature is grown in its own box and cut
+    out where that meets the oval's."""
+    oval_hull = _hull(expected[_OVAL])
+    box = _box(oval_hull, shape, _SKIN_BOX_MARGIN)
+    oval = _hull_mask(oval_hull, box)
+    skin = oval.copy()
     grow = FEATURE_MARGIN_IOD * iod
     # Around the eyes as far as glasses' lenses reach: their reflections are the user's
     # (or the template's) glasses, near white and smooth like shine.
@@ -236,7 +249,7 @@ def _skin_mask(expected: np.ndarray, iod: float, shape) -> tuple[np.ndarray, _Bo
             skin[y0 - box[1]:y1 - box[1], x0 - box[0]:x1 - box[0]][cut.view(bool)] = 0
     if skin.size:
         skin = cv2.erode(skin, _ERODE_KERNEL, iterations=max(1, int(grow)))
-    return skin, box
+    return skin, oval, box
 
 
 def _texture_at(y: np.ndarray, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
@@ -278,18 +291,28 @@ def _two_tone(fused_y: np.ndarray, template_y: np.ndarray, skin: np.ndarray, spl
     return step - template_step
 
 
-def _shine_and_two_tone(fused: np.ndarray, template_face: np.ndarray, skin: np.ndarray, box: _Box,
-                        nose_x: float) -> tuple[float, float | None]:
-    """The skin's shine share and two-tone excess (halves either side of the nose line: the
-    columns left of nose_x, and the rest), from the crops' colour inside the skin's box
-    only, converted once for both."""
+def _sharpness(fused_y: np.ndarray, template_y: np.ndarray, oval: np.ndarray) -> float | None:
+    """The fused luma's Laplacian energy inside the oval over the template's (uint8, over the
+    skin's box); None where the template's face has no detail to compare with."""
+    inside = oval.view(bool)
+    fused_energy, template_energy = (float(np.mean(np.square(cv2.Laplacian(y, cv2.CV_32F)[inside])))
+                                     for y in (fused_y, template_y))
+    return fused_energy / template_energy if template_energy > 1e-3 else None
+
+
+def _luma_measures(fused: np.ndarray, template_face: np.ndarray, skin: np.ndarray, oval: np.ndarray, box: _Box,
+                   nose_x: float) -> tuple[float, float | None, float | None]:
+    """The skin's shine share, its two-tone excess (halves either side of the nose line: the
+    columns left of nose_x, and the rest) and the oval's sharpness against the template,
+    from the crops' colour inside the skin's box only, converted once for all three."""
     if skin.size == 0:  # the oval lies wholly outside the crop: no skin to shine
-        return 0.0, None
+        return 0.0, None, None
     x0, y0, x1, y1 = box
     fused_ycc = _ycc(fused[y0:y1, x0:x1])
     fused_y, template_y = _luma_plane(fused_ycc), _luma_plane(_ycc(template_face[y0:y1, x0:x1]))
     split = int(np.clip(np.ceil(nose_x) - x0, 0, x1 - x0))
-    return _shine_share(fused_ycc, fused_y, template_y, skin), _two_tone(fused_y, template_y, skin, split)
+    return (_shine_share(fused_ycc, fused_y, template_y, skin), _two_tone(fused_y, template_y, skin, split),
+            _sharpness(fused_y, template_y, oval))
 
 
 def _margin(value: float, limit: float, good: float) -> float:
@@ -331,8 +354,9 @@ def check_fused_face(
         if ratio < MIN_FEATURE_CONTRAST:
             failures.append(f"feature_lost:{name}")
 
-    skin, box = _skin_mask(expected, iod, fused.shape)
-    share, excess = _shine_and_two_tone(fused, template_face, skin, box, float(np.median(expected[_NOSE, 0])))
+    skin, oval, box = _skin_mask(expected, iod, fused.shape)
+    share, excess, sharpness = _luma_measures(fused, template_face, skin, oval, box,
+                                              float(np.median(expected[_NOSE, 0])))
     measures["shine_share"] = share
     margins["shine"] = _margin(-share, -MAX_SHINE_SHARE, 0.0)
     if share > MAX_SHINE_SHARE:
@@ -346,4 +370,32 @@ def check_fused_face(
         if excess > MAX_TWO_TONE:
             failures.append("two_tone")
 
-    return PosterVerdict(min(margins.values()), tuple(failures), measures)
+    if sharpness is not None:
+        measures["sharpness"] = sharpness
+        margins["sharpness"] = _margin(sharpness, SOFT_RATIO_ZERO, SHARP_RATIO)
+
+    return PosterVerdict(tuple(failures), margins, measures)
+
+
+# What each check's thin margin tells the caller, in the order warnings are listed; a
+# margin under WARN_UNDER_MARGIN warns.
+POSTER_WARNINGS = {
+    "presence": "FACE_FAINT", "geometry": "FEATURES_SHIFTED", "contrast": "FEATURES_FADED",
+    "shine": "SHINE", "two_tone": "UNEVEN_TONE", "sharpness": "SOFT",
+}
+WARN_UNDER_MARGIN = 0.5
+
+
+def describe_poster(verdicts: list[PosterVerdict]) -> tuple[float, tuple[str, ...]]:
+    """The poster's quality (0..1) and warnings, from its faces' margins: each check's
+    weakest margin over the faces halves the score at 0 (the product of 0.5 + 0.5 margin,
+    as the photo's score is made), and warns under WARN_UNDER_MARGIN."""
+    weakest: dict[str, float] = {}
+    for verdict in verdicts:
+        for name, margin in verdict.margins.items():
+            check = "contrast" if name.startswith("contrast_") else name
+            weakest[check] = min(weakest.get(check, 1.0), margin)
+    quality = float(np.prod([0.5 + 0.5 * margin for margin in weakest.values()]))
+    warnings = tuple(warning for check, warning in POSTER_WARNINGS.items()
+                     if weakest.get(check, 1.0) < WARN_UNDER_MARGIN)
+    return round(quality, 3), warnings

@@ -1,6 +1,7 @@
 """Photos that cannot be fused well are refused with their reason; every poster carries
-the quality score and warnings of the user's photo. Real photos from the development
-set (facefuse.eval.devset), through the real gateway and Triton."""
+its own quality score and warnings (from the check it passed) and those of the user's
+photo. Real photos from the development set (facefuse.eval.devset), through the real
+gateway and Triton."""
 
 from __future__ import annotations
 
@@ -23,9 +24,14 @@ REFUSED = {
 }
 
 
+# A face about 90 px wide brought up to the template's: a soft poster (its sharpness
+# against Grace Hopper's own face about 0.13, docs/quality.md#poster-verdict).
+SMALL_FACE = "small-90px-cage2"
+
+
 @pytest.fixture(scope="module")
 def cases():
-    return {case.name: case.data() for case in devset.load(names=(*REFUSED, "turned-franck-v1086"))}
+    return {case.name: case.data() for case in devset.load(names=(*REFUSED, "turned-franck-v1086", SMALL_FACE))}
 
 
 @pytest.mark.parametrize("case", list(REFUSED))
@@ -63,16 +69,28 @@ def test_a_large_photo_with_no_face_anywhere_is_still_no_face_detected(client, c
 
 def test_a_clear_frontal_photo_gets_a_high_score_and_no_warnings(client, astronaut):
     poster = client.fuse(astronaut, TEMPLATE)
-    assert poster.quality >= 0.9 and poster.warnings == ()
+    assert poster.photo_quality >= 0.9 and poster.photo_warnings == ()
 
 
 def test_a_turned_head_is_fused_with_a_warning_and_a_lower_score(client, astronaut, cases):
     turned = client.fuse(cases["turned-franck-v1086"], TEMPLATE)  # yaw +22 degrees
-    assert "STRONG_HEAD_TURN" in turned.warnings
-    assert turned.quality < client.fuse(astronaut, TEMPLATE).quality
+    assert "STRONG_HEAD_TURN" in turned.photo_warnings
+    assert turned.photo_quality < client.fuse(astronaut, TEMPLATE).photo_quality
 
 
-def test_every_poster_of_fuse_many_carries_the_photo_s_verdict(client, cases):
-    posters = client.fuse_many(cases["turned-franck-v1086"], [TEMPLATE, "astronaut-poster"])
-    assert len({(p.quality, p.warnings) for p in posters}) == 1
-    assert "STRONG_HEAD_TURN" in posters[0].warnings
+def test_a_soft_poster_says_so_in_its_own_warnings_not_the_photo_s(client, grace_hopper, cases):
+    # Grace Hopper's own portrait into her template: a poster as sharp as the template
+    sharp, soft = client.fuse(grace_hopper, TEMPLATE), client.fuse(cases[SMALL_FACE], TEMPLATE)
+    assert sharp.quality >= 0.9 and sharp.warnings == (), (sharp.quality, sharp.warnings)
+    assert "SOFT" in soft.warnings and "SOFT" not in soft.photo_warnings
+    assert soft.quality < sharp.quality
+
+
+def test_every_poster_of_fuse_many_carries_the_photo_s_verdict_and_its_own(client, cases):
+    posters = client.fuse_many(cases[SMALL_FACE], [TEMPLATE, "astronaut-poster"])
+    assert len({(p.photo_quality, p.photo_warnings) for p in posters}) == 1
+    alone = [client.fuse(cases[SMALL_FACE], template) for template in (TEMPLATE, "astronaut-poster")]
+    # each its own verdict: the same as the same poster made alone (up to the batch's rounding)
+    assert [p.warnings for p in posters] == [p.warnings for p in alone]
+    assert all(abs(p.quality - a.quality) < 0.05 for p, a in zip(posters, alone))
+    assert "SOFT" in posters[0].warnings

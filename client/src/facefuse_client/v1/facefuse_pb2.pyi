@@ -88,18 +88,22 @@ class FuseRequest(_message.Message):
     def __init__(self, template_id: _Optional[str] = ..., photo: _Optional[bytes] = ..., template_face_index: _Optional[int] = ..., faces: _Optional[_Iterable[_Union[FaceMapping, _Mapping]]] = ..., options: _Optional[_Union[FuseOptions, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class Poster(_message.Message):
-    __slots__ = ("template_id", "image", "format", "quality", "warnings")
+    __slots__ = ("template_id", "image", "format", "quality", "warnings", "photo_quality", "photo_warnings")
     TEMPLATE_ID_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     QUALITY_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    PHOTO_QUALITY_FIELD_NUMBER: _ClassVar[int]
+    PHOTO_WARNINGS_FIELD_NUMBER: _ClassVar[int]
     template_id: str
     image: bytes
     format: ImageFormat
     quality: float
     warnings: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, template_id: _Optional[str] = ..., image: _Optional[bytes] = ..., format: _Optional[_Union[ImageFormat, str]] = ..., quality: _Optional[float] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+    photo_quality: float
+    photo_warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, template_id: _Optional[str] = ..., image: _Optional[bytes] = ..., format: _Optional[_Union[ImageFormat, str]] = ..., quality: _Optional[float] = ..., warnings: _Optional[_Iterable[str]] = ..., photo_quality: _Optional[float] = ..., photo_warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class FuseResponse(_message.Message):
     __slots__ = ("request_id", "poster")
