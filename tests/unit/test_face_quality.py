@@ -1,5 +1,7 @@
 """The quality gates' maths on constructed faces (no model needed)."""
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
@@ -149,6 +151,16 @@ def test_a_few_strands_warn_and_more_score_lower():
     assert clear < few < some
     verdict = check_faces(strands(face_crop(), 4)[None], face_mesh()[None], AFFINE[None] * 0.5, LIMITS)
     assert "FACE_PARTLY_OCCLUDED" in verdict.warnings and verdict.quality < 1.0
+
+
+def test_strands_over_a_partly_covered_eye_are_refused_either_alone_only_warns():
+    clear = fq.measure(face_crop(), face_mesh(), AFFINE)
+    strands_past_warning, eye_past_warning = LIMITS.warn_strands + 0.005, LIMITS.warn_one_eye_covered + 0.01
+    with pytest.raises(FaceError) as caught:
+        fq.assess(replace(clear, strands=strands_past_warning, worst_eye_covered=eye_past_warning), LIMITS)
+    assert caught.value.reason is Reason.FACE_OCCLUDED and "around one eye" in str(caught.value)
+    for alone in (replace(clear, strands=strands_past_warning), replace(clear, worst_eye_covered=eye_past_warning)):
+        assert "FACE_PARTLY_OCCLUDED" in fq.assess(alone, LIMITS).warnings
 
 
 def test_a_very_dark_photo_is_refused_as_quality_low():

@@ -294,6 +294,16 @@ def assess(measures: FaceMeasures, limits: QualityLimits) -> Assessment:
             f"nose, at most {lim.max_strands:.0%} can be fused; send a photo with the hair away from the face",
             Reason.FACE_OCCLUDED,
         )
+    # Strands past their warning with an eye past its own: the strands cross that eye, and
+    # the fuse draws them as dark lines through it (a drawn-strands photo from the
+    # development set: 4.5% strands, 56% of one eye's skin covered; docs/quality.md).
+    if m.strands > lim.warn_strands and m.worst_eye_covered > lim.warn_one_eye_covered:
+        raise FaceError(
+            f"hair strands (or other thin dark lines) cross {m.strands:.0%} of the face between the brows and the "
+            f"nose and cover {m.worst_eye_covered:.0%} of the skin around one eye; send a photo with the hair away "
+            "from the eyes",
+            Reason.FACE_OCCLUDED,
+        )
     if m.brightness < lim.min_brightness or m.sharpness < lim.min_sharpness:
         raise FaceError(
             f"the face is too dark or too blurred to fuse (brightness {m.brightness:.0f} of 255, at least "
