@@ -43,6 +43,9 @@ from facefuse.gateway.replicas import Replica, ReplicaSet, resolve
 # follows a burst: admitting up to rate x deadline lets the rate grow each window.
 THROUGHPUT_WINDOW_S = 3.0
 MIN_CALLS_TO_JUDGE = 3
+# The answer rate is read over at least this span: a burst's first answers, come
+# together, would otherwise read as a rate without bound.
+MIN_THROUGHPUT_SPAN_S = 0.25
 # Triton while it (re)starts or after a model was unloaded: come back shortly.
 UNAVAILABLE_RETRY_AFTER_S = 1.0
 _NOT_LOADED = ("unknown model", "is not ready", "has no available versions", "is not found")
@@ -66,24 +69,39 @@ def error_from_triton(exc: InferenceServerException) -> FacefuseError:
 
 
 class Throughput:
-    """Triton calls answered per second over the last `window_s`."""
+    """Triton calls answered per second over the last `window_s`, or over the time since
+    answers began if that is shorter: right after start-up or a quiet spell the window
+    holds only the last moment's answers, and dividing them by the whole window read a
+    replica answering 30 calls/s as 1/s (admission then refused the first calls of every
+    burst as waiting seconds)."""
 
     def __init__(self, window_s: float = THROUGHPUT_WINDOW_S, min_calls: int = MIN_CALLS_TO_JUDGE):
         self.window_s = window_s
         self.min_calls = min_calls
         self._completed: deque[float] = deque()  # when recent Triton calls were answered
+        self._since = 0.0  # when the answers in the window began (the deque last filled from empty)
+
+    def _forget_old(self, now: float) -> None:
+        while self._completed and self._completed[0] < now - self.window_s:
+            self._completed.popleft()
 
     def count(self) -> None:
-        self._completed.append(time.monotonic())
+        now = time.monotonic()
+        self._forget_old(now)
+        if not self._completed:
+            self._since = now
+        self._completed.append(now)
 
     def per_s(self) -> float | None:
         """None until a few calls were answered: under overload what the replicas can do;
         under light load what they were asked, which Little's law turns into the latency
         callers see anyway."""
         now = time.monotonic()
-        while self._completed and self._completed[0] < now - self.window_s:
-            self._completed.popleft()
-        return len(self._completed) / self.window_s if len(self._completed) >= self.min_calls else None
+        self._forget_old(now)
+        if len(self._completed) < self.min_calls:
+            return None
+        span = min(self.window_s, max(now - self._since, MIN_THROUGHPUT_SPAN_S))
+        return len(self._completed) / span
 
 
 class Admission:
