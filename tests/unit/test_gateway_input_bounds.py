@@ -137,17 +137,23 @@ def test_the_latency_window_floors_at_the_fastest_and_forgets_old_samples():
     assert window.floor() == 0
 
 
-def test_the_expected_wait_is_the_admitted_calls_at_the_recent_throughput():
+def test_the_expected_wait_is_the_admitted_calls_at_the_recent_throughput(monkeypatch):
+    from facefuse.gateway import triton
+
+    now = [100.0]
+    monkeypatch.setattr(triton.time, "monotonic", lambda: now[0])
+
     async def run():
         pool = TritonPool(["a:1"], hedge_delay_s=1.0, max_inflight_per_replica=64)
         try:
             assert pool.expected_wait_s(1) == 0.0  # never busy yet: admit
             for _ in range(12):
+                now[0] += 0.25
                 pool.throughput.count()
             with pool.reserve(19):
                 return pool.expected_wait_s(1)
         finally:
             await pool.close()
 
-    # 12 answered in the last 3 s: 4 per second; (19 + 1) calls wait 5 s
-    assert asyncio.run(run()) == pytest.approx(5.0)
+    # 12 answered in the 2.75 s since the first; (19 + 1) calls wait 20 / (12 / 2.75) s
+    assert asyncio.run(run()) == pytest.approx(20 / (12 / 2.75))
