@@ -14,8 +14,6 @@ and queue delays below; `Tuning` reads and checks it.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -23,7 +21,6 @@ from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2
 
 from facefuse import contract as c
-from facefuse.fileperms import share
 from facefuse.contract import TensorSpec
 from facefuse.settings import Settings
 from facefuse_build.errors import BuildError, ProfileError
@@ -70,9 +67,11 @@ class ModelSpec:
     network: bool  # built from weights (ONNX/TensorRT) rather than a Python stage
     max_batch_size: int
     max_queue_delay_us: int
+    # A Python stage that runs networks in-process (the cpu profile's steps).
+    runs_networks: bool = False
     instances_cpu: int = 1
     instances_per_gpu: int = 1
-    # ONNX Runtime threads per instance of a network on the cpu profile.
+    # ONNX Runtime threads per instance of a network (or a step running one) on the cpu profile.
     intra_op_threads: int = 1
     # cpu profile: batch sizes the batcher should form when it can (None: as large as possible).
     cpu_preferred_batch_sizes: tuple[int, ...] | None = None
@@ -184,6 +183,8 @@ def _renamed(spec: TensorSpec, name: str) -> TensorSpec:
 
 USER_FACES = _renamed(c.FACES, "user_faces")
 USER_MESHES = _renamed(c.FACE_MESHES, "user_meshes")
+TEMPLATE_FACES = _renamed(c.WORKING_FACES, "template_faces")
+TEMPLATE_MESHES = _renamed(c.FACE_MESHES, "template_meshes")
 
 
 def model_specs(profile: Profile, settings: Settings, tuning: Tuning | None = None) -> list[ModelSpec]:
@@ -197,7 +198,7 @@ def model_specs(profile: Profile, settings: Settings, tuning: Tuning | None = No
 def _model_specs(profile: Profile, settings: Settings, python_delay_us: int) -> list[ModelSpec]:
     detector_in, detector_out = _detector_tensors(profile)
     s = settings
-    # AlignParams.from_parameters reads these (align and beauty_faces cut faces alike).
+    # AlignParams.from_parameters reads these (align, beauty_faces and detect_faces cut faces alike).
     face_gates = {
         "detector_input_px": str(profile.detector_input_px),
         "score_threshold": str(s.detector_score_threshold),
@@ -249,7 +250,7 @@ def _model_specs(profile: Profile, settings: Settings, python_delay_us: int) -> 
             # user_meshes is not read: it orders template_bank after the user side (see
             # TEMPLATE_SIDE), and the batch may mix requests with different face counts.
             "template_bank", (c.TEMPLATE_ID, c.FACE_INDICES, _renamed(c.FACE_MESHES, "user_meshes")),
-            (TEMPLATE_VERSION, _renamed(c.WORKING_FACES, "template_faces"), _renamed(c.FACE_MESHES, "template_meshes"),
+            (TEMPLATE_VERSION, TEMPLATE_FACES, TEMPLATE_MESHES,
              _renamed(c.FACE_AFFINES, "template_affines")),
             network=False, max_batch_size=16, max_queue_delay_us=python_delay_us,
             ragged_inputs=("face_indices", "user_meshes"),
@@ -257,17 +258,15 @@ def _model_specs(profile: Profile, settings: Settings, python_delay_us: int) -> 
         ),
         ModelSpec(
             "fuse",
-            (_renamed(c.FACES, "user_faces"), _renamed(c.FACE_MESHES, "user_meshes"),
-             _renamed(c.WORKING_FACES, "template_faces"), _renamed(c.FACE_MESHES, "template_meshes"),
-             c.FUSE_DEGREE, c.PROFILE_DEGREE),
+            (USER_FACES, USER_MESHES, TEMPLATE_FACES, TEMPLATE_MESHES, c.FUSE_DEGREE, c.PROFILE_DEGREE),
             (FUSED_FACES, FUSED_MASKS), network=True,
             max_batch_size=8, max_queue_delay_us=1000, instances_cpu=2, instances_per_gpu=1,
             # On CPU a batch costs more per face than one face at a time (measured 35 ms
             # at batch 1, 43 ms/face at batch 4: the working set outgrows the caches),
-            # so the cpu profile runs one poster per execution on several instances
-            # (how many: tuned/cpu.json, measured by `facefuse bench sweep`): with a
-            # preferred batch size of 1 the batcher sends each request at once. On GPU
-            # the 1 ms delay lets batches form.
+            # so on the cpu profile, where this model serves video frames (posters go
+            # through fuse_faces, tuned in tuned/cpu.json), it runs one request per
+            # execution on its own instances: with a preferred batch size of 1 the
+            # batcher sends each at once. On GPU the 1 ms delay lets batches form.
             cpu_preferred_batch_sizes=(1,),
             takes_video_frames=True,
         ),
@@ -298,8 +297,7 @@ def _model_specs(profile: Profile, settings: Settings, python_delay_us: int) -> 
             (c.TEMPLATE_ID, TEMPLATE_VERSION, FUSED_FACES, FUSED_MASKS, _renamed(c.FACE_AFFINES, "template_affines"),
              c.ADD_LABEL, c.OUTPUT_FORMAT, c.OUTPUT_QUALITY, c.BEAUTY,
              # what the verification compares the fused faces with (facefuse.stages.verify)
-             _renamed(c.WORKING_FACES, "template_faces"), _renamed(c.FACE_MESHES, "template_meshes"),
-             _renamed(c.FACES, "user_faces"), _renamed(c.FACE_MESHES, "user_meshes"), c.PROFILE_DEGREE),
+             TEMPLATE_FACES, TEMPLATE_MESHES, USER_FACES, USER_MESHES, c.PROFILE_DEGREE),
             (c.POSTER, *POSTER_VERDICT), network=False, max_batch_size=16, max_queue_delay_us=python_delay_us,
             ragged_inputs=("fused_faces", "fused_masks", "template_affines", "template_faces", "template_meshes",
                            "user_faces", "user_meshes"),
@@ -310,25 +308,23 @@ def _model_specs(profile: Profile, settings: Settings, python_delay_us: int) -> 
         return stages
     # The cpu profile's steps (facefuse.server.steps): a network and the stages around it
     # in one stub. The stages above stay loaded for face_beautify and the video path.
-    one_thread = {"intra_op_threads": "1"}
     return stages + [
         ModelSpec(
             "detect_faces", (c.IMAGE_BYTES,), (c.FACES, c.FACE_AFFINES, c.FACE_BOXES), network=False,
-            max_batch_size=16, max_queue_delay_us=python_delay_us, instances_cpu=2,
-            parameters={**decode_limits, **face_gates, **one_thread},
+            max_batch_size=16, max_queue_delay_us=python_delay_us, instances_cpu=2, runs_networks=True,
+            parameters={**decode_limits, **face_gates},
         ),
         ModelSpec(
             "mesh_faces", (c.FACES, c.FACE_AFFINES), (c.FACE_MESHES, c.FACE_QUALITY, c.FACE_WARNINGS), network=False,
             max_batch_size=16, max_queue_delay_us=python_delay_us, ragged_inputs=("faces", "face_affines"),
-            parameters={**quality_limits, **one_thread},
+            runs_networks=True, parameters=quality_limits,
         ),
         ModelSpec(
             "fuse_faces",
-            (USER_FACES, USER_MESHES, _renamed(c.WORKING_FACES, "template_faces"), _renamed(c.FACE_MESHES, "template_meshes"),
-             c.FUSE_DEGREE, c.PROFILE_DEGREE, c.BEAUTY),
-            (FUSED_FACES, FUSED_MASKS), network=False, max_batch_size=8, max_queue_delay_us=python_delay_us,
-            instances_cpu=2, ragged_inputs=("user_faces", "user_meshes", "template_faces", "template_meshes"),
-            parameters=one_thread,
+            (USER_FACES, USER_MESHES, TEMPLATE_FACES, TEMPLATE_MESHES, c.FUSE_DEGREE, c.PROFILE_DEGREE, c.BEAUTY),
+            (FUSED_FACES, FUSED_MASKS), network=False, runs_networks=True, max_batch_size=8,
+            max_queue_delay_us=python_delay_us, instances_cpu=2,
+            ragged_inputs=("user_faces", "user_meshes", "template_faces", "template_meshes"),
         ),
     ]
 
@@ -497,7 +493,7 @@ def model_config(spec: ModelSpec, profile: Profile, has_plan: bool = False) -> d
         config["backend"] = "python"
         config["instance_group"] = [{"kind": "KIND_CPU", "count": spec.instances_cpu}]
         parameters = dict(spec.parameters)
-        if spec.network:
+        if spec.network or spec.runs_networks:
             parameters["intra_op_threads"] = str(spec.intra_op_threads)
         if parameters:
             config["parameters"] = {k: {"string_value": v} for k, v in parameters.items()}
@@ -618,14 +614,3 @@ def pbtxt(config: dict) -> str:
     return text_format.MessageToString(validate(config))
 
 
-def write_if_changed(path: Path, text: str) -> bool:
-    """Atomic write; returns False (and touches nothing) when the content is the same."""
-    if path.is_file() and path.read_text() == text:
-        return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    share(tmp)  # tritonserver runs as its own user (facefuse.fileperms)
-    os.replace(tmp, path)
-    return True

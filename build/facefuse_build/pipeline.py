@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 
 from facefuse import contract
-from facefuse.fileperms import share
+from facefuse.fileperms import share, write_if_changed
 from facefuse.models_admin import versions as model_versions
 from facefuse.models_admin.pinning import apply_state
 from facefuse.models_admin.releases import load_state
@@ -332,10 +332,10 @@ def write_configs(profile: Profile, settings: Settings, planned: frozenset[str] 
     models, ensembles = apply_state(*configs.repository_configs(profile, settings, planned, tuning),
                                     load_state(settings.model_repository_dir))
     for name, config in models.items():
-        if configs.write_if_changed(settings.model_repository_dir / name / "config.pbtxt", configs.pbtxt(config)):
+        if write_if_changed(settings.model_repository_dir / name / "config.pbtxt", configs.pbtxt(config)):
             written.append(name)
     for name, config in ensembles.items():
         (settings.ensembles_dir / name / VERSION).mkdir(parents=True, exist_ok=True)
-        if configs.write_if_changed(settings.ensembles_dir / name / "config.pbtxt", configs.pbtxt(config)):
+        if write_if_changed(settings.ensembles_dir / name / "config.pbtxt", configs.pbtxt(config)):
             written.append(name)
     return written

@@ -715,11 +715,12 @@ def eval_sheets(
     api_key: str = typer.Option(None, envvar="FACEFUSE_API_KEY", help="With --target: the API key (default: the local dev key)."),
 ) -> None:
     """Blind rating sheets: shuffled rows of face crops at 100% (photo | poster), a ratings.csv to fill in and a private key."""
+    from facefuse.capacity.loadtest import shell_command
     from facefuse.eval.quality import write_rating_sheets
 
     plan = _eval_plan(kinds, cases, per_kind, templates, degrees)
     write_rating_sheets(plan, out_dir, target, _eval_api_key(target, api_key), rows_per_sheet, seed,
-                        command=" ".join(["facefuse", *sys.argv[1:]]), echo=typer.echo)
+                        command=shell_command(["facefuse", *sys.argv[1:]]), echo=typer.echo)
     typer.echo(f"rate {out_dir}/sheet-*.png into {out_dir / 'ratings.csv'} (row, publishable yes/no, defects "
                f"separated by ';', note), then `facefuse eval labels import {out_dir / 'ratings.csv'} "
                f"--key {out_dir / 'key.json'} --out docs/quality-labels/<date>.json`")
@@ -766,11 +767,12 @@ def eval_quality(
     """Fuse the development set into the sample templates through the stack; score and lay out the posters.
     Beside the metrics: the publishable rate by eye, from the labels of these exact posters
     in docs/quality-labels."""
+    from facefuse.capacity.loadtest import shell_command
     from facefuse.eval.quality import run_quality_eval
 
     plan = _eval_plan(kinds, cases, per_kind, templates, degrees)
     api_key = _eval_api_key(target, api_key)
-    result = run_quality_eval(plan, out_dir, target, api_key, command=" ".join(["facefuse", *sys.argv[1:]]), echo=typer.echo)
+    result = run_quality_eval(plan, out_dir, target, api_key, command=shell_command(["facefuse", *sys.argv[1:]]), echo=typer.echo)
     typer.echo((out_dir / "summary.md").read_text())
     typer.echo(f"{len(result['posters'])} posters in {result['seconds']:.0f} s; wrote {out_dir / 'quality.json'}, "
                f"{out_dir / 'summary.md'}, {out_dir / 'contact-sheet.png'}")

@@ -10,6 +10,7 @@ into place, so a server never sees a version it cannot read.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 SHARED_DIR_MODE = 0o755
@@ -31,3 +32,17 @@ def share(path: Path | str) -> None:
                     os.chmod(file, SHARED_FILE_MODE | (0o111 if mode & 0o100 else 0))
     elif path.exists():
         os.chmod(path, SHARED_FILE_MODE | (0o111 if path.stat().st_mode & 0o100 else 0))
+
+
+def write_if_changed(path: Path, text: str) -> bool:
+    """Write `text` to `path` atomically and shared; returns False (and touches nothing) when
+    the content is the same."""
+    if path.is_file() and path.read_text() == text:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    share(tmp)  # tritonserver runs as its own user
+    os.replace(tmp, path)
+    return True

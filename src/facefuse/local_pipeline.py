@@ -100,8 +100,7 @@ class LocalPipeline:
 
     def run_landmarks(self, aligned: AlignedFaces) -> np.ndarray:
         with self._stage("face_landmarks"):
-            meshes, _presence = self.landmarks.run(None, {"faces": aligned.faces[None]})
-        return meshes[0]
+            return self.find_meshes(aligned.faces)[0]
 
     def find_meshes(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The face-mesh network on crops that are not the user's (the verification's look

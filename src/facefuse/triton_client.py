@@ -14,6 +14,7 @@ from tritonclient.grpc import InferenceServerClient, InferInput, InferRequestedO
 
 from facefuse import contract as c
 from facefuse.errors import OptionError
+from facefuse.stages.face_quality import warnings_from_text
 from facefuse.vision.beauty import BeautyOptions
 
 
@@ -165,8 +166,7 @@ Verdict = tuple[float, list[str]]
 def _verdict(result, of: str) -> Verdict:
     quality = float(result.as_numpy(f"{of}_quality").reshape(-1)[0])
     text = result.as_numpy(f"{of}_warnings").reshape(-1)[0]
-    text = text.decode() if isinstance(text, bytes) else str(text)
-    return quality, [w for w in text.split(",") if w]
+    return quality, warnings_from_text(text.decode() if isinstance(text, bytes) else str(text))
 
 
 def user_verdict(result) -> Verdict:

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from facefuse.server.adapter import array, parameters, respond_each, response, text
+from facefuse.server.adapter import array, parameters, respond_each, response, text, verdict_tensors
 from facefuse.server.landmarks_bls import find_meshes
-from facefuse.stages.face_quality import warnings_text
 from facefuse.stages.postprocess import postprocess
 from facefuse.stages.template_bank import TemplateBank
 from facefuse.stages.verify import refuse_failed, verify_fused_faces
@@ -47,8 +46,6 @@ class TritonPythonModel:
                 details=template.paste_details(affines, fused_faces.shape[1]),
                 detail_share=poster_detail_share(array(request, "beauty").reshape(-1)[0]),
             )
-            return response(poster=np.array([[poster]], dtype=np.object_),
-                            poster_quality=np.array([[quality]], np.float32),
-                            poster_warnings=np.array([[warnings_text(warnings).encode()]], dtype=np.object_))
+            return response(poster=np.array([[poster]], dtype=np.object_), **verdict_tensors("poster", quality, warnings))
 
         return respond_each(requests, handle)

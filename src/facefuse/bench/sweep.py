@@ -206,12 +206,11 @@ def measure(settings: Settings, tuning, label: str, plan: SweepPlan, photo: byte
 
 
 def run_sweep(settings: Settings, plan: SweepPlan, out_dir: Path, write: bool = False, command: str = "",
-              tuned_dir: Path | None = None, echo=print) -> SweepReport:
+              echo=print) -> SweepReport:
     from facefuse.bench.swap import copy_repository
     from facefuse_build.configs import TUNED_DIR, Profile, Tuning
     from facefuse_build.pipeline import write_configs
 
-    tuned_dir = tuned_dir or TUNED_DIR
     photo = samples.astronaut()
     local = copy_repository(settings, out_dir / "repository")
     defaults = spec_defaults(plan.knobs, settings)
@@ -260,9 +259,9 @@ def run_sweep(settings: Settings, plan: SweepPlan, out_dir: Path, write: bool = 
     write_report(report, out_dir)
     if write:
         tuned = Tuning.from_dict(report.chosen) if report.chosen else defaults
-        write_tuning(report, tuned, tuned_dir)
-        changed = write_configs(Profile(PROFILE), settings)
-        echo(f"wrote {tuned_dir / (PROFILE + '.json')} and {tuned_dir / TUNED_TABLE}; configs regenerated: "
+        write_tuning(report, tuned, TUNED_DIR)
+        changed = write_configs(Profile(PROFILE), settings, tuning=tuned)
+        echo(f"wrote {TUNED_DIR / (PROFILE + '.json')} and {TUNED_DIR / TUNED_TABLE}; configs regenerated: "
              f"{', '.join(changed) or 'none changed'} (a running server takes them at its next start)")
     return report
 

@@ -156,10 +156,6 @@ def broken_by(phase: Phase, plan: CheckPlan) -> list[str]:
     return broken
 
 
-def verdict(phase: Phase, plan: CheckPlan) -> str:
-    return "broken" if broken_by(phase, plan) else "met"
-
-
 def conclusion(phases: list[Phase]) -> str:
     """What the phases say about the prediction (the 1.0x phase, any above it, and the
     highest below it that was met: how much of the predicted rate a replica holds)."""

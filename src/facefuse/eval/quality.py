@@ -138,18 +138,24 @@ class EvalPlan:
     degree_settings: tuple[tuple[float, float], ...] = DEGREE_SETTINGS
 
 
-def run_quality_eval(plan: EvalPlan, out_dir: Path, target: str | None = None, api_key: str | None = None,
-                     command: str = "", echo=print) -> dict:
-    """Fuse, score, summarise; writes quality.json, summary.md and contact-sheet.png in out_dir."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+def _measured_templates(plan: EvalPlan, scorer: Scorer) -> dict:
+    """The plan's templates' faces as the scorer sees them; ValueError for one it cannot see."""
     store = TemplateStore(get_settings().templates_path)
-    scorer = Scorer()
     templates = {}
     for template_id in plan.templates:
         face = scorer.measure(store.load(template_id).image)
         if face is None:
             raise ValueError(f"the detector finds no face in template {template_id!r}; it cannot be measured")
         templates[template_id] = face
+    return templates
+
+
+def run_quality_eval(plan: EvalPlan, out_dir: Path, target: str | None = None, api_key: str | None = None,
+                     command: str = "", echo=print) -> dict:
+    """Fuse, score, summarise; writes quality.json, summary.md and contact-sheet.png in out_dir."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    scorer = Scorer()
+    templates = _measured_templates(plan, scorer)
     started = time.time()
     with serving_client(target, api_key, echo) as client:
         records, tiles = _run(plan, client, scorer, templates, echo)
@@ -364,9 +370,8 @@ def write_rating_sheets(plan: EvalPlan, out_dir: Path, target: str | None = None
     named only by a row id. Writes sheet-NN.png, ratings.csv (to fill in) and key.json
     (which row is which poster, with its digest: keep it from the rater)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    store = TemplateStore(get_settings().templates_path)
     scorer = Scorer()
-    templates = {t: scorer.measure(store.load(t).image) for t in plan.templates}
+    templates = _measured_templates(plan, scorer)
     users = {case.name: scorer.measure(_rgb(case.data())) for case in plan.cases}
     jobs = list(_jobs(plan))
     with serving_client(target, api_key, echo) as client, ThreadPoolExecutor(PARALLEL_CALLS) as pool:

@@ -31,7 +31,7 @@ import numpy as np
 from tritonclient.utils import InferenceServerException
 
 from facefuse import contract, samples
-from facefuse.errors import Reason
+from facefuse.errors import Reason, reason_from_message
 from facefuse.models_admin.errors import GateFailed
 from facefuse.models_admin.releases import release_ensemble
 from facefuse.templates import TemplateStore
@@ -135,7 +135,8 @@ def _analyze(admin, release: int, photo: bytes):
     try:
         result = admin.infer(release_ensemble("face_analyze", release), analyze_inputs(photo), ANALYZE_OUTPUTS)
     except InferenceServerException as exc:
-        if any(r in (exc.message() or "") for r in ("NO_FACE_DETECTED", "FACE_TOO_SMALL", "FACE_EXCEEDS_BORDER")):
+        if reason_from_message(exc.message()) in (Reason.NO_FACE_DETECTED, Reason.FACE_TOO_SMALL,
+                                                  Reason.FACE_EXCEEDS_BORDER):
             return None
         raise
     return result.as_numpy("user_boxes")[0], result.as_numpy("user_meshes")[0]
@@ -207,7 +208,7 @@ def golden_gate(admin, serving: int, candidate: int, store: TemplateStore, margi
                         posters[side], elapsed = _fuse(admin, release, photo, template_id)
                     except InferenceServerException as exc:
                         # postprocess's check refused the poster (FUSION_QUALITY_LOW)
-                        if Reason.FUSION_QUALITY_LOW.value not in (exc.message() or ""):
+                        if reason_from_message(exc.message()) is not Reason.FUSION_QUALITY_LOW:
                             raise
                         refused[side] = exc.message()
                         continue

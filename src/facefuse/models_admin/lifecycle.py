@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from facefuse.fileperms import share
+from facefuse.fileperms import share, write_if_changed
 from facefuse.models_admin import gates, versions
 from facefuse.models_admin.errors import GateFailed, NoReleaseState, ReleaseStateError
 from facefuse.models_admin.pinning import apply_state, release_ensemble_dirs
@@ -100,14 +100,15 @@ class ModelAdmin:
         # A step's versions mirror its network's (a version imported or removed since).
         versions.sync_steps(self.repository, profile.in_process_steps)
         for name in (*versions.VERSIONED_MODELS, "template_bank", *(s for s in versions.STEP_NETWORKS if s in models)):
-            configs.write_if_changed(self.repository / name / "config.pbtxt", configs.pbtxt(models[name]))
+            write_if_changed(self.repository / name / "config.pbtxt", configs.pbtxt(models[name]))
         for name, config in ensembles.items():
             (self.settings.ensembles_dir / name / "1").mkdir(parents=True, exist_ok=True)
-            configs.write_if_changed(self.settings.ensembles_dir / name / "config.pbtxt", configs.pbtxt(config))
+            write_if_changed(self.settings.ensembles_dir / name / "config.pbtxt", configs.pbtxt(config))
 
     def _load_network(self, model: str) -> None:
-        """Load (or reload with its new version list) a network, then the cpu profile's
-        step built on it: both serve the same versions before an ensemble names one."""
+        """Load (or reload with its new version list) a versioned model, then the cpu
+        profile's step built on it if any: both serve the same versions before an ensemble
+        names one."""
         self.admin.load(model)
         for step in versions.steps_of(model):
             if (self.repository / step / "config.pbtxt").is_file():
@@ -286,10 +287,7 @@ class ModelAdmin:
                 unused.append(dropped)
             if unused:
                 # the new version list: unused versions unload (a step's with its network's)
-                if model == "template_bank":
-                    self.admin.load(model)
-                else:
-                    self._load_network(model)
+                self._load_network(model)
                 if remove_versions or model == "template_bank":
                     for version in sorted(set(unused)):
                         self._remove_version(model, version)

@@ -16,7 +16,7 @@ import shutil
 import time
 from pathlib import Path
 
-from facefuse.fileperms import share
+from facefuse.fileperms import share, write_if_changed
 
 # The networks that have versions; the Python stages have one version each (1/).
 VERSIONED_MODELS = ("face_detector", "face_landmarks", "fuse")
@@ -122,9 +122,7 @@ def sync_steps(repository: Path, enabled: bool) -> None:
             adapter = directory / str(version) / "model.py"
             text = STEP_ADAPTER.format(step=step, network=network, version=version,
                                        cls="".join(part.title() for part in step.split("_")))
-            if not adapter.is_file() or adapter.read_text() != text:
-                adapter.parent.mkdir(exist_ok=True)
-                adapter.write_text(text)
+            write_if_changed(adapter, text)
         for stale in (p for p in directory.iterdir() if p.name.isdigit() and int(p.name) not in wanted):
             shutil.rmtree(stale, ignore_errors=True)
         share(directory)  # tritonserver runs as its own user (facefuse.fileperms)

@@ -13,6 +13,7 @@ import triton_python_backend_utils as pb_utils
 
 from facefuse.errors import OptionError
 from facefuse.server.responses import failure
+from facefuse.stages.face_quality import warnings_text
 
 
 def parameters(args: dict) -> dict[str, str]:
@@ -37,6 +38,12 @@ def text(request, name: str) -> str:
 
 def response(**outputs: np.ndarray) -> "pb_utils.InferenceResponse":
     return pb_utils.InferenceResponse([pb_utils.Tensor(name, value) for name, value in outputs.items()])
+
+
+def verdict_tensors(of: str, quality: float, warnings: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """A verdict as its two outputs, `{of}_quality` and `{of}_warnings`, for response(**...)."""
+    return {f"{of}_quality": np.array([[quality]], np.float32),
+            f"{of}_warnings": np.array([[warnings_text(warnings).encode()]], dtype=np.object_)}
 
 
 def error_response(exc: Exception, request=None) -> "pb_utils.InferenceResponse":

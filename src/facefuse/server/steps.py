@@ -25,11 +25,11 @@ import numpy as np
 
 from facefuse.models_admin.versions import STEP_NETWORKS, versions
 from facefuse.onnxrt import onnx_session
-from facefuse.server.adapter import array, parameters, respond_each, response
+from facefuse.server.adapter import array, parameters, respond_each, response, verdict_tensors
 from facefuse.stages.align import AlignParams, align_main_face
 from facefuse.stages.beauty import run_where_asked
 from facefuse.stages.decode import DecodeParams, decode
-from facefuse.stages.face_quality import check_faces, warnings_text
+from facefuse.stages.face_quality import check_faces
 from facefuse.vision.face_quality import QualityLimits
 
 
@@ -82,11 +82,7 @@ class MeshFaces(_Step):
         faces = array(request, "faces")
         meshes, _presence = self.landmarks.run(None, {"faces": faces})
         verdict = check_faces(faces[0], meshes[0], array(request, "face_affines")[0], self.limits)
-        return response(
-            face_meshes=meshes,
-            face_quality=np.array([[verdict.quality]], np.float32),
-            face_warnings=np.array([[warnings_text(verdict.warnings).encode()]], dtype=np.object_),
-        )
+        return response(face_meshes=meshes, **verdict_tensors("face", verdict.quality, verdict.warnings))
 
 
 FUSE_INPUTS = ("user_faces", "user_meshes", "template_faces", "template_meshes", "fuse_degree", "profile_degree")

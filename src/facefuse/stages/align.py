@@ -31,7 +31,7 @@ class AlignParams:
 
     @classmethod
     def from_parameters(cls, p: dict[str, str]) -> "AlignParams":
-        """From a stage's config parameters (align, beauty_faces)."""
+        """From a stage's config parameters (align, beauty_faces, the cpu profile's detect_faces)."""
         return cls(
             detector_input_px=int(p["detector_input_px"]),
             score_threshold=float(p["score_threshold"]),

@@ -14,6 +14,7 @@ import numpy as np
 
 from facefuse.contract import FACE_CROP_PX
 from facefuse.errors import FacefuseError, Reason
+from facefuse.vision.alignment import scale_meshes
 from facefuse.vision.poster_check import PosterVerdict, check_fused_face
 
 # (K, FACE_CROP_PX, FACE_CROP_PX, 3) uint8 -> meshes (K, 468, 3) in those pixels, presence (K,)
@@ -38,8 +39,7 @@ def verify_fused_faces(
     crops = fused_faces if size == FACE_CROP_PX else np.stack(
         [cv2.resize(face, (FACE_CROP_PX, FACE_CROP_PX), interpolation=cv2.INTER_CUBIC) for face in fused_faces])
     meshes, presence = find_meshes(np.ascontiguousarray(crops))
-    scale = size / FACE_CROP_PX
-    found = np.concatenate([(meshes[..., :2] + 0.5) * scale - 0.5, meshes[..., 2:] * scale], -1)
+    found = scale_meshes(meshes, size / FACE_CROP_PX)
     return [
         check_fused_face(fused_faces[k], template_faces[k], template_meshes[k], user_faces[k], user_meshes[k],
                          found[k], float(presence[k]), profile_degree)

@@ -140,12 +140,19 @@ def scale_crops(faces: np.ndarray, meshes: np.ndarray, affines: np.ndarray, size
     return faces, meshes, affines
 
 
-def scale_geometry(meshes: np.ndarray, affines: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
-    """Crop mesh points and image -> crop affines for a crop `factor` times the size,
-    scaled about pixel centres (crop' = (crop + 0.5) * factor - 0.5); depth scales too."""
+def scale_meshes(meshes: np.ndarray, factor: float) -> np.ndarray:
+    """Crop mesh points for a crop `factor` times the size, scaled about pixel centres
+    (crop' = (crop + 0.5) * factor - 0.5); depth scales too."""
     meshes = np.array(meshes, np.float32)
     meshes[..., :2] = (meshes[..., :2] + 0.5) * factor - 0.5
     meshes[..., 2] *= factor
+    return meshes
+
+
+def scale_geometry(meshes: np.ndarray, affines: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
+    """Crop mesh points and image -> crop affines for a crop `factor` times the size
+    (scale_meshes; the affines about pixel centres too)."""
+    meshes = scale_meshes(meshes, factor)
     affines = np.array(affines, np.float32) * factor
     affines[..., :, 2] += 0.5 * factor - 0.5
     return meshes, affines
