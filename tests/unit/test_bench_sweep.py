@@ -33,7 +33,8 @@ def test_pick_keeps_the_incumbent_when_no_candidate_gains_enough():
 
 def test_pick_never_takes_a_configuration_whose_calls_failed():
     incumbent = point("default", 20.0, 300.0)
-    assert pick([point("broken", 0.0, 0.0, error="InferenceServerException: boom")], incumbent, 360.0, 0.0) is incumbent
+    # faster and inside the p99 bound: only its failed calls rule it out
+    assert pick([point("broken", 30.0, 100.0, error="InferenceServerException: boom")], incumbent, 360.0, 0.0) is incumbent
 
 
 def test_confirmation_adopts_the_winner_only_when_faster_in_the_same_minutes_and_within_bound():

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from facefuse.capacity.check import (
-    CheckPlan, Phase, arrival_times, conclusion, posters_per_call, prediction_from_report, summarize, verdict,
+    CheckPlan, Phase, arrival_times, conclusion, posters_per_call, prediction_from_report, summarize,
 )
 from facefuse.capacity.mix import BAD_PHOTO, FUSE, FUSE_MANY
 
@@ -106,7 +106,7 @@ def test_the_slo_breaks_when_p99_is_over_it_even_with_every_poster_delivered():
 
 
 def test_a_phase_without_calls_is_broken():
-    assert verdict(Phase(1.0, 1.0, 1.0), PLAN) == "broken"
+    assert summarize([], Phase(1.0, 1.0, 1.0), PLAN).verdict == "broken"
 
 
 def test_conclusion_says_whether_the_prediction_holds_and_how_tight_it_is():
