@@ -18,7 +18,9 @@ the same scale, smaller z nearer the camera):
    where the user's own mesh faces the camera (parts hidden by a head turn are taken
    from the template instead), and only skin-coloured pixels outside the eyes, brows
    and mouth (hair strands, hands and objects over cheeks and forehead stay out), but
-   dark ones around the mouth and chin (a beard is the user's);
+   dark ones around the mouth and chin (a beard is the user's), and not shine (specular
+   highlights, brighter than the skin around them by more than shading makes skin),
+   which is also left out of the colour statistics and lighting below;
 4. colour: the user's face takes the template face's colour statistics (mean and spread
    of luma, and of chroma per unit of luma, over the visible skin) and the template's
    low-frequency light and colour (so a coloured cast on the user's photo goes, from the
@@ -28,9 +30,10 @@ the same scale, smaller z nearer the camera):
    features at half strength), the user's detail sharpened toward the template's
    detail energy (never softened);
 6. blend: a feathered alpha of (3) over the warped template; where the skin test turned
-   down a small patch of the user's visible face (eye make-up, a strand, stubble), over
-   the surrounding fused skin instead: the template's own pixels there may be its
-   glasses or eyes, which would show through as a second set of features.
+   down a small patch of the user's visible face (eye make-up, a strand, shine), over
+   the surrounding fused skin instead, mixed with the template as the face is (its
+   detail by the detail curve): the template's own pixels there may be its glasses or
+   eyes, which would show through as a second set of features.
 
 All of it runs at the template's working size (the template side's crops come at the
 smallest of contract.WORKING_CROP_PX that shows its face as large as the poster does;
@@ -105,6 +108,11 @@ SKIN_DARK_FROM, SKIN_DARK_TO = 0.55, 0.40
 # around them; not the jaw's sides, where hair falls). Dark there is the user's beard,
 # kept; only what is off the skin's colour and not dark (a cup) is turned down.
 BEARD_BELOW_NOSE, BEARD_HALF_WIDTH = 0.25, 0.5
+# Shine: a specular highlight is brighter than the smooth skin luma around it by more
+# than shading makes skin (turned down from SHINE_FROM of it, fully at SHINE_TO). It is
+# taken from the surrounding skin, as a stain is, and kept out of the colour statistics
+# and the lighting estimate (it made a stark white patch with a dark halo).
+SHINE_FROM, SHINE_TO = 0.15, 0.30
 # Colour is matched as chroma over luma plus this (0..1 luma): near black, chroma is
 # noise, and dividing by the luma alone would make colour of it.
 CHROMA_LUMA_FLOOR = 0.1
@@ -463,11 +471,19 @@ class FuseProgram(torch.nn.Module):
         den = F.avg_pool2d(F.avg_pool2d(mask, k), 3, stride=1, padding=1, count_include_pad=False)
         return num / den.clamp_min(1e-3)
 
+    def shine(self, user_small: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+        """How much each grid cell of the user's face (YCbCr, grid size) is a specular
+        highlight: its luma over the skin's smooth luma around it (inside `region`)."""
+        local = F.interpolate(self.masked_blur(user_small[:, :1], region), size=user_small.shape[-2:],
+                              mode="bilinear", align_corners=False)
+        excess = user_small[:, :1] / local.clamp_min(1e-3) - 1
+        return ((excess - SHINE_FROM) / (SHINE_TO - SHINE_FROM)).clamp(0, 1)
+
     def skin_weight(self, user_small: torch.Tensor, skin: torch.Tensor, feature: torch.Tensor,
-                    beard: torch.Tensor) -> torch.Tensor:
-        """1 where the user's pixel (YCbCr, grid size) may be used: skin-coloured and not
-        dark, or inside an eye, brow or lip triangle (features are never tested), or dark
-        in the beard zone."""
+                    beard: torch.Tensor, shine: torch.Tensor) -> torch.Tensor:
+        """1 where the user's pixel (YCbCr, grid size) may be used: skin-coloured, not
+        dark and not shine, or inside an eye, brow or lip triangle (features are never
+        tested), or dark in the beard zone."""
         mean, std = self.weighted_stats(user_small, skin)
         spread = std[:, 1:3].clamp_min(SKIN_CHROMA_MIN_SPREAD)
         chroma = torch.sqrt((((user_small[:, 1:3] - mean[:, 1:3]) / spread) ** 2).sum(1, keepdim=True))
@@ -476,6 +492,7 @@ class FuseProgram(torch.nn.Module):
         dark = ((SKIN_DARK_FROM - darkness) / (SKIN_DARK_FROM - SKIN_DARK_TO)).clamp(0, 1)
         turned_down = torch.maximum(off_colour, dark)
         turned_down = turned_down + beard * (off_colour * (1 - dark) - turned_down)
+        turned_down = torch.maximum(turned_down, shine)
         return 1 - (1 - feature) * turned_down
 
     @staticmethod
@@ -532,6 +549,21 @@ class FuseProgram(torch.nn.Module):
     def chroma_per_luma(ycc: torch.Tensor) -> torch.Tensor:
         return ycc[:, 1:] / (ycc[:, :1] + CHROMA_LUMA_FLOOR)
 
+    @staticmethod
+    def detail_amount(amount: torch.Tensor) -> torch.Tensor:
+        """How much of the fine detail is the user's at fuse degree `amount` (0..1)."""
+        detail = ((amount - DETAIL_MIX_START) / DETAIL_MIX_WIDTH).clamp(0, 1)
+        return detail * detail * (3 - 2 * detail)  # smoothstep
+
+    def mix_fill(self, fill: torch.Tensor, template: torch.Tensor, amount: torch.Tensor) -> torch.Tensor:
+        """The smooth fill of a turned-down patch mixed with the template as the face is
+        (mix_appearance with a user face that has no detail): the template's fine detail
+        goes by the detail curve, so its glasses or eyes there do not show through at
+        the fuse degree's remainder."""
+        template_low = F.interpolate(F.avg_pool2d(template, DETAIL_SCALE), size=template.shape[-2:],
+                                     mode="bilinear", align_corners=False)
+        return template + self.detail_amount(amount) * (template_low - template) + amount * (fill - template_low)
+
     def mix_appearance(self, user: torch.Tensor, shading: torch.Tensor, template: torch.Tensor, region: torch.Tensor,
                        amount: torch.Tensor) -> torch.Tensor:
         """base(template) + amount * (base(user) - base(template)) plus the same for the
@@ -548,8 +580,7 @@ class FuseProgram(torch.nn.Module):
         user_energy = torch.sqrt((user_var.clamp_min(0) * weight).sum((2, 3), keepdim=True) + 1e-8)
         template_energy = torch.sqrt((template_var.clamp_min(0) * weight).sum((2, 3), keepdim=True) + 1e-8)
         gain = (self.detail_compensation * template_energy / user_energy).clamp(MIN_DETAIL_GAIN, MAX_DETAIL_GAIN)
-        detail_amount = ((amount - DETAIL_MIX_START) / DETAIL_MIX_WIDTH).clamp(0, 1)
-        detail_amount = detail_amount * detail_amount * (3 - 2 * detail_amount)  # smoothstep
+        detail_amount = self.detail_amount(amount)
         user_detail_weight = detail_amount * gain
         low = (amount - user_detail_weight) * user_low + (detail_amount - amount) * template_low + user_detail_weight * shading
         low = F.interpolate(low, size=user.shape[-2:], mode="bilinear", align_corners=False)
@@ -628,23 +659,24 @@ class FuseProgram(torch.nn.Module):
         feather_px = self.feather * size
         face_mask = torch.clamp(0.5 + distance / (2 * feather_px), 0, 1)
         inner = torch.clamp((distance - feather_px) / feather_px, 0, 1)
-        skin = inner * visible_grid * (1 - feature_grid)
         user_small = self.convert(F.avg_pool2d(user_warped, GRID_STRIDE), self.rgb_to_ycc)
-        usable_sharp = face_mask * visible_grid * self.skin_weight(user_small, skin, feature_grid, beard_grid)
+        shine = self.shine(user_small, inner * visible_grid * (1 - feature_grid))
+        skin = inner * visible_grid * (1 - feature_grid) * (1 - shine)
+        usable_sharp = face_mask * visible_grid * self.skin_weight(user_small, skin, feature_grid, beard_grid, shine)
         usable = self.smooth(usable_sharp)
 
         # 4-5. colour-matched user face mixed with the template face
-        matched, shading = self.match_colour(user_warped, template_warped, skin, inner)
+        matched, shading = self.match_colour(user_warped, template_warped, skin, inner * (1 - shine))
         face = self.mix_appearance(matched, shading, template_warped, skin, appearance)
 
         # 6. feathered blend into the warped template (or, in small turned-down patches of
         # the visible face, into the surrounding fused skin); alpha covers all that changed.
         # The fill is of skin only: features are usable but never skin (lashes and make-up
-        # averaged in make a smudge), and partly usable cells count little. It goes in by
-        # fuse_degree, so at 0 the template comes back exactly.
+        # averaged in make a smudge), and partly usable cells count little. It is mixed
+        # with the template by fuse_degree as the face is, so at 0 the template comes back exactly.
         fill_source = (usable_sharp * (1 - feature_grid)) ** 2
         fill, fill_weight = self.fill_from_surroundings(face, fill_source, self.smooth(face_mask * visible_grid))
-        fallback = template_warped + appearance * fill_weight * (fill - template_warped)
+        fallback = template_warped + fill_weight * (self.mix_fill(fill, template_warped, appearance) - template_warped)
         weight = F.interpolate(usable, size=(size, size), mode="bilinear", align_corners=False)
         fused = fallback + weight * (face - fallback)
         alpha = F.interpolate((2 * maps[:, 4:5]).clamp(0, 1), size=(size, size), mode="bilinear", align_corners=False)

@@ -276,3 +276,28 @@ def test_the_mirror_pairing_is_recovered_from_a_mesh_and_its_flipped_twin():
     mirror = mirror_index_from_meshes([mesh], [flipped])
     paired = [i for i in range(468) if i not in SELF_PAIRED]
     assert all(mirror[i] == MIRROR[i] for i in paired)
+
+
+def test_the_template_s_thin_glasses_rim_does_not_show_through_at_the_default_fuse_degree(featureless_program):
+    # As above at fuse degree 80: the fill of the turned-down patch takes the template's
+    # smooth colour by the remainder, never its fine detail (the rim at a fifth of its
+    # contrast read as a ghost of the template's glasses).
+    program = featureless_program
+    template, mesh = face_image((180, 140, 120), 1), synthetic_mesh()
+    template[156:159, 120:170] = (20, 20, 20)  # a thin rim
+    user = face_image((200, 150, 130), 2)
+    user[146:170, 116:174] = (70, 90, 190)
+    fused, _ = run(program, user, mesh, template, mesh, 80.0, 0.0)
+    rim, beside = fused[156:159, 125:165].mean(), fused[162:165, 125:165].mean()
+    assert rim > 0.93 * beside  # 0.97 now; the fifth of the rim read 0.84 of it
+
+
+def test_shine_on_a_cheek_is_taken_from_the_skin_around_it(featureless_program):
+    # A specular highlight: the skin about half as bright again, its colour washed out.
+    program = featureless_program
+    template, mesh = face_image((180, 140, 120), 1), synthetic_mesh()
+    user = face_image((170, 125, 105), 2)
+    user[190:215, 240:270] = (250, 225, 210)
+    fused, _ = run(program, user, mesh, template, mesh, 100.0, 0.0)
+    shine, cheek = fused[195:210, 245:265].mean(), fused[195:210, 130:150].mean()
+    assert shine < 1.08 * cheek  # 1.04 now; carried over, it read 1.38 of it
