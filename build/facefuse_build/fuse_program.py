@@ -532,7 +532,9 @@ class FuseProgram(torch.nn.Module):
         user_tint, user_tint_std = self.weighted_stats(self.chroma_per_luma(user_small), region)
         template_tint, template_tint_std = self.weighted_stats(self.chroma_per_luma(template_small), region)
         limit = lambda ratio: ratio.clamp(1.0 / self.max_spread_ratio, self.max_spread_ratio)  # noqa: E731
-        luma_ratio, tint_ratio = limit(template_luma_std / user_luma_std), limit(template_tint_std / user_tint_std)
+        # Colour variation is narrowed to the template's, never widened: widened, the
+        # tint of grey stubble or a shadow moved away from the skin's (a green upper lip).
+        luma_ratio, tint_ratio = limit(template_luma_std / user_luma_std), limit(template_tint_std / user_tint_std).clamp_max(1.0)
 
         def recolour(ycc: torch.Tensor) -> torch.Tensor:
             luma = (ycc[:, :1] - user_luma) * luma_ratio + template_luma

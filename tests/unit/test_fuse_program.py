@@ -301,3 +301,19 @@ def test_shine_on_a_cheek_is_taken_from_the_skin_around_it(featureless_program):
     fused, _ = run(program, user, mesh, template, mesh, 100.0, 0.0)
     shine, cheek = fused[195:210, 245:265].mean(), fused[195:210, 130:150].mean()
     assert shine < 1.08 * cheek  # 1.04 now; carried over, it read 1.38 of it
+
+
+def test_grey_stubble_does_not_turn_green_on_a_template_with_more_colour_in_its_skin(featureless_program):
+    # The template's skin varies more in colour than the user's: widening the user's
+    # colour variation to it pushed grey stubble toward green (a green upper lip).
+    program = featureless_program
+    template, mesh = face_image((200, 140, 120), 1), synthetic_mesh()
+    blotches = np.kron(np.random.default_rng(4).uniform(-80, 80, (SIZE // 16, SIZE // 16)), np.ones((16, 16)))
+    template[..., 0] = np.clip(template[..., 0] + blotches, 0, 255)  # blotchy red
+    user = face_image((200, 150, 130), 2)
+    user[250:300, 165:220] = (80, 77, 74)  # grey stubble on the chin (the beard zone)
+    fused, _ = run(program, user, mesh, template, mesh, 100.0, 0.0)
+    red, green, _ = fused[260:290, 175:210].mean((0, 1))
+    cheek_red, cheek_green, _ = fused[200:230, 250:270].mean((0, 1))
+    # As warm as a quarter of the skin's warmth: 0.37 now; widened, 0.14.
+    assert red - green > 0.25 * (cheek_red - cheek_green)
