@@ -22,9 +22,10 @@ the same scale, smaller z nearer the camera):
    highlights, brighter than the skin around them by more than shading makes skin),
    which is also left out of the colour statistics and lighting below;
 4. colour: the user's face takes the template face's colour statistics (mean and spread
-   of luma, and of chroma per unit of luma, over the visible skin) and the template's
-   low-frequency light and colour (so a coloured cast on the user's photo goes, from the
-   eyes too, and the template's lighting comes);
+   of luma, and of chroma per unit of luma, the latter's spread narrowed but never
+   widened, over the visible skin) and the template's low-frequency light and colour
+   (so a coloured cast on the user's photo goes, from the eyes too, and the template's
+   lighting comes);
 5. appearance: template and colour-matched user face are mixed by `fuse_degree`, the
    smooth base linearly and the fine detail on a steeper curve (never two sets of
    features at half strength), the user's detail sharpened toward the template's
