@@ -558,23 +558,24 @@ class FuseProgram(torch.nn.Module):
         detail = ((amount - DETAIL_MIX_START) / DETAIL_MIX_WIDTH).clamp(0, 1)
         return detail * detail * (3 - 2 * detail)  # smoothstep
 
-    def mix_fill(self, fill: torch.Tensor, template: torch.Tensor, amount: torch.Tensor) -> torch.Tensor:
+    def mix_fill(self, fill: torch.Tensor, template: torch.Tensor, template_low: torch.Tensor,
+                 amount: torch.Tensor) -> torch.Tensor:
         """The smooth fill of a turned-down patch mixed with the template as the face is
         (mix_appearance with a user face that has no detail): the template's fine detail
         goes by the detail curve, so its glasses or eyes there do not show through at
-        the fuse degree's remainder."""
-        template_low = F.interpolate(F.avg_pool2d(template, DETAIL_SCALE), size=template.shape[-2:],
-                                     mode="bilinear", align_corners=False)
+        the fuse degree's remainder. template_low: its low-pass, at 1/DETAIL_SCALE size."""
+        template_low = F.interpolate(template_low, size=template.shape[-2:], mode="bilinear", align_corners=False)
         return template + self.detail_amount(amount) * (template_low - template) + amount * (fill - template_low)
 
-    def mix_appearance(self, user: torch.Tensor, shading: torch.Tensor, template: torch.Tensor, region: torch.Tensor,
-                       amount: torch.Tensor) -> torch.Tensor:
+    def mix_appearance(self, user: torch.Tensor, shading: torch.Tensor, template: torch.Tensor,
+                       template_low: torch.Tensor, region: torch.Tensor, amount: torch.Tensor) -> torch.Tensor:
         """base(template) + amount * (base(user) - base(template)) plus the same for the
         detail (x - base(x)) on the steeper curve, with the user's detail scaled to the
         template's energy. base() is linear, so the mix is done with one upsampled
         low-pass: (1 - d) t + d s u + base((a - d s) u + (d - a) t). The user's face is
-        u + shading, the shading smooth (given at 1/DETAIL_SCALE size): it joins the low-pass."""
-        user_low, template_low = F.avg_pool2d(user, DETAIL_SCALE) + shading, F.avg_pool2d(template, DETAIL_SCALE)
+        u + shading, the shading smooth (given at 1/DETAIL_SCALE size): it joins the low-pass.
+        template_low is base(t) before upsampling (1/DETAIL_SCALE size)."""
+        user_low = F.avg_pool2d(user, DETAIL_SCALE) + shading
         # Detail energy: the variance inside each 8x8 block, over the region.
         weight = F.avg_pool2d(region, DETAIL_SCALE // GRID_STRIDE)
         weight = weight / weight.sum((2, 3), keepdim=True).clamp_min(1e-3)
@@ -670,7 +671,8 @@ class FuseProgram(torch.nn.Module):
 
         # 4-5. colour-matched user face mixed with the template face
         matched, shading = self.match_colour(user_warped, template_warped, skin, inner * (1 - shine))
-        face = self.mix_appearance(matched, shading, template_warped, skin, appearance)
+        template_low = F.avg_pool2d(template_warped, DETAIL_SCALE)  # for the face's mix and the fill's
+        face = self.mix_appearance(matched, shading, template_warped, template_low, skin, appearance)
 
         # 6. feathered blend into the warped template (or, in small turned-down patches of
         # the visible face, into the surrounding fused skin); alpha covers all that changed.
@@ -679,7 +681,7 @@ class FuseProgram(torch.nn.Module):
         # with the template by fuse_degree as the face is, so at 0 the template comes back exactly.
         fill_source = (usable_sharp * (1 - feature_grid)) ** 2
         fill, fill_weight = self.fill_from_surroundings(face, fill_source, self.smooth(face_mask * visible_grid))
-        fallback = template_warped + fill_weight * (self.mix_fill(fill, template_warped, appearance) - template_warped)
+        fallback = template_warped + fill_weight * (self.mix_fill(fill, template_warped, template_low, appearance) - template_warped)
         weight = F.interpolate(usable, size=(size, size), mode="bilinear", align_corners=False)
         fused = fallback + weight * (face - fallback)
         alpha = F.interpolate((2 * maps[:, 4:5]).clamp(0, 1), size=(size, size), mode="bilinear", align_corners=False)
