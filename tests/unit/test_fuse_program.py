@@ -303,7 +303,7 @@ def test_shine_on_a_cheek_is_taken_from_the_skin_around_it(featureless_program):
     assert shine < 1.08 * cheek  # 1.04 now; carried over, it read 1.38 of it
 
 
-def test_grey_stubble_does_not_turn_green_on_a_template_with_more_colour_in_its_skin(featureless_program):
+def test_grey_stubble_is_not_pushed_toward_green_on_a_template_with_more_colour_in_its_skin(featureless_program):
     # The template's skin varies more in colour than the user's: widening the user's
     # colour variation to it pushed grey stubble toward green (a green upper lip).
     program = featureless_program
