@@ -12,11 +12,13 @@ the same scale, smaller z nearer the camera):
    triangles around the face oval that fades the warp out), rasterised with a depth
    test on a 4x coarser grid and interpolated (a piecewise-affine map is continuous, so
    that is exact inside every triangle up to a sub-pixel error at the edges). Every
-   pixel of the target comes from one place in each face: nothing is smoothed, mirrored
-   or averaged, so features never double or smear;
+   pixel of the target comes from one place in each face: nothing is smoothed or
+   averaged, so features never double or smear;
 3. what of the user may be used: the face oval (forehead kept below the hairline), only
-   where the user's own mesh faces the camera (parts hidden by a head turn are taken
-   from the template instead), and only skin-coloured pixels outside the eyes, brows
+   where the user's own mesh faces the camera (skin a head turned past about 15 degrees
+   hides is taken from its mirror image on the near side, by the mesh's left/right
+   pairing; the eyes and lips never, and what neither side shows from the template),
+   and only skin-coloured pixels outside the eyes, brows
    and mouth (hair strands, hands and objects over cheeks and forehead stay out), but
    dark ones around the mouth and chin (a beard is the user's), and not shine (specular
    highlights, brighter than the skin around them by more than shading makes skin),
@@ -76,13 +78,16 @@ FACE_OVAL = (
 FOREHEAD = frozenset({10, 338, 297, 332, 284, 54, 103, 67, 109})
 NOSE_TIP = 4
 # Eyes, eyebrows and lips (MediaPipe indices): features, never tested for skin colour.
-FEATURE_POINTS = frozenset({
+EYE_POINTS = frozenset({
     33, 7, 163, 144, 145, 153, 154, 155, 133, 246, 161, 160, 159, 158, 157, 173,
     263, 249, 390, 373, 374, 380, 381, 382, 362, 466, 388, 387, 386, 385, 384, 398,
-    46, 53, 52, 65, 55, 70, 63, 105, 66, 107, 276, 283, 282, 295, 285, 300, 293, 334, 296, 336,
+})
+LIP_POINTS = frozenset({
     61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185,
     78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 415, 310, 311, 312, 13, 82, 81, 80, 191,
 })
+BROW_POINTS = frozenset({46, 53, 52, 65, 55, 70, 63, 105, 66, 107, 276, 283, 282, 295, 285, 300, 293, 334, 296, 336})
+FEATURE_POINTS = EYE_POINTS | LIP_POINTS | BROW_POINTS
 # The warp fades out over a ring of triangles between the face oval and the oval scaled
 # by this much about its centre: outside that ring the template is not moved.
 RING_SCALE = 1.3
@@ -99,6 +104,15 @@ DEPTH_LEVELS = 4000
 # Visibility: the user's texture for a triangle is used where it faces the camera at
 # least this fraction as much as it does in the target (foreshortening by a head turn).
 VISIBLE_FROM, VISIBLE_TO = 0.35, 0.65
+# A head turned past about 15 degrees hides part of the far side: there the skin is taken
+# from the near side's mirror image (the mesh's own left/right pairing) instead of from
+# the template, which gave two-tone, ghosted half-faces (and the template's glasses and
+# brow beside the user's). Never for the eyes (a mirrored iris looks sideways) or the
+# lips (a smile's teeth doubled), never at the oval's edge (hair would mirror across the
+# face); the template's lighting is laid over it as over the rest (step 4).
+# Mild turns keep their own texture: mirroring softened and paled them.
+MIRROR_FROM_YAW_DEG, MIRROR_TO_YAW_DEG = 10.0, 20.0
+CHEEK_LEFT, CHEEK_RIGHT = 234, 454
 # Skin test (in YCbCr, 0..1): chroma distance from the user's skin in spreads, and luma
 # below this fraction of the skin's (hair, dark objects, sunglasses).
 SKIN_CHROMA_FROM, SKIN_CHROMA_TO = 3.0, 5.0
@@ -146,8 +160,10 @@ class MeshTopology:
     triangles: np.ndarray  # (T, 3) int64, counter-clockwise in image coordinates
     ring: np.ndarray  # (T,) bool: has a ring vertex (outside the face)
     feature: np.ndarray  # (T,) bool: touches an eye, brow or lip point
+    eye_or_lip: np.ndarray  # (T,) bool: touches an eye or lip point (never mirrored)
     beard: np.ndarray  # (T,) bool: its centre lies in the beard zone
     groups: tuple[tuple[np.ndarray, int], ...]  # (triangle indices, window cells)
+    mirror: np.ndarray  # (V,) int64: each vertex's left/right partner (itself without a pairing)
 
 
 def ring_points(mesh_xy: np.ndarray | torch.Tensor, scale: float = RING_SCALE):
@@ -156,8 +172,9 @@ def ring_points(mesh_xy: np.ndarray | torch.Tensor, scale: float = RING_SCALE):
     return centre + (oval - centre) * scale
 
 
-def mesh_topology(canonical_xy: np.ndarray, crop_px: int = FACE_CROP_PX) -> MeshTopology:
-    """Delaunay triangulation of a frontal mesh and its ring, grouped by size for rasterising."""
+def mesh_topology(canonical_xy: np.ndarray, mirror_index: list[int] | None = None) -> MeshTopology:
+    """Delaunay triangulation of a frontal mesh and its ring, grouped by size for
+    rasterising; mirror_index: the mesh points' left/right pairing (mirror_index_from_meshes)."""
     from scipy.spatial import Delaunay
 
     points = np.concatenate([canonical_xy[:, :2], ring_points(canonical_xy[:, :2])]).astype(np.float64)
@@ -170,6 +187,7 @@ def mesh_topology(canonical_xy: np.ndarray, crop_px: int = FACE_CROP_PX) -> Mesh
         raise ValueError(f"{len(triangles)} triangles; the depth key holds at most {TRIANGLE_SLOTS}")
     ring = (triangles >= MESH_POINTS).any(1)
     feature = np.isin(triangles, list(FEATURE_POINTS)).any(1)
+    eye_or_lip = np.isin(triangles, list(EYE_POINTS | LIP_POINTS)).any(1)
     beard = beard_zone(points[triangles].mean(1), canonical_xy[:, :2]) & ~ring
     extent = (points[triangles].max(1) - points[triangles].min(1)).max(1)
     need = np.ceil(extent * WINDOW_MARGIN / GRID_STRIDE).astype(int) + 1
@@ -181,7 +199,11 @@ def mesh_topology(canonical_xy: np.ndarray, crop_px: int = FACE_CROP_PX) -> Mesh
             taken[members] = True
     if not taken.all():
         groups.append((np.nonzero(~taken)[0], int(need[~taken].max())))
-    return MeshTopology(triangles, ring, feature, beard, tuple(groups))
+    pairs = np.arange(MESH_POINTS) if mirror_index is None else np.asarray(mirror_index, np.int64)
+    oval_position = {point: k for k, point in enumerate(FACE_OVAL)}
+    ring_pairs = [MESH_POINTS + oval_position.get(int(pairs[point]), k) for k, point in enumerate(FACE_OVAL)]
+    mirror = np.concatenate([pairs, np.asarray(ring_pairs, np.int64)])
+    return MeshTopology(triangles, ring, feature, eye_or_lip, beard, tuple(groups), mirror)
 
 
 def beard_zone(xy: np.ndarray, mesh_xy: np.ndarray) -> np.ndarray:
@@ -236,7 +258,9 @@ class FuseProgram(torch.nn.Module):
         self.register_buffer("triangles", torch.from_numpy(topology.triangles), persistent=False)
         self.register_buffer("ring_triangle", torch.from_numpy(topology.ring).float(), persistent=False)
         self.register_buffer("feature_triangle", torch.from_numpy(topology.feature).float(), persistent=False)
+        self.register_buffer("eye_or_lip_triangle", torch.from_numpy(topology.eye_or_lip).float(), persistent=False)
         self.register_buffer("beard_triangle", torch.from_numpy(topology.beard).float(), persistent=False)
+        self.register_buffer("mirror_vertex", torch.from_numpy(topology.mirror), persistent=False)
         self.groups = []
         for index, (members, size) in enumerate(topology.groups):
             self.register_buffer(f"group_{index}", torch.from_numpy(members.astype(np.int64)), persistent=False)
@@ -401,6 +425,20 @@ class FuseProgram(torch.nn.Module):
         ny = u[..., 2] * v[..., 0] - u[..., 0] * v[..., 2]
         nz = u[..., 0] * v[..., 1] - u[..., 1] * v[..., 0]
         return nz / torch.sqrt(nx * nx + ny * ny + nz * nz + 1e-6)
+
+    @staticmethod
+    def visibility(ratio: torch.Tensor) -> torch.Tensor:
+        """0..1 from a triangle's facing in the user's photo over its facing in the target."""
+        return ((ratio - VISIBLE_FROM) / (VISIBLE_TO - VISIBLE_FROM)).clamp(0, 1)
+
+    @staticmethod
+    def turn_past_mirror_yaw(mesh: torch.Tensor) -> torch.Tensor:
+        """(N, 1): 0 for a head turned less than MIRROR_FROM_YAW_DEG, 1 past MIRROR_TO_YAW_DEG
+        (the cheek-to-cheek line's slope out of the image plane, as face_quality measures yaw)."""
+        across = mesh[:, CHEEK_RIGHT] - mesh[:, CHEEK_LEFT]
+        slope = (across[:, 2:3] / across[:, 0:1].abs().clamp_min(1e-3)).abs()
+        low, high = np.tan(np.radians(MIRROR_FROM_YAW_DEG)), np.tan(np.radians(MIRROR_TO_YAW_DEG))
+        return ((slope - float(low)) / float(high - low)).clamp(0, 1)
 
     @staticmethod
     def scaled(image: torch.Tensor, size, factor) -> torch.Tensor:
@@ -631,10 +669,12 @@ class FuseProgram(torch.nn.Module):
         nearness = torch.floor((high - depth) / (high - low).clamp_min(1e-3) * DEPTH_LEVELS) + 1
         priority = nearness * (1 - self.ring_triangle)
         triangle, covered = self.rasterize(self.corners(target_vertices), priority, g)
+        user_vertices = torch.cat([user_xy, self.apply_similarity(ring, to_user)], 1)
         values = torch.cat([
-            torch.cat([user_xy, self.apply_similarity(ring, to_user)], 1),
+            user_vertices,
             torch.cat([template_xy, ring], 1),
             self.vertex_inside.expand(n, -1, -1),
+            user_vertices.index_select(1, self.mirror_vertex),  # where the mirror point is in the user's crop
         ], -1)
         grid_xy = self.first_cells(self.grid_points, g)  # (1, P, 2)
         grid_cf = grid_xy.transpose(1, 2)  # (1, 2, P)
@@ -642,22 +682,32 @@ class FuseProgram(torch.nn.Module):
         uncovered = (1 - covered).unsqueeze(1)  # (N, 1, P)
         user_grid = at_grid[:, 0:2] + uncovered * self.apply_similarity(grid_xy.expand(n, -1, -1), to_user).transpose(1, 2)
         template_grid = at_grid[:, 2:4] + uncovered * grid_cf
+        mirror_grid = at_grid[:, 5:7] + uncovered * user_grid
         # Displacements are upsampled (not positions): bilinear upsampling holds the
         # outermost grid values to the crop's edge, which is exact for a displacement of 0.
-        shifts = torch.cat([user_grid - grid_cf, template_grid - grid_cf, at_grid[:, 4:5]], 1)
-        maps = shifts.reshape(n, 5, g, g)
-        full = F.interpolate(maps[:, 0:4], size=(size, size), mode="bilinear", align_corners=False)
+        shifts = torch.cat([user_grid - grid_cf, template_grid - grid_cf, mirror_grid - grid_cf, at_grid[:, 4:5]], 1)
+        maps = shifts.reshape(n, 7, g, g)
+        full = F.interpolate(maps[:, 0:6], size=(size, size), mode="bilinear", align_corners=False)
         identity = self.identity_grid[:, :, :size, :size]
         user_warped = self.sample(user, full[:, 0:2] + identity)
         template_warped = self.sample(template, full[:, 2:4] + identity)
+        mirror_warped = self.sample(user, full[:, 4:6] + identity)
 
         # 3. where the user's face may be used: visible, skin or feature, inside the oval
-        visible_ratio = self.facing(user_3d) / self.facing(target_3d).clamp_min(0.2)
-        visible = ((visible_ratio - VISIBLE_FROM) / (VISIBLE_TO - VISIBLE_FROM)).clamp(0, 1) * (1 - self.ring_triangle)
-        per_triangle = torch.stack([visible, self.feature_triangle.expand(n, -1), self.beard_triangle.expand(n, -1)], 1)
-        at_triangle = torch.gather(per_triangle, 2, triangle.unsqueeze(1).expand(-1, 3, -1)) * covered.unsqueeze(1)
-        at_triangle = at_triangle.reshape(n, 3, g, g)
-        visible_grid, feature_grid, beard_grid = self.smooth(at_triangle[:, 0:1]), at_triangle[:, 1:2], at_triangle[:, 2:3]
+        target_facing = self.facing(target_3d).clamp_min(0.2)
+        visible = self.visibility(self.facing(user_3d) / target_facing) * (1 - self.ring_triangle)
+        # The mirror triangle's corners run the other way round: its facing is negated.
+        mirror_visible = self.visibility(-self.facing(user_3d.index_select(1, self.mirror_vertex)) / target_facing)
+        mirrored = ((1 - visible) * mirror_visible * (1 - self.ring_triangle) * (1 - self.eye_or_lip_triangle)
+                    * self.turn_past_mirror_yaw(user_mesh))
+        per_triangle = torch.stack([visible, self.feature_triangle.expand(n, -1), self.beard_triangle.expand(n, -1), mirrored], 1)
+        at_triangle = torch.gather(per_triangle, 2, triangle.unsqueeze(1).expand(-1, 4, -1)) * covered.unsqueeze(1)
+        at_triangle = at_triangle.reshape(n, 4, g, g)
+        feature_grid, beard_grid = at_triangle[:, 1:2], at_triangle[:, 2:3]
+        mirrored_grid = self.smooth(at_triangle[:, 3:4])
+        visible_grid = (self.smooth(at_triangle[:, 0:1]) + mirrored_grid).clamp(0, 1)
+        mirrored_full = F.interpolate(mirrored_grid, size=(size, size), mode="bilinear", align_corners=False)
+        user_warped = user_warped + mirrored_full * (mirror_warped - user_warped)
         coarse_distance = self.polygon_distance(self.face_polygon(target_xy), size)
         distance = F.interpolate(coarse_distance, size=(g, g), mode="bilinear", align_corners=False)
         feather_px = self.feather * size
@@ -684,7 +734,7 @@ class FuseProgram(torch.nn.Module):
         fallback = template_warped + fill_weight * (self.mix_fill(fill, template_warped, template_low, appearance) - template_warped)
         weight = F.interpolate(usable, size=(size, size), mode="bilinear", align_corners=False)
         fused = fallback + weight * (face - fallback)
-        alpha = F.interpolate((2 * maps[:, 4:5]).clamp(0, 1), size=(size, size), mode="bilinear", align_corners=False)
+        alpha = F.interpolate((2 * maps[:, 6:7]).clamp(0, 1), size=(size, size), mode="bilinear", align_corners=False)
         alpha = alpha * self.border_window(size)
 
         fused_u8 = (fused.clamp(0, 1) * 255.0 + 0.5).floor().to(torch.uint8)

@@ -140,7 +140,7 @@ def _build_fuse(staging: Path, profile: Profile, repository: Path) -> None:
     mirror = mirror_index_from_meshes(
         frontal_meshes, [meshes_of(np.ascontiguousarray(c[:, :, ::-1]))[0] for c, _ in frontal]
     )
-    module = FuseProgram(mesh_topology(canonical_mesh(frontal_meshes, mirror))).eval()
+    module = FuseProgram(mesh_topology(canonical_mesh(frontal_meshes, mirror), mirror)).eval()
     fuse_onnx(module, path)
     feeds = checks.fuse_inputs(faces_and_meshes)
     checks.compare("fuse", checks.onnxrt_runner(path), checks.TorchModuleRunner(module, feeds[0][1], OUTPUT_NAMES),

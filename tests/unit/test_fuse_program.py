@@ -317,3 +317,51 @@ def test_grey_stubble_is_not_pushed_toward_green_on_a_template_with_more_colour_
     cheek_red, cheek_green, _ = fused[200:230, 250:270].mean((0, 1))
     # As warm as a quarter of the skin's warmth: 0.37 now; widened, 0.14.
     assert red - green > 0.25 * (cheek_red - cheek_green)
+
+
+def _rounded(mesh: np.ndarray, cx=192.0, cy=200.0, rx=105.0, ry=130.0, depth=90.0) -> np.ndarray:
+    """The synthetic mesh on half an ellipsoid (smaller z nearer the camera), as a face is."""
+    mesh = mesh.copy()
+    inside = np.clip(1 - ((mesh[:, 0] - cx) / rx) ** 2 - ((mesh[:, 1] - cy) / ry) ** 2, 0, 1)
+    mesh[:, 2] = -depth * np.sqrt(inside)
+    return mesh
+
+
+def _turned(mesh: np.ndarray, degrees: float, cx=192.0) -> np.ndarray:
+    """The mesh turned about the vertical axis through the face's centre (yaw)."""
+    mesh, a = mesh.copy(), np.radians(degrees)
+    x, z = mesh[:, 0] - cx, mesh[:, 2].copy()
+    mesh[:, 0], mesh[:, 2] = cx + x * np.cos(a) + z * np.sin(a), -x * np.sin(a) + z * np.cos(a)
+    return mesh
+
+
+@pytest.mark.parametrize("degrees", [30.0, -30.0])
+def test_the_side_a_head_turn_hides_takes_the_user_s_mirrored_skin_not_the_template_s(degrees):
+    def program(mirror):
+        topology = mesh_topology(synthetic_mesh(), mirror)
+        none = np.zeros_like(topology.feature)  # the synthetic mesh's feature points lie at random
+        return FuseProgram(dataclasses.replace(topology, feature=none, eye_or_lip=none)).eval()
+
+    # The template has a dark line down each cheek (a wrinkle, a frame's arm); the user none.
+    template, template_mesh = face_image((200, 160, 140), 1), _rounded(synthetic_mesh())
+    for x in (110, 270):
+        template[150:250, x - 3 : x + 3] = 60
+    user, user_mesh = face_image((200, 160, 140), 2), _turned(_rounded(synthetic_mesh()), degrees)
+
+    def line_depth(fused, x):
+        return float(fused[160:240, x - 12 : x + 12, 1].mean() - fused[160:240, x - 2 : x + 2, 1].mean())
+
+    far = 110 if degrees > 0 else 270
+    unpaired, _ = run(program(None), user, user_mesh, template, template_mesh, 80.0, 50.0)
+    mirrored, _ = run(program(MIRROR), user, user_mesh, template, template_mesh, 80.0, 50.0)
+    assert line_depth(unpaired, far) > 40  # without a pairing the hidden side is the template's
+    assert line_depth(mirrored, far) < 12
+
+
+def test_a_frontal_face_is_not_mirrored():
+    topology = mesh_topology(synthetic_mesh(), MIRROR)
+    template, mesh = face_image((180, 140, 120), 1), _rounded(synthetic_mesh())
+    user = face_image((200, 160, 140), 2)
+    paired, _ = run(FuseProgram(topology).eval(), user, mesh, template, mesh, 80.0, 50.0)
+    unpaired, _ = run(FuseProgram(mesh_topology(synthetic_mesh())).eval(), user, mesh, template, mesh, 80.0, 50.0)
+    assert np.array_equal(paired, unpaired)
