@@ -569,6 +569,7 @@ def bench_sweep(
     write: bool = typer.Option(False, "--write", help="Make the chosen configuration the cpu profile's defaults "
                                "(build/facefuse_build/tuned/cpu.json + cpu-sweep.md) and regenerate the configs."),
     out_dir: Path = typer.Option(Path("var/bench/sweep"), help="Where sweep.json/.md and the repository copy go."),
+    from_specs: bool = typer.Option(False, "--from-specs", help="Start from the specs' own values, not the committed tuning."),
 ) -> None:
     """Instance counts, preferred batch sizes and queue delays of the cpu profile, measured one knob at a time."""
     import dataclasses
@@ -581,7 +582,7 @@ def bench_sweep(
                                (("concurrency", concurrency), ("requests", requests)) if v is not None})
     try:
         run_sweep(get_settings(), plan, out_dir, write=write, command=shell_command(["facefuse", *sys.argv[1:]]),
-                  echo=typer.echo)
+                  echo=typer.echo, from_specs=from_specs)
     except RuntimeError as exc:
         fail(str(exc))
     typer.echo((out_dir / "sweep.md").read_text())

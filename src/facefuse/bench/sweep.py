@@ -6,14 +6,15 @@ tuning (`facefuse_build.configs.Tuning`) into a copy of the built repository, a 
 tritonserver starts on it, and `bench photo`'s client drives the `face_fusion` ensemble
 at a fixed concurrency: posters/s, p50/p99 and Triton's per-stage statistics.
 
-The search is a hill climb, one knob at a time from the specs' defaults (the grid's
-product would take hours on two cores): every other value of a knob is measured with
-the best settings found so far, and kept when it is feasible (no failed call, p99 within
-`p99_factor` x the default's p99) and at least `min_gain` faster. Then the winner and the
-default alternate in ABBA blocks, so the last comparison sees the same minutes of this
-shared machine; the winner is adopted only if it is still faster there and within the
-bound. `--write` makes it the profile's defaults (`build/facefuse_build/tuned/cpu.json`,
-the table beside it) and regenerates the built repository's configs.
+The search is a hill climb, one knob at a time (the grid's product would take hours on
+two cores), from the committed tuning (`--from-specs`: from the specs' own values):
+every other value of a knob is measured with the best settings found so far, and kept
+when it is feasible (no failed call, p99 within `p99_factor` x the start's p99) and at
+least `min_gain` faster. Then the winner and the start alternate in ABBA blocks, so the
+last comparison sees the same minutes of this shared machine; the winner is adopted only
+if it is still faster there and within the bound. `--write` makes the adopted one (or
+the start) the profile's defaults (`build/facefuse_build/tuned/cpu.json`, the table
+beside it) and regenerates the built repository's configs.
 """
 
 from __future__ import annotations
@@ -57,8 +58,13 @@ class Knob:
 
 # The cpu profile's steps that hold the time (bench photo at concurrency 8: fuse_faces'
 # and postprocess's compute, the hops' queue delay), not every field of every model.
+CPU_STEPS = ("template_bank", "detect_faces", "mesh_faces", "fuse_faces", "postprocess")
 DEFAULT_KNOBS = (
+    # A Python step serves the requests of one execution one after another: a batch of 3
+    # keeps one instance busy for three posters while the others may idle. A preferred
+    # batch size of 1 sends each request to an instance at once.
     Knob("python stages' queue delay (us)", (0, 250, 1000, 4000)),
+    Knob("cpu steps' preferred batch size", (None, (1,)), CPU_STEPS, "cpu_preferred_batch_sizes"),
     Knob("fuse_faces instances", (1, 2, 3), ("fuse_faces",), "instances_cpu"),
     Knob("postprocess instances", (1, 2, 3), ("postprocess",), "instances_cpu"),
     Knob("detect_faces instances", (1, 2, 3), ("detect_faces",), "instances_cpu"),
@@ -107,7 +113,7 @@ class SweepReport:
     p99_bound_ms: float = 0.0
     points: list[dict] = field(default_factory=list)
     confirmation: dict = field(default_factory=dict)
-    chosen: dict = field(default_factory=dict)  # the tuning adopted (empty: the defaults)
+    chosen: dict = field(default_factory=dict)  # the tuning adopted, or the start's
     chosen_label: str = "default"
     command: str = ""
     date: str = ""
@@ -206,14 +212,18 @@ def measure(settings: Settings, tuning, label: str, plan: SweepPlan, photo: byte
 
 
 def run_sweep(settings: Settings, plan: SweepPlan, out_dir: Path, write: bool = False, command: str = "",
-              echo=print) -> SweepReport:
+              echo=print, from_specs: bool = False) -> SweepReport:
+    """The hill climb starts from the committed tuning (a rerun refines it: settings
+    interact, and a knob measured on other instance counts can read the other way), or
+    from the specs' own values with from_specs; the winner is confirmed against the start."""
     from facefuse.bench.swap import copy_repository
-    from facefuse_build.configs import TUNED_DIR, Profile, Tuning
+    from facefuse_build.configs import TUNED_DIR, Profile, Tuning, tuned
     from facefuse_build.pipeline import write_configs
 
     photo = samples.astronaut()
     local = copy_repository(settings, out_dir / "repository")
-    defaults = spec_defaults(plan.knobs, settings)
+    specs = spec_defaults(plan.knobs, settings)
+    defaults = specs if from_specs else specs.merged(tuned(PROFILE))
     report = SweepReport(
         machine={"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
                  "python": platform.python_version()},
@@ -222,14 +232,14 @@ def run_sweep(settings: Settings, plan: SweepPlan, out_dir: Path, write: bool = 
     )
 
     def run(tuning) -> Point:
-        point = measure(local, tuning, label_of(tuning, defaults), plan, photo)
+        point = measure(local, tuning, label_of(tuning, specs), plan, photo)
         report.points.append(_row(point))
         echo(_line(point))
         return point
 
     default = incumbent = run(defaults)
     if default.error:
-        raise RuntimeError(f"the default configuration failed: {default.error}")
+        raise RuntimeError(f"the starting configuration failed: {default.error}")
     report.p99_bound_ms = round(default.p99_ms * plan.p99_factor, 1)
     for knob in plan.knobs:
         now = incumbent.tuning.get("models", {}).get(knob.models[0], {}).get(knob.field) if knob.models \
@@ -253,14 +263,14 @@ def run_sweep(settings: Settings, plan: SweepPlan, out_dir: Path, write: bool = 
         adopted = report.confirmation["adopted"]
     else:
         adopted = incumbent is not default
-    if adopted:
-        report.chosen, report.chosen_label = winner.to_dict(), incumbent.label
+    start = incumbent if adopted else default
+    report.chosen, report.chosen_label = Tuning.from_dict(start.tuning).to_dict(), start.label
     echo(f"chosen: {report.chosen_label}")
     write_report(report, out_dir)
     if write:
-        tuned = Tuning.from_dict(report.chosen) if report.chosen else defaults
-        write_tuning(report, tuned, TUNED_DIR)
-        changed = write_configs(Profile(PROFILE), settings, tuning=tuned)
+        chosen = Tuning.from_dict(report.chosen)
+        write_tuning(report, chosen, TUNED_DIR)
+        changed = write_configs(Profile(PROFILE), settings, tuning=chosen)
         echo(f"wrote {TUNED_DIR / (PROFILE + '.json')} and {TUNED_DIR / TUNED_TABLE}; configs regenerated: "
              f"{', '.join(changed) or 'none changed'} (a running server takes them at its next start)")
     return report
@@ -292,10 +302,11 @@ def table_lines(report: SweepReport) -> list[str]:
         f"Command: `{report.command}`. Each row: configs generated with that tuning, a fresh tritonserver, "
         f"{plan['concurrency'] * 3} warm-up posters, then {plan['requests']} posters of the astronaut into "
         f"`hopper-portrait` at concurrency {plan['concurrency']} (`face_fusion` ensemble, bench photo's client). "
-        f"Feasible: no failed call and p99 <= {plan['p99_factor']:g} x the default's p99 "
+        f"The climb starts from the first row (labels: changes from the specs' own values). "
+        f"Feasible: no failed call and p99 <= {plan['p99_factor']:g} x the first row's p99 "
         f"= **{report.p99_bound_ms:g} ms**; a change is kept when at least {plan['min_gain']:.0%} faster.",
         "",
-        "| configuration (change from the default) | posters/s | p50 ms | p99 ms | feasible | load avg 1m | busiest stage queue |",
+        "| configuration (change from the specs) | posters/s | p50 ms | p99 ms | feasible | load avg 1m | busiest stage queue |",
         "|---|---|---|---|---|---|---|",
     ]
     for row in report.points:
@@ -309,10 +320,10 @@ def table_lines(report: SweepReport) -> list[str]:
                      f"{row['load_average_1m']} | {busiest} {queues.get(busiest, '')} ms |")
     c = report.confirmation
     if c:
-        lines += ["", f"Confirmation, {plan['confirm_rounds'] * 2} blocks each in ABBA order: default "
+        lines += ["", f"Confirmation, {plan['confirm_rounds'] * 2} blocks each in ABBA order: start "
                   f"{c['default_posters_per_s']} posters/s (p99 {c['default_p99_ms']} ms), winner "
                   f"{c['winner_posters_per_s']} posters/s (p99 {c['winner_p99_ms']} ms, bound {c['p99_bound_ms']} ms): "
-                  + ("adopted." if c["adopted"] else "**not adopted** (the defaults stay).")]
+                  + ("adopted." if c["adopted"] else "**not adopted** (the start stays).")]
     lines += ["", f"**Chosen: {report.chosen_label}.**", ""]
     return lines
 
