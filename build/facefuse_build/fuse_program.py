@@ -61,6 +61,7 @@ import torch
 import torch.nn.functional as F
 
 from facefuse.contract import FACE_CROP_PX, MESH_POINTS, WORKING_CROP_PX
+from facefuse.vision.face_quality import CHEEK_LEFT, CHEEK_RIGHT
 from facefuse_build.export import batch_and_faces_axes, onnx_from_module
 
 INPUT_NAMES = ("user_faces", "user_meshes", "template_faces", "template_meshes", "fuse_degree", "profile_degree")
@@ -112,7 +113,6 @@ VISIBLE_FROM, VISIBLE_TO = 0.35, 0.65
 # face); the template's lighting is laid over it as over the rest (step 4).
 # Mild turns keep their own texture: mirroring softened and paled them.
 MIRROR_FROM_YAW_DEG, MIRROR_TO_YAW_DEG = 10.0, 20.0
-CHEEK_LEFT, CHEEK_RIGHT = 234, 454
 # Skin test (in YCbCr, 0..1): chroma distance from the user's skin in spreads, and luma
 # below this fraction of the skin's (hair, dark objects, sunglasses).
 SKIN_CHROMA_FROM, SKIN_CHROMA_TO = 3.0, 5.0

@@ -60,10 +60,10 @@ class Knob:
 # and postprocess's compute, the hops' queue delay), not every field of every model.
 CPU_STEPS = ("template_bank", "detect_faces", "mesh_faces", "fuse_faces", "postprocess")
 DEFAULT_KNOBS = (
+    Knob("python stages' queue delay (us)", (0, 250, 1000, 4000)),
     # A Python step serves the requests of one execution one after another: a batch of 3
     # keeps one instance busy for three posters while the others may idle. A preferred
     # batch size of 1 sends each request to an instance at once.
-    Knob("python stages' queue delay (us)", (0, 250, 1000, 4000)),
     Knob("cpu steps' preferred batch size", (None, (1,)), CPU_STEPS, "cpu_preferred_batch_sizes"),
     Knob("fuse_faces instances", (1, 2, 3), ("fuse_faces",), "instances_cpu"),
     Knob("postprocess instances", (1, 2, 3), ("postprocess",), "instances_cpu"),
@@ -223,12 +223,12 @@ def run_sweep(settings: Settings, plan: SweepPlan, out_dir: Path, write: bool = 
     photo = samples.astronaut()
     local = copy_repository(settings, out_dir / "repository")
     specs = spec_defaults(plan.knobs, settings)
-    defaults = specs if from_specs else specs.merged(tuned(PROFILE))
+    start_tuning = specs if from_specs else specs.merged(tuned(PROFILE))
     report = SweepReport(
         machine={"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
                  "python": platform.python_version()},
         plan={**asdict(plan), "knobs": [asdict(k) for k in plan.knobs]},
-        default=defaults.to_dict(), command=command, date=datetime.date.today().isoformat(),
+        default=start_tuning.to_dict(), command=command, date=datetime.date.today().isoformat(),
     )
 
     def run(tuning) -> Point:
@@ -237,10 +237,10 @@ def run_sweep(settings: Settings, plan: SweepPlan, out_dir: Path, write: bool = 
         echo(_line(point))
         return point
 
-    default = incumbent = run(defaults)
-    if default.error:
-        raise RuntimeError(f"the starting configuration failed: {default.error}")
-    report.p99_bound_ms = round(default.p99_ms * plan.p99_factor, 1)
+    start = incumbent = run(start_tuning)
+    if start.error:
+        raise RuntimeError(f"the starting configuration failed: {start.error}")
+    report.p99_bound_ms = round(start.p99_ms * plan.p99_factor, 1)
     for knob in plan.knobs:
         now = incumbent.tuning.get("models", {}).get(knob.models[0], {}).get(knob.field) if knob.models \
             else incumbent.tuning["python_stage_queue_delay_us"]
@@ -250,21 +250,21 @@ def run_sweep(settings: Settings, plan: SweepPlan, out_dir: Path, write: bool = 
         incumbent = pick(tried, incumbent, report.p99_bound_ms, plan.min_gain)
 
     winner = Tuning.from_dict(incumbent.tuning)
-    if incumbent is not default and plan.confirm_rounds > 0:
-        echo(f"confirming {incumbent.label} against the default in {plan.confirm_rounds * 2} ABBA blocks")
-        blocks: dict[str, list[Point]] = {"default": [], "winner": []}
+    if incumbent is not start and plan.confirm_rounds > 0:
+        echo(f"confirming {incumbent.label} against the start in {plan.confirm_rounds * 2} ABBA blocks")
+        blocks: dict[str, list[Point]] = {"start": [], "winner": []}
         for index in range(plan.confirm_rounds * 2):
-            order = ("default", "winner") if index % 4 in (0, 3) else ("winner", "default")
+            order = ("start", "winner") if index % 4 in (0, 3) else ("winner", "start")
             for who in order:
-                point = measure(local, defaults if who == "default" else winner, who, plan, photo)
+                point = measure(local, start_tuning if who == "start" else winner, who, plan, photo)
                 echo("  " + _line(point))
                 blocks[who].append(point)
-        report.confirmation = confirmed(blocks["default"], blocks["winner"], plan.p99_factor)
+        report.confirmation = confirmed(blocks["start"], blocks["winner"], plan.p99_factor)
         adopted = report.confirmation["adopted"]
     else:
-        adopted = incumbent is not default
-    start = incumbent if adopted else default
-    report.chosen, report.chosen_label = Tuning.from_dict(start.tuning).to_dict(), start.label
+        adopted = incumbent is not start
+    chosen_point = incumbent if adopted else start
+    report.chosen, report.chosen_label = Tuning.from_dict(chosen_point.tuning).to_dict(), chosen_point.label
     echo(f"chosen: {report.chosen_label}")
     write_report(report, out_dir)
     if write:
