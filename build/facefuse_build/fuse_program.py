@@ -25,9 +25,10 @@ the same scale, smaller z nearer the camera):
    which is also left out of the colour statistics and lighting below;
 4. colour: the user's face takes the template face's colour statistics (mean and spread
    of luma, and of chroma per unit of luma, the latter's spread narrowed but never
-   widened, over the visible skin) and the template's low-frequency light and colour
-   (so a coloured cast on the user's photo goes, from the eyes too, and the template's
-   lighting comes);
+   widened, over the visible skin) and the template's low-frequency light and colour,
+   read off the skin only, never the eyes, brows or mouth (so a coloured cast on the
+   user's photo goes, from the eyes too, and the template's lighting comes, not the
+   glare of its teeth or eye whites);
 5. appearance: template and colour-matched user face are mixed by `fuse_degree`, the
    smooth base linearly and the fine detail on a steeper curve (never two sets of
    features at half strength), the user's detail sharpened toward the template's
@@ -720,7 +721,10 @@ class FuseProgram(torch.nn.Module):
         usable = self.smooth(usable_sharp)
 
         # 4-5. colour-matched user face mixed with the template face
-        matched, shading = self.match_colour(user_warped, template_warped, skin, inner * (1 - shine))
+        # Light is read off the skin only: a template's teeth in the estimate lit the user's
+        # closed mouth as if it were bright (a pale band over the upper lip), its eye whites
+        # and brows the skin around the user's eyes (white lids, blue-tinted brows).
+        matched, shading = self.match_colour(user_warped, template_warped, skin, inner * (1 - shine) * (1 - feature_grid))
         template_low = F.avg_pool2d(template_warped, DETAIL_SCALE)  # for the face's mix and the fill's
         face = self.mix_appearance(matched, shading, template_warped, template_low, skin, appearance)
 

@@ -365,3 +365,18 @@ def test_a_frontal_face_is_not_mirrored():
     paired, _ = run(FuseProgram(topology).eval(), user, mesh, template, mesh, 80.0, 50.0)
     unpaired, _ = run(FuseProgram(mesh_topology(synthetic_mesh())).eval(), user, mesh, template, mesh, 80.0, 50.0)
     assert np.array_equal(paired, unpaired)
+
+
+def test_a_template_s_teeth_do_not_light_the_skin_around_the_user_s_closed_mouth():
+    topology = mesh_topology(synthetic_mesh())
+    mesh = synthetic_mesh()
+    centres = np.concatenate([mesh[:, :2], np.zeros((len(FACE_OVAL), 2))])[topology.triangles].mean(1)
+    mouth = (np.abs(centres[:, 0] - 192) < 40) & (np.abs(centres[:, 1] - 270) < 14) & ~topology.ring
+    program = FuseProgram(dataclasses.replace(topology, feature=mouth, eye_or_lip=mouth)).eval()
+    # The template smiles: bright teeth where its mouth is. The user's mouth is closed (skin).
+    template, user = face_image((200, 160, 140), 1), face_image((200, 160, 140), 2)
+    template[258:282, 155:229] = (245, 245, 240)
+    fused, _ = run(program, user, mesh, template, mesh, 80.0, 50.0)
+    luma = fused @ np.array([0.299, 0.587, 0.114], np.float32)
+    above_lip, cheek = luma[228:246, 160:224].mean(), luma[180:200, 110:150].mean()
+    assert above_lip - cheek < 2.5  # 5.5 grey levels brighter while the teeth were in the light (0.7 now)
