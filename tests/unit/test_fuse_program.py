@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from facefuse.vision.alignment import scale_geometry
-from facefuse_build.fuse_program import FACE_OVAL, NOSE_TIP, FuseProgram, mesh_topology
+from facefuse_build.fuse_program import FACE_OVAL, NOSE_TIP, FuseProgram, mesh_topology, ring_points
 
 SIZE = 384
 
@@ -370,7 +370,7 @@ def test_a_frontal_face_is_not_mirrored():
 def test_a_template_s_teeth_do_not_light_the_skin_around_the_user_s_closed_mouth():
     topology = mesh_topology(synthetic_mesh())
     mesh = synthetic_mesh()
-    centres = np.concatenate([mesh[:, :2], np.zeros((len(FACE_OVAL), 2))])[topology.triangles].mean(1)
+    centres = np.concatenate([mesh[:, :2], ring_points(mesh[:, :2])])[topology.triangles].mean(1)
     mouth = (np.abs(centres[:, 0] - 192) < 40) & (np.abs(centres[:, 1] - 270) < 14) & ~topology.ring
     program = FuseProgram(dataclasses.replace(topology, feature=mouth, eye_or_lip=mouth)).eval()
     # The template smiles: bright teeth where its mouth is. The user's mouth is closed (skin).

@@ -80,8 +80,8 @@ class SweepPlan:
     knobs: tuple[Knob, ...] = DEFAULT_KNOBS
     concurrency: int = 8
     requests: int = 160
-    confirm_rounds: int = 2  # ABBA pairs of blocks, winner vs default
-    p99_factor: float = 1.2  # feasible: p99 <= this x the default's p99
+    confirm_rounds: int = 2  # ABBA pairs of blocks, winner vs start
+    p99_factor: float = 1.2  # feasible: p99 <= this x the start's p99
     min_gain: float = 0.03  # a change must be at least this much faster to be kept
 
     @classmethod
@@ -109,7 +109,7 @@ class Point:
 class SweepReport:
     machine: dict
     plan: dict
-    default: dict
+    start: dict  # the tuning the climb starts from
     p99_bound_ms: float = 0.0
     points: list[dict] = field(default_factory=list)
     confirmation: dict = field(default_factory=dict)
@@ -131,10 +131,10 @@ def pick(candidates: list[Point], incumbent: Point, p99_bound_ms: float, min_gai
     return max(better, key=lambda p: p.posters_per_s) if better else incumbent
 
 
-def confirmed(default_blocks: list[Point], winner_blocks: list[Point], p99_factor: float) -> dict:
-    """ABBA blocks of the default and the winner: the winner is adopted when its median
-    throughput beats the default's and its pooled p99 stays within p99_factor x the
-    default's pooled p99 (both from these blocks, the same minutes of the machine)."""
+def confirmed(start_blocks: list[Point], winner_blocks: list[Point], p99_factor: float) -> dict:
+    """ABBA blocks of the start and the winner: the winner is adopted when its median
+    throughput beats the start's and its pooled p99 stays within p99_factor x the
+    start's pooled p99 (both from these blocks, the same minutes of the machine)."""
     def pooled(blocks):
         latencies = [s for b in blocks if b.error is None for s in b.latencies_s]
         return float(np.percentile(np.asarray(latencies) * 1000, 99)) if latencies else float("inf")
@@ -142,12 +142,12 @@ def confirmed(default_blocks: list[Point], winner_blocks: list[Point], p99_facto
     def median_rate(blocks):
         return statistics.median(b.posters_per_s if b.error is None else 0.0 for b in blocks)
 
-    default_rate, winner_rate = median_rate(default_blocks), median_rate(winner_blocks)
-    default_p99, winner_p99 = pooled(default_blocks), pooled(winner_blocks)
-    bound = default_p99 * p99_factor
-    adopted = all(b.error is None for b in winner_blocks) and winner_rate > default_rate and winner_p99 <= bound
-    return {"default_posters_per_s": round(default_rate, 2), "winner_posters_per_s": round(winner_rate, 2),
-            "default_p99_ms": round(default_p99, 1), "winner_p99_ms": round(winner_p99, 1),
+    start_rate, winner_rate = median_rate(start_blocks), median_rate(winner_blocks)
+    start_p99, winner_p99 = pooled(start_blocks), pooled(winner_blocks)
+    bound = start_p99 * p99_factor
+    adopted = all(b.error is None for b in winner_blocks) and winner_rate > start_rate and winner_p99 <= bound
+    return {"start_posters_per_s": round(start_rate, 2), "winner_posters_per_s": round(winner_rate, 2),
+            "start_p99_ms": round(start_p99, 1), "winner_p99_ms": round(winner_p99, 1),
             "p99_bound_ms": round(bound, 1), "adopted": adopted}
 
 
@@ -228,7 +228,7 @@ def run_sweep(settings: Settings, plan: SweepPlan, out_dir: Path, write: bool = 
         machine={"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
                  "python": platform.python_version()},
         plan={**asdict(plan), "knobs": [asdict(k) for k in plan.knobs]},
-        default=start_tuning.to_dict(), command=command, date=datetime.date.today().isoformat(),
+        start=start_tuning.to_dict(), command=command, date=datetime.date.today().isoformat(),
     )
 
     def run(tuning) -> Point:
@@ -321,7 +321,7 @@ def table_lines(report: SweepReport) -> list[str]:
     c = report.confirmation
     if c:
         lines += ["", f"Confirmation, {plan['confirm_rounds'] * 2} blocks each in ABBA order: start "
-                  f"{c['default_posters_per_s']} posters/s (p99 {c['default_p99_ms']} ms), winner "
+                  f"{c['start_posters_per_s']} posters/s (p99 {c['start_p99_ms']} ms), winner "
                   f"{c['winner_posters_per_s']} posters/s (p99 {c['winner_p99_ms']} ms, bound {c['p99_bound_ms']} ms): "
                   + ("adopted." if c["adopted"] else "**not adopted** (the start stays).")]
     lines += ["", f"**Chosen: {report.chosen_label}.**", ""]
