@@ -105,7 +105,7 @@ def test_the_written_tuning_is_what_the_profile_reads_back(tmp_path):
     from facefuse.bench.sweep import SweepReport, write_tuning
 
     report = SweepReport(machine={"cpu_count": 2, "processor": "x86_64"}, plan={"concurrency": 8, "requests": 10,
-                         "p99_factor": 1.2, "min_gain": 0.03, "confirm_rounds": 1}, default={}, p99_bound_ms=900.0,
+                         "p99_factor": 1.2, "min_gain": 0.03, "confirm_rounds": 1}, start={}, p99_bound_ms=900.0,
                          chosen_label="fuse.instances_cpu=3", command="facefuse bench sweep --write", date="2026-12-07")
     chosen = Tuning(1000, {"fuse": {"instances_cpu": 3, "cpu_preferred_batch_sizes": (1,)}})
     write_tuning(report, chosen, tmp_path)
