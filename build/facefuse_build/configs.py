@@ -218,6 +218,7 @@ def _model_specs(profile: Profile, settings: Settings, python_delay_us: int) -> 
         "max_pitch_deg": str(s.max_pitch_deg),
         "max_eyes_covered": str(s.max_eyes_covered),
         "max_one_eye_covered": str(s.max_one_eye_covered),
+        "max_mouth_covered": str(s.max_mouth_covered),
         "max_face_strands": str(s.max_face_strands),
         "min_face_brightness": str(s.min_face_brightness),
         "min_face_sharpness": str(s.min_face_sharpness),

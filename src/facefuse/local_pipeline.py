@@ -67,6 +67,7 @@ class LocalPipeline:
         self.quality_limits = QualityLimits(
             max_yaw_deg=s.max_yaw_deg, max_pitch_deg=s.max_pitch_deg, max_eyes_covered=s.max_eyes_covered,
             max_one_eye_covered=s.max_one_eye_covered, max_strands=s.max_face_strands,
+            max_mouth_covered=s.max_mouth_covered,
             min_brightness=s.min_face_brightness, min_sharpness=s.min_face_sharpness,
         )
         # When a dict: CPU seconds spent in each stage, named like the Triton models

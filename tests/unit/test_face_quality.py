@@ -118,14 +118,24 @@ def test_freckles_are_not_strands():
     assert fq.measure(crop, face_mesh(), AFFINE).strands < 0.5 * LIMITS.warn_strands
 
 
-def test_a_cup_below_the_lips_warns_but_a_dark_beard_does_not():
+def test_a_cup_over_the_mouth_and_chin_is_refused_but_a_dark_beard_is_not():
     cup, beard = face_crop(), face_crop()
     cv2.ellipse(cup, (192, 300), (70, 40), 0, 0, 360, (235, 235, 230), -1)  # white china over the chin
     cv2.ellipse(beard, (192, 300), (70, 40), 0, 0, 360, (50, 35, 25), -1)
-    assert fq.measure(cup, face_mesh(), AFFINE).covered["chin"] > 0.8
+    assert fq.measure(cup, face_mesh(), AFFINE).covered["chin"] > LIMITS.max_mouth_covered
     assert fq.measure(beard, face_mesh(), AFFINE).covered["chin"] < 0.1
-    assert "FACE_PARTLY_OCCLUDED" in check_faces(cup[None], face_mesh()[None], AFFINE[None] * 0.5, LIMITS).warnings
+    with pytest.raises(FaceError) as refused:
+        check_faces(cup[None], face_mesh()[None], AFFINE[None] * 0.5, LIMITS)
+    assert refused.value.reason == Reason.FACE_OCCLUDED and "mouth" in str(refused.value)
     assert check_faces(beard[None], face_mesh()[None], AFFINE[None] * 0.5, LIMITS).warnings == ()
+
+
+def test_a_small_object_below_the_lips_only_warns():
+    crop = face_crop()
+    cv2.circle(crop, (192, 300), 17, (235, 235, 230), -1)  # a finger tip, a bottle cap
+    covered = fq.measure(crop, face_mesh(), AFFINE).covered["chin"]
+    assert LIMITS.warn_covered < covered < LIMITS.max_mouth_covered, covered
+    assert "FACE_PARTLY_OCCLUDED" in check_faces(crop[None], face_mesh()[None], AFFINE[None] * 0.5, LIMITS).warnings
 
 
 def strands(crop: np.ndarray, count: int) -> np.ndarray:
