@@ -28,7 +28,9 @@ the same scale, smaller z nearer the camera):
    widened, over the visible skin) and the template's low-frequency light and colour,
    read off the skin only, never the eyes, brows or mouth (so a coloured cast on the
    user's photo goes, from the eyes too, and the template's lighting comes, not the
-   glare of its teeth or eye whites);
+   glare of its teeth or eye whites); where the photo's skin colour is natural rather
+   than the light's, grey and black stay grey and black (a dark-skinned face's brows
+   and lips are not moved toward blue);
 5. appearance: template and colour-matched user face are mixed by `fuse_degree`, the
    smooth base linearly and the fine detail on a steeper curve (never two sets of
    features at half strength), the user's detail sharpened toward the template's
@@ -132,6 +134,18 @@ SHINE_FROM, SHINE_TO = 0.15, 0.30
 # Colour is matched as chroma over luma plus this (0..1 luma): near black, chroma is
 # noise, and dividing by the luma alone would make colour of it.
 CHROMA_LUMA_FLOOR = 0.1
+# A photo's skin colour differs from the template's for two reasons: coloured light (a
+# club's cyan, a blue screen's spill), which moves every pixel alike and is taken off all
+# of them; or the person's own skin (darker, warmer), where grey and black are still grey
+# and black. Moved alike, the black brows and dark lips of a dark-skinned face went
+# blue-grey on a paler template (`bluish brows`, `grey lips` on every Obama poster). So
+# where the skin's colour is natural (its hue within about 15 degrees of the template
+# skin's, cosine over NATURAL_HUE_TO, and at least about as saturated), a pixel takes
+# the skin's move only as far as it has the skin's colour. Under coloured light the
+# skin's hue is off (the cyan club: 180 degrees) or it is washed out (blue light:
+# under 0.8 of the template's saturation), and everything moves alike, as before.
+NATURAL_HUE_FROM, NATURAL_HUE_TO = 0.85, 0.97
+NATURAL_SATURATION_FROM, NATURAL_SATURATION_TO = 0.8, 1.1
 # Appearance: fine detail is what is lost by an 8x low-pass; it switches from the
 # template's to the user's between fuse degrees 25 and 65.
 DETAIL_SCALE = 8
@@ -576,9 +590,17 @@ class FuseProgram(torch.nn.Module):
         # tint of grey stubble or a shadow moved away from the skin's (a green upper lip).
         luma_ratio, tint_ratio = limit(template_luma_std / user_luma_std), limit(template_tint_std / user_tint_std).clamp_max(1.0)
 
+        natural = self.natural_skin(user_tint, template_tint)
+        skin_colour = (user_tint * user_tint).sum(1, keepdim=True).clamp_min(1e-6)
+
         def recolour(ycc: torch.Tensor) -> torch.Tensor:
             luma = (ycc[:, :1] - user_luma) * luma_ratio + template_luma
-            tint = (self.chroma_per_luma(ycc) - user_tint) * tint_ratio + template_tint
+            tint = self.chroma_per_luma(ycc)
+            # How much of the skin's colour a pixel has (1 the skin, 0 grey): on a photo with
+            # natural skin colour, only that much of the skin's move is made.
+            along = ((tint * user_tint).sum(1, keepdim=True) / skin_colour).clamp(0, 1)
+            move = 1 - natural * (1 - along)
+            tint = tint + (template_tint - user_tint) * move + (tint - user_tint) * (tint_ratio - 1)
             return torch.cat([luma, tint * (luma + CHROMA_LUMA_FLOOR)], 1)
 
         matched_small = recolour(user_small)
@@ -586,6 +608,19 @@ class FuseProgram(torch.nn.Module):
         size = user.shape[-1] // DETAIL_SCALE
         shading = F.interpolate(self.convert(shading, self.ycc_to_rgb), size=(size, size), mode="bilinear", align_corners=False)
         return self.convert(recolour(self.convert(user, self.rgb_to_ycc)), self.ycc_to_rgb), shading
+
+    @staticmethod
+    def natural_skin(user_tint: torch.Tensor, template_tint: torch.Tensor) -> torch.Tensor:
+        """(N, 1, 1, 1), 0..1: whether the user's skin has a natural colour (of the template
+        skin's hue, at least about as saturated), so its difference from the template's is
+        the person's, not the light's."""
+        user_norm = torch.sqrt((user_tint * user_tint).sum(1, keepdim=True))
+        template_norm = torch.sqrt((template_tint * template_tint).sum(1, keepdim=True)).clamp_min(1e-3)
+        cosine = (user_tint * template_tint).sum(1, keepdim=True) / (user_norm * template_norm).clamp_min(1e-6)
+        hue = ((cosine - NATURAL_HUE_FROM) / (NATURAL_HUE_TO - NATURAL_HUE_FROM)).clamp(0, 1)
+        saturation = ((user_norm / template_norm - NATURAL_SATURATION_FROM)
+                      / (NATURAL_SATURATION_TO - NATURAL_SATURATION_FROM)).clamp(0, 1)
+        return hue * saturation
 
     @staticmethod
     def chroma_per_luma(ycc: torch.Tensor) -> torch.Tensor:

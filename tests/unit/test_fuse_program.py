@@ -204,6 +204,26 @@ def test_coloured_light_is_taken_off_the_eyes_as_well_as_the_skin(program):
     assert eye.max() - eye.min() < 0.08, eye  # a constant shift: 0.25 (purple)
 
 
+def test_a_dark_skinned_face_keeps_black_brows_black_on_a_paler_template(program):
+    # No coloured light: the skin is darker and warmer than the template's. The skin
+    # lands on the template's colour; the brow, near black, stays a neutral dark (moved
+    # as the skin is, it went blue-grey).
+    skin, template_skin, brow = np.array([0.45, 0.27, 0.18]), np.array([0.85, 0.66, 0.57]), np.array([0.12, 0.1, 0.09])
+    size, cells = 96, 96 // 4
+    user = np.tile(skin[:, None, None], (1, size, size))
+    user[:, 40:48, 24:72] = brow[:, None, None]
+    template = np.tile(template_skin[:, None, None], (1, size, size))
+    region = np.ones((1, 1, cells, cells), np.float32)
+    region[..., 10:12, 6:18] = 0
+    t = lambda x: torch.from_numpy(np.ascontiguousarray(x, np.float32))[None] if x.ndim == 3 else torch.from_numpy(x)
+    with torch.no_grad():
+        matched, _ = program.match_colour(t(user), t(template), t(region), t(region))
+    matched = matched[0].numpy()
+    np.testing.assert_allclose(matched[:, 10, 80], template_skin, atol=0.02)
+    brow_out = matched[:, 44, 48]
+    assert brow_out[2] <= brow_out[0] + 0.01, brow_out  # moved as the skin: blue over red by 0.095 (blue-grey)
+
+
 def test_the_template_s_glasses_do_not_show_through_a_patch_the_skin_test_turns_down(featureless_program):
     # Blue eye shadow on the user where the template has a dark glasses rim: the shadow
     # is not skin, and what replaces it must be skin, not the rim (a second pair of eyes).
