@@ -92,6 +92,13 @@ LIP_POINTS = frozenset({
 })
 BROW_POINTS = frozenset({46, 53, 52, 65, 55, 70, 63, 105, 66, 107, 276, 283, 282, 295, 285, 300, 293, 334, 296, 336})
 FEATURE_POINTS = EYE_POINTS | LIP_POINTS | BROW_POINTS
+# A brow's triangles reach up into the forehead: those whose centre lies above the brow
+# points they touch (by this much, in the canonical crop's pixels) are not the brow. They
+# were never tested, and a hat's brim there was fused as a grey band across the forehead.
+# Tested as skin, a furrowed brow's dark creases were turned down (a pale smudge over
+# the brows): there only what is much darker than the skin is (a brim, a fringe).
+BROW_ABOVE_PX = 0.5
+BROW_DARK_FROM, BROW_DARK_TO = 0.40, 0.25
 # The warp fades out over a ring of triangles between the face oval and the oval scaled
 # by this much about its centre: outside that ring the template is not moved.
 RING_SCALE = 1.3
@@ -176,6 +183,7 @@ class MeshTopology:
     ring: np.ndarray  # (T,) bool: has a ring vertex (outside the face)
     feature: np.ndarray  # (T,) bool: touches an eye, brow or lip point
     eye_or_lip: np.ndarray  # (T,) bool: touches an eye or lip point (never mirrored)
+    above_brow: np.ndarray  # (T,) bool: touches a brow point from the forehead above it
     beard: np.ndarray  # (T,) bool: its centre lies in the beard zone
     groups: tuple[tuple[np.ndarray, int], ...]  # (triangle indices, window cells)
     mirror: np.ndarray  # (V,) int64: each vertex's left/right partner (itself without a pairing)
@@ -201,7 +209,12 @@ def mesh_topology(canonical_xy: np.ndarray, mirror_index: list[int] | None = Non
     if len(triangles) >= TRIANGLE_SLOTS:
         raise ValueError(f"{len(triangles)} triangles; the depth key holds at most {TRIANGLE_SLOTS}")
     ring = (triangles >= MESH_POINTS).any(1)
-    feature = np.isin(triangles, list(FEATURE_POINTS)).any(1)
+    # A brow's triangles reach up into the forehead; only those at or below its points
+    # are the brow. Above it the skin test runs, for what is much darker (see BROW_DARK_FROM).
+    on_brow = np.isin(triangles, list(BROW_POINTS))
+    brow_y = (points[triangles][..., 1] * on_brow).sum(1) / np.maximum(on_brow.sum(1), 1)
+    above_brow = on_brow.any(1) & (points[triangles][..., 1].mean(1) < brow_y - BROW_ABOVE_PX)
+    feature = np.isin(triangles, list(FEATURE_POINTS)).any(1) & ~above_brow
     eye_or_lip = np.isin(triangles, list(EYE_POINTS | LIP_POINTS)).any(1)
     beard = beard_zone(points[triangles].mean(1), canonical_xy[:, :2]) & ~ring
     extent = (points[triangles].max(1) - points[triangles].min(1)).max(1)
@@ -218,7 +231,7 @@ def mesh_topology(canonical_xy: np.ndarray, mirror_index: list[int] | None = Non
     oval_position = {point: k for k, point in enumerate(FACE_OVAL)}
     ring_pairs = [MESH_POINTS + oval_position.get(int(pairs[point]), k) for k, point in enumerate(FACE_OVAL)]
     mirror = np.concatenate([pairs, np.asarray(ring_pairs, np.int64)])
-    return MeshTopology(triangles, ring, feature, eye_or_lip, beard, tuple(groups), mirror)
+    return MeshTopology(triangles, ring, feature, eye_or_lip, above_brow, beard, tuple(groups), mirror)
 
 
 def beard_zone(xy: np.ndarray, mesh_xy: np.ndarray) -> np.ndarray:
@@ -274,6 +287,7 @@ class FuseProgram(torch.nn.Module):
         self.register_buffer("ring_triangle", torch.from_numpy(topology.ring).float(), persistent=False)
         self.register_buffer("feature_triangle", torch.from_numpy(topology.feature).float(), persistent=False)
         self.register_buffer("eye_or_lip_triangle", torch.from_numpy(topology.eye_or_lip).float(), persistent=False)
+        self.register_buffer("above_brow_triangle", torch.from_numpy(topology.above_brow).float(), persistent=False)
         self.register_buffer("beard_triangle", torch.from_numpy(topology.beard).float(), persistent=False)
         self.register_buffer("mirror_vertex", torch.from_numpy(topology.mirror), persistent=False)
         self.groups = []
@@ -534,10 +548,10 @@ class FuseProgram(torch.nn.Module):
         return ((excess - SHINE_FROM) / (SHINE_TO - SHINE_FROM)).clamp(0, 1)
 
     def skin_weight(self, user_small: torch.Tensor, skin: torch.Tensor, feature: torch.Tensor,
-                    beard: torch.Tensor, shine: torch.Tensor) -> torch.Tensor:
+                    beard: torch.Tensor, shine: torch.Tensor, above_brow: torch.Tensor | None = None) -> torch.Tensor:
         """1 where the user's pixel (YCbCr, grid size) may be used: skin-coloured, not
         dark and not shine, or inside an eye, brow or lip triangle (features are never
-        tested), or dark in the beard zone."""
+        tested), or dark in the beard zone; just above the brows, not much darker."""
         mean, std = self.weighted_stats(user_small, skin)
         spread = std[:, 1:3].clamp_min(SKIN_CHROMA_MIN_SPREAD)
         chroma = torch.sqrt((((user_small[:, 1:3] - mean[:, 1:3]) / spread) ** 2).sum(1, keepdim=True))
@@ -546,6 +560,9 @@ class FuseProgram(torch.nn.Module):
         dark = ((SKIN_DARK_FROM - darkness) / (SKIN_DARK_FROM - SKIN_DARK_TO)).clamp(0, 1)
         turned_down = torch.maximum(off_colour, dark)
         turned_down = turned_down + beard * (off_colour * (1 - dark) - turned_down)
+        if above_brow is not None:
+            much_darker = ((BROW_DARK_FROM - darkness) / (BROW_DARK_FROM - BROW_DARK_TO)).clamp(0, 1)
+            turned_down = turned_down + above_brow * (torch.maximum(off_colour, much_darker) - turned_down)
         turned_down = torch.maximum(turned_down, shine)
         return 1 - (1 - feature) * turned_down
 
@@ -736,10 +753,11 @@ class FuseProgram(torch.nn.Module):
         mirror_visible = self.visibility(-self.facing(user_3d.index_select(1, self.mirror_vertex)) / target_facing)
         mirrored = ((1 - visible) * mirror_visible * (1 - self.ring_triangle) * (1 - self.eye_or_lip_triangle)
                     * self.turn_past_mirror_yaw(user_mesh))
-        per_triangle = torch.stack([visible, self.feature_triangle.expand(n, -1), self.beard_triangle.expand(n, -1), mirrored], 1)
-        at_triangle = torch.gather(per_triangle, 2, triangle.unsqueeze(1).expand(-1, 4, -1)) * covered.unsqueeze(1)
-        at_triangle = at_triangle.reshape(n, 4, g, g)
-        feature_grid, beard_grid = at_triangle[:, 1:2], at_triangle[:, 2:3]
+        per_triangle = torch.stack([visible, self.feature_triangle.expand(n, -1), self.beard_triangle.expand(n, -1), mirrored,
+                                    self.above_brow_triangle.expand(n, -1)], 1)
+        at_triangle = torch.gather(per_triangle, 2, triangle.unsqueeze(1).expand(-1, 5, -1)) * covered.unsqueeze(1)
+        at_triangle = at_triangle.reshape(n, 5, g, g)
+        feature_grid, beard_grid, above_brow_grid = at_triangle[:, 1:2], at_triangle[:, 2:3], at_triangle[:, 4:5]
         mirrored_grid = self.smooth(at_triangle[:, 3:4])
         visible_grid = (self.smooth(at_triangle[:, 0:1]) + mirrored_grid).clamp(0, 1)
         mirrored_full = F.interpolate(mirrored_grid, size=(size, size), mode="bilinear", align_corners=False)
@@ -752,7 +770,8 @@ class FuseProgram(torch.nn.Module):
         user_small = self.convert(F.avg_pool2d(user_warped, GRID_STRIDE), self.rgb_to_ycc)
         shine = self.shine(user_small, inner * visible_grid * (1 - feature_grid))
         skin = inner * visible_grid * (1 - feature_grid) * (1 - shine)
-        usable_sharp = face_mask * visible_grid * self.skin_weight(user_small, skin, feature_grid, beard_grid, shine)
+        usable_sharp = face_mask * visible_grid * self.skin_weight(user_small, skin, feature_grid, beard_grid, shine,
+                                                                              above_brow_grid)
         usable = self.smooth(usable_sharp)
 
         # 4-5. colour-matched user face mixed with the template face

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from facefuse.vision.alignment import scale_geometry
-from facefuse_build.fuse_program import FACE_OVAL, NOSE_TIP, FuseProgram, mesh_topology, ring_points
+from facefuse_build.fuse_program import BROW_POINTS, FACE_OVAL, NOSE_TIP, FuseProgram, mesh_topology, ring_points
 
 SIZE = 384
 
@@ -400,3 +400,33 @@ def test_a_template_s_teeth_do_not_light_the_skin_around_the_user_s_closed_mouth
     luma = fused @ np.array([0.299, 0.587, 0.114], np.float32)
     above_lip, cheek = luma[228:246, 160:224].mean(), luma[180:200, 110:150].mean()
     assert above_lip - cheek < 2.5  # 5.5 grey levels brighter while the teeth were in the light (0.7 now)
+
+
+def test_the_forehead_above_a_brow_is_not_the_brow():
+    # The triangles that touch a brow from above reached up into the forehead and, as
+    # features, were never tested: a hat's brim there was fused as a grey band.
+    mesh = synthetic_mesh()
+    brow = sorted(BROW_POINTS)
+    mesh[brow, 0], mesh[brow, 1] = np.linspace(110, 274, len(brow)), 150.0
+    topology = mesh_topology(mesh)
+    points = np.concatenate([mesh[:, :2], ring_points(mesh[:, :2])])
+    centre_y = points[topology.triangles][..., 1].mean(1)
+    touching = np.isin(topology.triangles, brow).any(1)
+    above, below = touching & (centre_y < 149), touching & (centre_y > 151)
+    assert above.any() and below.any()
+    assert topology.above_brow[above].all() and not topology.feature[above].any()
+    assert topology.feature[below].all() and not topology.above_brow[below].any()
+
+
+def test_above_the_brows_only_what_is_much_darker_than_the_skin_is_turned_down(program):
+    # A furrow there is skin; a hat's brim is not. Elsewhere both are turned down.
+    skin_ycc, cells = torch.tensor([0.5, -0.03, 0.05]), 8
+    user = skin_ycc.view(1, 3, 1, 1).repeat(1, 1, cells, cells)
+    user[:, 0, 2, :] = 0.5 * 0.35  # a furrow
+    user[:, 0, 5, :] = 0.5 * 0.15  # a brim
+    region, none = torch.ones(1, 1, cells, cells), torch.zeros(1, 1, cells, cells)
+    with torch.no_grad():
+        above = program.skin_weight(user, region, none, none, none, torch.ones(1, 1, cells, cells))[0, 0]
+        elsewhere = program.skin_weight(user, region, none, none, none, none)[0, 0]
+    assert above[2].min() > 0.9 and above[5].max() < 0.1
+    assert elsewhere[2].max() < 0.5 and elsewhere[5].max() < 0.1
