@@ -321,11 +321,15 @@ def _model_specs(profile: Profile, settings: Settings, python_delay_us: int) -> 
             runs_networks=True, parameters=quality_limits,
         ),
         ModelSpec(
+            # fuse -> beautify -> the poster (postprocess's work, in the same stub).
             "fuse_faces",
-            (USER_FACES, USER_MESHES, TEMPLATE_FACES, TEMPLATE_MESHES, c.FUSE_DEGREE, c.PROFILE_DEGREE, c.BEAUTY),
-            (FUSED_FACES, FUSED_MASKS), network=False, runs_networks=True, max_batch_size=8,
+            (USER_FACES, USER_MESHES, TEMPLATE_FACES, TEMPLATE_MESHES, c.FUSE_DEGREE, c.PROFILE_DEGREE, c.BEAUTY,
+             c.TEMPLATE_ID, TEMPLATE_VERSION, _renamed(c.FACE_AFFINES, "template_affines"), c.ADD_LABEL,
+             c.OUTPUT_FORMAT, c.OUTPUT_QUALITY),
+            (c.POSTER, *POSTER_VERDICT), network=False, runs_networks=True, max_batch_size=8,
             max_queue_delay_us=python_delay_us, instances_cpu=2,
-            ragged_inputs=("user_faces", "user_meshes", "template_faces", "template_meshes"),
+            ragged_inputs=("user_faces", "user_meshes", "template_faces", "template_meshes", "template_affines"),
+            parameters={"template_dir": str(s.templates_path)},
         ),
     ]
 
@@ -432,10 +436,11 @@ CPU_USER_SIDE = (
 )
 CPU_TEMPLATE_SIDE = (
     TEMPLATE_SIDE[0],  # template_bank
+    # The fused crops are pasted in the stub that made them (fuse_faces runs postprocess's code).
     Step("fuse_faces", _identity("user_faces", "user_meshes", "template_faces", "template_meshes", "fuse_degree",
-                                 "profile_degree", "beauty"),
-         {"fused_faces": "poster_faces", "fused_masks": "poster_masks"}),
-    TEMPLATE_SIDE[-1],  # postprocess
+                                 "profile_degree", "beauty", "template_id", "template_version", "template_affines",
+                                 "add_label", "output_format", "output_quality"),
+         _identity("poster", "poster_quality", "poster_warnings")),
 )
 
 

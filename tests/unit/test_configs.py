@@ -124,7 +124,7 @@ def test_both_profiles_chain_the_same_ensembles_the_cpu_one_through_its_in_proce
     cpu_models, cpu = configs.repository_configs(Profile("cpu"), SETTINGS)
     gpu_models, gpu = configs.repository_configs(Profile("gpu"), SETTINGS)
     steps = lambda config: [s["model_name"] for s in config["ensemble_scheduling"]["step"]]  # noqa: E731
-    assert steps(cpu["face_fusion"]) == ["detect_faces", "mesh_faces", "template_bank", "fuse_faces", "postprocess"]
+    assert steps(cpu["face_fusion"]) == ["detect_faces", "mesh_faces", "template_bank", "fuse_faces"]
     assert steps(gpu["face_fusion"]) == ["decode", "face_detector", "align", "face_landmarks", "face_quality",
                                          "template_bank", "fuse", "beautify", "postprocess"]
     for name in ("face_analyze", "face_fuse", "face_fusion", "face_beautify"):  # same interface on both

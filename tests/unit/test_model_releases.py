@@ -56,7 +56,7 @@ def test_the_cpu_profiles_steps_load_and_pin_their_networks_versions():
     assert models["detect_faces"]["version_policy"] == {"specific": {"versions": [1]}}
     for name, release_fuse in (("face_fusion", 1), ("face_fusion_r1", 1), ("face_fusion_r2", 2)):
         steps = {s["model_name"]: s["model_version"] for s in ensembles[name]["ensemble_scheduling"]["step"]}
-        assert list(steps) == ["detect_faces", "mesh_faces", "template_bank", "fuse_faces", "postprocess"]
+        assert list(steps) == ["detect_faces", "mesh_faces", "template_bank", "fuse_faces"]
         assert (steps["detect_faces"], steps["mesh_faces"], steps["fuse_faces"]) == (1, 1, release_fuse)
         validate(ensembles[name])
 

@@ -57,19 +57,18 @@ class Knob:
 
 
 # The cpu profile's steps that hold the time (bench photo at concurrency 8: fuse_faces'
-# and postprocess's compute, the hops' queue delay), not every field of every model.
-CPU_STEPS = ("template_bank", "detect_faces", "mesh_faces", "fuse_faces", "postprocess")
+# compute, the hops' queue delay), not every field of every model.
+CPU_STEPS = ("template_bank", "detect_faces", "mesh_faces", "fuse_faces")
 DEFAULT_KNOBS = (
     Knob("python stages' queue delay (us)", (0, 250, 1000, 4000)),
     # A Python step serves the requests of one execution one after another: a batch of 3
     # keeps one instance busy for three posters while the others may idle. A preferred
     # batch size of 1 sends each request to an instance at once.
     Knob("cpu steps' preferred batch size", (None, (1,)), CPU_STEPS, "cpu_preferred_batch_sizes"),
-    Knob("fuse_faces instances", (1, 2, 3), ("fuse_faces",), "instances_cpu"),
-    Knob("postprocess instances", (1, 2, 3), ("postprocess",), "instances_cpu"),
+    Knob("fuse_faces instances", (2, 3, 4), ("fuse_faces",), "instances_cpu"),
     Knob("detect_faces instances", (1, 2, 3), ("detect_faces",), "instances_cpu"),
     Knob("mesh_faces instances", (1, 2), ("mesh_faces",), "instances_cpu"),
-    # postprocess's verification calls face_landmarks through BLS
+    # fuse_faces' verification calls face_landmarks through BLS
     Knob("face_landmarks queue delay (us)", (0, 1000), ("face_landmarks",), "max_queue_delay_us"),
 )
 QUICK_KNOBS = (Knob("python stages' queue delay (us)", (0, 1000)),)

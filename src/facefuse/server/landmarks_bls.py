@@ -1,6 +1,6 @@
-"""The face-mesh network called from inside postprocess (the verification looks for the
-face again on the fused crops), through Triton's in-process BLS API. Only imported in
-the stub."""
+"""The face-mesh network called from inside the poster's verification (postprocess on
+the gpu profile, fuse_faces on the cpu profile: it looks for the face again on the fused
+crops), through Triton's in-process BLS API. Only imported in the stub."""
 
 from __future__ import annotations
 

@@ -8,9 +8,10 @@ the gpu profile's separate models run:
 
 - detect_faces: decode -> face_detector -> align (the second pass on tiles too);
 - mesh_faces: face_landmarks -> face_quality;
-- fuse_faces: fuse -> beautify (faces without beauty pass through);
-- template_bank and postprocess stay their own models (template_bank has versions of
-  its own; postprocess verifies with face_landmarks through BLS).
+- fuse_faces: fuse -> beautify (faces without beauty pass through) -> the poster
+  (verified with face_landmarks through BLS, pasted, encoded: facefuse.server.poster,
+  the code the gpu profile's postprocess runs), so the fused crops never leave the stub;
+- template_bank stays its own model (it has versions of its own).
 
 Step version N runs version N of its network (facefuse.models_admin.versions.STEP_NETWORKS),
 read from the network's own version directory, so publishing, canary, promote and
@@ -26,10 +27,13 @@ import numpy as np
 from facefuse.models_admin.versions import STEP_NETWORKS, versions
 from facefuse.onnxrt import onnx_session
 from facefuse.server.adapter import array, parameters, respond_each, response, verdict_tensors
+from facefuse.server.poster import finish_poster
 from facefuse.stages.align import AlignParams, align_main_face
 from facefuse.stages.beauty import run_where_asked
 from facefuse.stages.decode import DecodeParams, decode
 from facefuse.stages.face_quality import check_faces
+from facefuse.stages.template_bank import TemplateBank
+from facefuse.templates import TemplateStore
 from facefuse.vision.face_quality import QualityLimits
 
 
@@ -90,10 +94,12 @@ BEAUTIFY_OUTPUTS = ["beautified_faces", "beautified_masks"]
 
 
 class FuseFaces(_Step):
-    """The user's faces fused into the template's, then beautified where asked."""
+    """The user's faces fused into the template's, beautified where asked, and the poster
+    made of them: verified, pasted into the template and encoded."""
 
     def setup(self, session) -> None:
         self.fuser = session
+        self.bank = TemplateBank(TemplateStore(Path(self.params["template_dir"])))
         # beautify has no releases of its own: the newest build serves, as on its own model
         beautify = self.repository / "beautify" / str(versions(self.repository, "beautify")[-1]) / "model.onnx"
         self.beautifier = onnx_session(beautify, self.threads)
@@ -104,4 +110,4 @@ class FuseFaces(_Step):
                  "user_meshes": array(request, "user_meshes"), "profile_degree": array(request, "profile_degree"),
                  "beauty": array(request, "beauty")}
         faces, masks = run_where_asked(feeds, BEAUTIFY_OUTPUTS, lambda f: self.beautifier.run(BEAUTIFY_OUTPUTS, f))
-        return response(fused_faces=faces, fused_masks=masks)
+        return finish_poster(self.bank, request, faces[0], masks[0])
