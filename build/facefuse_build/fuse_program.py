@@ -181,7 +181,7 @@ class MeshTopology:
 
     triangles: np.ndarray  # (T, 3) int64, counter-clockwise in image coordinates
     ring: np.ndarray  # (T,) bool: has a ring vertex (outside the face)
-    feature: np.ndarray  # (T,) bool: touches an eye, brow or lip point
+    feature: np.ndarray  # (T,) bool: touches an eye, brow or lip point (not from above a brow)
     eye_or_lip: np.ndarray  # (T,) bool: touches an eye or lip point (never mirrored)
     above_brow: np.ndarray  # (T,) bool: touches a brow point from the forehead above it
     beard: np.ndarray  # (T,) bool: its centre lies in the beard zone
@@ -209,8 +209,7 @@ def mesh_topology(canonical_xy: np.ndarray, mirror_index: list[int] | None = Non
     if len(triangles) >= TRIANGLE_SLOTS:
         raise ValueError(f"{len(triangles)} triangles; the depth key holds at most {TRIANGLE_SLOTS}")
     ring = (triangles >= MESH_POINTS).any(1)
-    # A brow's triangles reach up into the forehead; only those at or below its points
-    # are the brow. Above it the skin test runs, for what is much darker (see BROW_DARK_FROM).
+    # Only a brow's triangles at or below its points are the brow (see BROW_ABOVE_PX).
     on_brow = np.isin(triangles, list(BROW_POINTS))
     brow_y = (points[triangles][..., 1] * on_brow).sum(1) / np.maximum(on_brow.sum(1), 1)
     above_brow = on_brow.any(1) & (points[triangles][..., 1].mean(1) < brow_y - BROW_ABOVE_PX)
@@ -771,7 +770,7 @@ class FuseProgram(torch.nn.Module):
         shine = self.shine(user_small, inner * visible_grid * (1 - feature_grid))
         skin = inner * visible_grid * (1 - feature_grid) * (1 - shine)
         usable_sharp = face_mask * visible_grid * self.skin_weight(user_small, skin, feature_grid, beard_grid, shine,
-                                                                              above_brow_grid)
+                                                                   above_brow_grid)
         usable = self.smooth(usable_sharp)
 
         # 4-5. colour-matched user face mixed with the template face
