@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     max_yaw_deg: float = 35.0
     max_pitch_deg: float = 30.0
     max_eyes_covered: float = 0.6
-    max_one_eye_covered: float = 0.6
+    max_one_eye_covered: float = 0.8
     max_face_strands: float = 0.07
     max_mouth_covered: float = 0.55
     min_face_brightness: float = 30.0

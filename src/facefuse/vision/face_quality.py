@@ -86,11 +86,8 @@ class QualityLimits:
     # Fraction of the skin around the two eyes that is not the face's skin (mean of
     # both eyes): sunglasses, a hand or hair over the eyes.
     max_eyes_covered: float = 0.6
-    # The same around either eye alone: a lock of hair or a hand over one eye. The three
-    # development photos over 0.6 (0.65-0.69: a dark lock over dark skin, a hand, a face
-    # half hidden by a neighbour's) gave six posters rated unpublishable; the next reads
-    # 0.52, heavy make-up at most 0.42. It was 0.8 until stop 30.
-    max_one_eye_covered: float = 0.6
+    # The same around either eye alone: a lock of hair or a hand over one eye.
+    max_one_eye_covered: float = 0.8
     # Share of the mid-face crossed by thin dark lines: hair strands over the face.
     max_strands: float = 0.07
     # The same below the lips, not counting what is darker than the skin (a beard): a cup,
