@@ -185,20 +185,28 @@ def test_a_beard_around_the_mouth_and_chin_is_kept_an_object_there_is_not(featur
     assert np.abs(fused[chin].mean((0, 1)) - (70, 90, 190)).max() > 40
 
 
+def match_flat_faces(program, user_skin, patch, patch_rgb, template_skin, hole) -> np.ndarray:
+    """match_colour on flat 96 px faces: the user's skin with one patch (rows, cols) of
+    patch_rgb, the template's skin; the skin statistics leave out `hole` (grid cells)."""
+    size, cells = 96, 96 // 4
+    user = np.tile(np.asarray(user_skin)[:, None, None], (1, size, size))
+    user[:, patch[0], patch[1]] = np.asarray(patch_rgb)[:, None, None]
+    template = np.tile(np.asarray(template_skin)[:, None, None], (1, size, size))
+    region = np.ones((1, 1, cells, cells), np.float32)
+    region[..., hole[0], hole[1]] = 0
+    t = lambda x: torch.from_numpy(np.ascontiguousarray(x, np.float32))[None] if x.ndim == 3 else torch.from_numpy(x)  # noqa: E731
+    with torch.no_grad():
+        matched, _ = program.match_colour(t(user), t(template), t(region), t(region))
+    return matched[0].numpy()
+
+
 def test_coloured_light_is_taken_off_the_eyes_as_well_as_the_skin(program):
     # Green light on a face with grey eyes: the skin must land on the template's colour,
     # and the eyes, darker, must come back grey (a constant shift turns them purple).
     skin, iris, green_light = np.array([0.78, 0.59, 0.51]), np.array([0.3, 0.3, 0.3]), np.array([0.6, 1.2, 0.6])
-    size, cells = 96, 96 // 4
-    user = np.tile((skin * green_light)[:, None, None], (1, size, size))
-    user[:, 40:56, 40:56] = (iris * green_light)[:, None, None]
-    template = np.tile(skin[:, None, None], (1, size, size))
-    region = np.ones((1, 1, cells, cells), np.float32)
-    region[..., 9:15, 9:15] = 0  # the skin statistics leave the eye out
-    t = lambda x: torch.from_numpy(np.ascontiguousarray(x, np.float32))[None] if x.ndim == 3 else torch.from_numpy(x)
-    with torch.no_grad():
-        matched, _ = program.match_colour(t(user), t(template), t(region), t(region))
-    matched = matched[0].numpy()
+    # the skin statistics leave the eye out
+    matched = match_flat_faces(program, skin * green_light, (slice(40, 56), slice(40, 56)), iris * green_light, skin,
+                               (slice(9, 15), slice(9, 15)))
     np.testing.assert_allclose(matched[:, 10, 80], skin, atol=0.02)
     eye = matched[:, 48, 48]
     assert eye.max() - eye.min() < 0.08, eye  # a constant shift: 0.25 (purple)
@@ -209,16 +217,8 @@ def test_a_dark_skinned_face_keeps_black_brows_black_on_a_paler_template(program
     # lands on the template's colour; the brow, near black, stays a neutral dark (moved
     # as the skin is, it went blue-grey).
     skin, template_skin, brow = np.array([0.45, 0.27, 0.18]), np.array([0.85, 0.66, 0.57]), np.array([0.12, 0.1, 0.09])
-    size, cells = 96, 96 // 4
-    user = np.tile(skin[:, None, None], (1, size, size))
-    user[:, 40:48, 24:72] = brow[:, None, None]
-    template = np.tile(template_skin[:, None, None], (1, size, size))
-    region = np.ones((1, 1, cells, cells), np.float32)
-    region[..., 10:12, 6:18] = 0
-    t = lambda x: torch.from_numpy(np.ascontiguousarray(x, np.float32))[None] if x.ndim == 3 else torch.from_numpy(x)
-    with torch.no_grad():
-        matched, _ = program.match_colour(t(user), t(template), t(region), t(region))
-    matched = matched[0].numpy()
+    matched = match_flat_faces(program, skin, (slice(40, 48), slice(24, 72)), brow, template_skin,
+                               (slice(10, 12), slice(6, 18)))
     np.testing.assert_allclose(matched[:, 10, 80], template_skin, atol=0.02)
     brow_out = matched[:, 44, 48]
     assert brow_out[2] <= brow_out[0] + 0.01, brow_out  # moved as the skin: blue over red by 0.095 (blue-grey)
