@@ -139,8 +139,8 @@ ANALYZE_OUTPUTS = [InferRequestedOutput(n) for n in ("user_faces", "user_meshes"
 
 def fusion_stages(client) -> tuple[str, ...]:
     """The models one fusion runs in, in order (a sync gRPC client): face_fusion's steps,
-    which differ by profile (facefuse_build.configs), and face_landmarks, which postprocess
-    calls through BLS to verify the poster."""
+    which differ by profile (facefuse_build.configs), and face_landmarks, which the poster's
+    verification (postprocess, or fuse_faces on the cpu profile) calls through BLS."""
     config = client.get_model_config("face_fusion", as_json=True)["config"]
     return tuple(dict.fromkeys([*(s["model_name"] for s in config["ensemble_scheduling"]["step"]), "face_landmarks"]))
 

@@ -2,8 +2,9 @@
 
 Each lookup checks the store for the newest version (one directory listing), so a
 template added or replaced while the server runs serves on its next request; loaded
-versions are cached. `postprocess` holds a bank too and asks for the version that
-`template_bank` resolved, so both stages of one request see the same template.
+versions are cached. `postprocess` (on the cpu profile `fuse_faces`) holds a bank too and
+asks for the version that `template_bank` resolved, so both stages of one request see the
+same template.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The verification inside postprocess: every fused face looked at again before the
+"""The verification inside postprocess (fuse_faces on the cpu profile): every fused face looked at again before the
 poster ships (facefuse.vision.poster_check), refused as FUSION_QUALITY_LOW if it fails.
 
 `find_meshes` runs the face-mesh network on fused crops: through BLS in the Triton stub,
