@@ -120,13 +120,13 @@ def templates_add(
 
 @templates_app.command("add-samples")
 def templates_add_samples(force: bool = typer.Option(False, help="Re-register samples already present.")) -> None:
-    """Register the sample templates made from package photos (skips ones present)."""
-    from facefuse.samples import sample_templates
+    """Register the sample templates made from package photos (skips ones present, unless
+    the sample itself changed since)."""
+    from facefuse.samples import is_registered, sample_templates
 
     store = _store()
-    present = set(store.ids())
     for template_id, (data, source) in sample_templates().items():
-        if template_id in present and not force:
+        if is_registered(store, template_id, source) and not force:
             typer.echo(f"{template_id}: present")
             continue
         _register(template_id, data, None, source)

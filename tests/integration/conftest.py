@@ -25,14 +25,13 @@ def built_repository(settings):
 @pytest.fixture(scope="session")
 def template_store(settings, built_repository):
     from facefuse.local_pipeline import LocalPipeline
-    from facefuse.samples import sample_templates
+    from facefuse.samples import is_registered, sample_templates
     from facefuse.templates import TemplateStore
 
     store = TemplateStore(settings.templates_path)
-    present = set(store.ids())
     pipeline = None
     for template_id, (data, source) in sample_templates().items():
-        if template_id not in present:
+        if not is_registered(store, template_id, source):
             pipeline = pipeline or LocalPipeline(settings)
             store.add(pipeline.analyze_template(template_id, data, source=source))
     return store
