@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from facefuse.settings import get_settings
+from facefuse.templates import TemplateStore
 
 INSIGHTFACE_WHEEL_GLOB = "insightface-*.whl"
 GROUP_PHOTO_MEMBER = "insightface/data/images/t1.jpg"
@@ -152,9 +153,10 @@ def painted_out(image: np.ndarray, boxes: tuple[tuple[int, int, int, int], ...])
     mask[backdrop] = 0
     filled = cv2.inpaint(image, mask, RETOUCH_RADIUS_PX, cv2.INPAINT_TELEA).astype(np.float32)
     pixels = image.astype(np.float32)
-    texture = np.roll(pixels - cv2.GaussianBlur(pixels, (0, 0), TEXTURE_SIGMA_PX), -TEXTURE_FROM_BELOW_PX, axis=0)
+    detail = pixels - cv2.GaussianBlur(pixels, (0, 0), TEXTURE_SIGMA_PX)
+    below = np.pad(detail, ((0, TEXTURE_FROM_BELOW_PX), (0, 0), (0, 0)), mode="edge")[TEXTURE_FROM_BELOW_PX:]
     weight = cv2.GaussianBlur(mask.astype(np.float32) / 255.0, (0, 0), 1.0)[..., None]
-    return np.clip(filled + weight * texture, 0, 255).astype(np.uint8)
+    return np.clip(filled + weight * below, 0, 255).astype(np.uint8)
 
 
 @functools.cache
@@ -187,8 +189,8 @@ def sample_templates() -> dict[str, tuple[bytes, str]]:
     return templates
 
 
-def is_registered(store, template_id: str, source: str) -> bool:
-    """Whether `store` (a TemplateStore) serves this sample as made now: a sample made
+def is_registered(store: TemplateStore, template_id: str, source: str) -> bool:
+    """Whether `store` serves this sample as made now: a sample made
     differently since (its source line says how) is to be registered again, so an
     upgraded checkout serves the new one."""
     return template_id in store.ids() and store.info(template_id).get("source") == source
