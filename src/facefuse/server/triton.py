@@ -456,7 +456,14 @@ def start_triton(settings: Settings, endpoints: Endpoints, admin_key: str | None
     """
     from facefuse.server.launch import PRELOAD_VARIABLE
     from facefuse.server.secret_args import SecretArgsUnavailable, build_library, secret_placeholder
+    from facefuse.server.stage_settings import stale_stage_parameters
 
+    repositories = [settings.model_repository_dir, settings.ensembles_dir]
+    stale = stale_stage_parameters(settings, repositories)
+    if stale:
+        raise TritonStartError("the model repository was built with other settings than the ones in force; "
+                               "run `facefuse models build` (a no-op for the models) to write them: "
+                               + "; ".join(stale))
     run_dir = settings.var_dir / "triton"
     backends = prepare_backends(run_dir / "backends")
     try:
@@ -472,7 +479,6 @@ def start_triton(settings: Settings, endpoints: Endpoints, admin_key: str | None
     rotate_logs(log_path)
     remove_orphaned_shm_regions()
     shm_prefix = new_shm_prefix()
-    repositories = [settings.model_repository_dir, settings.ensembles_dir]
     if user is not None:  # built before files were shared with the server's user (facefuse.fileperms)
         for path in (*repositories, settings.templates_path):
             share(path)
