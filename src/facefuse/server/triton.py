@@ -31,7 +31,8 @@ from facefuse.settings import Settings, get_settings
 
 
 class TritonStartError(RuntimeError):
-    """tritonserver did not become ready; the message carries its log tail."""
+    """tritonserver was not started (a stale repository, no unprivileged user, ...) or did
+    not become ready; the message says why (its log tail where it ran)."""
 
 
 def pytriton_server_dir() -> Path:
