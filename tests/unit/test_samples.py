@@ -30,7 +30,7 @@ def test_a_rim_a_hinge_and_a_glint_in_the_box_are_painted_out_and_nothing_outsid
     assert (result[outside] == image[outside]).all()
 
 
-def test_the_blue_backdrop_beside_the_glasses_is_left_as_it_is():
+def test_the_blue_backdrop_beside_the_glasses_stays_blue_and_away_from_it_untouched():
     image = np.full((70, 90, 3), SKIN, np.uint8)
     image[:, 45:] = (70, 110, 200)  # the blue background beside the temple
     image[20:24, 24:45] = 20  # a rim up to it
