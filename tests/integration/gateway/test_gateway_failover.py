@@ -146,8 +146,9 @@ def replica_gauge(gateway, what: str, url: str) -> float:
 
 
 def fuse_reasons(samples) -> dict[str, float]:
-    """Finished Fuse calls by reason."""
-    return {dict(labels)["reason"]: value for labels, value in samples["facefuse_gateway_calls_total"].items()
+    """Finished Fuse calls by reason (none until the gateway has ended a call: a labelled counter
+    has no sample before its first increment, and the caller may give up before the gateway ends it)."""
+    return {dict(labels)["reason"]: value for labels, value in samples.get("facefuse_gateway_calls_total", {}).items()
             if dict(labels)["rpc"] == "Fuse"}
 
 
