@@ -11,7 +11,7 @@ import tritonclient.grpc as grpcclient
 
 from facefuse.contract import DETECTOR_INPUT_PX
 from facefuse.settings import get_settings
-from facefuse.server.triton import MALLOC_TUNABLES
+from facefuse.server.triton import MALLOC_TUNABLES, OPENCV_THREADS
 from facefuse.stages.align import AlignParams, align_faces, detect
 from facefuse.stages.decode import DecodeParams, decode
 from facefuse_build.configs import Profile, model_specs
@@ -84,14 +84,16 @@ def test_the_repository_api_is_closed_without_the_admin_key(settings, built_repo
         assert client.is_model_ready("face_fusion")  # health stays open
 
 
-def test_the_server_and_every_stub_run_with_the_malloc_tunables(triton):
-    """Without them glibc hands large freed blocks back and every poster faults them in again."""
+def test_the_server_and_every_stub_run_with_the_malloc_tunables_and_opencv_on_one_thread(triton):
+    """Without the tunables glibc hands large freed blocks back and every poster faults them
+    in again; without one OpenCV thread each stub's loops oversubscribe the cores."""
     pids = [triton.process.pid, *map(int, Path(f"/proc/{triton.process.pid}/task/{triton.process.pid}/children").read_text().split())]
     assert len(pids) >= 1 + len(MODELS)
     for pid in pids:
         # Some glibc versions parse GLIBC_TUNABLES in place, turning each ':' into a NUL.
         environ = Path(f"/proc/{pid}/environ").read_bytes().replace(b"\0", b":")
         assert f":GLIBC_TUNABLES={MALLOC_TUNABLES}:".encode() in b":" + environ, pid
+        assert f":OPENCV_FOR_THREADS_NUM={OPENCV_THREADS}:".encode() in b":" + environ, pid
 
 
 def test_fuse_queues_photos_before_video_frames_and_serves_a_frame_sent_at_the_low_level(triton_client, astronaut):

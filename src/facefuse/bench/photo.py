@@ -231,21 +231,23 @@ class BaselineWorkers:
     alternate with Triton's in the same minutes."""
 
     def __init__(self, settings: Settings, workers: int):
-        from facefuse.server.triton import with_malloc_tunables
+        from facefuse.server.triton import with_worker_tunables
 
         self.workers = workers
-        # The workers run with the allocator settings the server runs with.
-        inherited = os.environ.get("GLIBC_TUNABLES")
-        os.environ["GLIBC_TUNABLES"] = with_malloc_tunables(os.environ)["GLIBC_TUNABLES"]
+        # The workers run with the allocator and thread settings the server runs with.
+        tunables = {k: v for k, v in with_worker_tunables(os.environ).items() if os.environ.get(k) != v}
+        inherited = {k: os.environ.get(k) for k in tunables}
+        os.environ.update(tunables)
         try:
             self._pool = multiprocessing.get_context("spawn").Pool(
                 workers, initializer=_baseline_init, initargs=(settings.model_dump_json(),)
             )
         finally:
-            if inherited is None:
-                del os.environ["GLIBC_TUNABLES"]
-            else:
-                os.environ["GLIBC_TUNABLES"] = inherited
+            for name, value in inherited.items():
+                if value is None:
+                    del os.environ[name]
+                else:
+                    os.environ[name] = value
         self._pool.map(_baseline_poster, [samples.astronaut()] * workers * 2)  # warm every worker
 
     def run(self, photo: bytes, requests: int) -> tuple[list[float], float, dict[str, float]]:

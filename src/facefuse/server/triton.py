@@ -70,11 +70,21 @@ def _copy_if_changed(src: Path, dst: Path) -> None:
 # brings that to about zero. (Tunables are read at process start; children inherit.)
 MALLOC_TUNABLES = "glibc.malloc.trim_threshold=268435456:glibc.malloc.mmap_threshold=33554432"
 
+# OpenCV runs its parallel loops (resize, warps, blurs) on a thread per core by default.
+# A stage's instances are already several workers per core, so those threads only
+# oversubscribe the cores: Triton's CPU per poster over the baseline's, 7 alternating
+# bench runs each on the 2-core box, median 1.19x with them, 1.16x without
+# (docs/running/benchmarks.md#opencv-one-thread). Parallelism comes from instances, as
+# ONNX Runtime's one intra-op thread per session already assumes.
+OPENCV_THREADS = "1"
 
-def with_malloc_tunables(env: dict[str, str]) -> dict[str, str]:
-    """env with MALLOC_TUNABLES; tunables the caller already set come last and win."""
+
+def with_worker_tunables(env: dict[str, str]) -> dict[str, str]:
+    """env with MALLOC_TUNABLES (the caller's own tunables come last and win) and OpenCV on
+    one thread per process (unless the caller set its own count)."""
     env = dict(env)
     env["GLIBC_TUNABLES"] = ":".join(t for t in (MALLOC_TUNABLES, env.get("GLIBC_TUNABLES", "")) if t)
+    env.setdefault("OPENCV_FOR_THREADS_NUM", OPENCV_THREADS)
     return env
 
 
@@ -83,7 +93,7 @@ _SECRET_VARIABLE = re.compile(r"^FACEFUSE_.*(KEY|SECRET|TOKEN|PASSWORD|CREDENTIA
 
 
 def server_environment() -> dict[str, str]:
-    env = {k: v for k, v in with_malloc_tunables(os.environ).items() if not _SECRET_VARIABLE.match(k)}
+    env = {k: v for k, v in with_worker_tunables(os.environ).items() if not _SECRET_VARIABLE.match(k)}
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     libs = [sysconfig.get_config_var("LIBDIR") or "", str(pytriton_server_dir().parent.parent / "nvidia_pytriton.libs")]
     env["LD_LIBRARY_PATH"] = os.pathsep.join([p for p in libs if p] + [env.get("LD_LIBRARY_PATH", "")])
