@@ -214,8 +214,7 @@ def _model_specs(profile: Profile, settings: Settings, python_delay_us: int) -> 
         "max_image_bytes": str(s.max_image_bytes),
     }
     quality_limits = {  # QualityLimits.from_parameters reads these
-        "max_yaw_deg": str(s.max_yaw_deg),
-        "max_pitch_deg": str(s.max_pitch_deg),
+        "max_turn_deg": str(s.max_turn_deg),
         "max_eyes_covered": str(s.max_eyes_covered),
         "max_one_eye_covered": str(s.max_one_eye_covered),
         "max_mouth_covered": str(s.max_mouth_covered),

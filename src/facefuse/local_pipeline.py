@@ -65,7 +65,7 @@ class LocalPipeline:
             second_pass_tiles=s.detector_second_pass_tiles,
         )
         self.quality_limits = QualityLimits(
-            max_yaw_deg=s.max_yaw_deg, max_pitch_deg=s.max_pitch_deg, max_eyes_covered=s.max_eyes_covered,
+            max_turn_deg=s.max_turn_deg, max_eyes_covered=s.max_eyes_covered,
             max_one_eye_covered=s.max_one_eye_covered, max_strands=s.max_face_strands,
             max_mouth_covered=s.max_mouth_covered,
             min_brightness=s.min_face_brightness, min_sharpness=s.min_face_sharpness,

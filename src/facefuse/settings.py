@@ -40,8 +40,8 @@ class Settings(BaseSettings):
     # A face whose box lies more than this fraction outside the image is refused.
     max_face_outside_fraction: float = 0.12
     # Quality gates before fusion (facefuse.vision.face_quality; README "Quality gates").
-    max_yaw_deg: float = 35.0
-    max_pitch_deg: float = 30.0
+    # The face's angle away from the camera (its yaw and pitch together), in degrees.
+    max_turn_deg: float = 26.0
     max_eyes_covered: float = 0.6
     max_one_eye_covered: float = 0.8
     max_face_strands: float = 0.07

@@ -72,8 +72,16 @@ def test_a_clear_frontal_face_scores_full_quality_without_warnings():
     assert verdict.quality == 1.0 and verdict.warnings == ()
 
 
-@pytest.mark.parametrize("yaw, pitch", [(40.0, 0.0), (-45.0, 0.0), (0.0, 35.0)])
-def test_a_head_turned_past_the_limits_is_refused_as_pose_unsupported(yaw, pitch):
+@pytest.mark.parametrize("yaw, pitch", [(0.0, 0.0), (26.0, 0.0), (0.0, -20.0), (20.0, 20.0), (-90.0, 0.0)])
+def test_the_turn_is_the_angle_between_the_face_and_the_camera(yaw, pitch):
+    forward = rotated(np.array([[192.0, 200.0, 0.0], [192.0, 200.0, -1.0]], np.float32), yaw, pitch)
+    direction = forward[1] - forward[0]
+    assert fq.turn_degrees(yaw, pitch) == pytest.approx(np.degrees(np.arccos(-direction[2])), abs=1e-3)
+
+
+@pytest.mark.parametrize("yaw, pitch", [(40.0, 0.0), (-30.0, 0.0), (0.0, 35.0), (20.0, 20.0), (-20.0, -20.0)])
+def test_a_head_turned_past_the_limit_is_refused_as_pose_unsupported(yaw, pitch):
+    """(20, 20): each axis alone under the limit, the face 28 degrees away from the camera."""
     with pytest.raises(FaceError) as caught:
         check_faces(face_crop()[None], rotated(face_mesh(), yaw, pitch)[None], AFFINE[None] * 0.5, LIMITS)
     assert caught.value.reason is Reason.FACE_POSE_UNSUPPORTED
@@ -81,12 +89,12 @@ def test_a_head_turned_past_the_limits_is_refused_as_pose_unsupported(yaw, pitch
 
 def test_a_stronger_turn_lowers_the_score_and_warns():
     scores = []
-    for yaw in (0.0, 15.0, 25.0, 32.0):
+    for yaw in (0.0, 10.0, 18.0, 24.0):
         verdict = check_faces(face_crop()[None], rotated(face_mesh(), yaw, 0.0)[None], AFFINE[None] * 0.5, LIMITS)
         scores.append(verdict.quality)
     assert scores == sorted(scores, reverse=True) and scores[0] > scores[-1]
     assert "STRONG_HEAD_TURN" in check_faces(
-        face_crop()[None], rotated(face_mesh(), 25.0, 0.0)[None], AFFINE[None] * 0.5, LIMITS).warnings
+        face_crop()[None], rotated(face_mesh(), 23.0, 0.0)[None], AFFINE[None] * 0.5, LIMITS).warnings
 
 
 def test_sunglasses_over_both_eyes_are_refused_as_occluded():

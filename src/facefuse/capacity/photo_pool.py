@@ -36,7 +36,7 @@ def _selfies_from_group() -> list[tuple[str, np.ndarray, str | None]]:
     """The group shot cut into one selfie per face (test-time photo, see facefuse.samples),
     using the face boxes the detector found when `group-six` was registered; a face
     turned past the pose limits (read from its registered mesh) must be refused."""
-    from facefuse.vision.face_quality import head_pose_degrees
+    from facefuse.vision.face_quality import head_pose_degrees, turn_degrees
 
     from facefuse.settings import get_settings
     from facefuse.templates import TemplateStore
@@ -54,7 +54,7 @@ def _selfies_from_group() -> list[tuple[str, np.ndarray, str | None]]:
         top, left = max(cy - side // 2, 0), max(cx - side // 2, 0)
         crop = template.image[top:min(cy + side // 2, height), left:min(cx + side // 2, width)]
         yaw, pitch = head_pose_degrees(template.meshes[index])
-        turned = abs(yaw) > settings.max_yaw_deg or abs(pitch) > settings.max_pitch_deg
+        turned = turn_degrees(yaw, pitch) > settings.max_turn_deg
         selfies.append((f"group-face-{index}", crop, "FACE_POSE_UNSUPPORTED" if turned else None))
     return selfies
 
