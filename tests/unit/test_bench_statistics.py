@@ -19,3 +19,11 @@ def test_statistics_are_summed_over_versions_and_a_version_that_never_served_cou
     stats = stage_statistics(model_stats, ("decode", "fuse", "postprocess"))
     assert stats["fuse"] == {"requests": 15, "executions": 12, "queue_ns": 1000, "compute_ns": 4500}
     assert "face_fusion" not in stats
+
+
+def test_cores_busy_is_cpu_time_over_wall_time_and_cores():
+    from facefuse.bench.photo import cores_busy
+
+    assert cores_busy(cpu_ms=1800.0, seconds=1.0, cores=2) == 0.9  # 1.8 of 2 cores for a second
+    assert cores_busy(cpu_ms=500.0, seconds=2.0, cores=1) == 0.25
+    assert cores_busy(cpu_ms=100.0, seconds=0.0, cores=2) == 0.0  # no block ran

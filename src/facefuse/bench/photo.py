@@ -67,6 +67,9 @@ class BenchReport:
     stages_uncontended: dict = field(default_factory=dict)
     stages_at_peak: dict = field(default_factory=dict)
     compute_bound_posters_per_s: float = 0.0
+    # Share of the machine's cores each side kept busy over its blocks at the highest
+    # concurrency: its CPU time over wall time x cores (Triton: its processes and the client).
+    cores_busy: dict = field(default_factory=dict)
     memory: dict = field(default_factory=dict)
     ratios: dict = field(default_factory=dict)
     # With --beauty V: posters with all four beauty effects at V vs off, and Beautify
@@ -77,6 +80,11 @@ class BenchReport:
 def _percentiles(latencies_s: list[float]) -> tuple[float, float, float]:
     ms = np.asarray(latencies_s) * 1000
     return tuple(float(np.percentile(ms, q)) for q in (50, 95, 99))  # type: ignore[return-value]
+
+
+def cores_busy(cpu_ms: float, seconds: float, cores: int) -> float:
+    """The share of `cores` that `cpu_ms` of CPU time kept busy over `seconds` of wall time."""
+    return round(cpu_ms / (seconds * 1000 * cores), 3) if seconds > 0 and cores > 0 else 0.0
 
 
 def _result(concurrency: int, latencies: list[float], seconds: float) -> LoadResult:
@@ -396,6 +404,9 @@ class InterleavedRounds:
             "triton": triton_per_poster,
             "baseline": {name: round(s * 1000 / len(baseline_latencies), 2) for name, s in self.baseline_cpu_s.items()},
         }
+        cores = os.cpu_count() or 1
+        report.cores_busy = {"triton": cores_busy(sum(self.triton_cpu_ms.values()), triton_seconds, cores),
+                             "baseline": cores_busy(self.baseline_cpu_s.get("total", 0.0) * 1000, baseline_seconds, cores)}
         return triton_latencies, triton_seconds
 
 
@@ -440,6 +451,8 @@ def write_report(report: BenchReport, out_dir: Path) -> tuple[Path, Path]:
         "",
         f"Compute bound: {report.compute_bound_posters_per_s} posters/s (cores / summed stage compute per poster).",
         f"Ratios: {json.dumps(report.ratios)}",
+        f"Cores busy over the blocks at concurrency {top.concurrency} (CPU time / wall time x cores): "
+        f"{json.dumps(report.cores_busy)}",
         f"Server memory (tritonserver + stubs): {json.dumps(report.memory)}",
         "",
     ]
