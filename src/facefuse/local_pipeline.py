@@ -25,7 +25,7 @@ from facefuse.stages.align import AlignedFaces, AlignParams, align_faces, align_
 from facefuse.stages.decode import DecodedImage, DecodeParams, decode
 from facefuse.stages.face_quality import check_faces
 from facefuse.stages.postprocess import postprocess
-from facefuse.stages.verify import refuse_failed, verify_fused_faces
+from facefuse.stages.verify import meshes_in_process, refuse_failed, verify_fused_faces
 from facefuse.templates import TemplateArtifact, check_template_id
 from facefuse.vision.detection import check_face, faces_left_to_right
 from facefuse.vision.face_quality import Assessment, QualityLimits
@@ -106,8 +106,7 @@ class LocalPipeline:
     def find_meshes(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The face-mesh network on crops that are not the user's (the verification's look
         at the fused faces); counted as postprocess, where Triton runs it."""
-        meshes, presence = self.landmarks.run(None, {"faces": crops[None]})
-        return meshes[0], presence[0]
+        return meshes_in_process(self.landmarks, crops)
 
     def run_fuse(self, user_faces, user_meshes, template_faces, template_meshes, fuse_degree, profile_degree):
         feed = {

@@ -139,10 +139,11 @@ ANALYZE_OUTPUTS = [InferRequestedOutput(n) for n in ("user_faces", "user_meshes"
 
 def fusion_stages(client) -> tuple[str, ...]:
     """The models one fusion runs in, in order (a sync gRPC client): face_fusion's steps,
-    which differ by profile (facefuse_build.configs), and face_landmarks, which the poster's
-    verification (postprocess, or fuse_faces on the cpu profile) calls through BLS."""
+    which differ by profile (facefuse_build.configs). The gpu profile's postprocess calls
+    face_landmarks (a step already) again through BLS for the verification; the cpu
+    profile's fuse_faces runs that network in-process."""
     config = client.get_model_config("face_fusion", as_json=True)["config"]
-    return tuple(dict.fromkeys([*(s["model_name"] for s in config["ensemble_scheduling"]["step"]), "face_landmarks"]))
+    return tuple(dict.fromkeys(s["model_name"] for s in config["ensemble_scheduling"]["step"]))
 
 
 def instance_counts(client, models: tuple[str, ...] | None = None) -> dict[str, int]:

@@ -61,6 +61,25 @@ def test_the_cpu_profiles_steps_load_and_pin_their_networks_versions():
         validate(ensembles[name])
 
 
+@pytest.mark.parametrize("profile", ["cpu", "gpu"])
+def test_posters_are_verified_with_the_serving_releases_landmarks_not_a_candidates(profile):
+    state = first_state({"face_detector": 1, "face_landmarks": 3, "fuse": 1})
+    state.releases[2] = Release({"face_detector": 1, "face_landmarks": 4, "fuse": 1}, gate={"passed": True})
+    state.candidate, state.canary_percent = 2, 100.0
+    verifiers = [name for name in versions.VERIFYING_MODELS if name in repository_configs(Profile(profile), Settings())[0]]
+    assert verifiers == (["postprocess", "fuse_faces"] if profile == "cpu" else ["postprocess"])
+
+    def named(current: ReleaseState) -> set[str]:
+        models, _ = apply_state(*repository_configs(Profile(profile), Settings()), current)
+        for name in verifiers:
+            validate(models[name])
+        return {models[name]["parameters"][versions.VERIFICATION_LANDMARKS]["string_value"] for name in verifiers}
+
+    assert named(state) == {"3"}  # the candidate's version 4 is loaded, and takes canary calls, but does not judge
+    state.serving, state.previous, state.candidate = 2, 1, None
+    assert named(state) == {"4"}
+
+
 def test_a_step_has_exactly_its_networks_versions_and_none_on_the_gpu_profile(tmp_path):
     for number in (2, 3):
         (tmp_path / "fuse" / str(number)).mkdir(parents=True)

@@ -57,14 +57,19 @@ def test_an_existing_release_state_is_read_without_calling_triton(repository):
 
 def test_the_first_use_pins_and_loads_the_versions_triton_serves_then_saves_release_one(repository, monkeypatch):
     triton = StubTriton()
-    monkeypatch.setattr(ModelAdmin, "_write_configs", lambda self, state: triton.loaded.append("configs pinned"))
+    def write_configs(self, state):
+        triton.loaded.append("configs pinned")
+        return ["postprocess"]  # a verifying model whose config now names the serving landmarks
+
+    monkeypatch.setattr(ModelAdmin, "_write_configs", write_configs)
     admin = ModelAdmin(Settings(model_repository_dir=repository), admin=triton, log=lambda *_: None)
     state = admin.ensure_initialised()
     assert state.serving == 1 and state.serving_versions() == {**{m: 1 for m in VERSIONED_MODELS}, "template_bank": 1}
     # Pinned before anything loads: "latest" would otherwise pick the newer build.
-    assert triton.loaded == ["configs pinned", *VERSIONED_MODELS, *(f"{e}_r1" for e in ENSEMBLE_NAMES), *ENSEMBLE_NAMES]
+    assert triton.loaded == ["configs pinned", *VERSIONED_MODELS, "postprocess", *(f"{e}_r1" for e in ENSEMBLE_NAMES),
+                             *ENSEMBLE_NAMES]
     assert load_state(repository).to_json() == state.to_json()
     assert [entry["action"] for entry in read_audit(repository)] == ["init"]
     admin.ensure_initialised()  # once only
-    assert len(triton.loaded) == 1 + len(VERSIONED_MODELS) + 2 * len(ENSEMBLE_NAMES)
+    assert len(triton.loaded) == 2 + len(VERSIONED_MODELS) + 2 * len(ENSEMBLE_NAMES)
     assert len(read_audit(repository)) == 1

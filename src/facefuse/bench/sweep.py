@@ -68,8 +68,6 @@ DEFAULT_KNOBS = (
     Knob("fuse_faces instances", (2, 3, 4), ("fuse_faces",), "instances_cpu"),
     Knob("detect_faces instances", (1, 2, 3), ("detect_faces",), "instances_cpu"),
     Knob("mesh_faces instances", (1, 2), ("mesh_faces",), "instances_cpu"),
-    # fuse_faces' verification calls face_landmarks through BLS
-    Knob("face_landmarks queue delay (us)", (0, 1000), ("face_landmarks",), "max_queue_delay_us"),
 )
 QUICK_KNOBS = (Knob("python stages' queue delay (us)", (0, 1000)),)
 

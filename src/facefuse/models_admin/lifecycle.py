@@ -87,7 +87,9 @@ class ModelAdmin:
         return self.settings.model_repository_dir
 
     # ---- configs -----------------------------------------------------------------
-    def _write_configs(self, state: ReleaseState) -> None:
+    def _write_configs(self, state: ReleaseState) -> list[str]:
+        """Writes the configs the state decides; returns the verifying models whose config
+        changed (they must be reloaded: `_reload_verifiers`)."""
         from facefuse_build import configs
         from facefuse_build.configs import Profile
 
@@ -99,11 +101,19 @@ class ModelAdmin:
         models, ensembles = apply_state(*configs.repository_configs(profile, settings), state)
         # A step's versions mirror its network's (a version imported or removed since).
         versions.sync_steps(self.repository, profile.in_process_steps)
-        for name in (*versions.VERSIONED_MODELS, "template_bank", *(s for s in versions.STEP_NETWORKS if s in models)):
-            write_if_changed(self.repository / name / "config.pbtxt", configs.pbtxt(models[name]))
+        written = {*versions.VERSIONED_MODELS, "template_bank", *versions.STEP_NETWORKS, *versions.VERIFYING_MODELS}
+        changed = [name for name in written
+                   if name in models and write_if_changed(self.repository / name / "config.pbtxt", configs.pbtxt(models[name]))]
         for name, config in ensembles.items():
             (self.settings.ensembles_dir / name / "1").mkdir(parents=True, exist_ok=True)
             write_if_changed(self.settings.ensembles_dir / name / "config.pbtxt", configs.pbtxt(config))
+        return [name for name in versions.VERIFYING_MODELS if name in changed]
+
+    def _reload_verifiers(self, changed: list[str]) -> None:
+        """Verifying models whose config names another face_landmarks version: reloaded
+        before that version can be unloaded (Triton serves the old instances until then)."""
+        for name in changed:
+            self.admin.load(name)
 
     def _load_network(self, model: str) -> None:
         """Load (or reload with its new version list) a versioned model, then the cpu
@@ -150,9 +160,10 @@ class ModelAdmin:
         state = first_state({m: self._loaded_version(m) for m in versions.VERSIONED_MODELS
                              if versions.versions(self.repository, m)})
         # Pin everything before any second version can exist: "latest" would pick a candidate.
-        self._write_configs(state)
+        changed = self._write_configs(state)
         for name in versions.VERSIONED_MODELS:
             self._load_network(name)
+        self._reload_verifiers([name for name in changed if name not in versions.STEP_NETWORKS])
         self._load_release(state.serving)
         self._reload_plain_ensembles()
         save_state(self.repository, state)
@@ -323,7 +334,7 @@ class ModelAdmin:
         if state.candidate == release:
             state.candidate, state.canary_percent = None, 0.0
         save_state(self.repository, state)  # the gateway moves every call within its re-read interval
-        self._write_configs(state)
+        self._reload_verifiers(self._write_configs(state))
         self._reload_plain_ensembles()
         time.sleep(ROUTING_GRACE_S)
         self._retire_unkept(state)
@@ -348,7 +359,7 @@ class ModelAdmin:
         bad = state.serving
         state.serving, state.previous = state.previous, bad
         save_state(self.repository, state)  # the gateway moves every call within its re-read interval
-        self._write_configs(state)
+        self._reload_verifiers(self._write_configs(state))
         self._reload_plain_ensembles()
         # Like promote: once rollback returns, no gateway routes a new call to the bad release.
         time.sleep(ROUTING_GRACE_S)

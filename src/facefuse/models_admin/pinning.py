@@ -6,7 +6,9 @@ Given the generated configs (facefuse_build.configs) and the release state:
   reload as after a restart; so does a cpu-profile step built on it (versions.STEP_NETWORKS);
 - the plain ensembles (`face_fusion`, ...) pin the serving release's versions instead
   of following "latest" (a candidate is the latest version, and must not leak);
-- every kept release gets its own ensembles, `face_fusion_r<N>` and so on.
+- every kept release gets its own ensembles, `face_fusion_r<N>` and so on;
+- the models that verify posters name the serving release's face_landmarks version
+  (versions.VERIFYING_MODELS).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import copy
 from pathlib import Path
 
 from facefuse.models_admin.releases import ENSEMBLE_NAMES, ReleaseState, release_ensemble
-from facefuse.models_admin.versions import STEP_NETWORKS, VERSIONED_MODELS
+from facefuse.models_admin.versions import STEP_NETWORKS, VERIFICATION_LANDMARKS, VERIFYING_MODELS, VERSIONED_MODELS
 
 
 def _pinned(ensemble: dict, versions: dict[str, int], name: str) -> dict:
@@ -39,6 +41,10 @@ def apply_state(models: dict[str, dict], ensembles: dict[str, dict], state: Rele
     for step, network in STEP_NETWORKS.items():
         if step in models:
             models[step]["version_policy"] = {"specific": {"versions": state.loaded_versions(network)}}
+    landmarks = state.serving_versions().get("face_landmarks")
+    for name in VERIFYING_MODELS:
+        if name in models and landmarks is not None:
+            models[name].setdefault("parameters", {})[VERIFICATION_LANDMARKS] = {"string_value": str(landmarks)}
     pinned = {name: _pinned(config, state.serving_versions(), name) for name, config in ensembles.items()}
     for release in state.kept():
         for name in ENSEMBLE_NAMES:

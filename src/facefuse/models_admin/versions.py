@@ -26,6 +26,13 @@ PROVENANCE_NAME = "version.json"
 # versions only and every step follows its network: `sync_steps` keeps the directories
 # in step, and configs and pinned ensembles give a step its network's versions.
 STEP_NETWORKS = {"detect_faces": "face_detector", "mesh_faces": "face_landmarks", "fuse_faces": "fuse"}
+# The models that verify a poster look at the fused faces with the serving release's
+# face-mesh network (never a candidate's, which "latest" would pick): apply_state names
+# its version in their configs, and promote and rollback reload them when it changes.
+# postprocess (gpu profile) calls that version through BLS; fuse_faces (cpu profile)
+# runs it in-process.
+VERIFYING_MODELS = ("postprocess", "fuse_faces")
+VERIFICATION_LANDMARKS = "verification_landmarks_version"
 STEP_ADAPTER = '''"""Generated: {step} version {version} runs {network} version {version} in-process."""
 
 from facefuse.server.steps import {cls} as TritonPythonModel  # noqa: F401

@@ -3,7 +3,8 @@ FUSION_QUALITY_LOW if it fails), pasted into the template, AI label, encoded, wi
 poster's quality and warnings from that check (facefuse.vision.poster_check).
 
 Shared by the `postprocess` model (gpu profile) and the cpu profile's `fuse_faces` step,
-which finishes the poster in the stub that fused it. The template image comes from the
+which finishes the poster in the stub that fused it; each brings its own way to run the
+face-mesh network (facefuse.stages.verify.MeshFinder). The template image comes from the
 caller's own template bank, at the version `template_bank` resolved for the request.
 Only imported in the stub.
 """
@@ -13,15 +14,15 @@ from __future__ import annotations
 import numpy as np
 
 from facefuse.server.adapter import array, response, text, verdict_tensors
-from facefuse.server.landmarks_bls import find_meshes
 from facefuse.stages.postprocess import postprocess
 from facefuse.stages.template_bank import TemplateBank
-from facefuse.stages.verify import refuse_failed, verify_fused_faces
+from facefuse.stages.verify import MeshFinder, refuse_failed, verify_fused_faces
 from facefuse.vision.beauty import poster_detail_share
 from facefuse.vision.poster_check import describe_poster
 
 
-def finish_poster(bank: TemplateBank, request, fused_faces: np.ndarray, fused_masks: np.ndarray):
+def finish_poster(bank: TemplateBank, find_meshes: MeshFinder, request, fused_faces: np.ndarray,
+                  fused_masks: np.ndarray):
     """fused_faces (K, S, S, 3) and fused_masks (K, S, S) of one request -> its response."""
     template = bank.get(text(request, "template_id"), int(array(request, "template_version").reshape(-1)[0]))
     affines = array(request, "template_affines")[0]

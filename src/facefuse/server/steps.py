@@ -9,7 +9,7 @@ the gpu profile's separate models run:
 - detect_faces: decode -> face_detector -> align (the second pass on tiles too);
 - mesh_faces: face_landmarks -> face_quality;
 - fuse_faces: fuse -> beautify (faces without beauty pass through) -> the poster
-  (verified with face_landmarks through BLS, pasted, encoded: facefuse.server.poster,
+  (verified with the face-mesh network in-process, pasted, encoded: facefuse.server.poster,
   the code the gpu profile's postprocess runs), so the fused crops never leave the stub;
 - template_bank stays its own model (it has versions of its own).
 
@@ -20,11 +20,12 @@ rollback work on network versions exactly as on the gpu profile. Only imported i
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from facefuse.models_admin.versions import STEP_NETWORKS, versions
+from facefuse.models_admin.versions import STEP_NETWORKS, VERIFICATION_LANDMARKS, versions
 from facefuse.onnxrt import onnx_session
 from facefuse.server.adapter import array, parameters, respond_each, response, verdict_tensors
 from facefuse.server.poster import finish_poster
@@ -33,6 +34,7 @@ from facefuse.stages.beauty import run_where_asked
 from facefuse.stages.decode import DecodeParams, decode
 from facefuse.stages.face_quality import check_faces
 from facefuse.stages.template_bank import TemplateBank
+from facefuse.stages.verify import meshes_in_process
 from facefuse.templates import TemplateStore
 from facefuse.vision.face_quality import QualityLimits
 
@@ -103,6 +105,12 @@ class FuseFaces(_Step):
         # beautify has no releases of its own: the newest build serves, as on its own model
         beautify = self.repository / "beautify" / str(versions(self.repository, "beautify")[-1]) / "model.onnx"
         self.beautifier = onnx_session(beautify, self.threads)
+        # The verification's face-mesh network, in-process (a BLS call cost ~2.7 ms of CPU
+        # per poster): the serving release's version (facefuse.models_admin.pinning), or
+        # the newest build before there are releases, as Triton's "latest" would pick.
+        landmarks = self.params.get(VERIFICATION_LANDMARKS) or str(versions(self.repository, "face_landmarks")[-1])
+        verifier = onnx_session(self.repository / "face_landmarks" / landmarks / "model.onnx", self.threads)
+        self.find_meshes = partial(meshes_in_process, verifier)
 
     def handle(self, request):
         fused_faces, fused_masks = self.fuser.run(None, {name: array(request, name) for name in FUSE_INPUTS})
@@ -110,4 +118,4 @@ class FuseFaces(_Step):
                  "user_meshes": array(request, "user_meshes"), "profile_degree": array(request, "profile_degree"),
                  "beauty": array(request, "beauty")}
         faces, masks = run_where_asked(feeds, BEAUTIFY_OUTPUTS, lambda f: self.beautifier.run(BEAUTIFY_OUTPUTS, f))
-        return finish_poster(self.bank, request, faces[0], masks[0])
+        return finish_poster(self.bank, self.find_meshes, request, faces[0], masks[0])

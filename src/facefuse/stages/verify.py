@@ -1,8 +1,9 @@
 """The verification inside postprocess (fuse_faces on the cpu profile): every fused face looked at again before the
 poster ships (facefuse.vision.poster_check), refused as FUSION_QUALITY_LOW if it fails.
 
-`find_meshes` runs the face-mesh network on fused crops: through BLS in the Triton stub,
-on the in-process session in the local pipeline.
+`find_meshes` runs the face-mesh network on fused crops: through BLS in the gpu
+profile's postprocess, on an in-process session (`meshes_in_process`) in the cpu
+profile's fuse_faces and in the local pipeline.
 """
 
 from __future__ import annotations
@@ -22,6 +23,12 @@ MeshFinder = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 HINT = ("this photo did not fuse cleanly into this template; a sharper, evenly lit photo looking at the camera, "
         "with nothing over the eyes or mouth, usually does")
+
+
+def meshes_in_process(session, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A MeshFinder on the face-mesh network's ONNX Runtime session: K crops in one call."""
+    meshes, presence = session.run(None, {"faces": crops[None]})
+    return meshes[0], presence[0]
 
 
 class FusionQualityError(FacefuseError):

@@ -289,3 +289,34 @@ def test_a_landmarks_swap_serves_templates_analysed_by_the_candidate(stack, vers
     state = load_state(repository)
     assert state.candidate is None and release not in state.releases
     assert not (repository / "template_bank" / str(pinned["template_bank"])).exists()
+
+
+def verification_landmarks(triton) -> dict[str, str]:
+    """The face_landmarks version each loaded verifying model judges posters with."""
+    client = triton.client()
+    return {name: client.get_model_config(name, as_json=True)["config"]["parameters"][versions.VERIFICATION_LANDMARKS]
+            ["string_value"] for name in versions.VERIFYING_MODELS if client.is_model_ready(name)}
+
+
+def test_the_verification_moves_to_a_landmarks_release_when_it_is_promoted_and_back_on_rollback(
+        stack, versioned, credentials, tmp_path):
+    triton, gateway, admin = stack
+    repository = versioned.model_repository_dir
+    admin.ensure_initialised()
+    old = str(load_state(repository).serving_versions()["face_landmarks"])
+    assert set(verification_landmarks(triton).values()) == {old}
+    copy = shutil.copyfile(repository / "face_landmarks" / old / "model.onnx", tmp_path / "same-landmarks.onnx")
+    with Callers(gateway, credentials.full_key, samples.astronaut()) as callers:
+        release, _ = admin.publish("face_landmarks", source=copy)
+        new = str(load_state(repository).releases[release].versions["face_landmarks"])
+        admin.canary(release, 100)
+        callers.wait_for(release, 3)
+        assert set(verification_landmarks(triton).values()) == {old}  # a candidate does not judge
+        admin.promote(release)
+        callers.wait_for(release, callers.releases().count(release) + 3)
+        assert set(verification_landmarks(triton).values()) == {new}
+        admin.rollback()
+        callers.wait_for(load_state(repository).serving, callers.releases().count(load_state(repository).serving) + 3)
+        assert set(verification_landmarks(triton).values()) == {old}
+    assert not callers.errors, callers.errors[:3]
+    assert verification_landmarks(triton), "no verifying model is loaded"
