@@ -4,18 +4,18 @@ import pytest
 
 from facefuse.server.stage_settings import stale_stage_parameters
 from facefuse.settings import get_settings
-
-CONFIG = '''name: "face_quality"
-backend: "python"
-parameters { key: "max_one_eye_covered" value { string_value: "%s" } }
-parameters { key: "template_dir" value { string_value: "/somewhere/else" } }
-parameters { key: "intra_op_threads" value { string_value: "1" } }
-'''
+from facefuse_build.configs import Profile, pbtxt, repository_configs
 
 
-def repository(tmp_path, one_eye: str):
+def repository(tmp_path, one_eye: str, without: str | None = None):
+    """face_quality's config as `facefuse models build` wrote it with max_one_eye_covered
+    at `one_eye` (and, to stand for an older build, without the parameter `without`)."""
+    settings = get_settings().model_copy(update={"max_one_eye_covered": float(one_eye)})
+    config = repository_configs(Profile("cpu"), settings)[0]["face_quality"]
+    config["parameters"]["template_dir"] = {"string_value": "/somewhere/else"}
+    config["parameters"].pop(without, None)
     (tmp_path / "face_quality").mkdir()
-    (tmp_path / "face_quality" / "config.pbtxt").write_text(CONFIG % one_eye)
+    (tmp_path / "face_quality" / "config.pbtxt").write_text(pbtxt(config))
     return tmp_path
 
 
@@ -29,6 +29,13 @@ def test_a_gate_changed_since_the_build_is_named_with_both_values(tmp_path):
     settings = get_settings().model_copy(update={"max_one_eye_covered": 0.6, "template_dir": None})
     stale = stale_stage_parameters(settings, [repository(tmp_path, "0.8")])
     assert stale == ["face_quality: max_one_eye_covered is 0.8 in its config, the setting says 0.6"]
+
+
+def test_a_parameter_added_since_the_build_is_named(tmp_path):
+    # an upgraded checkout: the stage would fail to load without it
+    settings = get_settings().model_copy(update={"max_one_eye_covered": 0.8, "template_dir": None})
+    stale = stale_stage_parameters(settings, [repository(tmp_path, "0.8", without="max_turn_deg")])
+    assert stale == ["face_quality: its config lacks max_turn_deg"]
 
 
 def test_triton_is_not_started_on_a_stale_repository(tmp_path):

@@ -472,8 +472,9 @@ def start_triton(settings: Settings, endpoints: Endpoints, admin_key: str | None
     repositories = [settings.model_repository_dir, settings.ensembles_dir]
     stale = stale_stage_parameters(settings, repositories)
     if stale:
-        raise TritonStartError("the model repository was built with other settings than the ones in force; "
-                               "run `facefuse models build` (a no-op for the models) to write them: "
+        raise TritonStartError("the model repository's configs were written with other settings than the ones in "
+                               "force, or by an older facefuse; run `facefuse models build` (a no-op for the models) "
+                               "to write them again: "
                                + "; ".join(stale))
     run_dir = settings.var_dir / "triton"
     backends = prepare_backends(run_dir / "backends")
