@@ -27,3 +27,11 @@ def test_cores_busy_is_cpu_time_over_wall_time_and_cores():
     assert cores_busy(cpu_ms=1800.0, seconds=1.0, cores=2) == 0.9  # 1.8 of 2 cores for a second
     assert cores_busy(cpu_ms=500.0, seconds=2.0, cores=1) == 0.25
     assert cores_busy(cpu_ms=100.0, seconds=0.0, cores=2) == 0.0  # no block ran
+
+
+def test_cpu_ratios_compare_triton_with_the_baselines_stage_calls_and_its_whole_processes():
+    from facefuse.bench.photo import WHOLE_PROCESSES, cpu_ratios
+
+    cpu = {"triton": {"tritonserver": 2.0, "fuse_faces": 53.0, "total": 55.0},
+           "baseline": {"fuse": 30.0, "total": 50.0, WHOLE_PROCESSES: 52.0}}
+    assert cpu_ratios(cpu) == {"triton_vs_baseline_cpu_stages": 1.1, "triton_vs_baseline_cpu_whole_processes": 1.058}

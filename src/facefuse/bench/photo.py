@@ -87,6 +87,14 @@ def cores_busy(cpu_ms: float, seconds: float, cores: int) -> float:
     return round(cpu_ms / (seconds * 1000 * cores), 3) if seconds > 0 and cores > 0 else 0.0
 
 
+def cpu_ratios(cpu_ms_per_poster: dict) -> dict[str, float]:
+    """Triton's CPU per poster over the baseline's: its stage calls only (how issue 20
+    first measured it) and its whole processes (counted as Triton's are)."""
+    triton, baseline = cpu_ms_per_poster["triton"]["total"], cpu_ms_per_poster["baseline"]
+    return {"triton_vs_baseline_cpu_stages": round(triton / baseline["total"], 3),
+            "triton_vs_baseline_cpu_whole_processes": round(triton / baseline[WHOLE_PROCESSES], 3)}
+
+
 def _result(concurrency: int, latencies: list[float], seconds: float) -> LoadResult:
     p50, p95, p99 = _percentiles(latencies)
     return LoadResult(concurrency, len(latencies), round(seconds, 3), round(len(latencies) / seconds, 2),
@@ -193,19 +201,24 @@ def _memory(root_pid: int) -> dict:
     return {"processes": len(pids), "rss_mib": round(rss / 1024, 1), "pss_mib": round(pss / 1024, 1)}
 
 
+def _process_cpu_ms(pid: int) -> float:
+    """utime + stime of a process so far, in milliseconds (OSError once it is gone)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
 def _server_cpu_ms(root_pid: int) -> dict[str, float]:
     """CPU milliseconds so far of tritonserver and of each model's backend stubs (by model)."""
-    ticks_per_ms = os.sysconf("SC_CLK_TCK") / 1000
     totals: dict[str, float] = {}
     for pid in _process_tree(root_pid):
         try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            spent = _process_cpu_ms(pid)
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
         # A stub's first argument is .../<model>/<version>/model.py.
         name = "tritonserver" if pid == root_pid else Path(argv[1].decode()).parent.parent.name
-        totals[name] = totals.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / ticks_per_ms
+        totals[name] = totals.get(name, 0.0) + spent
     return totals
 
 
@@ -234,6 +247,11 @@ def _baseline_poster(photo: bytes) -> tuple[float, float, dict[str, float]]:
     return time.perf_counter() - start, time.process_time() - cpu_start, dict(_worker_pipeline.stage_cpu_s)
 
 
+# The baseline's CPU counted like Triton's: whole processes (the workers and the bench
+# process that feeds them), not only the time inside each poster's stage calls.
+WHOLE_PROCESSES = "whole processes (workers + bench process)"
+
+
 class BaselineWorkers:
     """One warm `LocalPipeline` process per core, kept open so that its rounds can
     alternate with Triton's in the same minutes."""
@@ -259,14 +277,22 @@ class BaselineWorkers:
         self._pool.map(_baseline_poster, [samples.astronaut()] * workers * 2)  # warm every worker
 
     def run(self, photo: bytes, requests: int) -> tuple[list[float], float, dict[str, float]]:
-        """(latencies, seconds, CPU seconds of all workers: in total and by stage)."""
+        """(latencies, seconds, CPU seconds: of the posters' calls in all workers, in total and
+        by stage; and WHOLE_PROCESSES, the workers' processes and this one over the block, as
+        Triton's side is counted: the pool's own work and its pickling included)."""
+        # Pool keeps its worker processes in _pool (CPython); none is replaced without maxtasksperchild.
+        pids = [worker.pid for worker in self._pool._pool]
+        processes_before, this_before = sum(_process_cpu_ms(pid) for pid in pids), time.process_time()
         start = time.perf_counter()
         timings = self._pool.map(_baseline_poster, [photo] * requests, chunksize=1)
+        seconds = time.perf_counter() - start
         cpu = {"total": sum(t[1] for t in timings)}
         for _, _, stages in timings:
-            for name, seconds in stages.items():
-                cpu[name] = cpu.get(name, 0.0) + seconds
-        return [t[0] for t in timings], time.perf_counter() - start, cpu
+            for name, spent in stages.items():
+                cpu[name] = cpu.get(name, 0.0) + spent
+        cpu[WHOLE_PROCESSES] = ((sum(_process_cpu_ms(pid) for pid in pids) - processes_before) / 1000
+                                + time.process_time() - this_before)
+        return [t[0] for t in timings], seconds, cpu
 
     def close(self) -> None:
         self._pool.terminate()
@@ -339,6 +365,7 @@ def run_photo_bench(concurrencies: list[int], requests_per_level: int, out_dir: 
         "triton_vs_baseline_throughput": round(top.posters_per_s / b.posters_per_s, 3),
         "triton_vs_compute_bound": round(top.posters_per_s / report.compute_bound_posters_per_s, 3)
         if report.compute_bound_posters_per_s else 0.0,
+        **cpu_ratios(report.cpu_ms_per_poster),
     }
     echo(f"ratios at c={top.concurrency}: {report.ratios}; memory {report.memory}")
     write_report(report, out_dir)
@@ -406,7 +433,8 @@ class InterleavedRounds:
         }
         cores = os.cpu_count() or 1
         report.cores_busy = {"triton": cores_busy(sum(self.triton_cpu_ms.values()), triton_seconds, cores),
-                             "baseline": cores_busy(self.baseline_cpu_s.get("total", 0.0) * 1000, baseline_seconds, cores)}
+                             "baseline": cores_busy(self.baseline_cpu_s.get(WHOLE_PROCESSES, 0.0) * 1000,
+                                                    baseline_seconds, cores)}
         return triton_latencies, triton_seconds
 
 
@@ -433,11 +461,13 @@ def write_report(report: BenchReport, out_dir: Path) -> tuple[Path, Path]:
               for i, r in enumerate(report.rounds, 1)]
     cpu = report.cpu_ms_per_poster
     lines += ["", ("CPU ms per poster over those blocks: Triton's processes (utime + stime from /proc) and the "
-                   "baseline's stages (process time around each stage call):"), "",
+                   "baseline's stages (process time around each stage call; its total, and its whole processes "
+                   "counted as Triton's are):"), "",
               "| stage or process | Triton | baseline |", "|---|---|---|"]
     # Triton's stages in pipeline order, then the baseline's stages (its own names), then processes.
-    stages = [*report.stages_at_peak, *(n for n in cpu["baseline"] if n not in report.stages_at_peak and n != "total")]
-    names = [*stages, *sorted(set(cpu["triton"]) - set(stages) - {"total"}), "total"]
+    stages = [*report.stages_at_peak, *(n for n in cpu["baseline"]
+                                         if n not in report.stages_at_peak and n not in ("total", WHOLE_PROCESSES))]
+    names = [*stages, *sorted(set(cpu["triton"]) - set(stages) - {"total"}), "total", WHOLE_PROCESSES]
     lines += [f"| {name} | {cpu['triton'].get(name, '-')} | {cpu['baseline'].get(name, '-')} |" for name in names]
     for title, stages in (("concurrency-1 probes, one per round (uncontended)", report.stages_uncontended),
                           ("highest concurrency", report.stages_at_peak)):
