@@ -37,14 +37,16 @@ def test_pick_never_takes_a_configuration_whose_calls_failed():
     assert pick([point("broken", 30.0, 100.0, error="InferenceServerException: boom")], incumbent, 360.0, 0.0) is incumbent
 
 
-def test_confirmation_adopts_the_winner_only_when_faster_in_the_same_minutes_and_within_bound():
+def test_confirmation_adopts_the_winner_only_when_faster_by_the_gain_in_the_same_minutes_and_within_bound():
     default = [point("default", 20.0, 0, latencies_ms=[100] * 99 + [300]) for _ in range(2)]
     faster = [point("winner", 23.0, 0, latencies_ms=[90] * 99 + [320]) for _ in range(2)]
-    assert confirmed(default, faster, 1.2)["adopted"]
+    assert confirmed(default, faster, 1.2, 0.03)["adopted"]
+    barely = [point("winner", 20.2, 0, latencies_ms=[90] * 99 + [320]) for _ in range(2)]  # 1%: noise
+    assert not confirmed(default, barely, 1.2, 0.03)["adopted"]
     slower = [point("winner", 19.0, 0, latencies_ms=[90] * 100) for _ in range(2)]
-    assert not confirmed(default, slower, 1.2)["adopted"]
+    assert not confirmed(default, slower, 1.2, 0.03)["adopted"]
     late = [point("winner", 23.0, 0, latencies_ms=[100] * 90 + [900] * 10) for _ in range(2)]
-    verdict = confirmed(default, late, 1.2)
+    verdict = confirmed(default, late, 1.2, 0.03)
     assert not verdict["adopted"] and verdict["winner_p99_ms"] > verdict["p99_bound_ms"]
 
 

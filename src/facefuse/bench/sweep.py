@@ -12,7 +12,8 @@ every other value of a knob is measured with the best settings found so far, and
 when it is feasible (no failed call, p99 within `p99_factor` x the start's p99) and at
 least `min_gain` faster. Then the winner and the start alternate in ABBA blocks, so the
 last comparison sees the same minutes of this shared machine; the winner is adopted only
-if it is still faster there and within the bound. `--write` makes the adopted one (or
+if it is still at least `min_gain` faster there and within the bound (a gain within this
+box's noise would otherwise buy a stub's memory for nothing). `--write` makes the adopted one (or
 the start) the profile's defaults (`build/facefuse_build/tuned/cpu.json`, the table
 beside it) and regenerates the built repository's configs.
 """
@@ -128,10 +129,10 @@ def pick(candidates: list[Point], incumbent: Point, p99_bound_ms: float, min_gai
     return max(better, key=lambda p: p.posters_per_s) if better else incumbent
 
 
-def confirmed(start_blocks: list[Point], winner_blocks: list[Point], p99_factor: float) -> dict:
+def confirmed(start_blocks: list[Point], winner_blocks: list[Point], p99_factor: float, min_gain: float) -> dict:
     """ABBA blocks of the start and the winner: the winner is adopted when its median
-    throughput beats the start's and its pooled p99 stays within p99_factor x the
-    start's pooled p99 (both from these blocks, the same minutes of the machine)."""
+    throughput beats the start's by min_gain and its pooled p99 stays within p99_factor x
+    the start's pooled p99 (both from these blocks, the same minutes of the machine)."""
     def pooled(blocks):
         latencies = [s for b in blocks if b.error is None for s in b.latencies_s]
         return float(np.percentile(np.asarray(latencies) * 1000, 99)) if latencies else float("inf")
@@ -142,7 +143,8 @@ def confirmed(start_blocks: list[Point], winner_blocks: list[Point], p99_factor:
     start_rate, winner_rate = median_rate(start_blocks), median_rate(winner_blocks)
     start_p99, winner_p99 = pooled(start_blocks), pooled(winner_blocks)
     bound = start_p99 * p99_factor
-    adopted = all(b.error is None for b in winner_blocks) and winner_rate > start_rate and winner_p99 <= bound
+    adopted = (all(b.error is None for b in winner_blocks) and winner_rate >= start_rate * (1 + min_gain)
+               and winner_p99 <= bound)
     return {"start_posters_per_s": round(start_rate, 2), "winner_posters_per_s": round(winner_rate, 2),
             "start_p99_ms": round(start_p99, 1), "winner_p99_ms": round(winner_p99, 1),
             "p99_bound_ms": round(bound, 1), "adopted": adopted}
@@ -256,7 +258,7 @@ def run_sweep(settings: Settings, plan: SweepPlan, out_dir: Path, write: bool = 
                 point = measure(local, start_tuning if who == "start" else winner, who, plan, photo)
                 echo("  " + _line(point))
                 blocks[who].append(point)
-        report.confirmation = confirmed(blocks["start"], blocks["winner"], plan.p99_factor)
+        report.confirmation = confirmed(blocks["start"], blocks["winner"], plan.p99_factor, plan.min_gain)
         adopted = report.confirmation["adopted"]
     else:
         adopted = incumbent is not start
