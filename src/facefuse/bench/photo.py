@@ -431,7 +431,7 @@ class InterleavedRounds:
             "triton": triton_per_poster,
             "baseline": {name: round(s * 1000 / len(baseline_latencies), 2) for name, s in self.baseline_cpu_s.items()},
         }
-        cores = os.cpu_count() or 1
+        cores = report.machine["cpu_count"]
         report.cores_busy = {"triton": cores_busy(sum(self.triton_cpu_ms.values()), triton_seconds, cores),
                              "baseline": cores_busy(self.baseline_cpu_s.get(WHOLE_PROCESSES, 0.0) * 1000,
                                                     baseline_seconds, cores)}
