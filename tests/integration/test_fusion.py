@@ -189,6 +189,49 @@ def batching_counts(client, model: str) -> tuple[int, int]:
             sum(int(s.get("execution_count", 0)) for s in stats))
 
 
+def run_steps(client, steps, tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """An ensemble's steps (facefuse_build.configs.Step) called one model at a time, as
+    Triton's ensemble scheduler calls them: each step's outputs join the tensors."""
+    from tritonclient.grpc import InferInput, InferRequestedOutput
+
+    for step in steps:
+        config = client.get_model_config(step.model, as_json=True)["config"]
+        types = {t["name"]: t["data_type"].removeprefix("TYPE_").replace("STRING", "BYTES") for t in config["input"]}
+        inputs = []
+        for name, tensor in step.input_map.items():
+            inputs.append(InferInput(name, list(tensors[tensor].shape), types[name]))
+            inputs[-1].set_data_from_numpy(tensors[tensor])
+        result = client.infer(step.model, inputs, outputs=[InferRequestedOutput(n) for n in step.output_map])
+        tensors.update({tensor: result.as_numpy(name) for name, tensor in step.output_map.items()})
+    return tensors
+
+
+def test_the_gpu_profiles_separate_models_make_the_cpu_steps_poster_and_verify_through_bls(triton_client, astronaut):
+    # The gpu profile's template side (template_bank, fuse, beautify, postprocess, whose
+    # verification calls face_landmarks through BLS) runs on CPU too, model by model.
+    from facefuse_build.configs import TEMPLATE_SIDE
+
+    analysed = triton_client.infer("face_analyze", analyze_inputs(astronaut), outputs=ANALYZE_OUTPUTS)
+    user_faces, user_meshes = analysed.as_numpy("user_faces"), analysed.as_numpy("user_meshes")
+    options = FuseOptions(add_label=False, output_format="png")
+    landmarks_before = batching_counts(triton_client, "face_landmarks")[0]
+    cpu_steps = rgb_of(poster_bytes(triton_client.infer(
+        "face_fuse", fuse_inputs(user_faces[0], user_meshes[0], TEMPLATE, [0], options), outputs=POSTER_OUTPUT)))
+    assert batching_counts(triton_client, "face_landmarks")[0] == landmarks_before  # verified in fuse_faces' own process
+    tensors = run_steps(triton_client, TEMPLATE_SIDE, {
+        "user_faces": user_faces, "user_meshes": user_meshes,
+        "template_id": np.array([[TEMPLATE.encode()]], np.object_), "face_indices": np.array([[0]], np.int32),
+        "fuse_degree": np.array([[options.fuse_degree]], np.float32),
+        "profile_degree": np.array([[options.profile_degree]], np.float32),
+        "add_label": np.array([[False]]), "output_format": np.array([[b"png"]], np.object_),
+        "output_quality": np.array([[options.output_quality]], np.int32), "beauty": options.beauty.tensor(),
+    })
+    assert batching_counts(triton_client, "face_landmarks")[0] == landmarks_before + 1  # postprocess's BLS call
+    separate_models = rgb_of(tensors["poster"].reshape(-1)[0])
+    assert separate_models.shape == cpu_steps.shape
+    assert np.abs(separate_models.astype(int) - cpu_steps.astype(int)).max() <= 1
+
+
 def test_a_bad_photo_in_a_dynamic_batch_fails_only_its_own_request(triton_client, astronaut, coffee):
     photos = [astronaut, coffee, b"junk", astronaut, coffee, astronaut, b"", astronaut] * 2
     # decode refuses the junk and the empty photo; align finds no face in the coffee cup
