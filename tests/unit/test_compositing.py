@@ -154,3 +154,26 @@ def test_only_line_art_templates_are_inked():
     photo = textured(14, 10, blur=0.7)
     cv2.line(photo, (40, 100), (120, 100), (20, 20, 20), 3)
     assert measure_template_face(photo, EVERYWHERE).ink_share == 0
+
+
+
+def test_on_a_painting_the_eyes_keep_the_fused_faces_own_detail_and_on_a_photo_they_are_matched():
+    # A face 100 px between the eyes, upright in a 400 px template, at the canonical crop's keypoints.
+    from facefuse.vision.alignment import CANONICAL_KEYPOINTS, face_roi
+    from facefuse.vision.detail import template_face_detail
+
+    crop_px = 256
+    scale = 100 / (crop_px * float(np.linalg.norm(CANONICAL_KEYPOINTS[1] - CANONICAL_KEYPOINTS[0])))
+    keypoints = CANONICAL_KEYPOINTS * crop_px * scale + 70
+    affine = np.array([[1 / scale, 0, -70 / scale], [0, 1 / scale, -70 / scale]], np.float32)
+    roi = face_roi((400, 400), affine, crop_px)  # detail.face covers it
+    left_eye, right_eye, nose = keypoints[:3]
+    forehead = (left_eye + right_eye) / 2 + [0, -0.45 * 100]
+
+    def weights(template: np.ndarray) -> list[float]:
+        face = template_face_detail(template, affine, crop_px).face
+        return [float(face[int(round(y)) - roi.y0, int(round(x)) - roi.x0]) for x, y in (left_eye, right_eye, nose, forehead)]
+
+    painting, photo = textured(8, 20, size=400), textured(8, 5, size=400)  # brushwork; a photo's grain
+    assert max(weights(painting)[:2]) < 0.05 and min(weights(painting)[2:]) > 0.9
+    assert min(weights(photo)) > 0.9

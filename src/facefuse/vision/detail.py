@@ -41,6 +41,18 @@ _GRAIN_TILE = np.random.default_rng(GRAIN_SEED).standard_normal((GRAIN_TILE_PX, 
 # keypoints' centre), feathered over this many inter-ocular distances.
 FACE_SEMI_AXES_IOD = (1.05, 1.2)
 FACE_FEATHER_IOD = 0.12
+# On a painting the eyes keep the fused face's own detail. Raised toward brushwork's
+# amplitude (the gain at its cap), a lid's edge came out as an etched line between two
+# white bands (the bands' overshoot on either side of an edge): "white slit eyes",
+# "glowing white rims". A painting is a template face whose finest band is far beyond
+# any photo's grain (sigma over BRUSHWORK_SIGMA grey levels: the sample painting 13.5;
+# Grace Hopper's wrinkled photo 6.9, the astronaut 4.1). On photos the eyes keep the
+# gain: without it soft photos' eyes came out blurred in a sharp face (rated blind,
+# docs/quality.md#eyes-own-detail). The eyes: an ellipse about each eye keypoint
+# (semi-axes in inter-ocular distances: the eye, its lids, lashes and crease), feathered
+# like the face.
+BRUSHWORK_SIGMA = 10.0
+EYE_SEMI_AXES_IOD = (0.45, 0.28)
 # Fewer inner-face pixels than this (a face a few pixels wide): nothing to match.
 MIN_INNER_PX = 64
 # A median absolute deviation over this is one standard deviation of Gaussian noise.
@@ -94,8 +106,24 @@ def template_face_detail(template_rgb: np.ndarray, affine: np.ndarray, crop_px: 
     # template's own hair and background: their detail is the template's already).
     iod = inter_ocular(keypoints)
     face = inner_face_mask(region.shape, keypoints, FACE_SEMI_AXES_IOD).astype(np.float32)
-    face = cv2.GaussianBlur(face, (0, 0), FACE_FEATHER_IOD * iod)
-    return measure_template_face(region, inner, face)
+    detail = measure_template_face(region, inner, cv2.GaussianBlur(face, (0, 0), FACE_FEATHER_IOD * iod))
+    if MAD_TO_SIGMA * detail.typical[0] > BRUSHWORK_SIGMA:
+        without_eyes = face * (1 - eye_mask(region.shape, keypoints))
+        detail = dataclasses.replace(detail, face=cv2.GaussianBlur(without_eyes, (0, 0), FACE_FEATHER_IOD * iod))
+    return detail
+
+
+def eye_mask(shape: tuple[int, ...], keypoints: np.ndarray) -> np.ndarray:
+    """1 inside an ellipse about each eye keypoint (turned with the eye line), else 0 (float32)."""
+    keypoints = np.asarray(keypoints, np.float64)
+    iod = inter_ocular(keypoints)
+    eye_line = keypoints[1] - keypoints[0]
+    angle = float(np.degrees(np.arctan2(eye_line[1], eye_line[0])))
+    axes = tuple(max(1, int(round(semi * iod))) for semi in EYE_SEMI_AXES_IOD)
+    mask = np.zeros(shape[:2], np.uint8)
+    for eye in keypoints[:2]:
+        cv2.ellipse(mask, (int(round(eye[0])), int(round(eye[1]))), axes, angle, 0, 360, 1, -1)
+    return mask.astype(np.float32)
 
 
 def measure_template_face(region: np.ndarray, inner: np.ndarray, face: np.ndarray | None = None) -> TemplateFaceDetail:
