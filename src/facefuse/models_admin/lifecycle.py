@@ -163,6 +163,7 @@ class ModelAdmin:
         changed = self._write_configs(state)
         for name in versions.VERSIONED_MODELS:
             self._load_network(name)
+        # fuse_faces, a step, was reloaded with its network above
         self._reload_verifiers([name for name in changed if name not in versions.STEP_NETWORKS])
         self._load_release(state.serving)
         self._reload_plain_ensembles()

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from facefuse.vision.alignment import CANONICAL_KEYPOINTS, face_roi, invert_affine
-from facefuse.vision.face_region import inner_face_mask, inter_ocular
+from facefuse.vision.face_region import inner_face_mask, inter_ocular, keypoint_ellipses
 
 # Bands are box means' differences in poster pixels: x less its 3x3 mean, and that less its 7x7 mean.
 DETAIL_BANDS = ((1, 3), (3, 7))
@@ -108,22 +108,10 @@ def template_face_detail(template_rgb: np.ndarray, affine: np.ndarray, crop_px: 
     face = inner_face_mask(region.shape, keypoints, FACE_SEMI_AXES_IOD).astype(np.float32)
     detail = measure_template_face(region, inner, cv2.GaussianBlur(face, (0, 0), FACE_FEATHER_IOD * iod))
     if MAD_TO_SIGMA * detail.typical[0] > BRUSHWORK_SIGMA:
-        without_eyes = face * (1 - eye_mask(region.shape, keypoints))
+        eyes = keypoint_ellipses(region.shape, keypoints, keypoints[:2], EYE_SEMI_AXES_IOD)
+        without_eyes = face * ~eyes
         detail = dataclasses.replace(detail, face=cv2.GaussianBlur(without_eyes, (0, 0), FACE_FEATHER_IOD * iod))
     return detail
-
-
-def eye_mask(shape: tuple[int, ...], keypoints: np.ndarray) -> np.ndarray:
-    """1 inside an ellipse about each eye keypoint (turned with the eye line), else 0 (float32)."""
-    keypoints = np.asarray(keypoints, np.float64)
-    iod = inter_ocular(keypoints)
-    eye_line = keypoints[1] - keypoints[0]
-    angle = float(np.degrees(np.arctan2(eye_line[1], eye_line[0])))
-    axes = tuple(max(1, int(round(semi * iod))) for semi in EYE_SEMI_AXES_IOD)
-    mask = np.zeros(shape[:2], np.uint8)
-    for eye in keypoints[:2]:
-        cv2.ellipse(mask, (int(round(eye[0])), int(round(eye[1]))), axes, angle, 0, 360, 1, -1)
-    return mask.astype(np.float32)
 
 
 def measure_template_face(region: np.ndarray, inner: np.ndarray, face: np.ndarray | None = None) -> TemplateFaceDetail:

@@ -23,11 +23,19 @@ def inner_face_mask(shape: tuple[int, ...], keypoints: np.ndarray,
                     semi_axes_iod: tuple[float, float] = INNER_FACE_SEMI_AXES_IOD) -> np.ndarray:
     """The ellipse around the keypoints' centre, turned with the eye line (bool)."""
     keypoints = np.asarray(keypoints, np.float64)
+    return keypoint_ellipses(shape, keypoints, keypoints.mean(axis=0, keepdims=True), semi_axes_iod)
+
+
+def keypoint_ellipses(shape: tuple[int, ...], keypoints: np.ndarray, centres: np.ndarray,
+                      semi_axes_iod: tuple[float, float]) -> np.ndarray:
+    """Ellipses about each of `centres`, semi-axes in the keypoints' inter-ocular distances,
+    turned with their eye line (bool)."""
+    keypoints = np.asarray(keypoints, np.float64)
     iod = inter_ocular(keypoints)
-    centre = keypoints.mean(axis=0)
     eye_line = keypoints[1] - keypoints[0]
     angle = float(np.degrees(np.arctan2(eye_line[1], eye_line[0])))
     axes = (max(1, int(round(semi_axes_iod[0] * iod))), max(1, int(round(semi_axes_iod[1] * iod))))
     mask = np.zeros(shape[:2], np.uint8)
-    cv2.ellipse(mask, (int(round(centre[0])), int(round(centre[1]))), axes, angle, 0, 360, 1, -1)
+    for centre in np.asarray(centres, np.float64):
+        cv2.ellipse(mask, (int(round(centre[0])), int(round(centre[1]))), axes, angle, 0, 360, 1, -1)
     return mask.astype(bool)
